@@ -1,0 +1,26 @@
+# storebench: store time, read time and disk usage of image-storage formats.
+from snakemake.utils import min_version
+
+min_version("8.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/store.smk"
+include: "workflow/rules/read.smk"
+include: "workflow/rules/usage.smk"
+include: "workflow/rules/tables.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        get_final_outputs(),
+
+
+onsuccess:
+    empty_trash()

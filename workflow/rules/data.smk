@@ -1,0 +1,48 @@
+rule download:
+    output:
+        f"{RESULTS}/data/cifar-10-python.tar.gz",
+    log:
+        f"{RESULTS}/logs/download.log",
+    conda:
+        ENV
+    params:
+        url=config["cifar10"]["url"],
+        md5=config["cifar10"]["md5"],
+    shell:
+        "python -m storebench download --url {params.url:q} --md5 {params.md5}"
+        " --out {output:q} > {log:q} 2>&1"
+
+
+rule extract:
+    input:
+        archive=get_archive(),
+    output:
+        directory(f"{RESULTS}/data/extracted"),
+    log:
+        f"{RESULTS}/logs/extract.log",
+    conda:
+        ENV
+    params:
+        md5=config["cifar10"]["md5"],
+    shell:
+        "python -m storebench extract --archive {input.archive:q} --md5 {params.md5}"
+        " --out {output:q} > {log:q} 2>&1"
+
+
+rule dataset:
+    input:
+        rules.extract.output,
+    output:
+        images=f"{RESULTS}/dataset/images.npy",
+        labels=f"{RESULTS}/dataset/labels.npy",
+    log:
+        f"{RESULTS}/logs/dataset.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/dataset.tsv"
+    conda:
+        ENV
+    params:
+        n_images=config["n_images"],
+    shell:
+        "python -m storebench dataset --extracted {input:q} --n-images {params.n_images}"
+        " --images {output.images:q} --labels {output.labels:q} > {log:q} 2>&1"

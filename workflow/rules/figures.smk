@@ -1,0 +1,19 @@
+rule figure:
+    input:
+        unpack(get_figure_tables),
+    output:
+        png=report(
+            f"{RESULTS}/figures/{{figure}}.png",
+            category="Figures",
+            caption="../report/figure.rst",
+        ),
+        svg=f"{RESULTS}/figures/{{figure}}.svg",
+    log:
+        f"{RESULTS}/logs/figures/{{figure}}.log",
+    conda:
+        ENV
+    params:
+        tables=get_figure_table_args,
+    shell:
+        "python -m storebench figure {wildcards.figure} {params.tables}"
+        " --out {output.png:q} {output.svg:q} > {log:q} 2>&1"

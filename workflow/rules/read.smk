@@ -1,0 +1,24 @@
+rule read:
+    input:
+        store=rules.store.output.store,
+        images=rules.dataset.output.images,
+        labels=rules.dataset.output.labels,
+    output:
+        result=f"{RESULTS}/measurements/read/{{format}}/{{n}}.json",
+    log:
+        f"{RESULTS}/logs/read/{{format}}/{{n}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/read/{{format}}/{{n}}.tsv"
+    conda:
+        ENV
+    threads: workflow.cores
+    resources:
+        bench=1,
+    params:
+        spec=get_format_spec,
+        repeats=config["repeats"],
+    shell:
+        "python -m storebench read --format {wildcards.format} --spec {params.spec:q}"
+        " --n {wildcards.n} --images {input.images:q} --labels {input.labels:q}"
+        " --repeats {params.repeats} --store {input.store:q}"
+        " --result {output.result:q} > {log:q} 2>&1"

@@ -1,0 +1,15 @@
+rule table:
+    input:
+        get_table_inputs,
+    output:
+        csv=f"{RESULTS}/tables/{{table}}.csv",
+        md=f"{RESULTS}/tables/{{table}}.md",
+    log:
+        f"{RESULTS}/logs/tables/{{table}}.log",
+    conda:
+        ENV
+    params:
+        kind=get_table_kind,
+    shell:
+        "python -m storebench table {params.kind} --csv {output.csv:q} --md {output.md:q}"
+        " {input:q} > {log:q} 2>&1"

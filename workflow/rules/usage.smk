@@ -1,0 +1,14 @@
+rule usage:
+    input:
+        store=rules.store.output.store,
+    output:
+        result=f"{RESULTS}/measurements/usage/{{format}}/{{n}}.json",
+    log:
+        f"{RESULTS}/logs/usage/{{format}}/{{n}}.log",
+    conda:
+        ENV
+    params:
+        spec=get_format_spec,
+    shell:
+        "python -m storebench usage --format {wildcards.format} --spec {params.spec:q}"
+        " --n {wildcards.n} --store {input.store:q} --result {output.result:q} > {log:q} 2>&1"

@@ -1,0 +1,143 @@
+"""CIFAR-10: safe extraction, allow-listed unpickling, conversion and expansion."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tarfile
+import tempfile
+import zlib
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from storebench import safepickle
+from storebench.download import verify_md5
+from storebench.errors import StorebenchError
+
+log = logging.getLogger(__name__)
+
+BATCH_DIR = "cifar-10-batches-py"
+TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+SHAPE = (32, 32, 3)
+IMAGE_BYTES = 32 * 32 * 3
+N_CLASSES = 10
+
+
+def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
+    """Refuse a member that could write outside the target or is not plain data."""
+    name = PurePosixPath(member.name)
+    if name.is_absolute() or ".." in name.parts:
+        raise StorebenchError(
+            f"{archive}: refused member {member.name!r} (absolute path or '..'); "
+            "the archive is not the official one"
+        )
+    if not (member.isfile() or member.isdir()):
+        raise StorebenchError(
+            f"{archive}: refused member {member.name!r} (a link or device, not a plain file); "
+            "the archive is not the official one"
+        )
+
+
+def extract(archive: Path, dest: Path, md5: str) -> Path:
+    """Verify ``archive`` and extract it to ``dest`` (created atomically).
+
+    Every member is checked before anything is written; only plain files and
+    folders under ``dest`` are allowed.
+    """
+    archive, dest = Path(archive), Path(dest)
+    if not archive.is_file():
+        raise StorebenchError(
+            f"archive {archive} does not exist; fix cifar10.archive or unset it to download"
+        )
+    verify_md5(archive, md5)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = tar.getmembers()
+            for member in members:
+                _check_member(member, archive)
+            tar.extractall(staging, members=members, filter="data")
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(staging, dest)
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        raise StorebenchError(
+            f"{archive}: cannot read the archive ({exc}); it is corrupt: delete it and download "
+            "it again"
+        ) from exc
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    log.info("extracted %s to %s", archive, dest)
+    return dest
+
+
+def load_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Load one batch file as ``images (n,32,32,3) uint8`` and ``labels (n,) uint8``."""
+    path = Path(path)
+    if not path.is_file():
+        raise StorebenchError(f"{path}: missing CIFAR-10 batch; the archive is incomplete")
+    with open(path, "rb") as handle:
+        batch = safepickle.load(handle, safepickle.CIFAR_GLOBALS, str(path), encoding="bytes")
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise StorebenchError(f"{path}: not a CIFAR-10 batch (no b'data' / b'labels' entries)")
+    data, labels = batch[b"data"], batch[b"labels"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2:
+        raise StorebenchError(f"{path}: b'data' must be a 2-D uint8 array")
+    if data.shape[1] != IMAGE_BYTES:
+        raise StorebenchError(f"{path}: b'data' rows hold {data.shape[1]} bytes, not 3072")
+    labels = np.asarray(labels)
+    if labels.shape != (data.shape[0],) or labels.dtype.kind not in "iu":
+        raise StorebenchError(f"{path}: b'labels' must list one integer per image")
+    if data.shape[0] and (labels.min() < 0 or labels.max() >= N_CLASSES):
+        raise StorebenchError(f"{path}: labels outside 0..9")
+    # Rows are the R, G and B planes of a 32x32 image, row-major: to HWC.
+    images = np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+    return images, labels.astype(np.uint8)
+
+
+def load_training_set(extracted: Path) -> tuple[np.ndarray, np.ndarray]:
+    """All training batches of an extracted archive, in order."""
+    folder = Path(extracted) / BATCH_DIR
+    parts = [load_batch(folder / name) for name in TRAIN_BATCHES]
+    images = np.concatenate([p[0] for p in parts])
+    labels = np.concatenate([p[1] for p in parts])
+    return images, labels
+
+
+def expand(images: np.ndarray, labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Repeat the set in order until it holds ``n`` images (the article doubles 50,000)."""
+    if len(images) == 0:
+        raise StorebenchError("the training set is empty; the archive holds no images")
+    index = np.arange(n) % len(images)
+    return images[index], labels[index]
+
+
+def save_array(array: np.ndarray, path: Path) -> None:
+    """Write a .npy file atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        np.save(handle, array)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def build_dataset(extracted: Path, n_images: int, images_out: Path, labels_out: Path) -> None:
+    """Unpickle the training set, expand it to ``n_images`` and save it."""
+    images, labels = load_training_set(extracted)
+    log.info("training set: %d images", len(images))
+    images, labels = expand(images, labels, n_images)
+    save_array(images, images_out)
+    save_array(labels, labels_out)
+    log.info("dataset: %d images -> %s, %s", n_images, images_out, labels_out)
+
+
+def load_dataset(images: Path, labels: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Memory-map the dataset written by :func:`build_dataset`."""
+    return np.load(images, mmap_mode="r"), np.load(labels, mmap_mode="r")

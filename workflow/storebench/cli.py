@@ -1,0 +1,198 @@
+"""Command line entry points; each Snakemake rule calls one subcommand.
+
+Errors a user can cause print one line (``storebench: error: ...``) and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from storebench import cifar, download, measure, results, tables, usage
+from storebench.errors import StorebenchError
+from storebench.formats import Format, make_format
+
+log = logging.getLogger("storebench")
+
+
+def _format(args: argparse.Namespace) -> Format:
+    return make_format(args.format, json.loads(args.spec))
+
+
+def _meta(args: argparse.Namespace, fmt: Format) -> dict[str, Any]:
+    return {
+        "format": args.format,
+        "kind": fmt.kind,
+        "options": fmt.options(),
+        "n": args.n,
+        "versions": results.versions(),
+    }
+
+
+def _dataset(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    """The first n images and labels, copied into (pre-touched) memory."""
+    images, labels = cifar.load_dataset(args.images, args.labels)
+    if args.n > len(images):
+        raise StorebenchError(f"n={args.n} exceeds the dataset's {len(images)} images")
+    return np.array(images[: args.n]), np.array(labels[: args.n])
+
+
+def cmd_download(args: argparse.Namespace) -> None:
+    download.download(args.url, args.out, args.md5)
+
+
+def cmd_extract(args: argparse.Namespace) -> None:
+    cifar.extract(args.archive, args.out, args.md5)
+
+
+def cmd_dataset(args: argparse.Namespace) -> None:
+    cifar.build_dataset(args.extracted, args.n_images, args.images, args.labels)
+
+
+def cmd_store(args: argparse.Namespace) -> None:
+    fmt = _format(args)
+    images, labels = _dataset(args)
+    quiet = measure.QuietFilesystem(args.out.parent, args.max_create_us, args.max_wait_s)
+    result = measure.measure_store(fmt, images, labels, args.out, args.trash, args.repeats, quiet)
+    results.write_json({**_meta(args, fmt), **result}, args.result)
+
+
+def cmd_read(args: argparse.Namespace) -> None:
+    fmt = _format(args)
+    images, labels = _dataset(args)
+    result = measure.measure_read(fmt, args.store, images, labels, args.repeats)
+    results.write_json({**_meta(args, fmt), **result}, args.result)
+
+
+def cmd_single(args: argparse.Namespace) -> None:
+    fmt = _format(args)
+    images, labels = _dataset(args)
+    args.scratch.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="single.", dir=args.scratch))
+    try:
+        result = measure.measure_single(fmt, images[0], labels[0], scratch, args.repeats)
+    finally:
+        shutil.rmtree(scratch)
+    results.write_json({**_meta(args, fmt), **result}, args.result)
+
+
+def cmd_usage(args: argparse.Namespace) -> None:
+    fmt = _format(args)
+    results.write_json(
+        {**_meta(args, fmt), "usage": usage.disk_usage(fmt, args.store)}, args.result
+    )
+
+
+def cmd_table(args: argparse.Namespace) -> None:
+    if args.kind == "usage":
+        rows, columns = tables.usage_rows(args.inputs), tables.USAGE_COLUMNS
+    else:
+        rows, columns = tables.timing_rows(args.inputs), tables.TIMING_COLUMNS
+    tables.write_table(rows, columns, args.csv, args.md)
+
+
+def cmd_figure(args: argparse.Namespace) -> None:
+    from storebench import figures  # matplotlib: imported only by the jobs that draw
+
+    loaded = {}
+    for item in args.table:
+        name, _, path = item.partition("=")
+        loaded[name] = tables.read_table(Path(path))
+    figures.render(args.name, loaded, args.out)
+
+
+def _format_args(parser: argparse.ArgumentParser, store: bool = False) -> None:
+    parser.add_argument("--format", required=True, help="format name in config.yaml")
+    parser.add_argument("--spec", required=True, help="the format's config entry, as JSON")
+    parser.add_argument("--n", type=int, required=True, help="number of images")
+    parser.add_argument("--images", type=Path, required=True)
+    parser.add_argument("--labels", type=Path, required=True)
+    parser.add_argument("--result", type=Path, required=True, help="JSON result file")
+    parser.add_argument("--repeats", type=int, default=3)
+    if store:
+        parser.add_argument("--store", type=Path, required=True, help="the store's folder")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="storebench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("download", help="download the archive (resumed, md5-verified)")
+    p.add_argument("--url", required=True)
+    p.add_argument("--md5", required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("extract", help="verify and safely extract the archive")
+    p.add_argument("--archive", type=Path, required=True)
+    p.add_argument("--md5", required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("dataset", help="unpickle the training set and expand it")
+    p.add_argument("--extracted", type=Path, required=True)
+    p.add_argument("--n-images", type=int, required=True)
+    p.add_argument("--images", type=Path, required=True)
+    p.add_argument("--labels", type=Path, required=True)
+    p.set_defaults(func=cmd_dataset)
+
+    p = sub.add_parser("store", help="timed: write a store (repeated; keeps the last)")
+    _format_args(p)
+    p.add_argument("--out", type=Path, required=True, help="the store's folder")
+    p.add_argument("--trash", type=Path, required=True, help="where replaced stores go")
+    p.add_argument("--max-create-us", type=float, default=50.0)
+    p.add_argument("--max-wait-s", type=float, default=60.0)
+    p.set_defaults(func=cmd_store)
+
+    p = sub.add_parser("read", help="timed: read a whole store back and validate it")
+    _format_args(p, store=True)
+    p.set_defaults(func=cmd_read)
+
+    p = sub.add_parser("single", help="timed: store and read one image on its own")
+    _format_args(p)
+    p.add_argument("--scratch", type=Path, required=True)
+    p.set_defaults(func=cmd_single)
+
+    p = sub.add_parser("usage", help="disk usage of a store")
+    p.add_argument("--format", required=True)
+    p.add_argument("--spec", required=True)
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--store", type=Path, required=True)
+    p.add_argument("--result", type=Path, required=True)
+    p.set_defaults(func=cmd_usage)
+
+    p = sub.add_parser("table", help="tidy CSV + Markdown table from result files")
+    p.add_argument("kind", choices=["timing", "usage"])
+    p.add_argument("--csv", type=Path, required=True)
+    p.add_argument("--md", type=Path, required=True)
+    p.add_argument("inputs", type=Path, nargs="+")
+    p.set_defaults(func=cmd_table)
+
+    p = sub.add_parser("figure", help="draw one figure from tables")
+    p.add_argument("name", help="figure name (see storebench.figures.FIGURES)")
+    p.add_argument("--table", action="append", default=[], help="NAME=path.csv")
+    p.add_argument("--out", type=Path, nargs="+", required=True)
+    p.set_defaults(func=cmd_figure)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        args.func(args)
+    except StorebenchError as exc:
+        print(f"storebench: error: {exc}", file=sys.stderr)
+        return 1
+    return 0

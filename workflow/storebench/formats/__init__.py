@@ -1,0 +1,58 @@
+"""Storage formats, one module each, found by their ``kind``.
+
+Adding a format = adding a module here with a :class:`Format` subclass that
+sets ``kind``, plus an entry in ``config.yaml``. Nothing else changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+from collections.abc import Mapping
+from typing import Any
+
+from storebench.errors import StorebenchError
+from storebench.formats.base import Format, Reader
+
+__all__ = ["Format", "Reader", "available_kinds", "make_format"]
+
+
+def available_kinds() -> dict[str, type[Format]]:
+    """Map each ``kind`` to its class, importing every module of this package."""
+    kinds: dict[str, type[Format]] = {}
+    for info in pkgutil.iter_modules(__path__):
+        if info.name == "base":
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and issubclass(value, Format)
+                and value.__module__ == module.__name__
+                and "kind" in vars(value)
+            ):
+                kinds[value.kind] = value
+    return kinds
+
+
+def make_format(name: str, spec: Mapping[str, Any]) -> Format:
+    """Build the format ``name`` from its config entry ``{kind: ..., option: value}``."""
+    spec = dict(spec)
+    kind = spec.pop("kind", None)
+    kinds = available_kinds()
+    if kind not in kinds:
+        raise StorebenchError(
+            f"formats.{name}.kind: unknown kind {kind!r}; choose one of {sorted(kinds)}"
+        )
+    cls = kinds[kind]
+    allowed = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(spec) - set(allowed))
+    if unknown:
+        raise StorebenchError(
+            f"formats.{name}: unknown option(s) {unknown} for kind {kind!r}; allowed: {allowed}"
+        )
+    try:
+        return cls(**spec)
+    except (TypeError, ValueError) as exc:
+        raise StorebenchError(f"formats.{name}: {exc}") from exc

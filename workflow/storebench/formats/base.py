@@ -1,0 +1,73 @@
+"""The one interface every storage format implements."""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import ClassVar, Self
+
+import numpy as np
+
+# Files that tools put into a store's folder but that are not part of the store
+# (Snakemake marks directory outputs with a timestamp file).
+FOREIGN = frozenset({".snakemake_timestamp"})
+
+
+class Reader(ABC):
+    """An open store: fills caller-owned buffers with the images at any indices."""
+
+    @abstractmethod
+    def read_into(self, indices: np.ndarray, images: np.ndarray, labels: np.ndarray) -> None:
+        """Write image ``indices[k]`` to ``images[k]`` and its label to ``labels[k]``.
+
+        ``images`` is ``(len(indices), 32, 32, 3) uint8`` and ``labels``
+        ``(len(indices),) uint8``; indices come in any order and may repeat.
+        """
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the store's handles."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class Format(ABC):
+    """A storage format; its dataclass fields are its options from ``config.yaml``.
+
+    Subclasses set ``kind`` (the name used in ``config.yaml``) and live in a
+    module of :mod:`storebench.formats`, which finds them by that name.
+    """
+
+    kind: ClassVar[str]
+
+    @abstractmethod
+    def write(self, directory: Path, images: np.ndarray, labels: np.ndarray) -> None:
+        """Store ``images (n,32,32,3) uint8`` and ``labels (n,) uint8`` in an empty folder."""
+
+    @abstractmethod
+    def open(self, directory: Path) -> Reader:
+        """Open a store written by :meth:`write` for reading."""
+
+    def files(self, directory: Path) -> list[Path]:
+        """Every file the store consists of (for disk usage and cache eviction)."""
+        return sorted(
+            p for p in Path(directory).rglob("*") if p.is_file() and p.name not in FOREIGN
+        )
+
+    def options(self) -> dict[str, object]:
+        """The options this format was configured with (defaults filled in)."""
+        return dataclasses.asdict(self)
+
+
+def is_range(indices: np.ndarray) -> bool:
+    """True if ``indices`` is ``start, start+1, ..., start+len-1``."""
+    if len(indices) == 0:
+        return True
+    start = int(indices[0])
+    return bool(np.array_equal(indices, np.arange(start, start + len(indices))))

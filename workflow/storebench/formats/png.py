@@ -1,0 +1,55 @@
+"""One PNG file per image (Pillow) plus one CSV of labels, as in the classic article."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from storebench.formats.base import Format, Reader
+
+LABELS = "labels.csv"
+
+
+def _image_path(directory: Path, index: int) -> Path:
+    return directory / f"{index}.png"
+
+
+class PngReader(Reader):
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        self.labels = np.loadtxt(self.directory / LABELS, dtype=np.uint8, delimiter=",", ndmin=1)
+
+    def read_into(self, indices: np.ndarray, images: np.ndarray, labels: np.ndarray) -> None:
+        for k, index in enumerate(indices.tolist()):
+            with Image.open(_image_path(self.directory, index)) as image:
+                images[k] = np.asarray(image)
+        labels[:] = self.labels[indices]
+
+    def close(self) -> None:
+        """Nothing stays open between reads: each image file is opened and closed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PngFormat(Format):
+    """``compress_level``: zlib level 0 (none) .. 9 (smallest); Pillow's default is 6."""
+
+    kind = "png"
+    compress_level: int = 6
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.compress_level, int) or not 0 <= self.compress_level <= 9:
+            raise ValueError(f"compress_level must be an integer 0..9, not {self.compress_level}")
+
+    def write(self, directory: Path, images: np.ndarray, labels: np.ndarray) -> None:
+        directory = Path(directory)
+        for index, image in enumerate(images):
+            Image.fromarray(image).save(
+                _image_path(directory, index), compress_level=self.compress_level
+            )
+        np.savetxt(directory / LABELS, labels, fmt="%d")
+
+    def open(self, directory: Path) -> Reader:
+        return PngReader(directory)

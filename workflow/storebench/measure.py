@@ -1,0 +1,270 @@
+"""Timed store, read and single-image jobs, following the measurement protocol.
+
+Clock: ``time.perf_counter_ns`` around the operation only. Every sample is
+kept. Every read is validated against the dataset outside the timed region.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import hashlib
+import logging
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from storebench.errors import StorebenchError
+from storebench.formats import Format
+
+log = logging.getLogger(__name__)
+
+NS = 1e-9
+
+
+def _libc_syncfs() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    if not name:
+        return None
+    func = getattr(ctypes.CDLL(name, use_errno=True), "syncfs", None)
+    return func
+
+
+_SYNCFS = _libc_syncfs()
+
+
+def sync_filesystem(path: Path) -> None:
+    """Make every written file on ``path``'s filesystem durable (syncfs, else sync)."""
+    if _SYNCFS is None:
+        os.sync()
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if _SYNCFS(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
+
+
+def create_latency_us(folder: Path, files: int = 200) -> float:
+    """Median time to create one empty file in ``folder``, in microseconds.
+
+    ext4 creates files much more slowly for minutes after many files were
+    deleted; this probe tells whether a store timing would measure that.
+    """
+    probe = Path(tempfile.mkdtemp(prefix=".probe.", dir=folder))
+    times = []
+    try:
+        for i in range(files):
+            start = time.perf_counter_ns()
+            fd = os.open(probe / str(i), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            os.close(fd)
+            times.append(time.perf_counter_ns() - start)
+    finally:
+        for i in range(files):
+            (probe / str(i)).unlink(missing_ok=True)
+        probe.rmdir()
+    return statistics.median(times) / 1e3
+
+
+class QuietFilesystem:
+    """Waits (a bounded total time) until file creation is at its normal speed."""
+
+    def __init__(self, folder: Path, max_create_us: float, max_wait_s: float):
+        self.folder = Path(folder)
+        self.max_create_us = max_create_us
+        self.budget_s = max_wait_s
+
+    def wait(self) -> tuple[float, float]:
+        """Return (create latency in us, seconds waited) just before a timed store."""
+        waited = 0.0
+        latency = create_latency_us(self.folder)
+        while latency > self.max_create_us and self.budget_s > 0:
+            pause = min(5.0, self.budget_s)
+            time.sleep(pause)
+            self.budget_s -= pause
+            waited += pause
+            latency = create_latency_us(self.folder)
+        if latency > self.max_create_us:
+            log.warning(
+                "file creation is slow (%.0f us > %.0f us) and did not recover in time; "
+                "the store timing includes it (recorded as create_latency_us)",
+                latency,
+                self.max_create_us,
+            )
+        return latency, waited
+
+
+def summarize(samples: list[float]) -> dict[str, float]:
+    """Median, quartiles and range of a list of samples."""
+    array = np.asarray(samples, dtype=float)
+    q1, median, q3 = np.percentile(array, [25, 50, 75])
+    return {
+        "median": float(median),
+        "q1": float(q1),
+        "q3": float(q3),
+        "min": float(array.min()),
+        "max": float(array.max()),
+        "cv": float(array.std() / array.mean()) if array.mean() else 0.0,
+    }
+
+
+def checksum(images: np.ndarray, labels: np.ndarray) -> str:
+    """sha256 over images then labels, in the order given."""
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(images).data)
+    digest.update(np.ascontiguousarray(labels).data)
+    return digest.hexdigest()
+
+
+def validate(
+    images: np.ndarray,
+    labels: np.ndarray,
+    expected_images: np.ndarray,
+    expected_labels: np.ndarray,
+    what: str,
+) -> None:
+    """Fail unless the read images and labels are exactly the expected ones."""
+    if images.shape != expected_images.shape or images.dtype != np.uint8:
+        raise StorebenchError(
+            f"{what}: read {images.shape} {images.dtype}, expected {expected_images.shape} uint8"
+        )
+    if not np.array_equal(images, expected_images):
+        bad = np.flatnonzero((images != expected_images).reshape(len(images), -1).any(axis=1))
+        raise StorebenchError(
+            f"{what}: {len(bad)} of {len(images)} images differ from the dataset "
+            f"(first at position {bad[0]}); the store or its reader is wrong"
+        )
+    if not np.array_equal(labels, expected_labels):
+        bad = np.flatnonzero(labels != expected_labels)
+        raise StorebenchError(
+            f"{what}: {len(bad)} of {len(labels)} labels differ from the dataset "
+            f"(first at position {bad[0]}); the store or its reader is wrong"
+        )
+
+
+def _fresh_dir(parent: Path, prefix: str) -> Path:
+    parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+
+
+def _discard(path: Path, trash: Path) -> None:
+    """Move ``path`` into ``trash`` instead of deleting it now.
+
+    Deleting many files slows later file creation for minutes; the trash is
+    emptied when the whole workflow is done.
+    """
+    trash.mkdir(parents=True, exist_ok=True)
+    os.replace(path, tempfile.mkdtemp(prefix="old.", dir=trash) + "/store")
+
+
+def measure_store(
+    fmt: Format,
+    images: np.ndarray,
+    labels: np.ndarray,
+    out: Path,
+    trash: Path,
+    repeats: int,
+    quiet: QuietFilesystem,
+) -> dict[str, Any]:
+    """Write the store ``repeats`` times, each into a new empty folder; keep the last."""
+    out, trash = Path(out), Path(trash)
+    if out.exists():
+        _discard(out, trash)
+    write_s: list[float] = []
+    durable_s: list[float] = []
+    probes: list[dict[str, float]] = []
+    previous: Path | None = None
+    for repeat in range(repeats):
+        target = _fresh_dir(out.parent, f".{out.name}.store.")
+        sync_filesystem(target)  # start with no dirty pages of earlier work
+        latency, waited = quiet.wait()
+        start = time.perf_counter_ns()
+        fmt.write(target, images, labels)
+        written = time.perf_counter_ns()
+        sync_filesystem(target)
+        durable = time.perf_counter_ns()
+        write_s.append((written - start) * NS)
+        durable_s.append((durable - start) * NS)
+        probes.append({"create_latency_us": latency, "waited_s": waited})
+        log.info("repeat %d: write %.4f s, durable %.4f s", repeat, write_s[-1], durable_s[-1])
+        if previous is not None:
+            _discard(previous, trash)
+        previous = target
+    assert previous is not None
+    os.replace(previous, out)
+    return {
+        "samples": {"store_s": write_s, "store_durable_s": durable_s},
+        "filesystem_probe": probes,
+    }
+
+
+def measure_read(
+    fmt: Format,
+    store: Path,
+    images: np.ndarray,
+    labels: np.ndarray,
+    repeats: int,
+) -> dict[str, Any]:
+    """Open the store, read all images and labels in order, close; warm cache.
+
+    One untimed warm-up read, then ``repeats`` timed reads into a preallocated,
+    pre-touched buffer; each is validated after the clock stops.
+    """
+    n = len(images)
+    indices = np.arange(n)
+    out_images = np.empty_like(images)
+    out_labels = np.empty_like(labels)
+    samples: list[float] = []
+    for repeat in range(repeats + 1):
+        out_images.fill(0)  # touches every page; a read that writes nothing fails below
+        out_labels.fill(255)
+        start = time.perf_counter_ns()
+        with fmt.open(store) as reader:
+            reader.read_into(indices, out_images, out_labels)
+        elapsed = (time.perf_counter_ns() - start) * NS
+        validate(out_images, out_labels, images, labels, f"read of {store}")
+        if repeat:  # repeat 0 is the warm-up
+            samples.append(elapsed)
+            log.info("repeat %d: read %.4f s", repeat, elapsed)
+    return {
+        "samples": {"read_s": samples},
+        "checksum": checksum(out_images, out_labels),
+        "cache": "warm",
+        "order": "sequential",
+    }
+
+
+def measure_single(
+    fmt: Format,
+    image: np.ndarray,
+    label: np.ndarray,
+    scratch: Path,
+    repeats: int,
+) -> dict[str, Any]:
+    """The article's single-image case: store image 0 on its own, then read it back."""
+    scratch = Path(scratch)
+    images, labels = image[None], label[None]
+    index = np.zeros(1, dtype=np.int64)
+    out_images, out_labels = np.empty_like(images), np.empty_like(labels)
+    store_s: list[float] = []
+    read_s: list[float] = []
+    for _ in range(repeats):
+        target = _fresh_dir(scratch, "single.")
+        start = time.perf_counter_ns()
+        fmt.write(target, images, labels)
+        store_s.append((time.perf_counter_ns() - start) * NS)
+        out_images.fill(0)
+        out_labels.fill(255)
+        start = time.perf_counter_ns()
+        with fmt.open(target) as reader:
+            reader.read_into(index, out_images, out_labels)
+        read_s.append((time.perf_counter_ns() - start) * NS)
+        validate(out_images, out_labels, images, labels, f"single-image read of {target}")
+    return {"samples": {"single_store_s": store_s, "single_read_s": read_s}}

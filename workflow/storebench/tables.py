@@ -1,0 +1,93 @@
+"""Tidy tables (CSV + Markdown) from the result files: one row per format, n, measurement."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from storebench.measure import summarize
+from storebench.results import read_json
+
+TIMING_COLUMNS = (
+    "format", "kind", "n", "measurement", "unit", "repeats",
+    "median", "q1", "q3", "min", "max", "cv",
+)  # fmt: skip
+USAGE_COLUMNS = (
+    "format", "kind", "n", "files", "apparent_bytes", "allocated_bytes", "bytes_per_image",
+)  # fmt: skip
+
+
+def timing_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
+    """One row per (result file, measurement) with the median and spread of its samples."""
+    rows = []
+    for path in paths:
+        result = read_json(path)
+        for measurement, samples in result["samples"].items():
+            name = measurement.removesuffix("_s")
+            rows.append(
+                {
+                    "format": result["format"],
+                    "kind": result["kind"],
+                    "n": result["n"],
+                    "measurement": name,
+                    "unit": "s",
+                    "repeats": len(samples),
+                    **summarize(samples),
+                }
+            )
+    return rows
+
+
+def usage_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
+    """One row per store with its allocated and apparent bytes."""
+    rows = []
+    for path in paths:
+        result = read_json(path)
+        usage = result["usage"]
+        rows.append(
+            {
+                "format": result["format"],
+                "kind": result["kind"],
+                "n": result["n"],
+                **usage,
+                "bytes_per_image": usage["allocated_bytes"] / result["n"],
+            }
+        )
+    return rows
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def write_table(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str], csv_path: Path, md_path: Path
+) -> None:
+    """Write rows as CSV (full precision) and as a Markdown table (4 significant digits)."""
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(csv_path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns))
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(row[c]) for c in columns) + " |" for row in rows]
+    md_path.write_text("\n".join(lines) + "\n")
+
+
+def read_table(path: Path) -> list[dict[str, Any]]:
+    """Read a table written by :func:`write_table`, numbers as numbers."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        for key, value in row.items():
+            for number in (int, float):
+                try:
+                    row[key] = number(value)
+                    break
+                except ValueError:
+                    continue
+    return rows
