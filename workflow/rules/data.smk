@@ -9,8 +9,8 @@ rule download:
         url=config["cifar10"]["url"],
         md5=config["cifar10"]["md5"],
     shell:
-        "python -m storebench download --url {params.url:q} --md5 {params.md5}"
-        " --out {output:q} > {log:q} 2>&1"
+        "python -m storebench --log {log:q} download --url {params.url:q} --md5 {params.md5}"
+        " --out {output:q}"
 
 
 rule extract:
@@ -25,8 +25,8 @@ rule extract:
     params:
         md5=config["cifar10"]["md5"],
     shell:
-        "python -m storebench extract --archive {input.archive:q} --md5 {params.md5}"
-        " --out {output:q} > {log:q} 2>&1"
+        "python -m storebench --log {log:q} extract --archive {input.archive:q} --md5 {params.md5}"
+        " --out {output:q}"
 
 
 rule dataset:
@@ -44,5 +44,5 @@ rule dataset:
     params:
         n_images=config["n_images"],
     shell:
-        "python -m storebench dataset --extracted {input:q} --n-images {params.n_images}"
-        " --images {output.images:q} --labels {output.labels:q} > {log:q} 2>&1"
+        "python -m storebench --log {log:q} dataset --extracted {input:q} --n-images {params.n_images}"
+        " --images {output.images:q} --labels {output.labels:q}"

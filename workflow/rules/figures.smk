@@ -15,5 +15,5 @@ rule figure:
     params:
         tables=get_figure_table_args,
     shell:
-        "python -m storebench figure {wildcards.figure} {params.tables}"
-        " --out {output.png:q} {output.svg:q} > {log:q} 2>&1"
+        "python -m storebench --log {log:q} figure {wildcards.figure} {params.tables}"
+        " --out {output.png:q} {output.svg:q}"

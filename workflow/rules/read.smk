@@ -18,7 +18,7 @@ rule read:
         spec=get_format_spec,
         repeats=config["repeats"],
     shell:
-        "python -m storebench read --format {wildcards.format} --spec {params.spec:q}"
+        "python -m storebench --log {log:q} read --format {wildcards.format} --spec {params.spec:q}"
         " --n {wildcards.n} --images {input.images:q} --labels {input.labels:q}"
         " --repeats {params.repeats} --store {input.store:q}"
-        " --result {output.result:q} > {log:q} 2>&1"
+        " --result {output.result:q}"

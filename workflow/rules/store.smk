@@ -24,11 +24,11 @@ rule store:
         max_create_us=config["filesystem_probe"]["max_create_us"],
         max_wait_s=config["filesystem_probe"]["max_wait_s"],
     shell:
-        "python -m storebench store --format {wildcards.format} --spec {params.spec:q}"
+        "python -m storebench --log {log:q} store --format {wildcards.format} --spec {params.spec:q}"
         " --n {wildcards.n} --images {input.images:q} --labels {input.labels:q}"
         " --repeats {params.repeats} --out {output.store:q} --result {output.result:q}"
         " --trash {params.trash:q} --max-create-us {params.max_create_us}"
-        " --max-wait-s {params.max_wait_s} > {log:q} 2>&1"
+        " --max-wait-s {params.max_wait_s}"
 
 
 rule single:
@@ -51,7 +51,7 @@ rule single:
         repeats=config["repeats"],
         scratch=f"{RESULTS}/scratch",
     shell:
-        "python -m storebench single --format {wildcards.format} --spec {params.spec:q}"
+        "python -m storebench --log {log:q} single --format {wildcards.format} --spec {params.spec:q}"
         " --n 1 --images {input.images:q} --labels {input.labels:q}"
         " --repeats {params.repeats} --scratch {params.scratch:q}"
-        " --result {output.result:q} > {log:q} 2>&1"
+        " --result {output.result:q}"

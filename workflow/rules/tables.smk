@@ -11,5 +11,5 @@ rule table:
     params:
         kind=get_table_kind,
     shell:
-        "python -m storebench table {params.kind} --csv {output.csv:q} --md {output.md:q}"
-        " {input:q} > {log:q} 2>&1"
+        "python -m storebench --log {log:q} table {params.kind} --csv {output.csv:q} --md {output.md:q}"
+        " {input:q}"

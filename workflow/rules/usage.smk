@@ -10,5 +10,5 @@ rule usage:
     params:
         spec=get_format_spec,
     shell:
-        "python -m storebench usage --format {wildcards.format} --spec {params.spec:q}"
-        " --n {wildcards.n} --store {input.store:q} --result {output.result:q} > {log:q} 2>&1"
+        "python -m storebench --log {log:q} usage --format {wildcards.format} --spec {params.spec:q}"
+        " --n {wildcards.n} --store {input.store:q} --result {output.result:q}"

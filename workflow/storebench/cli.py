@@ -124,6 +124,7 @@ def _format_args(parser: argparse.ArgumentParser, store: bool = False) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="storebench", description=__doc__)
+    parser.add_argument("--log", type=Path, help="write progress to this file, not stderr")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("download", help="download the archive (resumed, md5-verified)")
@@ -187,12 +188,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    handler = logging.FileHandler(args.log, mode="w") if args.log else logging.StreamHandler()
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr
+        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", handlers=[handler]
     )
     try:
         args.func(args)
     except StorebenchError as exc:
-        print(f"storebench: error: {exc}", file=sys.stderr)
+        # One line, in the rule's log and on the terminal where snakemake runs.
+        log.error("error: %s", exc)
+        if args.log:
+            print(f"storebench: error: {exc}", file=sys.stderr)
         return 1
+    except Exception:
+        log.exception("unexpected failure (a bug: please report it with this log)")
+        raise
     return 0

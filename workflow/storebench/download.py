@@ -108,7 +108,7 @@ def download(
                     f"download of {url} failed: {exc}; check cifar10.url or set cifar10.archive "
                     "to a local copy"
                 ) from exc
-            except (requests.ConnectionError, requests.Timeout, OSError) as exc:
+            except (requests.RequestException, OSError) as exc:
                 last_error = exc
                 log.warning("attempt %d/%d failed: %s", attempt, retries, exc)
                 if attempt < retries:

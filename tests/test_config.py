@@ -1,0 +1,65 @@
+"""config.yaml: the shipped one is valid; every bad value is named by its key."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import yaml
+
+from storebench.config import check
+from storebench.errors import StorebenchError
+
+from conftest import ROOT
+
+GOOD = yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def test_shipped_config_is_valid_and_official() -> None:
+    formats = check(GOOD)
+    assert set(formats) == {"png", "lmdb", "lmdb_raw", "hdf5"}
+    assert GOOD["cifar10"]["url"] == "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+    assert GOOD["cifar10"]["md5"] == "c58f30108f718f92721af3b95e74349a"
+    assert GOOD["cifar10"]["archive"] is None
+    assert GOOD["cutoffs"] == [10, 100, 1000, 10000, 100000]
+    assert GOOD["n_images"] == 100000
+
+
+def _with(path: str, value: Any) -> dict:
+    config = copy.deepcopy(GOOD)
+    *parents, last = path.split(".")
+    node = config
+    for key in parents:
+        node = node[key]
+    if value is KeyError:
+        del node[last]
+    else:
+        node[last] = value
+    return config
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("colour", "red", "Additional properties are not allowed .'colour'"),
+        ("cifar10.mirror", "x", r"cifar10: Additional properties"),
+        ("cifar10.md5", "abc", "cifar10.md5: 'abc' does not match"),
+        ("cifar10.url", "ftp://x", "cifar10.url"),
+        ("n_images", 0, "n_images: 0 is less than the minimum of 1"),
+        ("n_images", 10.5, "n_images: 10.5 is not of type 'integer'"),
+        ("repeats", -1, "repeats: -1 is less than the minimum of 1"),
+        ("repeats", "3", "repeats: '3' is not of type 'integer'"),
+        ("cutoffs", [10, 10], "cutoffs: .* has non-unique elements"),
+        ("cutoffs", [], "cutoffs: .* should be non-empty"),
+        ("cutoffs", [10, 200000], r"cutoffs: \[200000\] exceed n_images=100000"),
+        ("formats", {}, "formats: .* should be non-empty"),
+        ("formats.png.kind", "gif", "formats.png.kind: unknown kind 'gif'"),
+        ("formats.png.kind", KeyError, "formats.png: 'kind' is a required property"),
+        ("repeats", KeyError, "'repeats' is a required property"),
+    ],
+)
+def test_bad_values_are_named(path: str, value: Any, message: str) -> None:
+    with pytest.raises(StorebenchError, match=message) as info:
+        check(_with(path, value))
+    assert "\n" not in str(info.value)

@@ -1,0 +1,229 @@
+"""The data stage: download, md5, safe extraction, allow-listed unpickling, dataset."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import pickle
+import socket
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from storebench import cifar, safepickle
+from storebench.download import download, md5sum
+from storebench.errors import StorebenchError
+
+from conftest import SAMPLE_MD5, SAMPLE_TRAIN, Server
+
+
+def fast(url: str, dest: Path, md5: str = SAMPLE_MD5) -> Path:
+    return download(url, dest, md5, retries=3, backoff=0.0, timeout=(2.0, 5.0))
+
+
+def test_download_verifies_and_saves(http_server: Server, tmp_path: Path) -> None:
+    dest = fast(http_server.url, tmp_path / "a.tar.gz")
+    assert md5sum(dest) == SAMPLE_MD5
+    assert dest.read_bytes() == http_server.payload
+    assert not (tmp_path / "a.tar.gz.part").exists()
+
+
+def test_download_md5_mismatch_leaves_nothing(http_server: Server, tmp_path: Path) -> None:
+    with pytest.raises(StorebenchError, match="md5 mismatch"):
+        fast(http_server.url, tmp_path / "a.tar.gz", md5="0" * 32)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_download_resumes_a_partial_file(http_server: Server, tmp_path: Path) -> None:
+    half = len(http_server.payload) // 2
+    (tmp_path / "a.tar.gz.part").write_bytes(http_server.payload[:half])
+    dest = fast(http_server.url, tmp_path / "a.tar.gz")
+    assert http_server.ranges == [f"bytes={half}-"]
+    assert md5sum(dest) == SAMPLE_MD5
+
+
+def test_download_restarts_when_server_ignores_range(http_server: Server, tmp_path: Path) -> None:
+    http_server.ignore_range = True
+    (tmp_path / "a.tar.gz.part").write_bytes(b"garbage that is not the start of the file")
+    dest = fast(http_server.url, tmp_path / "a.tar.gz")
+    assert md5sum(dest) == SAMPLE_MD5
+
+
+def test_download_recovers_from_a_dropped_connection(http_server: Server, tmp_path: Path) -> None:
+    http_server.truncate_first = 3_500_000  # after three 1 MiB chunks
+    dest = fast(http_server.url, tmp_path / "a.tar.gz")
+    assert http_server.ranges[0] is None
+    assert http_server.ranges[1] is not None and http_server.ranges[1].startswith("bytes=")
+    assert int(http_server.ranges[1][6:-1]) > 0
+    assert md5sum(dest) == SAMPLE_MD5
+
+
+def test_unreachable_host_gives_one_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/cifar.tar.gz"
+    with pytest.raises(StorebenchError) as info:
+        fast(url, tmp_path / "a.tar.gz")
+    message = str(info.value)
+    assert url in message and "cifar10.archive" in message and "\n" not in message
+    assert not (tmp_path / "a.tar.gz").exists()
+
+
+def _official_training_set(archive: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Decode the trusted sample the plain way, as the CIFAR-10 page describes."""
+    images, labels = [], []
+    with tarfile.open(archive) as tar:
+        for i in range(1, 6):
+            handle = tar.extractfile(f"cifar-10-batches-py/data_batch_{i}")
+            batch = pickle.load(handle, encoding="bytes")  # trusted test data only
+            for row, label in zip(batch[b"data"], batch[b"labels"], strict=True):
+                images.append(row.reshape(3, 32, 32).transpose(1, 2, 0))
+                labels.append(label)
+    return np.stack(images), np.array(labels, dtype=np.uint8)
+
+
+def test_extract_and_dataset_match_the_official_decoding(sample: Path, tmp_path: Path) -> None:
+    extracted = cifar.extract(sample, tmp_path / "x", SAMPLE_MD5)
+    assert sorted(p.name for p in (extracted / "cifar-10-batches-py").iterdir())[:5] == [
+        "batches.meta", "data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4",
+    ]  # fmt: skip
+    images_path, labels_path = tmp_path / "images.npy", tmp_path / "labels.npy"
+    cifar.build_dataset(extracted, 2 * SAMPLE_TRAIN + 7, images_path, labels_path)
+    images, labels = np.load(images_path), np.load(labels_path)
+    expected_images, expected_labels = _official_training_set(sample)
+    assert images.shape == (2 * SAMPLE_TRAIN + 7, 32, 32, 3) and images.dtype == np.uint8
+    assert labels.shape == (2 * SAMPLE_TRAIN + 7,) and labels.dtype == np.uint8
+    np.testing.assert_array_equal(images[:SAMPLE_TRAIN], expected_images)
+    np.testing.assert_array_equal(images[SAMPLE_TRAIN : 2 * SAMPLE_TRAIN], expected_images)
+    np.testing.assert_array_equal(images[2 * SAMPLE_TRAIN :], expected_images[:7])
+    np.testing.assert_array_equal(labels[:SAMPLE_TRAIN], expected_labels)
+    np.testing.assert_array_equal(labels[2 * SAMPLE_TRAIN :], expected_labels[:7])
+    assert set(np.unique(labels)) == set(range(10))
+
+
+def test_extract_rejects_wrong_md5(sample: Path, tmp_path: Path) -> None:
+    with pytest.raises(StorebenchError, match="md5 mismatch"):
+        cifar.extract(sample, tmp_path / "x", "f" * 32)
+    assert not (tmp_path / "x").exists()
+
+
+def _tar(members: list[tuple[tarfile.TarInfo, bytes]]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data else None)
+    return buffer.getvalue()
+
+
+def _file(name: str, data: bytes = b"x") -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    return info, data
+
+
+@pytest.mark.parametrize(
+    "member",
+    [
+        _file("../escaped"),
+        _file("/tmp/storebench-absolute-escape"),
+        (tarfile.TarInfo("cifar-10-batches-py/link"), b""),
+    ],
+    ids=["dotdot", "absolute", "symlink"],
+)
+def test_extract_refuses_unsafe_members(
+    member: tuple[tarfile.TarInfo, bytes], tmp_path: Path
+) -> None:
+    info, _ = member
+    if info.name.endswith("link"):
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    archive = tmp_path / "evil.tar.gz"
+    archive.write_bytes(_tar([_file("cifar-10-batches-py/ok"), member]))
+    work = tmp_path / "work"
+    work.mkdir()
+    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+    with pytest.raises(StorebenchError, match="refused member"):
+        cifar.extract(archive, work / "x", md5)
+    assert list(work.iterdir()) == []  # nothing extracted, not even the safe member
+    assert not (tmp_path / "escaped").exists()
+    assert not Path("/tmp/storebench-absolute-escape").exists()
+
+
+def test_extract_reports_a_corrupt_archive(sample: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "cut.tar.gz"
+    archive.write_bytes(sample.read_bytes()[:4_000_000])
+    with pytest.raises(StorebenchError, match="corrupt"):
+        cifar.extract(archive, tmp_path / "x", md5sum(archive))
+    assert not (tmp_path / "x").exists()
+
+
+class _Payload:
+    """A pickle that runs a shell command when loaded."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_hostile_batch_is_refused_and_not_executed(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    batch = tmp_path / "data_batch_1"
+    batch.write_bytes(pickle.dumps({b"data": _Payload(marker), b"labels": [1]}, protocol=4))
+    with pytest.raises(StorebenchError, match=r"refused to unpickle.*(posix|os)\.system"):
+        cifar.load_batch(batch)
+    assert not marker.exists()
+    # The payload is real: an unrestricted load would have run it.
+    pickle.loads(batch.read_bytes())
+    assert marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("batch", "message"),
+    [
+        ({b"data": np.zeros((2, 3000), np.uint8), b"labels": [0, 1]}, "3072"),
+        ({b"data": np.zeros((2, 3072), np.float32), b"labels": [0, 1]}, "uint8"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]}, "labels outside"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]}, "one integer per image"),
+        ({b"labels": [0]}, "not a CIFAR-10 batch"),
+    ],
+)
+def test_malformed_batches_are_named(batch: dict, message: str, tmp_path: Path) -> None:
+    path = tmp_path / "data_batch_3"
+    path.write_bytes(pickle.dumps(batch, protocol=4))
+    with pytest.raises(StorebenchError, match=message) as info:
+        cifar.load_batch(path)
+    assert str(path) in str(info.value)
+
+
+def test_missing_batch_is_named(tmp_path: Path) -> None:
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    with pytest.raises(StorebenchError, match="data_batch_1: missing"):
+        cifar.load_training_set(tmp_path)
+
+
+def test_allow_list_is_exactly_the_official_globals(sample: Path) -> None:
+    """The sample's batches use exactly the globals on the allow-list, nothing more."""
+    import pickletools
+
+    with tarfile.open(sample) as tar:
+        data = tar.extractfile("cifar-10-batches-py/data_batch_1").read()
+    used = set()
+    for opcode, arg, _ in pickletools.genops(data):
+        if opcode.name == "GLOBAL":
+            module, name = arg.split(" ")
+            used.add((module, name))
+    assert used == {k for k in safepickle.CIFAR_GLOBALS if not k[0].startswith("numpy._core")}
+
+
+def test_gzip_garbage_is_reported(tmp_path: Path) -> None:
+    archive = tmp_path / "bad.tar.gz"
+    archive.write_bytes(gzip.compress(b"this is not a tar stream" * 100))
+    with pytest.raises(StorebenchError, match="cannot read the archive"):
+        cifar.extract(archive, tmp_path / "x", md5sum(archive))

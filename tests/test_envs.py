@@ -1,0 +1,47 @@
+"""The conda environment of the rules and pyproject.toml pin the same packages."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+import yaml
+
+from conftest import ROOT
+
+# conda-forge name -> PyPI name, where they differ.
+CONDA_TO_PYPI = {"python-lmdb": "lmdb", "matplotlib-base": "matplotlib"}
+DRIVER_ONLY = {"snakemake"}  # runs the workflow; not needed inside a rule's environment
+
+
+def _conda() -> dict[str, str]:
+    env = yaml.safe_load((ROOT / "envs" / "storebench.yaml").read_text())
+    pins = {}
+    for dep in env["dependencies"]:
+        name, _, version = dep.partition("=")
+        pins[CONDA_TO_PYPI.get(name, name)] = version
+    return pins
+
+
+def _pyproject() -> dict[str, str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = {}
+    for dep in project["dependencies"]:
+        match = re.fullmatch(r"([A-Za-z0-9_.-]+)==([0-9][A-Za-z0-9.]*)", dep)
+        assert match, f"pyproject dependency {dep!r} is not pinned with =="
+        pins[match[1].lower()] = match[2]
+    return pins
+
+
+def test_every_rule_package_is_pinned_identically() -> None:
+    conda, pip = _conda(), _pyproject()
+    python = conda.pop("python")
+    assert re.fullmatch(r"3\.\d+", python)
+    assert conda == {k: v for k, v in pip.items() if k not in DRIVER_ONLY}
+    assert set(pip) >= DRIVER_ONLY
+
+
+def test_every_rule_uses_the_pinned_environment() -> None:
+    for rules in (ROOT / "workflow" / "rules").glob("*.smk"):
+        text = rules.read_text()
+        assert text.count("conda:") == len(re.findall(r"^rule ", text, re.M)), rules.name

@@ -1,0 +1,129 @@
+"""Every format: write, read back any indices in any order, identical to the source."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import lmdb
+import numpy as np
+import pytest
+import yaml
+
+from storebench.errors import StorebenchError
+from storebench.formats import available_kinds, make_format
+
+from conftest import ROOT
+
+SPECS = {
+    "png": {"kind": "png"},
+    "png_fast": {"kind": "png", "compress_level": 1},
+    "lmdb_pickle": {"kind": "lmdb", "value": "pickle"},
+    "lmdb_raw": {"kind": "lmdb", "value": "raw"},
+    "hdf5": {"kind": "hdf5"},
+}
+N = 64
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(7)
+    images = rng.integers(0, 256, (N, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, N, dtype=np.uint8)
+    return images, labels
+
+
+def _read(fmt, store: Path, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    images = np.zeros((len(indices), 32, 32, 3), np.uint8)
+    labels = np.full(len(indices), 255, np.uint8)
+    with fmt.open(store) as reader:
+        reader.read_into(indices, images, labels)
+    return images, labels
+
+
+ORDERS = {
+    "all": np.arange(N),
+    "reversed": np.arange(N)[::-1].copy(),
+    "shuffled": np.random.default_rng(1).permutation(N),
+    "repeats": np.array([5, 5, 0, 63, 5, 17]),
+    "one": np.array([N - 1]),
+    "middle_range": np.arange(10, 30),
+    "none": np.array([], dtype=np.int64),
+}
+
+
+@pytest.mark.parametrize("name", SPECS)
+@pytest.mark.parametrize("order", ORDERS)
+def test_round_trip(name: str, order: str, data, tmp_path: Path) -> None:
+    images, labels = data
+    fmt = make_format(name, SPECS[name])
+    fmt.write(tmp_path, images, labels)
+    indices = ORDERS[order]
+    got_images, got_labels = _read(fmt, tmp_path, indices)
+    np.testing.assert_array_equal(got_images, images[indices])
+    np.testing.assert_array_equal(got_labels, labels[indices])
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_files_are_the_store(name: str, data, tmp_path: Path) -> None:
+    images, labels = data
+    fmt = make_format(name, SPECS[name])
+    fmt.write(tmp_path, images, labels)
+    (tmp_path / ".snakemake_timestamp").touch()
+    files = fmt.files(tmp_path)
+    assert files and all(p.is_file() for p in files)
+    assert tmp_path / ".snakemake_timestamp" not in files
+    assert sum(p.stat().st_size for p in files) >= images.nbytes or name.startswith("png")
+    if name.startswith("png"):
+        assert len(files) == N + 1
+
+
+def test_every_kind_in_config_yaml_exists() -> None:
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    for name, spec in config["formats"].items():
+        assert make_format(name, spec).kind in available_kinds()
+    assert {"png", "lmdb", "hdf5"} <= set(available_kinds())
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"kind": "parquet"}, r"formats\.x\.kind: unknown kind 'parquet'"),
+        ({"kind": "png", "level": 3}, r"formats\.x: unknown option\(s\) \['level'\]"),
+        ({"kind": "png", "compress_level": 12}, "compress_level must be an integer 0..9"),
+        ({"kind": "lmdb", "value": "json"}, "value must be 'pickle' or 'raw'"),
+    ],
+)
+def test_bad_format_specs_are_named(spec: dict, message: str) -> None:
+    with pytest.raises(StorebenchError, match=message):
+        make_format("x", spec)
+
+
+def test_lmdb_grows_its_map(data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A map sized too small is grown, never a MapFullError."""
+    images, labels = data
+    real_open = lmdb.open
+    monkeypatch.setattr(lmdb, "open", lambda path, **kw: real_open(path, **{**kw, "map_size": 4096 * 4}) if "map_size" in kw else real_open(path, **kw))  # fmt: skip
+    fmt = make_format("lmdb", {"kind": "lmdb", "value": "raw"})
+    fmt.write(tmp_path, images, labels)
+    got_images, _ = _read(fmt, tmp_path, np.arange(N))
+    np.testing.assert_array_equal(got_images, images)
+
+
+def test_lmdb_pickle_reader_refuses_foreign_globals(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            import os
+
+            return os.system, (f"touch {marker}",)
+
+    env = lmdb.open(str(tmp_path), map_size=1 << 20)
+    with env.begin(write=True) as txn:
+        txn.put(b"00000000", pickle.dumps(Payload()))
+    env.close()
+    fmt = make_format("lmdb", {"kind": "lmdb", "value": "pickle"})
+    with pytest.raises(StorebenchError, match="refused to unpickle"):
+        _read(fmt, tmp_path, np.array([0]))
+    assert not marker.exists()

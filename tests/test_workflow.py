@@ -1,0 +1,223 @@
+"""The workflow itself: lint, plans, and a real run on the shared sample."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from storebench.download import md5sum
+from storebench.figures import FIGURES
+from storebench.measure import checksum
+
+from conftest import ROOT, SAMPLE_MD5, serve
+
+FORMATS = ["png", "lmdb", "lmdb_raw", "hdf5"]
+CUTOFFS = [10, 100, 1000]
+REPEATS = 2
+N_IMAGES = 6000  # the 5,000-image sample repeated, then cut: not a multiple
+
+
+def snakemake(work: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run snakemake on the repository's Snakefile in ``work``, as the README does."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+         "--directory", str(work), *args],
+        capture_output=True, text=True, env=env, cwd=work, timeout=900,
+    )  # fmt: skip
+    if check and proc.returncode != 0:
+        pytest.fail(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def write_config(work: Path, **changes: object) -> Path:
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    for key, value in changes.items():
+        config[key] = value
+    path = work / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def small_config(work: Path, cifar10: dict) -> Path:
+    return write_config(
+        work,
+        cifar10=cifar10,
+        n_images=N_IMAGES,
+        cutoffs=CUTOFFS,
+        repeats=REPEATS,
+        filesystem_probe={"max_create_us": 100, "max_wait_s": 0},
+    )
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a snakemake plan, as {rule: count}."""
+    lines = output.split("Job stats:")[1].splitlines()
+    counts = {}
+    for line in lines[3:]:
+        parts = line.split()
+        if not parts or parts[0] == "total":
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory, sample: Path) -> Iterator[Path]:
+    """A full run, downloading the sample from a server on 127.0.0.1."""
+    work = tmp_path_factory.mktemp("run")
+    with serve(sample.read_bytes()) as server:
+        config = small_config(work, {"url": server.url, "md5": SAMPLE_MD5, "archive": None})
+        snakemake(work, "--cores", "2", "--configfile", str(config))
+    yield work
+
+
+def test_lint_and_format() -> None:
+    lint = snakemake(ROOT, "--lint", check=False)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    fmt = subprocess.run(
+        [sys.executable, "-m", "snakefmt", "--check", str(ROOT)], capture_output=True, text=True
+    )
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_default_plan(tmp_path: Path) -> None:
+    plan = snakemake(tmp_path, "-n", "--configfile", str(ROOT / "config.yaml"))
+    n_stores = 4 * 5
+    assert job_counts(plan.stdout) == {
+        "download": 1, "extract": 1, "dataset": 1, "store": n_stores, "read": n_stores,
+        "usage": n_stores, "single": 4, "table": 4, "figure": len(FIGURES), "all": 1,
+    }  # fmt: skip
+
+
+def test_local_archive_skips_the_download(tmp_path: Path, sample: Path) -> None:
+    config = small_config(tmp_path, {"url": "https://example.invalid/x.tar.gz",
+                                     "md5": SAMPLE_MD5, "archive": str(sample)})  # fmt: skip
+    plan = snakemake(tmp_path, "-n", "--configfile", str(config))
+    counts = job_counts(plan.stdout)
+    assert "download" not in counts and counts["extract"] == 1
+
+
+def test_one_figure_builds_only_what_it_needs(tmp_path: Path, sample: Path) -> None:
+    config = small_config(tmp_path, {"url": "https://example.invalid/x.tar.gz",
+                                     "md5": SAMPLE_MD5, "archive": str(sample)})  # fmt: skip
+    plan = snakemake(
+        tmp_path, "results/figures/store_time_log.png", "-n", "--configfile", str(config)
+    )
+    assert job_counts(plan.stdout) == {
+        "extract": 1, "dataset": 1, "store": 4 * len(CUTOFFS), "table": 1, "figure": 1,
+    }  # fmt: skip
+
+
+def test_bad_config_stops_before_any_job(tmp_path: Path) -> None:
+    config = write_config(tmp_path, cutoffs=[10, 100, 200000])
+    proc = snakemake(tmp_path, "--cores", "1", "--configfile", str(config), check=False)
+    assert proc.returncode != 0
+    assert "cutoffs: [200000] exceed n_images=100000" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_tables_hold_every_measurement(run: Path) -> None:
+    store = read_csv(run / "results/tables/store.csv")
+    read = read_csv(run / "results/tables/read.csv")
+    single = read_csv(run / "results/tables/single.csv")
+    keys = {(r["format"], int(r["n"]), r["measurement"]) for r in store + read}
+    assert keys == {
+        (f, n, m) for f in FORMATS for n in CUTOFFS for m in ("store", "store_durable", "read")
+    }
+    assert {(r["format"], r["measurement"]) for r in single} == {
+        (f, m) for f in FORMATS for m in ("single_store", "single_read")
+    }
+    for row in store + read + single:
+        assert int(row["repeats"]) == REPEATS
+        low, mid, high = float(row["min"]), float(row["median"]), float(row["max"])
+        assert 0 < low <= mid <= high < 60
+    # A bigger store takes longer to write than a 100x smaller one, for every format.
+    median = {(r["format"], int(r["n"]), r["measurement"]): float(r["median"]) for r in store}
+    for fmt in FORMATS:
+        assert median[(fmt, 1000, "store")] > median[(fmt, 10, "store")]
+
+
+def test_reads_were_validated_against_the_dataset(run: Path) -> None:
+    images = np.load(run / "results/dataset/images.npy")
+    labels = np.load(run / "results/dataset/labels.npy")
+    assert images.shape == (N_IMAGES, 32, 32, 3)
+    np.testing.assert_array_equal(images[5000:], images[:1000])
+    for fmt in FORMATS:
+        for n in CUTOFFS:
+            result = yaml.safe_load((run / f"results/measurements/read/{fmt}/{n}.json").read_text())
+            assert result["checksum"] == checksum(images[:n], labels[:n])
+            assert len(result["samples"]["read_s"]) == REPEATS
+
+
+def test_download_rule_fetched_the_archive(run: Path) -> None:
+    assert md5sum(run / "results/data/cifar-10-python.tar.gz") == SAMPLE_MD5
+    assert "verified md5" in (run / "results/logs/download.log").read_text()
+
+
+def test_disk_usage(run: Path) -> None:
+    rows = {(r["format"], int(r["n"])): r for r in read_csv(run / "results/tables/usage.csv")}
+    assert set(rows) == {(f, n) for f in FORMATS for n in CUTOFFS}
+    for (fmt, n), row in rows.items():
+        per_image = float(row["bytes_per_image"])
+        assert int(row["allocated_bytes"]) > 0
+        assert 2000 < per_image < 10000, (fmt, n, per_image)
+        if fmt == "png":
+            assert int(row["files"]) == n + 1
+
+
+def test_figures_are_real_plots(run: Path) -> None:
+    for name in FIGURES:
+        png = run / f"results/figures/{name}.png"
+        with Image.open(png) as image:
+            assert image.width >= 600 and image.height >= 400
+            pixels = np.asarray(image.convert("L"))
+        # A plot: mostly white paper, with a fair amount of ink.
+        ink = (pixels < 200).mean()
+        assert 0.01 < ink < 0.6, (name, ink)
+        svg = (run / f"results/figures/{name}.svg").read_text()
+        assert svg.lstrip().startswith("<?xml") and "<svg" in svg and svg.count("<path") > 10
+
+
+def test_forcerun_read_reruns_reads_not_stores(run: Path) -> None:
+    config = str(run / "config.yaml")
+    store_json = run / "results/measurements/store/png/100.json"
+    read_json = run / "results/measurements/read/png/100.json"
+    before = store_json.stat().st_mtime_ns, read_json.stat().st_mtime_ns
+    plan = snakemake(run, "-n", "--configfile", config, "--forcerun", "read")
+    counts = job_counts(plan.stdout)
+    assert counts["read"] == len(FORMATS) * len(CUTOFFS)
+    assert "store" not in counts and "usage" not in counts and "single" not in counts
+    snakemake(run, "--cores", "2", "--configfile", config, "--forcerun", "read")
+    assert store_json.stat().st_mtime_ns == before[0]
+    assert read_json.stat().st_mtime_ns > before[1]
+    assert not (run / "results/.trash").exists()
+
+
+def test_tampered_download_fails_clearly_and_leaves_nothing(tmp_path: Path, sample: Path) -> None:
+    tampered = bytearray(sample.read_bytes())
+    tampered[len(tampered) // 2] ^= 0xFF
+    with serve(bytes(tampered)) as server:
+        config = small_config(tmp_path, {"url": server.url, "md5": SAMPLE_MD5, "archive": None})
+        proc = snakemake(tmp_path, "--cores", "1", "--configfile", str(config), check=False)
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("storebench: error:")]
+    assert len(lines) == 1 and "md5 mismatch" in lines[0] and "cifar10.md5" in lines[0]
+    assert sorted(p.name for p in (tmp_path / "results").rglob("*") if p.is_file()) == [
+        "download.log"
+    ]
