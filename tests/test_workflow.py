@@ -221,3 +221,27 @@ def test_tampered_download_fails_clearly_and_leaves_nothing(tmp_path: Path, samp
     assert sorted(p.name for p in (tmp_path / "results").rglob("*") if p.is_file()) == [
         "download.log"
     ]
+
+
+def test_report_holds_every_figure(run: Path) -> None:
+    config = str(run / "config.yaml")
+    snakemake(run, "--report", "results/report.html", "--configfile", config)
+    html = (run / "results/report.html").read_text()
+    for name in FIGURES:
+        assert f"{name}.png" in html
+
+
+def test_stage_summary_from_benchmarks(run: Path) -> None:
+    from storebench.tables import stage_rows
+
+    rows = {r["stage"]: r for r in stage_rows(run / "results/benchmarks")}
+    jobs = len(FORMATS) * len(CUTOFFS)
+    assert rows["store"]["jobs"] == jobs and rows["read"]["jobs"] >= jobs
+    assert rows["usage"]["jobs"] == jobs and rows["figures"]["jobs"] == len(FIGURES)
+    assert all(r["wall_s"] > 0 for r in rows.values())
+    out = subprocess.run(
+        [sys.executable, "-m", "storebench", "stages", "--benchmarks", str(run / "results/benchmarks")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert out.stdout.splitlines()[0].split()[:2] == ["stage", "jobs"]
+    assert out.stdout.splitlines()[-1].startswith("total")

@@ -84,3 +84,8 @@ def get_final_outputs():
 def empty_trash():
     """Delete replaced stores once no timed job can be slowed down by it."""
     shutil.rmtree(TRASH, ignore_errors=True)
+
+
+def get_bench_threads(wildcards):
+    """Timed jobs take every core, so no other job runs beside them."""
+    return workflow.cores

@@ -3,6 +3,8 @@ rule download:
         f"{RESULTS}/data/cifar-10-python.tar.gz",
     log:
         f"{RESULTS}/logs/download.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/download.tsv"
     conda:
         ENV
     params:
@@ -20,6 +22,8 @@ rule extract:
         directory(f"{RESULTS}/data/extracted"),
     log:
         f"{RESULTS}/logs/extract.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/extract.tsv"
     conda:
         ENV
     params:

@@ -10,6 +10,8 @@ rule figure:
         svg=f"{RESULTS}/figures/{{figure}}.svg",
     log:
         f"{RESULTS}/logs/figures/{{figure}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/figures/{{figure}}.tsv"
     conda:
         ENV
     params:

@@ -11,7 +11,7 @@ rule read:
         f"{RESULTS}/benchmarks/read/{{format}}/{{n}}.tsv"
     conda:
         ENV
-    threads: workflow.cores
+    threads: get_bench_threads
     resources:
         bench=1,
     params:

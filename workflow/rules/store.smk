@@ -1,5 +1,3 @@
-# Timed jobs take every core, so no other job runs beside them.
-
 
 rule store:
     input:
@@ -14,7 +12,7 @@ rule store:
         f"{RESULTS}/benchmarks/store/{{format}}/{{n}}.tsv"
     conda:
         ENV
-    threads: workflow.cores
+    threads: get_bench_threads
     resources:
         bench=1,
     params:
@@ -43,7 +41,7 @@ rule single:
         f"{RESULTS}/benchmarks/single/{{format}}.tsv"
     conda:
         ENV
-    threads: workflow.cores
+    threads: get_bench_threads
     resources:
         bench=1,
     params:

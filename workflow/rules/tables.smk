@@ -6,6 +6,8 @@ rule table:
         md=f"{RESULTS}/tables/{{table}}.md",
     log:
         f"{RESULTS}/logs/tables/{{table}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/tables/{{table}}.tsv"
     conda:
         ENV
     params:

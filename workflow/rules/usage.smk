@@ -5,6 +5,8 @@ rule usage:
         result=f"{RESULTS}/measurements/usage/{{format}}/{{n}}.json",
     log:
         f"{RESULTS}/logs/usage/{{format}}/{{n}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/usage/{{format}}/{{n}}.tsv"
     conda:
         ENV
     params:

@@ -100,6 +100,20 @@ def cmd_table(args: argparse.Namespace) -> None:
     tables.write_table(rows, columns, args.csv, args.md)
 
 
+def cmd_stages(args: argparse.Namespace) -> None:
+    rows = tables.stage_rows(args.benchmarks)
+    if not rows:
+        raise StorebenchError(f"no benchmark files under {args.benchmarks}; run the workflow first")
+    total = sum(r["wall_s"] for r in rows)
+    print(f"{'stage':<10} {'jobs':>5} {'wall s':>9} {'share':>6} {'peak RSS MB':>12}")
+    for row in sorted(rows, key=lambda r: -r["wall_s"]):
+        print(
+            f"{row['stage']:<10} {row['jobs']:>5} {row['wall_s']:>9.1f} "
+            f"{row['wall_s'] / total:>6.0%} {row['max_rss_mb']:>12.0f}"
+        )
+    print(f"{'total':<10} {sum(r['jobs'] for r in rows):>5} {total:>9.1f}")
+
+
 def cmd_figure(args: argparse.Namespace) -> None:
     from storebench import figures  # matplotlib: imported only by the jobs that draw
 
@@ -177,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--md", type=Path, required=True)
     p.add_argument("inputs", type=Path, nargs="+")
     p.set_defaults(func=cmd_table)
+
+    p = sub.add_parser("stages", help="print wall time and peak memory per stage")
+    p.add_argument("--benchmarks", type=Path, default=Path("results/benchmarks"))
+    p.set_defaults(func=cmd_stages)
 
     p = sub.add_parser("figure", help="draw one figure from tables")
     p.add_argument("name", help="figure name (see storebench.figures.FIGURES)")

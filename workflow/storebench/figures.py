@@ -172,11 +172,11 @@ def bytes_per_image(tables: Tables) -> Figure:
         )
     ax.axhline(32 * 32 * 3, color="grey", linestyle=":", linewidth=1, label="raw pixels (3,072 B)")
     ax.set_xscale("log")
-    ax.set_yscale("log")
+    ax.set_ylim(bottom=0)  # less than a decade: linear, from zero
     ax.set_xlabel("images stored (n)")
     ax.set_ylabel("allocated bytes per image (B)")
     ax.set_title("Disk usage per image", fontsize=8)
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=7, frameon=False, loc="lower left")
     return fig
 
 

@@ -91,3 +91,30 @@ def read_table(path: Path) -> list[dict[str, Any]]:
                 except ValueError:
                     continue
     return rows
+
+
+def stage_rows(benchmarks: Path) -> list[dict[str, Any]]:
+    """Wall time and peak memory per stage, from Snakemake's ``benchmark:`` files.
+
+    A stage is the first folder under ``benchmarks`` (or the file's name for
+    one-job stages).
+    """
+    stages: dict[str, dict[str, Any]] = {}
+    for path in sorted(Path(benchmarks).rglob("*.tsv")):
+        relative = path.relative_to(benchmarks)
+        stage = relative.parts[0] if len(relative.parts) > 1 else relative.stem
+        row = stages.setdefault(
+            stage, {"stage": stage, "jobs": 0, "wall_s": 0.0, "max_rss_mb": 0.0}
+        )
+        for record in read_table_tsv(path):
+            row["jobs"] += 1
+            row["wall_s"] += float(record["s"])
+            rss = record.get("max_rss", "-")
+            if rss not in ("-", "NA", ""):
+                row["max_rss_mb"] = max(row["max_rss_mb"], float(rss))
+    return list(stages.values())
+
+
+def read_table_tsv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
