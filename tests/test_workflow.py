@@ -90,8 +90,8 @@ def run(tmp_path_factory: pytest.TempPathFactory, sample: Path) -> Iterator[Path
 def test_lint_and_format() -> None:
     lint = snakemake(ROOT, "--lint", check=False)
     assert lint.returncode == 0, lint.stdout + lint.stderr
-    fmt = subprocess.run(
-        [sys.executable, "-m", "snakefmt", "--check", str(ROOT)], capture_output=True, text=True
+    fmt = subprocess.run(  # from the root, so .gitignore'd folders (venvs) are skipped
+        [sys.executable, "-m", "snakefmt", "--check", "."], capture_output=True, text=True, cwd=ROOT
     )
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
 
