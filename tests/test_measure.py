@@ -50,13 +50,79 @@ def test_store_keeps_every_sample_and_the_last_store(data, tmp_path: Path) -> No
     assert [p.name for p in out.parent.iterdir()] == ["40"]
 
 
-def test_read_is_validated_and_repeated(data, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["hdf5", "png", "lmdb"])
+@pytest.mark.parametrize("cache", ["warm", "cold"])
+@pytest.mark.parametrize("order", ["sequential", "random"])
+def test_read_is_validated_and_repeated(kind, cache, order, data, tmp_path: Path) -> None:
+    images, labels = data
+    fmt = make_format(kind, {"kind": kind})
+    fmt.write(tmp_path, images, labels)
+    indices = measure.read_indices(N, order, seed=5)
+    result = measure.measure_read(fmt, tmp_path, images, labels, indices, cache, repeats=4)
+    assert len(result["samples"]["read_s"]) == 4
+    assert result["checksum"] == measure.checksum(images[indices], labels[indices])
+    assert result["cache"] == cache and len(result["residency_before"]) == 4
+    if cache == "cold":
+        assert result["cache_verified"] and max(result["residency_before"]) < 0.05
+    else:
+        assert min(result["residency_before"]) > 0.95
+
+
+def test_read_orders() -> None:
+    assert measure.read_indices(5, "sequential", 0).tolist() == [0, 1, 2, 3, 4]
+    shuffled = measure.read_indices(1000, "random", 0)
+    assert sorted(shuffled.tolist()) == list(range(1000)) and shuffled[:10].tolist() != list(
+        range(10)
+    )
+    np.testing.assert_array_equal(shuffled, measure.read_indices(1000, "random", 0))
+
+
+def test_cold_read_that_stays_cached_is_labelled_not_verified(
+    data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from storebench import pagecache, results, tables
+
+    images, labels = data
+    fmt = make_format("hdf5", {"kind": "hdf5"})
+    (tmp_path / "store").mkdir()
+    fmt.write(tmp_path / "store", images, labels)
+    monkeypatch.setattr(pagecache, "evict", lambda files: None)  # a filesystem that ignores it
+    indices = np.arange(N)
+    result = measure.measure_read(fmt, tmp_path / "store", images, labels, indices, "cold", 2)
+    assert not result["cache_verified"]
+    results.write_json({"format": "hdf5", "kind": "hdf5", "n": N, **result}, tmp_path / "r.json")
+    (row,) = tables.timing_rows([tmp_path / "r.json"])
+    assert row["cache"] == "cold (not verified)" and row["residency_max"] > 0.95
+
+
+def test_latency_percentiles(data, tmp_path: Path) -> None:
+    from storebench import results, tables
+
+    images, labels = data
+    fmt = make_format("lmdb", {"kind": "lmdb", "value": "raw"})
+    fmt.write(tmp_path, images, labels)
+    indices = np.random.default_rng(0).integers(0, N, 200)
+    result = measure.measure_latency(fmt, tmp_path, images, labels, indices)
+    assert {k: len(v) for k, v in result["samples"].items()} == {
+        "open_read_close_s": 200, "lookup_s": 200,
+    }  # fmt: skip
+    results.write_json({"format": "r", "kind": "lmdb", "n": N, "cache": "warm", **result},
+                       tmp_path / "l.json")  # fmt: skip
+    rows = {r["mode"]: r for r in tables.latency_rows([tmp_path / "l.json"])}
+    for row in rows.values():
+        assert row["min"] <= row["p50"] <= row["p95"] <= row["p99"] <= row["max"]
+    # Opening the store costs more than a lookup in an open one.
+    assert rows["open_read_close"]["p50"] > rows["lookup"]["p50"]
+
+
+def test_latency_validates(data, tmp_path: Path) -> None:
     images, labels = data
     fmt = make_format("hdf5", {"kind": "hdf5"})
     fmt.write(tmp_path, images, labels)
-    result = measure.measure_read(fmt, tmp_path, images, labels, repeats=4)
-    assert len(result["samples"]["read_s"]) == 4
-    assert result["checksum"] == measure.checksum(images, labels)
+    wrong = images.copy()
+    wrong[3] ^= 1
+    with pytest.raises(StorebenchError, match="single read"):
+        measure.measure_latency(fmt, tmp_path, wrong, labels, np.array([1, 3]))
 
 
 class _WrongOrder(Reader):
@@ -99,7 +165,7 @@ def test_a_broken_reader_fails_the_read(reader, message, data, tmp_path: Path) -
     fmt = Broken()
     fmt.write(tmp_path, images, labels)
     with pytest.raises(StorebenchError, match=message):
-        measure.measure_read(fmt, tmp_path, images, labels, repeats=1)
+        measure.measure_read(fmt, tmp_path, images, labels, np.arange(N), "warm", repeats=1)
 
 
 def test_wrong_labels_fail_the_read(data, tmp_path: Path) -> None:
@@ -107,7 +173,7 @@ def test_wrong_labels_fail_the_read(data, tmp_path: Path) -> None:
     fmt = make_format("lmdb", {"kind": "lmdb", "value": "raw"})
     fmt.write(tmp_path, images, (labels + 1) % 10)
     with pytest.raises(StorebenchError, match="40 of 40 labels differ"):
-        measure.measure_read(fmt, tmp_path, images, labels, repeats=1)
+        measure.measure_read(fmt, tmp_path, images, labels, np.arange(N), "warm", repeats=1)
 
 
 def test_single_image(data, tmp_path: Path) -> None:

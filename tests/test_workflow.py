@@ -16,7 +16,7 @@ from PIL import Image
 
 from storebench.download import md5sum
 from storebench.figures import FIGURES
-from storebench.measure import checksum
+from storebench.measure import checksum, read_indices
 
 from conftest import ROOT, SAMPLE_MD5, serve
 
@@ -57,6 +57,7 @@ def small_config(work: Path, cifar10: dict) -> Path:
         cutoffs=CUTOFFS,
         repeats=REPEATS,
         filesystem_probe={"max_create_us": 100, "max_wait_s": 0},
+        latency_samples=50,
     )
 
 
@@ -100,8 +101,9 @@ def test_default_plan(tmp_path: Path) -> None:
     plan = snakemake(tmp_path, "-n", "--configfile", str(ROOT / "config.yaml"))
     n_stores = 4 * 5
     assert job_counts(plan.stdout) == {
-        "download": 1, "extract": 1, "dataset": 1, "store": n_stores, "read": n_stores,
-        "usage": n_stores, "single": 4, "table": 4, "figure": len(FIGURES), "all": 1,
+        "download": 1, "extract": 1, "dataset": 1, "store": n_stores, "read": n_stores * 4,
+        "usage": n_stores, "single": 4, "latency": 4, "table": 5, "noise": 1,
+        "figure": len(FIGURES), "environment": 1, "all": 1,
     }  # fmt: skip
 
 
@@ -136,10 +138,19 @@ def test_tables_hold_every_measurement(run: Path) -> None:
     store = read_csv(run / "results/tables/store.csv")
     read = read_csv(run / "results/tables/read.csv")
     single = read_csv(run / "results/tables/single.csv")
-    keys = {(r["format"], int(r["n"]), r["measurement"]) for r in store + read}
-    assert keys == {
-        (f, n, m) for f in FORMATS for n in CUTOFFS for m in ("store", "store_durable", "read")
+    keys = {
+        (r["format"], int(r["n"]), r["measurement"], r["cache"], r["order"]) for r in store + read
     }
+    assert keys == {
+        (f, n, m, "", "") for f in FORMATS for n in CUTOFFS for m in ("store", "store_durable")
+    } | {
+        (f, n, "read", c, o) for f in FORMATS for n in CUTOFFS
+        for c in ("warm", "cold") for o in ("sequential", "random")
+    }  # fmt: skip
+    # Eviction works on the test machine's filesystem: cold reads start from (almost) nothing.
+    for row in read:
+        resident = float(row["residency_max"])
+        assert resident < 0.05 if row["cache"] == "cold" else resident > 0.5, row
     assert {(r["format"], r["measurement"]) for r in single} == {
         (f, m) for f in FORMATS for m in ("single_store", "single_read")
     }
@@ -160,9 +171,14 @@ def test_reads_were_validated_against_the_dataset(run: Path) -> None:
     np.testing.assert_array_equal(images[5000:], images[:1000])
     for fmt in FORMATS:
         for n in CUTOFFS:
-            result = yaml.safe_load((run / f"results/measurements/read/{fmt}/{n}.json").read_text())
-            assert result["checksum"] == checksum(images[:n], labels[:n])
-            assert len(result["samples"]["read_s"]) == REPEATS
+            for cache in ("warm", "cold"):
+                for order in ("sequential", "random"):
+                    path = run / f"results/measurements/read/{fmt}/{n}/{cache}-{order}.json"
+                    result = yaml.safe_load(path.read_text())
+                    index = read_indices(n, order, seed=0)
+                    assert result["checksum"] == checksum(images[index], labels[index])
+                    assert len(result["samples"]["read_s"]) == REPEATS
+                    assert result["cache_verified"]
 
 
 def test_download_rule_fetched_the_archive(run: Path) -> None:
@@ -197,12 +213,13 @@ def test_figures_are_real_plots(run: Path) -> None:
 def test_forcerun_read_reruns_reads_not_stores(run: Path) -> None:
     config = str(run / "config.yaml")
     store_json = run / "results/measurements/store/png/100.json"
-    read_json = run / "results/measurements/read/png/100.json"
+    read_json = run / "results/measurements/read/png/100/cold-random.json"
     before = store_json.stat().st_mtime_ns, read_json.stat().st_mtime_ns
     plan = snakemake(run, "-n", "--configfile", config, "--forcerun", "read")
     counts = job_counts(plan.stdout)
-    assert counts["read"] == len(FORMATS) * len(CUTOFFS)
+    assert counts["read"] == len(FORMATS) * len(CUTOFFS) * 4
     assert "store" not in counts and "usage" not in counts and "single" not in counts
+    assert "latency" not in counts
     snakemake(run, "--cores", "2", "--configfile", config, "--forcerun", "read")
     assert store_json.stat().st_mtime_ns == before[0]
     assert read_json.stat().st_mtime_ns > before[1]
@@ -236,7 +253,7 @@ def test_stage_summary_from_benchmarks(run: Path) -> None:
 
     rows = {r["stage"]: r for r in stage_rows(run / "results/benchmarks")}
     jobs = len(FORMATS) * len(CUTOFFS)
-    assert rows["store"]["jobs"] == jobs and rows["read"]["jobs"] >= jobs
+    assert rows["store"]["jobs"] == jobs and rows["read"]["jobs"] >= jobs * 4
     assert rows["usage"]["jobs"] == jobs and rows["figures"]["jobs"] == len(FIGURES)
     assert all(r["wall_s"] > 0 for r in rows.values())
     out = subprocess.run(
@@ -245,3 +262,36 @@ def test_stage_summary_from_benchmarks(run: Path) -> None:
     )  # fmt: skip
     assert out.stdout.splitlines()[0].split()[:2] == ["stage", "jobs"]
     assert out.stdout.splitlines()[-1].startswith("total")
+
+
+def test_latency_table(run: Path) -> None:
+    rows = read_csv(run / "results/tables/latency.csv")
+    assert {(r["format"], r["mode"]) for r in rows} == {
+        (f, m) for f in FORMATS for m in ("open_read_close", "lookup")
+    }
+    for row in rows:
+        assert int(row["samples"]) == 50 and int(row["n"]) == max(CUTOFFS)
+        assert 0 < float(row["p50"]) <= float(row["p95"]) <= float(row["p99"]) <= float(row["max"])
+
+
+def test_noise_table_lists_exactly_the_noisy_rows(run: Path) -> None:
+    threshold = yaml.safe_load((run / "config.yaml").read_text())["noise_threshold"]
+    noisy = {(r["format"], r["n"], r["measurement"], r["cache"], r["order"])
+             for r in read_csv(run / "results/tables/noise.csv")}  # fmt: skip
+    expected = {
+        (r["format"], r["n"], r["measurement"], r["cache"], r["order"])
+        for table in ("store", "read", "single")
+        for r in read_csv(run / f"results/tables/{table}.csv")
+        if float(r["cv"]) > threshold
+    }
+    assert noisy == expected
+
+
+def test_environment(run: Path) -> None:
+    env = yaml.safe_load((run / "results/environment.json").read_text())
+    assert env["machine"]["cpu_count"] >= 1 and env["machine"]["memory_bytes"] > 2**30
+    assert env["filesystem"]["type"] and env["filesystem"]["block_size"] >= 512
+    for package in ("numpy", "pillow", "lmdb", "h5py", "snakemake"):
+        assert env["versions"][package][0].isdigit(), package
+    for library in ("pillow_zlib", "lmdb_c", "hdf5"):
+        assert env["libraries"][library][0].isdigit(), library

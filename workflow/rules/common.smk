@@ -2,6 +2,8 @@ import json
 import shlex
 import shutil
 import sys
+
+import snakemake
 from pathlib import Path
 
 # The storebench package lives in workflow/; jobs run `python -m storebench`.
@@ -26,13 +28,18 @@ RESULTS = "results"
 TRASH = f"{RESULTS}/.trash"
 FORMATS = list(config["formats"])
 CUTOFFS = config["cutoffs"]
-TABLES = ("store", "read", "single", "usage")
+CACHES = config["caches"]
+ORDERS = config["orders"]
+TIMING_TABLES = ("store", "read", "single")
+TABLES = (*TIMING_TABLES, "usage", "latency")
 
 
 wildcard_constraints:
     format="|".join(FORMATS),
     n=r"\d+",
     table="|".join(TABLES),
+    cache="warm|cold",
+    order="sequential|random",
     figure="|".join(FIGURES),
 
 
@@ -48,18 +55,19 @@ def get_format_spec(wildcards):
 
 def get_table_inputs(wildcards):
     """Result files of one table, in config order of formats, then cutoffs."""
-    if wildcards.table == "single":
-        return expand(rules.single.output.result, format=FORMATS)
-    pattern = {
-        "store": rules.store.output.result,
-        "read": rules.read.output.result,
-        "usage": rules.usage.output.result,
-    }[wildcards.table]
-    return expand(pattern, format=FORMATS, n=CUTOFFS)
+    # Each table is named after the rule whose results it summarises.
+    pattern = getattr(rules, wildcards.table).output.result
+    return expand(pattern, format=FORMATS, n=CUTOFFS, cache=CACHES, order=ORDERS)
 
 
 def get_table_kind(wildcards):
-    return "usage" if wildcards.table == "usage" else "timing"
+    """How the table summarises its result files (see storebench.tables.KINDS)."""
+    return {"usage": "usage", "latency": "latency"}.get(wildcards.table, "timing")
+
+
+def get_largest_store(wildcards):
+    """The store of this format at the largest cutoff (for single-image latency)."""
+    return expand(rules.store.output.store, format=wildcards.format, n=max(CUTOFFS))
 
 
 def get_figure_tables(wildcards):
@@ -73,12 +81,16 @@ def get_figure_table_args(wildcards, input):
 
 
 def get_final_outputs():
-    """Every table and figure of a full run."""
-    return expand(
-        f"{RESULTS}/tables/{{table}}.{{ext}}", table=TABLES, ext=("csv", "md")
-    ) + expand(
+    """Every table and figure of a full run, and the environment it ran in."""
+    tables = expand(
+        f"{RESULTS}/tables/{{table}}.{{ext}}",
+        table=(*TABLES, "noise"),
+        ext=("csv", "md"),
+    )
+    figures = expand(
         f"{RESULTS}/figures/{{figure}}.{{ext}}", figure=FIGURES, ext=("png", "svg")
     )
+    return tables + figures + [rules.environment.output[0]]
 
 
 def empty_trash():

@@ -15,3 +15,22 @@ rule table:
     shell:
         "python -m storebench --log {log:q} table {params.kind} --csv {output.csv:q} --md {output.md:q}"
         " {input:q}"
+
+
+rule noise:
+    input:
+        expand(rules.table.output.csv, table=TIMING_TABLES),
+    output:
+        csv=f"{RESULTS}/tables/noise.csv",
+        md=f"{RESULTS}/tables/noise.md",
+    log:
+        f"{RESULTS}/logs/tables/noise.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/tables/noise.tsv"
+    conda:
+        ENV
+    params:
+        threshold=config["noise_threshold"],
+    shell:
+        "python -m storebench --log {log:q} noise --threshold {params.threshold}"
+        " --csv {output.csv:q} --md {output.md:q} {input:q}"

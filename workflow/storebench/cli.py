@@ -69,8 +69,34 @@ def cmd_store(args: argparse.Namespace) -> None:
 def cmd_read(args: argparse.Namespace) -> None:
     fmt = _format(args)
     images, labels = _dataset(args)
-    result = measure.measure_read(fmt, args.store, images, labels, args.repeats)
-    results.write_json({**_meta(args, fmt), **result}, args.result)
+    indices = measure.read_indices(args.n, args.order, args.seed)
+    result = measure.measure_read(fmt, args.store, images, labels, indices, args.cache,
+                                  args.repeats)  # fmt: skip
+    results.write_json({**_meta(args, fmt), "order": args.order, "seed": args.seed, **result},
+                       args.result)  # fmt: skip
+
+
+def cmd_latency(args: argparse.Namespace) -> None:
+    fmt = _format(args)
+    images, labels = _dataset(args)
+    rng = np.random.default_rng(args.seed)
+    indices = rng.integers(0, args.n, args.samples)
+    result = measure.measure_latency(fmt, args.store, images, labels, indices)
+    results.write_json({**_meta(args, fmt), "cache": "warm", "seed": args.seed, **result},
+                       args.result)  # fmt: skip
+
+
+def cmd_environment(args: argparse.Namespace) -> None:
+    from storebench import environment
+
+    info = environment.describe(args.results_dir)
+    info["versions"]["snakemake"] = args.snakemake_version
+    results.write_json(info, args.out)
+
+
+def cmd_noise(args: argparse.Namespace) -> None:
+    rows = tables.noisy_rows(args.inputs, args.threshold)
+    tables.write_table(rows, tables.NOISE_COLUMNS, args.csv, args.md)
 
 
 def cmd_single(args: argparse.Namespace) -> None:
@@ -93,11 +119,8 @@ def cmd_usage(args: argparse.Namespace) -> None:
 
 
 def cmd_table(args: argparse.Namespace) -> None:
-    if args.kind == "usage":
-        rows, columns = tables.usage_rows(args.inputs), tables.USAGE_COLUMNS
-    else:
-        rows, columns = tables.timing_rows(args.inputs), tables.TIMING_COLUMNS
-    tables.write_table(rows, columns, args.csv, args.md)
+    rows_of, columns = tables.KINDS[args.kind]
+    tables.write_table(rows_of(args.inputs), columns, args.csv, args.md)
 
 
 def cmd_stages(args: argparse.Namespace) -> None:
@@ -170,7 +193,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("read", help="timed: read a whole store back and validate it")
     _format_args(p, store=True)
+    p.add_argument("--cache", choices=measure.CACHES, required=True)
+    p.add_argument("--order", choices=measure.ORDERS, required=True)
+    p.add_argument("--seed", type=int, required=True)
     p.set_defaults(func=cmd_read)
+
+    p = sub.add_parser("latency", help="timed: single-image reads from a store")
+    _format_args(p, store=True)
+    p.add_argument("--samples", type=int, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.set_defaults(func=cmd_latency)
+
+    p = sub.add_parser("environment", help="describe the machine and library versions")
+    p.add_argument("--results-dir", type=Path, required=True)
+    p.add_argument("--snakemake-version", required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_environment)
+
+    p = sub.add_parser("noise", help="list measurements whose spread is too wide to trust")
+    p.add_argument("--threshold", type=float, required=True, help="coefficient of variation")
+    p.add_argument("--csv", type=Path, required=True)
+    p.add_argument("--md", type=Path, required=True)
+    p.add_argument("inputs", type=Path, nargs="+", help="timing tables (CSV)")
+    p.set_defaults(func=cmd_noise)
 
     p = sub.add_parser("single", help="timed: store and read one image on its own")
     _format_args(p)
@@ -186,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_usage)
 
     p = sub.add_parser("table", help="tidy CSV + Markdown table from result files")
-    p.add_argument("kind", choices=["timing", "usage"])
+    p.add_argument("kind", choices=sorted(tables.KINDS))
     p.add_argument("--csv", type=Path, required=True)
     p.add_argument("--md", type=Path, required=True)
     p.add_argument("inputs", type=Path, nargs="+")

@@ -14,6 +14,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from storebench.errors import StorebenchError
+from storebench.tables import PERCENTILES
 
 Rows = list[dict[str, Any]]
 Tables = Mapping[str, Rows]
@@ -40,9 +41,10 @@ def _style(formats: Sequence[str]) -> dict[str, dict[str, str]]:
     }
 
 
-def _series(rows: Rows, fmt: str, measurement: str) -> Rows:
+def _where(rows: Rows, **conditions: Any) -> Rows:
+    """The rows matching every condition, sorted by n."""
     return sorted(
-        (r for r in rows if r["format"] == fmt and r["measurement"] == measurement),
+        (r for r in rows if all(r.get(k) == v for k, v in conditions.items())),
         key=lambda r: r["n"],
     )
 
@@ -50,78 +52,145 @@ def _series(rows: Rows, fmt: str, measurement: str) -> Rows:
 def _time_lines(
     ax: Axes,
     rows: Rows,
-    measurement: str,
     styles: Mapping[str, Mapping[str, str]],
     linestyle: str = "-",
     label_suffix: str = "",
 ) -> None:
-    """Median per n as a line, min-max as a band."""
+    """Median per n as a line, min-max as a band, one line per format."""
     for fmt, style in styles.items():
-        series = _series(rows, fmt, measurement)
+        series = _where(rows, format=fmt)
         if not series:
             continue
         n = [r["n"] for r in series]
-        ax.plot(
-            n,
-            [r["median"] for r in series],
-            linestyle=linestyle,
-            markersize=3.5,
-            linewidth=1.2,
-            label=fmt + label_suffix,
-            **style,
-        )
-        ax.fill_between(
-            n,
-            [r["min"] for r in series],
-            [r["max"] for r in series],
-            color=style["color"],
-            alpha=0.18,
-            linewidth=0,
-        )
+        ax.plot(n, [r["median"] for r in series], linestyle=linestyle, markersize=3.5,
+                linewidth=1.2, label=fmt + label_suffix, **style)  # fmt: skip
+        ax.fill_between(n, [r["min"] for r in series], [r["max"] for r in series],
+                        color=style["color"], alpha=0.18, linewidth=0)  # fmt: skip
 
 
-def _new(height: float = 2.6) -> tuple[Figure, Axes]:
-    fig, ax = plt.subplots(figsize=(WIDTH_IN, height), layout="constrained")
-    ax.grid(True, which="major", linewidth=0.4, alpha=0.5)
-    return fig, ax
+def _new(height: float = 2.6, rows: int = 1) -> tuple[Figure, Any]:
+    fig, axes = plt.subplots(rows, 1, figsize=(WIDTH_IN, height), layout="constrained",
+                             sharex=True, squeeze=False)  # fmt: skip
+    for ax in axes.flat:
+        ax.grid(True, which="major", linewidth=0.4, alpha=0.5)
+    return fig, axes[0, 0] if rows == 1 else axes[:, 0]
 
 
-def _time_figure(rows: Rows, measurement: str, title: str, log_y: bool) -> Figure:
-    fig, ax = _new()
-    styles = _style(_formats(rows))
-    _time_lines(ax, rows, measurement, styles)
+def _log_time_axes(ax: Axes, log_y: bool = True, xlabel: bool = True) -> None:
     ax.set_xscale("log")
     if log_y:
         ax.set_yscale("log")
-    ax.set_xlabel("images stored (n)")
+    if xlabel:
+        ax.set_xlabel("images (n)")
     ax.set_ylabel("time (s)")
-    ax.set_title(title + "\nmedian, band = min–max", fontsize=8)
+
+
+def _values(rows: Rows, column: str, preferred: str) -> list[str]:
+    """Distinct values of ``column``, ``preferred`` first if present."""
+    seen = list(dict.fromkeys(r[column] for r in rows if r[column] != ""))
+    return sorted(seen, key=lambda v: (v != preferred, seen.index(v)))
+
+
+def _classic(rows: Rows) -> tuple[str, str]:
+    """The classic read condition (warm, sequential), or the nearest one measured."""
+    return _values(rows, "cache", "warm")[0], _values(rows, "order", "sequential")[0]
+
+
+def store_time(tables: Tables, log_y: bool) -> Figure:
+    rows = tables["store"]
+    fig, ax = _new()
+    styles = _style(_formats(rows))
+    _time_lines(ax, _where(rows, measurement="store"), styles)
+    _time_lines(ax, _where(rows, measurement="store_durable"), styles, ":")
+    _log_time_axes(ax, log_y)
+    ax.set_title("Store n images: until the writer returns (solid)\nand until durable (dotted); "
+                 "median, band = min–max", fontsize=8)  # fmt: skip
+    ax.legend(fontsize=7, frameon=False, handles=ax.get_lines()[: len(styles)])
+    return fig
+
+
+def read_time(tables: Tables, log_y: bool) -> Figure:
+    rows = tables["read"]
+    cache, order = _classic(rows)
+    fig, ax = _new()
+    _time_lines(ax, _where(rows, cache=cache, order=order), _style(_formats(rows)))
+    _log_time_axes(ax, log_y)
+    ax.set_title(f"Read n images back ({cache} cache, {order} order)\n"
+                 "median, band = min–max", fontsize=8)  # fmt: skip
     ax.legend(fontsize=7, frameon=False)
     return fig
 
 
-def store_time(tables: Tables, log_y: bool) -> Figure:
-    return _time_figure(
-        tables["store"], "store", "Store n images (until the writer returns)", log_y
-    )
-
-
-def read_time(tables: Tables, log_y: bool) -> Figure:
-    return _time_figure(tables["read"], "read", "Read n images back (warm cache, in order)", log_y)
-
-
 def read_write(tables: Tables) -> Figure:
     fig, ax = _new(2.9)
-    rows = tables["store"] + tables["read"]
-    styles = _style(_formats(rows))
-    _time_lines(ax, tables["store"], "store", styles, "-", " store")
-    _time_lines(ax, tables["read"], "read", styles, "--", " read")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("images (n)")
-    ax.set_ylabel("time (s)")
-    ax.set_title("Store (solid) and read (dashed), median", fontsize=8)
+    reads = tables["read"]
+    cache, order = _classic(reads)
+    styles = _style(_formats(tables["store"] + reads))
+    _time_lines(ax, _where(tables["store"], measurement="store"), styles, "-", " store")
+    _time_lines(ax, _where(reads, cache=cache, order=order), styles, "--", " read")
+    _log_time_axes(ax)
+    ax.set_title(f"Store (solid) and read (dashed; {cache}, {order}), median", fontsize=8)
     ax.legend(fontsize=6, frameon=False, ncol=2)
+    return fig
+
+
+def read_cache(tables: Tables) -> Figure:
+    """Warm vs cold page cache, per format, in the classic order."""
+    rows = tables["read"]
+    order = _classic(rows)[1]
+    fig, ax = _new(2.9)
+    styles = _style(_formats(rows))
+    for cache, linestyle in zip(_values(rows, "cache", "warm"), ("-", "--", ":"), strict=False):
+        _time_lines(ax, _where(rows, cache=cache, order=order), styles, linestyle, f" {cache}")
+    _log_time_axes(ax)
+    ax.set_title(f"Read n images, warm vs cold page cache ({order})\n"
+                 "median, band = min–max", fontsize=8)  # fmt: skip
+    ax.legend(fontsize=6, frameon=False, ncol=2)
+    return fig
+
+
+def read_order(tables: Tables) -> Figure:
+    """Sequential vs random order, one panel per cache state."""
+    rows = tables["read"]
+    caches = _values(rows, "cache", "warm")
+    fig, axes = _new(2.2 * len(caches) + 0.4, rows=len(caches))
+    axes = [axes] if len(caches) == 1 else list(axes)
+    styles = _style(_formats(rows))
+    for ax, cache in zip(axes, caches, strict=True):
+        for order, linestyle in zip(_values(rows, "order", "sequential"), ("-", "--"),
+                                    strict=False):  # fmt: skip
+            _time_lines(ax, _where(rows, cache=cache, order=order), styles, linestyle,
+                        f" {order}")  # fmt: skip
+        _log_time_axes(ax, xlabel=ax is axes[-1])
+        ax.set_title(f"{cache} cache: sequential (solid) vs random (dashed)", fontsize=8)
+    axes[0].legend(fontsize=5.5, frameon=False, ncol=2)
+    return fig
+
+
+def latency(tables: Tables) -> Figure:
+    """Distribution (ECDF) of single-image read latency, one panel per mode."""
+    rows = tables["latency"]
+    modes = _values(rows, "mode", "open_read_close")
+    fig, axes = _new(2.0 * len(modes) + 0.5, rows=len(modes))
+    axes = [axes] if len(modes) == 1 else list(axes)
+    styles = _style(_formats(rows))
+    titles = {"open_read_close": "open the store, read one image, close",
+              "lookup": "one image from an already open store"}  # fmt: skip
+    for ax, mode in zip(axes, modes, strict=True):
+        for fmt, style in styles.items():
+            row = next((r for r in rows if r["format"] == fmt and r["mode"] == mode), None)
+            if row is None:
+                continue
+            levels = [0, *PERCENTILES, 100]
+            points = [row["min"], *(row[f"p{p}"] for p in PERCENTILES), row["max"]]
+            ax.plot(points, levels, markersize=3, linewidth=1.2, label=fmt, **style)
+        ax.set_xscale("log")
+        ax.set_ylim(0, 101)
+        ax.set_yticks([0, 25, 50, 75, 100])
+        ax.set_ylabel("percentile")
+        ax.set_title(f"{titles.get(mode, mode)} (warm)", fontsize=8)
+    axes[-1].set_xlabel("latency per image (s)")
+    axes[0].legend(fontsize=6, frameon=False, loc="lower right")
     return fig
 
 
@@ -224,6 +293,9 @@ FIGURES: dict[str, tuple[tuple[str, ...], Callable[[Tables], Figure]]] = {
     "disk_usage_stacked": (("usage",), disk_stacked),
     "disk_bytes_per_image": (("usage",), bytes_per_image),
     "single_image": (("single",), single_image),
+    "read_cold_vs_warm": (("read",), read_cache),
+    "read_order": (("read",), read_order),
+    "latency": (("latency",), latency),
 }
 
 

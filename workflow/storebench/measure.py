@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from storebench import pagecache
 from storebench.errors import StorebenchError
 from storebench.formats import Format
 
@@ -205,40 +206,113 @@ def measure_store(
     }
 
 
+CACHES = ("warm", "cold")
+ORDERS = ("sequential", "random")
+COLD_RESIDENCY_MAX = 0.05  # a cold read with more of the store cached is not cold
+
+
+def read_indices(n: int, order: str, seed: int) -> np.ndarray:
+    """0..n-1 in order, or a permutation that is the same for every format."""
+    if order == "sequential":
+        return np.arange(n)
+    if order == "random":
+        return np.random.default_rng(seed).permutation(n)
+    raise StorebenchError(f"unknown read order {order!r}; choose one of {ORDERS}")
+
+
 def measure_read(
     fmt: Format,
     store: Path,
     images: np.ndarray,
     labels: np.ndarray,
+    indices: np.ndarray,
+    cache: str,
     repeats: int,
 ) -> dict[str, Any]:
-    """Open the store, read all images and labels in order, close; warm cache.
+    """Open the store, read ``indices`` into a preallocated buffer, close; ``repeats`` times.
 
-    One untimed warm-up read, then ``repeats`` timed reads into a preallocated,
-    pre-touched buffer; each is validated after the clock stops.
+    ``warm``: one untimed warm-up read first. ``cold``: before every repeat each
+    file of the store is flushed and evicted from the page cache. Either way the
+    fraction of the store's pages in the cache is measured (mincore) right before
+    each timed read, and every read is validated after the clock stops.
     """
-    n = len(images)
-    indices = np.arange(n)
-    out_images = np.empty_like(images)
-    out_labels = np.empty_like(labels)
+    if cache not in CACHES:
+        raise StorebenchError(f"unknown cache state {cache!r}; choose one of {CACHES}")
+    expected_images, expected_labels = images[indices], labels[indices]
+    out_images = np.empty_like(expected_images)
+    out_labels = np.empty_like(expected_labels)
+    files = fmt.files(store)
     samples: list[float] = []
-    for repeat in range(repeats + 1):
+    resident: list[float] = []
+    warmup = 1 if cache == "warm" else 0
+    for repeat in range(warmup + repeats):
         out_images.fill(0)  # touches every page; a read that writes nothing fails below
         out_labels.fill(255)
+        if cache == "cold":
+            pagecache.evict(files)
+        fraction = pagecache.residency(files)
         start = time.perf_counter_ns()
         with fmt.open(store) as reader:
             reader.read_into(indices, out_images, out_labels)
         elapsed = (time.perf_counter_ns() - start) * NS
-        validate(out_images, out_labels, images, labels, f"read of {store}")
-        if repeat:  # repeat 0 is the warm-up
+        validate(out_images, out_labels, expected_images, expected_labels, f"read of {store}")
+        if repeat >= warmup:
             samples.append(elapsed)
-            log.info("repeat %d: read %.4f s", repeat, elapsed)
+            resident.append(fraction)
+            log.info("%s read %d: %.4f s (%.1f%% cached before)", cache, repeat, elapsed,
+                     100 * fraction)  # fmt: skip
+    verified = cache == "warm" or max(resident) <= COLD_RESIDENCY_MAX
+    if not verified:
+        log.warning("eviction did not take (%.0f%% cached): cold not verified", 100 * max(resident))
     return {
+        "cache": cache,
+        "cache_verified": verified,
+        "residency_before": resident,
         "samples": {"read_s": samples},
         "checksum": checksum(out_images, out_labels),
-        "cache": "warm",
-        "order": "sequential",
     }
+
+
+def measure_latency(
+    fmt: Format,
+    store: Path,
+    images: np.ndarray,
+    labels: np.ndarray,
+    indices: np.ndarray,
+) -> dict[str, Any]:
+    """Time single-image reads at ``indices`` (warm cache), two ways.
+
+    ``open_read_close``: open the store, read one image, close (the article's
+    single read). ``lookup``: read one image from a store opened once (what a
+    data loader does). Every image read is validated after the clock stops.
+    """
+    image, label = np.empty((1, 32, 32, 3), np.uint8), np.empty(1, np.uint8)
+    open_read_close: list[float] = []
+    lookup: list[float] = []
+
+    def check(index: np.ndarray) -> None:
+        validate(image, label, images[index], labels[index], f"single read of {store}")
+
+    with fmt.open(store) as reader:  # untimed warm-up: every sampled image is cached
+        for index in indices.tolist():
+            reader.read_into(np.array([index]), image, label)
+    for index in indices.tolist():
+        one = np.array([index])
+        image.fill(0)
+        start = time.perf_counter_ns()
+        with fmt.open(store) as reader:
+            reader.read_into(one, image, label)
+        open_read_close.append((time.perf_counter_ns() - start) * NS)
+        check(one)
+    with fmt.open(store) as reader:
+        for index in indices.tolist():
+            one = np.array([index])
+            image.fill(0)
+            start = time.perf_counter_ns()
+            reader.read_into(one, image, label)
+            lookup.append((time.perf_counter_ns() - start) * NS)
+            check(one)
+    return {"samples": {"open_read_close_s": open_read_close, "lookup_s": lookup}}
 
 
 def measure_single(

@@ -3,20 +3,38 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from storebench.measure import summarize
 from storebench.results import read_json
 
 TIMING_COLUMNS = (
-    "format", "kind", "n", "measurement", "unit", "repeats",
-    "median", "q1", "q3", "min", "max", "cv",
+    "format", "kind", "n", "measurement", "cache", "order", "unit", "repeats",
+    "median", "q1", "q3", "min", "max", "cv", "residency_max",
 )  # fmt: skip
+LATENCY_COLUMNS = (
+    "format", "kind", "n", "mode", "cache", "unit", "samples",
+    "min", "p10", "p25", "p50", "p75", "p90", "p95", "p99", "max",
+)  # fmt: skip
+NOISE_COLUMNS = (
+    "format", "n", "measurement", "cache", "order", "repeats", "median", "cv",
+)  # fmt: skip
+NOT_VERIFIED = "cold (not verified)"
+PERCENTILES = (10, 25, 50, 75, 90, 95, 99)
 USAGE_COLUMNS = (
     "format", "kind", "n", "files", "apparent_bytes", "allocated_bytes", "bytes_per_image",
 )  # fmt: skip
+
+
+def _cache_label(result: dict[str, Any]) -> str:
+    cache = result.get("cache", "")
+    if cache == "cold" and not result.get("cache_verified", False):
+        return NOT_VERIFIED
+    return cache
 
 
 def timing_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
@@ -24,20 +42,57 @@ def timing_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
     rows = []
     for path in paths:
         result = read_json(path)
+        resident = result.get("residency_before")
         for measurement, samples in result["samples"].items():
-            name = measurement.removesuffix("_s")
             rows.append(
                 {
                     "format": result["format"],
                     "kind": result["kind"],
                     "n": result["n"],
-                    "measurement": name,
+                    "measurement": measurement.removesuffix("_s"),
+                    "cache": _cache_label(result),
+                    "order": result.get("order", ""),
                     "unit": "s",
                     "repeats": len(samples),
                     **summarize(samples),
+                    "residency_max": max(resident) if resident else "",
                 }
             )
     return rows
+
+
+def latency_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
+    """Percentiles of single-image read latency, one row per format and mode."""
+    rows = []
+    for path in paths:
+        result = read_json(path)
+        for mode, samples in result["samples"].items():
+            levels = dict(zip(PERCENTILES, np.percentile(samples, PERCENTILES), strict=True))
+            rows.append(
+                {
+                    "format": result["format"],
+                    "kind": result["kind"],
+                    "n": result["n"],
+                    "mode": mode.removesuffix("_s"),
+                    "cache": result["cache"],
+                    "unit": "s",
+                    "samples": len(samples),
+                    "min": float(min(samples)),
+                    **{f"p{p}": float(v) for p, v in levels.items()},
+                    "max": float(max(samples)),
+                }
+            )
+    return rows
+
+
+def noisy_rows(tables: Iterable[Path], threshold: float) -> list[dict[str, Any]]:
+    """Rows of timing tables whose coefficient of variation exceeds ``threshold``."""
+    return [
+        {column: row[column] for column in NOISE_COLUMNS}
+        for path in tables
+        for row in read_table(path)
+        if row["cv"] > threshold
+    ]
 
 
 def usage_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
@@ -56,6 +111,14 @@ def usage_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+# table kind -> (rows from result files, columns)
+KINDS: dict[str, tuple[Callable[[Iterable[Path]], list[dict[str, Any]]], tuple[str, ...]]] = {
+    "timing": (timing_rows, TIMING_COLUMNS),
+    "usage": (usage_rows, USAGE_COLUMNS),
+    "latency": (latency_rows, LATENCY_COLUMNS),
+}
 
 
 def _cell(value: Any) -> str:

@@ -1,0 +1,60 @@
+"""Page-cache control without root: evict files (posix_fadvise) and measure residency (mincore)."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import mmap
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+PAGE = mmap.PAGESIZE
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                       ctypes.c_int, ctypes.c_long)  # fmt: skip
+_libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+_libc.mincore.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_ubyte))
+_MAP_FAILED = ctypes.c_void_p(-1).value
+
+
+def evict(files: Iterable[Path]) -> None:
+    """Flush each file and ask the kernel to drop its pages from the page cache."""
+    for path in files:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fdatasync(fd)  # dirty pages cannot be dropped
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def _resident_pages(fd: int, size: int) -> int:
+    pages = (size + PAGE - 1) // PAGE
+    addr = _libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+    if addr in (None, _MAP_FAILED):
+        raise OSError(ctypes.get_errno(), "mmap failed")
+    try:
+        vec = (ctypes.c_ubyte * pages)()
+        if _libc.mincore(addr, size, vec) != 0:
+            raise OSError(ctypes.get_errno(), "mincore failed")
+        return sum(1 for v in vec if v & 1)
+    finally:
+        _libc.munmap(addr, size)
+
+
+def residency(files: Iterable[Path]) -> float:
+    """Fraction (0..1) of the files' pages that are in the page cache right now."""
+    resident = total = 0
+    for path in files:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            if size == 0:
+                continue
+            total += (size + PAGE - 1) // PAGE
+            resident += _resident_pages(fd, size)
+        finally:
+            os.close(fd)
+    return resident / total if total else 0.0
