@@ -295,3 +295,17 @@ def test_environment(run: Path) -> None:
         assert env["versions"][package][0].isdigit(), package
     for library in ("pillow_zlib", "lmdb_c", "hdf5"):
         assert env["libraries"][library][0].isdigit(), library
+
+
+def test_benchmark_compare_of_a_run_with_itself(run: Path) -> None:
+    table = str(run / "results/tables/read.csv")
+    out = subprocess.run(
+        [sys.executable, "-m", "storebench", "benchmark", "compare", "--tables", table, table,
+         "--min-n", "100"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    lines = out.stdout.splitlines()
+    rows = len(FORMATS) * 2 * 4  # n = 100 and 1000, 2 caches x 2 orders
+    assert len(lines) == rows + 2
+    assert lines[-1].startswith(f"{rows} of {rows} medians within 10%")
+    assert all(line.split()[-1] == "1.000" for line in lines[1:-1])

@@ -65,6 +65,13 @@ def get_table_kind(wildcards):
     return {"usage": "usage", "latency": "latency"}.get(wildcards.table, "timing")
 
 
+def get_table_columns(wildcards):
+    """The table's columns: a change in layout makes Snakemake rebuild the table."""
+    from storebench.tables import KINDS
+
+    return ",".join(KINDS[get_table_kind(wildcards)][1])
+
+
 def get_largest_store(wildcards):
     """The store of this format at the largest cutoff (for single-image latency)."""
     return expand(rules.store.output.store, format=wildcards.format, n=max(CUTOFFS))

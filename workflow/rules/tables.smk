@@ -12,6 +12,7 @@ rule table:
         ENV
     params:
         kind=get_table_kind,
+        columns=get_table_columns,
     shell:
         "python -m storebench --log {log:q} table {params.kind} --csv {output.csv:q} --md {output.md:q}"
         " {input:q}"

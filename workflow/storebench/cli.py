@@ -137,6 +137,24 @@ def cmd_stages(args: argparse.Namespace) -> None:
     print(f"{'total':<10} {sum(r['jobs'] for r in rows):>5} {total:>9.1f}")
 
 
+def cmd_benchmark(args: argparse.Namespace) -> None:
+    from storebench import benchmarks
+
+    if args.what == "compare":
+        benchmarks.compare(args.tables[0], args.tables[1], args.min_n)
+        return
+    images, labels = _dataset(args)
+    args.work.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="benchmark.", dir=args.work))
+    try:
+        if args.what in ("traps", "allocation"):
+            benchmarks.allocation_trap(images, labels, work)
+        if args.what in ("traps", "deletion"):
+            benchmarks.deletion_trap(work, images[: args.store_n], labels[: args.store_n])
+    finally:
+        shutil.rmtree(work)
+
+
 def cmd_figure(args: argparse.Namespace) -> None:
     from storebench import figures  # matplotlib: imported only by the jobs that draw
 
@@ -240,6 +258,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stages", help="print wall time and peak memory per stage")
     p.add_argument("--benchmarks", type=Path, default=Path("results/benchmarks"))
     p.set_defaults(func=cmd_stages)
+
+    p = sub.add_parser("benchmark", help="print what this machine does (traps, run drift)")
+    p.add_argument("what", choices=["traps", "deletion", "allocation", "compare"])
+    p.add_argument("--images", type=Path, default=Path("results/dataset/images.npy"))
+    p.add_argument("--labels", type=Path, default=Path("results/dataset/labels.npy"))
+    p.add_argument("--n", type=int, default=100_000, help="images for the allocation trap")
+    p.add_argument("--store-n", type=int, default=10_000, help="images per PNG store")
+    p.add_argument("--work", type=Path, default=Path("results/scratch"))
+    p.add_argument("--tables", type=Path, nargs=2, help="compare: two runs' read.csv")
+    p.add_argument("--min-n", type=int, default=10_000, help="compare: smallest n shown")
+    p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("figure", help="draw one figure from tables")
     p.add_argument("name", help="figure name (see storebench.figures.FIGURES)")

@@ -103,7 +103,7 @@ def store_time(tables: Tables, log_y: bool) -> Figure:
     _time_lines(ax, _where(rows, measurement="store"), styles)
     _time_lines(ax, _where(rows, measurement="store_durable"), styles, ":")
     _log_time_axes(ax, log_y)
-    ax.set_title("Store n images: until the writer returns (solid)\nand until durable (dotted); "
+    ax.set_title("Store: writer returns (solid), durable (dotted)\n"
                  "median, band = min–max", fontsize=8)  # fmt: skip
     ax.legend(fontsize=7, frameon=False, handles=ax.get_lines()[: len(styles)])
     return fig
@@ -143,8 +143,8 @@ def read_cache(tables: Tables) -> Figure:
     for cache, linestyle in zip(_values(rows, "cache", "warm"), ("-", "--", ":"), strict=False):
         _time_lines(ax, _where(rows, cache=cache, order=order), styles, linestyle, f" {cache}")
     _log_time_axes(ax)
-    ax.set_title(f"Read n images, warm vs cold page cache ({order})\n"
-                 "median, band = min–max", fontsize=8)  # fmt: skip
+    ax.set_title(f"Warm (solid) vs cold (dashed) page cache\n"
+                 f"{order} order; median, band = min–max", fontsize=8)  # fmt: skip
     ax.legend(fontsize=6, frameon=False, ncol=2)
     return fig
 
@@ -190,7 +190,7 @@ def latency(tables: Tables) -> Figure:
         ax.set_ylabel("percentile")
         ax.set_title(f"{titles.get(mode, mode)} (warm)", fontsize=8)
     axes[-1].set_xlabel("latency per image (s)")
-    axes[0].legend(fontsize=6, frameon=False, loc="lower right")
+    axes[-1].legend(fontsize=6, frameon=False, loc="lower right")
     return fig
 
 

@@ -1,0 +1,113 @@
+"""Benchmarks that print what this machine does (not tests): the two traps, run drift.
+
+``python -m storebench benchmark traps`` measures
+* how much slower file creation and a PNG store get right after ~100,000
+  small files were deleted (ext4), and whether the create-latency probe sees it;
+* what allocating a fresh output array adds to a whole-dataset read, compared
+  with the preallocated, pre-touched buffer storebench reads into.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from storebench import measure, tables
+from storebench.formats import make_format
+
+
+def _store_time(fmt: Any, images: np.ndarray, labels: np.ndarray, parent: Path) -> float:
+    target = Path(tempfile.mkdtemp(prefix="store.", dir=parent))
+    measure.sync_filesystem(target)
+    start = time.perf_counter()
+    fmt.write(target, images, labels)
+    return time.perf_counter() - start
+
+
+def deletion_trap(work: Path, images: np.ndarray, labels: np.ndarray, files: int = 100_000,
+                  rounds: int = 3) -> None:  # fmt: skip
+    """Print create latency and PNG store time when quiet and right after a mass delete."""
+    png = make_format("png", {"kind": "png"})
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"PNG store of {len(images)} images; {files} small files deleted before 'after delete'")
+    print(f"{'round':>5} {'state':<13} {'probe us':>9} {'store s':>8}")
+    quiet, after = [], []
+    for round_ in range(rounds):
+        probe = measure.create_latency_us(work)
+        quiet.append(_store_time(png, images, labels, work))
+        print(f"{round_:>5} {'quiet':<13} {probe:>9.1f} {quiet[-1]:>8.3f}")
+        victim = work / "victim"
+        victim.mkdir()
+        for i in range(files):
+            (victim / f"{i}.png").write_bytes(b"x" * 2300)
+        measure.sync_filesystem(victim)
+        shutil.rmtree(victim)
+        probe = measure.create_latency_us(work)
+        after.append(_store_time(png, images, labels, work))
+        print(f"{round_:>5} {'after delete':<13} {probe:>9.1f} {after[-1]:>8.3f}")
+        time.sleep(5)
+    ratio = statistics.median(after) / statistics.median(quiet)
+    print(f"median store: quiet {statistics.median(quiet):.3f} s, after delete "
+          f"{statistics.median(after):.3f} s, ratio {ratio:.2f}")  # fmt: skip
+
+
+def allocation_trap(images: np.ndarray, labels: np.ndarray, work: Path, repeats: int = 5) -> None:
+    """Print HDF5 whole-dataset read time into a fresh array vs a pre-touched buffer."""
+    hdf5 = make_format("hdf5", {"kind": "hdf5"})
+    store = Path(tempfile.mkdtemp(prefix="hdf5.", dir=work))
+    hdf5.write(store, images, labels)
+    indices = np.arange(len(images))
+    fresh, touched = [], []
+    buffer, label_buffer = np.empty_like(images), np.empty_like(labels)
+    buffer.fill(0)
+    for _ in range(repeats):
+        out, out_labels = np.empty_like(images), np.empty_like(labels)
+        start = time.perf_counter()
+        with hdf5.open(store) as reader:
+            reader.read_into(indices, out, out_labels)
+        fresh.append(time.perf_counter() - start)
+        del out
+        start = time.perf_counter()
+        with hdf5.open(store) as reader:
+            reader.read_into(indices, buffer, label_buffer)
+        touched.append(time.perf_counter() - start)
+    print(f"HDF5 read of {len(images)} images ({images.nbytes / 1e6:.0f} MB), warm cache, "
+          f"median of {repeats}:")  # fmt: skip
+    print(f"  into a freshly allocated array: {statistics.median(fresh):.3f} s "
+          f"(all: {', '.join(f'{t:.3f}' for t in fresh)})")  # fmt: skip
+    print(f"  into a pre-touched buffer:      {statistics.median(touched):.3f} s "
+          f"(all: {', '.join(f'{t:.3f}' for t in touched)})")  # fmt: skip
+    print(f"  ratio {statistics.median(fresh) / statistics.median(touched):.2f}")
+
+
+def compare(first: Path, second: Path, min_n: int, columns: Sequence[str] = ("median",)) -> None:
+    """Print how far each measurement's median moved between two runs' tables."""
+
+    def key(row: dict[str, Any]) -> tuple:
+        return tuple(row[c] for c in ("format", "n", "measurement", "cache", "order"))
+
+    a = {key(r): r for r in tables.read_table(first)}
+    b = {key(r): r for r in tables.read_table(second)}
+    rows = []
+    for k in sorted(a.keys() & b.keys(), key=str):
+        if k[1] < min_n:
+            continue
+        for column in columns:
+            ratio = b[k][column] / a[k][column]
+            rows.append((abs(ratio - 1), k, a[k][column], b[k][column], ratio))
+    print(f"{'format':<9} {'n':>7} {'measurement':<14} {'cache':<6} {'order':<10} "
+          f"{'run 1':>9} {'run 2':>9} {'ratio':>6}")  # fmt: skip
+    for _, k, x, y, ratio in sorted(rows, key=lambda r: -r[0]):
+        print(
+            f"{k[0]:<9} {k[1]:>7} {k[2]:<14} {k[3]:<6} {k[4]:<10} {x:>9.4g} {y:>9.4g} {ratio:>6.3f}"
+        )
+    worst = max(rows, key=lambda r: r[0])
+    within = sum(1 for r in rows if r[0] <= 0.10)
+    print(f"{within} of {len(rows)} medians within 10%; worst: {worst[1]} ratio {worst[4]:.3f}")
