@@ -275,16 +275,24 @@ def test_latency_table(run: Path) -> None:
 
 
 def test_noise_table_lists_exactly_the_noisy_rows(run: Path) -> None:
-    threshold = yaml.safe_load((run / "config.yaml").read_text())["noise_threshold"]
-    noisy = {(r["format"], r["n"], r["measurement"], r["cache"], r["order"])
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    threshold, max_us = config["noise_threshold"], config["filesystem_probe"]["max_create_us"]
+    noisy = {(r["format"], r["n"], r["measurement"], r["cache"], r["order"]): r["reason"]
              for r in read_csv(run / "results/tables/noise.csv")}  # fmt: skip
-    expected = {
-        (r["format"], r["n"], r["measurement"], r["cache"], r["order"])
-        for table in ("store", "read", "single")
-        for r in read_csv(run / f"results/tables/{table}.csv")
-        if float(r["cv"]) > threshold
-    }
-    assert noisy == expected
+    expected = {}
+    for table in ("store", "read", "single"):
+        for r in read_csv(run / f"results/tables/{table}.csv"):
+            key = (r["format"], r["n"], r["measurement"], r["cache"], r["order"])
+            if float(r["cv"]) > threshold:
+                expected[key] = "cv"
+            if r["create_latency_us_max"] and float(r["create_latency_us_max"]) > max_us:
+                expected[key] = "file creation slow"
+    assert noisy.keys() == expected.keys()
+    for key, reason in expected.items():
+        assert reason in noisy[key]
+    # Every store sample was probed.
+    for r in read_csv(run / "results/tables/store.csv"):
+        assert float(r["create_latency_us_max"]) > 0
 
 
 def test_environment(run: Path) -> None:

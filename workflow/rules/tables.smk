@@ -32,6 +32,8 @@ rule noise:
         ENV
     params:
         threshold=config["noise_threshold"],
+        max_create_us=config["filesystem_probe"]["max_create_us"],
     shell:
         "python -m storebench --log {log:q} noise --threshold {params.threshold}"
+        " --max-create-us {params.max_create_us}"
         " --csv {output.csv:q} --md {output.md:q} {input:q}"

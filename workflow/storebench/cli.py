@@ -95,7 +95,7 @@ def cmd_environment(args: argparse.Namespace) -> None:
 
 
 def cmd_noise(args: argparse.Namespace) -> None:
-    rows = tables.noisy_rows(args.inputs, args.threshold)
+    rows = tables.noisy_rows(args.inputs, args.threshold, args.max_create_us)
     tables.write_table(rows, tables.NOISE_COLUMNS, args.csv, args.md)
 
 
@@ -230,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("noise", help="list measurements whose spread is too wide to trust")
     p.add_argument("--threshold", type=float, required=True, help="coefficient of variation")
+    p.add_argument("--max-create-us", type=float, required=True, help="file-creation probe")
     p.add_argument("--csv", type=Path, required=True)
     p.add_argument("--md", type=Path, required=True)
     p.add_argument("inputs", type=Path, nargs="+", help="timing tables (CSV)")

@@ -53,7 +53,7 @@ def sync_filesystem(path: Path) -> None:
         os.close(fd)
 
 
-def create_latency_us(folder: Path, files: int = 200) -> float:
+def create_latency_us(folder: Path, files: int = 500) -> float:
     """Median time to create one empty file in ``folder``, in microseconds.
 
     ext4 creates files much more slowly for minutes after many files were

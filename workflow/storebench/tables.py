@@ -14,14 +14,14 @@ from storebench.results import read_json
 
 TIMING_COLUMNS = (
     "format", "kind", "n", "measurement", "cache", "order", "unit", "repeats",
-    "median", "q1", "q3", "min", "max", "cv", "residency_max",
+    "median", "q1", "q3", "min", "max", "cv", "residency_max", "create_latency_us_max",
 )  # fmt: skip
 LATENCY_COLUMNS = (
     "format", "kind", "n", "mode", "cache", "unit", "samples",
     "min", "p10", "p25", "p50", "p75", "p90", "p95", "p99", "max",
 )  # fmt: skip
 NOISE_COLUMNS = (
-    "format", "n", "measurement", "cache", "order", "repeats", "median", "cv",
+    "format", "n", "measurement", "cache", "order", "repeats", "median", "cv", "reason",
 )  # fmt: skip
 NOT_VERIFIED = "cold (not verified)"
 PERCENTILES = (10, 25, 50, 75, 90, 95, 99)
@@ -43,6 +43,7 @@ def timing_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
     for path in paths:
         result = read_json(path)
         resident = result.get("residency_before")
+        probes = [p["create_latency_us"] for p in result.get("filesystem_probe", [])]
         for measurement, samples in result["samples"].items():
             rows.append(
                 {
@@ -56,6 +57,7 @@ def timing_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
                     "repeats": len(samples),
                     **summarize(samples),
                     "residency_max": max(resident) if resident else "",
+                    "create_latency_us_max": max(probes) if probes else "",
                 }
             )
     return rows
@@ -85,14 +87,29 @@ def latency_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
     return rows
 
 
-def noisy_rows(tables: Iterable[Path], threshold: float) -> list[dict[str, Any]]:
-    """Rows of timing tables whose coefficient of variation exceeds ``threshold``."""
-    return [
-        {column: row[column] for column in NOISE_COLUMNS}
-        for path in tables
-        for row in read_table(path)
-        if row["cv"] > threshold
-    ]
+def _noise_reason(row: dict[str, Any], max_cv: float, max_create_us: float) -> str:
+    reasons = []
+    if row["cv"] > max_cv:
+        reasons.append(f"cv {row['cv']:.2f} > {max_cv:g}")
+    probe = row.get("create_latency_us_max", "")
+    if probe != "" and probe > max_create_us:
+        reasons.append(
+            f"file creation slow before a sample ({probe:.0f} us > {max_create_us:g} us)"
+        )
+    return "; ".join(reasons)
+
+
+def noisy_rows(tables: Iterable[Path], max_cv: float, max_create_us: float) -> list[dict[str, Any]]:
+    """Timing rows too noisy to trust: spread above ``max_cv``, or timed while the
+    filesystem created files slower than ``max_create_us``."""
+    rows = []
+    for path in tables:
+        for row in read_table(path):
+            reason = _noise_reason(row, max_cv, max_create_us)
+            if reason:
+                rows.append({**{c: row[c] for c in NOISE_COLUMNS if c != "reason"},
+                             "reason": reason})  # fmt: skip
+    return rows
 
 
 def usage_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
