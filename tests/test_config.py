@@ -18,7 +18,11 @@ GOOD = yaml.safe_load((ROOT / "config.yaml").read_text())
 
 def test_shipped_config_is_valid_and_official() -> None:
     formats = check(GOOD)
-    assert set(formats) == {"png", "lmdb", "lmdb_raw", "hdf5"}
+    kinds = {name: fmt.kind for name, fmt in formats.items()}
+    assert {"png", "lmdb", "lmdb_raw", "hdf5", "hdf5_gzip", "tfrecord", "raw"} <= set(formats)
+    assert kinds["raw"] == "npy" and kinds["tfrecord"] == "tfrecord"
+    assert formats["lmdb_raw"].value == "raw" and formats["hdf5"].chunk is None
+    assert formats["hdf5_gzip"].compression == "gzip"
     assert GOOD["cifar10"]["url"] == "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
     assert GOOD["cifar10"]["md5"] == "c58f30108f718f92721af3b95e74349a"
     assert GOOD["cifar10"]["archive"] is None

@@ -18,8 +18,13 @@ def _conda() -> dict[str, str]:
     env = yaml.safe_load((ROOT / "envs" / "storebench.yaml").read_text())
     pins = {}
     for dep in env["dependencies"]:
-        name, _, version = dep.partition("=")
-        pins[CONDA_TO_PYPI.get(name, name)] = version
+        if isinstance(dep, dict):  # the pip section: PyPI names, ==
+            for pip_dep in dep["pip"]:
+                name, _, version = pip_dep.partition("==")
+                pins[name] = version
+        elif dep != "pip":
+            name, _, version = dep.partition("=")
+            pins[CONDA_TO_PYPI.get(name, name)] = version
     return pins
 
 

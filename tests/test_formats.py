@@ -20,7 +20,13 @@ SPECS = {
     "png_fast": {"kind": "png", "compress_level": 1},
     "lmdb_pickle": {"kind": "lmdb", "value": "pickle"},
     "lmdb_raw": {"kind": "lmdb", "value": "raw"},
+    "lmdb_raw_writemap_append": {"kind": "lmdb", "value": "raw", "writemap": True, "append": True},
     "hdf5": {"kind": "hdf5"},
+    "hdf5_chunked": {"kind": "hdf5", "chunk": 7},
+    "hdf5_gzip": {"kind": "hdf5", "chunk": 16, "compression": "gzip", "level": 4},
+    "hdf5_lzf": {"kind": "hdf5", "chunk": 100, "compression": "lzf"},
+    "tfrecord": {"kind": "tfrecord"},
+    "npy": {"kind": "npy"},
 }
 N = 64
 
@@ -82,7 +88,7 @@ def test_every_kind_in_config_yaml_exists() -> None:
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     for name, spec in config["formats"].items():
         assert make_format(name, spec).kind in available_kinds()
-    assert {"png", "lmdb", "hdf5"} <= set(available_kinds())
+    assert {"png", "lmdb", "hdf5", "tfrecord", "npy"} <= set(available_kinds())
 
 
 @pytest.mark.parametrize(
@@ -92,6 +98,11 @@ def test_every_kind_in_config_yaml_exists() -> None:
         ({"kind": "png", "level": 3}, r"formats\.x: unknown option\(s\) \['level'\]"),
         ({"kind": "png", "compress_level": 12}, "compress_level must be an integer 0..9"),
         ({"kind": "lmdb", "value": "json"}, "value must be 'pickle' or 'raw'"),
+        ({"kind": "lmdb", "append": "yes"}, "append must be true or false"),
+        ({"kind": "hdf5", "compression": "gzip"}, "compression needs chunk"),
+        ({"kind": "hdf5", "chunk": 0}, "chunk must be a positive integer"),
+        ({"kind": "hdf5", "chunk": 8, "compression": "zstd"}, "compression must be one of"),
+        ({"kind": "hdf5", "chunk": 8, "compression": "lzf", "level": 3}, "level is a gzip level"),
     ],
 )
 def test_bad_format_specs_are_named(spec: dict, message: str) -> None:
@@ -127,3 +138,23 @@ def test_lmdb_pickle_reader_refuses_foreign_globals(tmp_path: Path) -> None:
     with pytest.raises(StorebenchError, match="refused to unpickle"):
         _read(fmt, tmp_path, np.array([0]))
     assert not marker.exists()
+
+
+def test_hdf5_options_shape_the_file(data, tmp_path: Path) -> None:
+    import h5py
+
+    images, labels = data
+    make_format("h", SPECS["hdf5_gzip"]).write(tmp_path, images, labels)
+    with h5py.File(tmp_path / "data.h5") as file:
+        dataset = file["images"]
+        assert dataset.chunks == (16, 32, 32, 3)
+        assert dataset.compression == "gzip" and dataset.compression_opts == 4
+
+
+def test_lmdb_missing_image_is_named(data, tmp_path: Path) -> None:
+    images, labels = data
+    fmt = make_format("lmdb", SPECS["lmdb_raw"])
+    fmt.write(tmp_path, images[:5], labels[:5])
+    for indices in (np.array([7]), np.arange(3, 8)):
+        with pytest.raises(StorebenchError, match=r"no image [57]"):
+            _read(fmt, tmp_path, indices)

@@ -111,3 +111,71 @@ def compare(first: Path, second: Path, min_n: int, columns: Sequence[str] = ("me
     worst = max(rows, key=lambda r: r[0])
     within = sum(1 for r in rows if r[0] <= 0.10)
     print(f"{within} of {len(rows)} medians within 10%; worst: {worst[1]} ratio {worst[4]:.3f}")
+
+
+def _median(rows: list[dict[str, Any]], fmt: str, n: int, measurement: str, cache: str = "",
+            order: str = "") -> float | None:  # fmt: skip
+    for row in rows:
+        if (row["format"], row["n"], row["measurement"], row["cache"], row["order"]) == (
+            fmt, n, measurement, cache, order,
+        ):  # fmt: skip
+            return float(row["median"])
+    return None
+
+
+def png_decode_rate(store: Path, count: int = 5000, repeats: int = 5) -> float:
+    """Images per second one core decodes from in-memory PNG bytes to an array (median)."""
+    import io
+
+    from PIL import Image
+
+    blobs = [(store / f"{i}.png").read_bytes() for i in range(count)]
+    out = np.empty((32, 32, 3), np.uint8)
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for blob in blobs:
+            with Image.open(io.BytesIO(blob)) as image:
+                out[:] = np.asarray(image)
+        rates.append(count / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def floor(results_dir: Path, floor_format: str) -> None:
+    """Print each format at the largest n, and as a ratio to the raw floor of the same run."""
+    tables_dir = results_dir / "tables"
+    store = tables.read_table(tables_dir / "store.csv")
+    read = tables.read_table(tables_dir / "read.csv")
+    usage = {(r["format"], r["n"]): r for r in tables.read_table(tables_dir / "usage.csv")}
+    n = max(r["n"] for r in read)
+    formats = list(dict.fromkeys(r["format"] for r in read))
+    columns = {
+        "store s": lambda f: _median(store, f, n, "store"),
+        "warm seq read s": lambda f: _median(read, f, n, "read", "warm", "sequential"),
+        "cold random read s": lambda f: _median(read, f, n, "read", "cold", "random"),
+        "disk MiB": lambda f: usage[(f, n)]["allocated_bytes"] / 2**20,
+    }
+    values = {f: {c: get(f) for c, get in columns.items()} for f in formats}
+    base = values.get(floor_format)
+    if base is None:
+        raise SystemExit(f"no format {floor_format!r} in {tables_dir}; pass --floor NAME")
+    print(f"n = {n:,}; ratio = value / {floor_format}'s value in the same run\n")
+    print("| format | " + " | ".join(f"{c} | ratio" for c in columns) + " |")
+    print("|---|" + "---|---|" * len(columns))
+    for fmt in formats:
+        cells = []
+        for column in columns:
+            value, reference = values[fmt][column], base[column]
+            ratio = value / reference if value is not None and reference else None
+            cells.append(f"{value:.4g}" if value is not None else "-")
+            cells.append(f"{ratio:.2f}" if ratio is not None else "-")
+        print(f"| {fmt} | " + " | ".join(cells) + " |")
+    for fmt in formats:
+        folder = results_dir / "stores" / fmt / str(n)
+        if (folder / "0.png").exists():
+            rate = png_decode_rate(folder)
+            read_s = values[fmt]["warm seq read s"]
+            ratio = read_s / (n / rate)
+            print(f"\n{fmt}: Pillow decodes {rate:,.0f} images/s on one core (in memory); "
+                  f"the warm sequential read of {n:,} took {read_s:.3g} s = "
+                  f"{n / read_s:,.0f} images/s, {ratio:.2f}x the decode time")  # fmt: skip

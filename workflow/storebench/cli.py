@@ -143,6 +143,9 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
     if args.what == "compare":
         benchmarks.compare(args.tables[0], args.tables[1], args.min_n)
         return
+    if args.what == "floor":
+        benchmarks.floor(args.results, args.floor)
+        return
     images, labels = _dataset(args)
     args.work.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="benchmark.", dir=args.work))
@@ -261,7 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_stages)
 
     p = sub.add_parser("benchmark", help="print what this machine does (traps, run drift)")
-    p.add_argument("what", choices=["traps", "deletion", "allocation", "compare"])
+    p.add_argument("what", choices=["traps", "deletion", "allocation", "compare", "floor"])
+    p.add_argument("--results", type=Path, default=Path("results"), help="floor: a run's results")
+    p.add_argument("--floor", default="raw", help="floor: the raw-floor format's name")
     p.add_argument("--images", type=Path, default=Path("results/dataset/images.npy"))
     p.add_argument("--labels", type=Path, default=Path("results/dataset/labels.npy"))
     p.add_argument("--n", type=int, default=100_000, help="images for the allocation trap")

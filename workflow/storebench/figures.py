@@ -20,9 +20,11 @@ Rows = list[dict[str, Any]]
 Tables = Mapping[str, Rows]
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies.
-PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442",
-           "#000000")  # fmt: skip
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+# Okabe-Ito, then two of Paul Tol's colours: distinguishable with the common
+# colour-vision deficiencies; every format also gets its own marker.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000",
+           "#882255", "#44AA99", "#F0E442")  # fmt: skip
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<")
 WIDTH_IN = 3.5  # one paper column
 DPI = 200
 

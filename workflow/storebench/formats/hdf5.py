@@ -36,15 +36,40 @@ class Hdf5Reader(Reader):
         self.file.close()
 
 
+COMPRESSIONS = (None, "gzip", "lzf")
+
+
 @dataclasses.dataclass(frozen=True)
 class Hdf5Format(Format):
-    """Contiguous, uncompressed datasets (the classic article's layout)."""
+    """``chunk``: images per chunk (``null``: one contiguous dataset, the classic
+    layout); ``compression``: ``null``, ``gzip`` or ``lzf`` (needs chunks);
+    ``level``: gzip level 0..9."""
 
     kind = "hdf5"
+    chunk: int | None = None
+    compression: str | None = None
+    level: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.chunk is not None and (not isinstance(self.chunk, int) or self.chunk < 1):
+            raise ValueError(f"chunk must be a positive integer or null, not {self.chunk!r}")
+        if self.compression not in COMPRESSIONS:
+            raise ValueError(f"compression must be one of {COMPRESSIONS}, not {self.compression!r}")
+        if self.compression and self.chunk is None:
+            raise ValueError("compression needs chunk (images per chunk)")
+        if self.level is not None and (self.compression != "gzip" or not 0 <= self.level <= 9):
+            raise ValueError("level is a gzip level 0..9 and needs compression: gzip")
 
     def write(self, directory: Path, images: np.ndarray, labels: np.ndarray) -> None:
+        layout = {}
+        if self.chunk is not None:
+            layout = {
+                "chunks": (min(self.chunk, max(1, len(images))), *images.shape[1:]),
+                "compression": self.compression,
+                "compression_opts": self.level,
+            }
         with h5py.File(Path(directory) / FILE, "w") as file:
-            file.create_dataset("images", data=images)
+            file.create_dataset("images", data=images, **layout)
             file.create_dataset("labels", data=labels)
 
     def open(self, directory: Path) -> Reader:

@@ -15,7 +15,8 @@ import lmdb
 import numpy as np
 
 from storebench import safepickle
-from storebench.formats.base import Format, Reader
+from storebench.errors import StorebenchError
+from storebench.formats.base import Format, Reader, is_range
 
 SHAPE = (32, 32, 3)
 IMAGE_BYTES = 32 * 32 * 3
@@ -52,23 +53,45 @@ def key(index: int) -> bytes:
 
 class LmdbReader(Reader):
     def __init__(self, directory: Path, value: str):
+        self.path = Path(directory)
         self.env = lmdb.open(str(directory), readonly=True, lock=False)
         self.value = value
 
     def read_into(self, indices: np.ndarray, images: np.ndarray, labels: np.ndarray) -> None:
-        flat = images.reshape(len(images), IMAGE_BYTES)
         with self.env.begin(buffers=True) as txn:
-            get = txn.get
             if self.value == "raw":
-                for k, index in enumerate(indices.tolist()):
-                    buf = get(key(index))
-                    flat[k] = np.frombuffer(buf, np.uint8, IMAGE_BYTES)
-                    labels[k] = buf[IMAGE_BYTES]
-            else:
-                for k, index in enumerate(indices.tolist()):
-                    item = safepickle.loads(get(key(index)), PICKLE_GLOBALS, "lmdb value")
-                    images[k] = item.get_image()
-                    labels[k] = item.label
+                self._read_raw(txn, indices, images, labels)
+                return
+            for k, index in enumerate(indices.tolist()):
+                item = safepickle.loads(txn.get(key(index)), PICKLE_GLOBALS, "lmdb value")
+                images[k] = item.get_image()
+                labels[k] = item.label
+
+    def _read_raw(self, txn: lmdb.Transaction, indices: np.ndarray, images: np.ndarray,
+                  labels: np.ndarray) -> None:  # fmt: skip
+        """Copy each value's bytes straight into the caller's buffer: no per-image object."""
+        if not len(indices):
+            return
+        flat = memoryview(images.reshape(len(images), IMAGE_BYTES)).cast("B")
+        label_bytes = bytearray(len(indices))
+        if len(indices) and is_range(indices):
+            # In key order: walk a cursor instead of searching the tree per image.
+            cursor = txn.cursor()
+            found = cursor.set_key(key(int(indices[0])))
+            values = cursor.iternext(keys=False) if found else iter(())
+        else:
+            values = map(txn.get, map(key, indices.tolist()))
+        k = -1
+        for k, value in zip(range(len(indices)), values, strict=False):
+            if value is None:
+                break
+            flat[k * IMAGE_BYTES : (k + 1) * IMAGE_BYTES] = value[:IMAGE_BYTES]
+            label_bytes[k] = value[IMAGE_BYTES]
+        else:
+            k += 1  # every value was read: k is now the count
+        if k != len(indices):
+            raise StorebenchError(f"{self.path}: no image {indices[k]}; the store is incomplete")
+        labels[:] = np.frombuffer(label_bytes, dtype=np.uint8)
 
     def close(self) -> None:
         self.env.close()
@@ -76,14 +99,21 @@ class LmdbReader(Reader):
 
 @dataclasses.dataclass(frozen=True)
 class LmdbFormat(Format):
-    """``value``: ``pickle`` (the article's object) or ``raw`` (bytes + label byte)."""
+    """``value``: ``pickle`` (the article's object) or ``raw`` (bytes + label byte);
+    ``writemap``: write through a writable memory map; ``append``: keys arrive in
+    order, so each put appends to the B-tree instead of searching it."""
 
     kind = "lmdb"
     value: str = "pickle"
+    writemap: bool = False
+    append: bool = False
 
     def __post_init__(self) -> None:
         if self.value not in ("pickle", "raw"):
             raise ValueError(f"value must be 'pickle' or 'raw', not {self.value!r}")
+        for name in ("writemap", "append"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false")
 
     def encode(self, image: np.ndarray, label: int) -> bytes:
         if self.value == "raw":
@@ -97,13 +127,15 @@ class LmdbFormat(Format):
         value_size = len(self.encode(images[0], int(labels[0]))) if n else 0
         pages = math.ceil((value_size + 64) / PAGE) + 1
         map_size = max(1 << 20, n * pages * PAGE * 2)
-        env = lmdb.open(str(directory), map_size=map_size)
+        env = lmdb.open(str(directory), map_size=map_size, writemap=self.writemap)
         try:
             while True:
                 try:
                     with env.begin(write=True) as txn:
+                        put = txn.put
                         for index in range(n):
-                            txn.put(key(index), self.encode(images[index], int(labels[index])))
+                            value = self.encode(images[index], int(labels[index]))
+                            put(key(index), value, append=self.append)
                     break
                 except lmdb.MapFullError:
                     map_size *= 2

@@ -1,0 +1,50 @@
+"""The raw floor: the images as one ``.npy`` file, read through a memory map.
+
+No per-image framing, no decoding: the fastest a Python reader can get the
+pixels, so every other format's cost shows as a ratio to this one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from storebench.formats.base import Format, Reader, is_range
+
+IMAGES, LABELS = "images.npy", "labels.npy"
+
+
+class NpyReader(Reader):
+    def __init__(self, directory: Path):
+        self.images = np.load(Path(directory) / IMAGES, mmap_mode="r")
+        self.labels = np.load(Path(directory) / LABELS, mmap_mode="r")
+
+    def read_into(self, indices: np.ndarray, images: np.ndarray, labels: np.ndarray) -> None:
+        if is_range(indices):
+            if len(indices):
+                start, stop = int(indices[0]), int(indices[-1]) + 1
+                images[:] = self.images[start:stop]
+                labels[:] = self.labels[start:stop]
+            return
+        np.take(self.images, indices, axis=0, out=images)
+        np.take(self.labels, indices, out=labels)
+
+    def close(self) -> None:
+        # np.memmap has no close(); dropping the references unmaps the files.
+        del self.images, self.labels
+
+
+@dataclasses.dataclass(frozen=True)
+class NpyFormat(Format):
+    """Two ``.npy`` files (images, labels), memory-mapped for reading."""
+
+    kind = "npy"
+
+    def write(self, directory: Path, images: np.ndarray, labels: np.ndarray) -> None:
+        np.save(Path(directory) / IMAGES, images)
+        np.save(Path(directory) / LABELS, labels)
+
+    def open(self, directory: Path) -> Reader:
+        return NpyReader(directory)

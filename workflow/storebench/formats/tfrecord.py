@@ -1,0 +1,104 @@
+"""One TFRecord file of ``tf.train.Example`` records, as TensorFlow users store images.
+
+Each record holds the features ``height``, ``width``, ``depth``, ``label``
+(int64) and ``image_raw`` (bytes), framed as TensorFlow frames records:
+length (uint64 LE), masked CRC32C of the length, data, masked CRC32C of the
+data. The ``tfrecord`` package writes the records (its ``example_pb2`` is
+TensorFlow's ``example.proto``; ``crc32c`` computes the checksums). Offsets of
+the records are saved at write time, so any record can be read directly;
+reading in file order streams the file. Reads check both CRCs, as
+TensorFlow's reader does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import mmap
+import struct
+from pathlib import Path
+
+import crc32c
+import numpy as np
+from tfrecord import TFRecordWriter, example_pb2
+
+from storebench.errors import StorebenchError
+from storebench.formats.base import Format, Reader
+
+RECORDS, OFFSETS = "data.tfrecord", "offsets.npy"
+IMAGE_BYTES = 32 * 32 * 3
+MASK_DELTA = 0xA282EAD8
+
+
+def masked_crc(data: bytes | memoryview) -> int:
+    """TensorFlow's masked CRC32C of ``data``."""
+    crc = crc32c.crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + MASK_DELTA) & 0xFFFFFFFF
+
+
+class TfrecordReader(Reader):
+    def __init__(self, directory: Path):
+        self.path = Path(directory) / RECORDS
+        self.offsets = np.load(Path(directory) / OFFSETS)
+        self.file = open(self.path, "rb")  # noqa: SIM115 (held open until close())
+        size = self.path.stat().st_size
+        self.map = mmap.mmap(self.file.fileno(), size, access=mmap.ACCESS_READ) if size else b""
+        self.view = memoryview(self.map)
+
+    def _record(self, offset: int) -> memoryview:
+        view = self.view
+        header = view[offset : offset + 8]
+        (length,) = struct.unpack_from("<Q", view, offset)
+        (length_crc,) = struct.unpack_from("<I", view, offset + 8)
+        data = view[offset + 12 : offset + 12 + length]
+        (data_crc,) = struct.unpack_from("<I", view, offset + 12 + length)
+        if masked_crc(header) != length_crc or masked_crc(data) != data_crc:
+            raise StorebenchError(f"{self.path}: corrupt record at byte {offset} (CRC mismatch)")
+        return data
+
+    def read_into(self, indices: np.ndarray, images: np.ndarray, labels: np.ndarray) -> None:
+        if not len(indices):
+            return
+        flat = memoryview(images.reshape(len(images), IMAGE_BYTES)).cast("B")
+        example = example_pb2.Example()
+        offsets = self.offsets
+        for k, index in enumerate(indices.tolist()):
+            example.ParseFromString(self._record(int(offsets[index])))
+            feature = example.features.feature
+            flat[k * IMAGE_BYTES : (k + 1) * IMAGE_BYTES] = feature["image_raw"].bytes_list.value[0]
+            labels[k] = feature["label"].int64_list.value[0]
+
+    def close(self) -> None:
+        self.view.release()
+        if isinstance(self.map, mmap.mmap):
+            self.map.close()
+        self.file.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class TfrecordFormat(Format):
+    """One ``data.tfrecord`` file plus ``offsets.npy`` (record offsets)."""
+
+    kind = "tfrecord"
+
+    def write(self, directory: Path, images: np.ndarray, labels: np.ndarray) -> None:
+        offsets = np.empty(len(images), dtype=np.int64)
+        writer = TFRecordWriter(str(Path(directory) / RECORDS))
+        try:
+            for index, (image, label) in enumerate(zip(images, labels, strict=True)):
+                offsets[index] = writer.file.tell()
+                height, width, depth = image.shape
+                writer.write(
+                    {
+                        "height": (height, "int"),
+                        "width": (width, "int"),
+                        "depth": (depth, "int"),
+                        "label": (int(label), "int"),
+                        "image_raw": (image.tobytes(), "byte"),
+                    }
+                )
+        finally:
+            writer.close()
+        np.save(Path(directory) / OFFSETS, offsets)
+
+    def open(self, directory: Path) -> Reader:
+        return TfrecordReader(directory)
