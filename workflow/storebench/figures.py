@@ -12,6 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
 from storebench.errors import StorebenchError
 from storebench.tables import PERCENTILES
@@ -78,6 +80,21 @@ def _new(height: float = 2.6, rows: int = 1) -> tuple[Figure, Any]:
     return fig, axes[0, 0] if rows == 1 else axes[:, 0]
 
 
+def _format_legend(fig: Figure, styles: Mapping[str, Mapping[str, str]],
+                   extra: Sequence[Line2D] = ()) -> None:  # fmt: skip
+    """One legend entry per format (colour and marker), below the axes, off the data."""
+    handles = [Line2D([], [], linewidth=1.2, markersize=3.5, label=name, **style)
+               for name, style in styles.items()]  # fmt: skip
+    handles += list(extra)
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(4, len(handles)),
+               fontsize=6, frameon=False, handlelength=1.8, columnspacing=1.0)  # fmt: skip
+
+
+def _legend_height(entries: int) -> float:
+    """Inches the legend below the axes needs."""
+    return 0.2 * -(-entries // 4)
+
+
 def _log_time_axes(ax: Axes, log_y: bool = True, xlabel: bool = True) -> None:
     ax.set_xscale("log")
     if log_y:
@@ -100,39 +117,40 @@ def _classic(rows: Rows) -> tuple[str, str]:
 
 def store_time(tables: Tables, log_y: bool) -> Figure:
     rows = tables["store"]
-    fig, ax = _new()
     styles = _style(_formats(rows))
+    fig, ax = _new(2.4 + _legend_height(len(styles)))
     _time_lines(ax, _where(rows, measurement="store"), styles)
     _time_lines(ax, _where(rows, measurement="store_durable"), styles, ":")
     _log_time_axes(ax, log_y)
     ax.set_title("Store: writer returns (solid), durable (dotted)\n"
                  "median, band = min–max", fontsize=8)  # fmt: skip
-    ax.legend(fontsize=7, frameon=False, handles=ax.get_lines()[: len(styles)])
+    _format_legend(fig, styles)
     return fig
 
 
 def read_time(tables: Tables, log_y: bool) -> Figure:
     rows = tables["read"]
     cache, order = _classic(rows)
-    fig, ax = _new()
-    _time_lines(ax, _where(rows, cache=cache, order=order), _style(_formats(rows)))
+    styles = _style(_formats(rows))
+    fig, ax = _new(2.4 + _legend_height(len(styles)))
+    _time_lines(ax, _where(rows, cache=cache, order=order), styles)
     _log_time_axes(ax, log_y)
     ax.set_title(f"Read n images back ({cache} cache, {order} order)\n"
                  "median, band = min–max", fontsize=8)  # fmt: skip
-    ax.legend(fontsize=7, frameon=False)
+    _format_legend(fig, styles)
     return fig
 
 
 def read_write(tables: Tables) -> Figure:
-    fig, ax = _new(2.9)
     reads = tables["read"]
     cache, order = _classic(reads)
     styles = _style(_formats(tables["store"] + reads))
-    _time_lines(ax, _where(tables["store"], measurement="store"), styles, "-", " store")
-    _time_lines(ax, _where(reads, cache=cache, order=order), styles, "--", " read")
+    fig, ax = _new(2.6 + _legend_height(len(styles)))
+    _time_lines(ax, _where(tables["store"], measurement="store"), styles, "-")
+    _time_lines(ax, _where(reads, cache=cache, order=order), styles, "--")
     _log_time_axes(ax)
-    ax.set_title(f"Store (solid) and read (dashed; {cache}, {order}), median", fontsize=8)
-    ax.legend(fontsize=6, frameon=False, ncol=2)
+    ax.set_title(f"Store (solid) and read (dashed)\nread: {cache}, {order}; median", fontsize=8)
+    _format_legend(fig, styles)
     return fig
 
 
@@ -140,14 +158,14 @@ def read_cache(tables: Tables) -> Figure:
     """Warm vs cold page cache, per format, in the classic order."""
     rows = tables["read"]
     order = _classic(rows)[1]
-    fig, ax = _new(2.9)
     styles = _style(_formats(rows))
+    fig, ax = _new(2.6 + _legend_height(len(styles)))
     for cache, linestyle in zip(_values(rows, "cache", "warm"), ("-", "--", ":"), strict=False):
-        _time_lines(ax, _where(rows, cache=cache, order=order), styles, linestyle, f" {cache}")
+        _time_lines(ax, _where(rows, cache=cache, order=order), styles, linestyle)
     _log_time_axes(ax)
     ax.set_title(f"Warm (solid) vs cold (dashed) page cache\n"
                  f"{order} order; median, band = min–max", fontsize=8)  # fmt: skip
-    ax.legend(fontsize=6, frameon=False, ncol=2)
+    _format_legend(fig, styles)
     return fig
 
 
@@ -155,17 +173,16 @@ def read_order(tables: Tables) -> Figure:
     """Sequential vs random order, one panel per cache state."""
     rows = tables["read"]
     caches = _values(rows, "cache", "warm")
-    fig, axes = _new(2.2 * len(caches) + 0.4, rows=len(caches))
-    axes = [axes] if len(caches) == 1 else list(axes)
     styles = _style(_formats(rows))
+    fig, axes = _new(2.2 * len(caches) + 0.2 + _legend_height(len(styles)), rows=len(caches))
+    axes = [axes] if len(caches) == 1 else list(axes)
     for ax, cache in zip(axes, caches, strict=True):
         for order, linestyle in zip(_values(rows, "order", "sequential"), ("-", "--"),
                                     strict=False):  # fmt: skip
-            _time_lines(ax, _where(rows, cache=cache, order=order), styles, linestyle,
-                        f" {order}")  # fmt: skip
+            _time_lines(ax, _where(rows, cache=cache, order=order), styles, linestyle)
         _log_time_axes(ax, xlabel=ax is axes[-1])
         ax.set_title(f"{cache} cache: sequential (solid) vs random (dashed)", fontsize=8)
-    axes[0].legend(fontsize=5.5, frameon=False, ncol=2)
+    _format_legend(fig, styles)
     return fig
 
 
@@ -173,9 +190,9 @@ def latency(tables: Tables) -> Figure:
     """Distribution (ECDF) of single-image read latency, one panel per mode."""
     rows = tables["latency"]
     modes = _values(rows, "mode", "open_read_close")
-    fig, axes = _new(2.0 * len(modes) + 0.5, rows=len(modes))
-    axes = [axes] if len(modes) == 1 else list(axes)
     styles = _style(_formats(rows))
+    fig, axes = _new(2.0 * len(modes) + 0.3 + _legend_height(len(styles)), rows=len(modes))
+    axes = [axes] if len(modes) == 1 else list(axes)
     titles = {"open_read_close": "open the store, read one image, close",
               "lookup": "one image from an already open store"}  # fmt: skip
     for ax, mode in zip(axes, modes, strict=True):
@@ -192,46 +209,39 @@ def latency(tables: Tables) -> Figure:
         ax.set_ylabel("percentile")
         ax.set_title(f"{titles.get(mode, mode)} (warm)", fontsize=8)
     axes[-1].set_xlabel("latency per image (s)")
-    axes[-1].legend(fontsize=6, frameon=False, loc="lower right")
+    _format_legend(fig, styles)
     return fig
 
 
 def disk_stacked(tables: Tables) -> Figure:
+    """One horizontal bar per format, stacked over the cutoffs (the article's chart)."""
     rows = tables["usage"]
     formats = _formats(rows)
     cutoffs = sorted({r["n"] for r in rows})
-    fig, ax = _new(2.8)
-    bottom = [0.0] * len(formats)
+    fig, ax = _new(0.9 + 0.2 * len(formats))
+    left = [0.0] * len(formats)
     shades = plt.get_cmap("Greys")
     for i, n in enumerate(cutoffs):
-        values = [
-            next(
-                (r["allocated_bytes"] / 2**20 for r in rows if r["format"] == f and r["n"] == n),
-                0.0,
-            )
-            for f in formats
-        ]
-        ax.bar(
-            formats,
-            values,
-            bottom=bottom,
-            color=shades(0.25 + 0.6 * i / max(1, len(cutoffs) - 1)),
-            edgecolor="black",
-            linewidth=0.4,
-            label=f"n = {n:,}",
-        )
-        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-    ax.set_ylabel("allocated on disk (MiB)")
+        allocated = {r["format"]: r["allocated_bytes"] / 2**20 for r in rows if r["n"] == n}
+        values = [allocated.get(f, 0.0) for f in formats]
+        ax.barh(formats, values, left=left, edgecolor="black", linewidth=0.4,
+                color=shades(0.2 + 0.7 * i / max(1, len(cutoffs) - 1)),
+                label=f"n = {n:,}")  # fmt: skip
+        left = [a + v for a, v in zip(left, values, strict=True)]
+    ax.invert_yaxis()  # first format on top
+    ax.set_xlabel("allocated on disk (MiB)")
+    ax.tick_params(axis="y", labelsize=7)
     ax.set_title("Disk usage, stacked over the cutoffs", fontsize=8)
-    ax.legend(fontsize=6, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.tick_params(axis="x", labelsize=7, rotation=20)
+    fig.legend(loc="outside lower center", ncol=min(5, len(cutoffs)), fontsize=6, frameon=False,
+               handlelength=1.2, columnspacing=0.8)  # fmt: skip
     return fig
 
 
 def bytes_per_image(tables: Tables) -> Figure:
     rows = tables["usage"]
-    fig, ax = _new()
-    for fmt, style in _style(_formats(rows)).items():
+    styles = _style(_formats(rows))
+    fig, ax = _new(2.4 + _legend_height(len(styles) + 1))
+    for fmt, style in styles.items():
         series = sorted((r for r in rows if r["format"] == fmt), key=lambda r: r["n"])
         ax.plot(
             [r["n"] for r in series],
@@ -241,13 +251,14 @@ def bytes_per_image(tables: Tables) -> Figure:
             label=fmt,
             **style,
         )
-    ax.axhline(32 * 32 * 3, color="grey", linestyle=":", linewidth=1, label="raw pixels (3,072 B)")
+    raw = ax.axhline(32 * 32 * 3, color="grey", linestyle=":", linewidth=1,
+                     label="3,072 B of pixels")  # fmt: skip
     ax.set_xscale("log")
     ax.set_ylim(bottom=0)  # less than a decade: linear, from zero
     ax.set_xlabel("images stored (n)")
     ax.set_ylabel("allocated bytes per image (B)")
     ax.set_title("Disk usage per image", fontsize=8)
-    ax.legend(fontsize=7, frameon=False, loc="lower left")
+    _format_legend(fig, styles, extra=[raw])
     return fig
 
 
@@ -278,8 +289,13 @@ def single_image(tables: Tables) -> Figure:
                 linewidth=0.8,
                 capsize=2,
             )
-    ax.set_xticks(range(len(formats)), formats, fontsize=7, rotation=20)
+    ax.set_xticks(range(len(formats)), formats, fontsize=6, rotation=40, ha="right",
+                  rotation_mode="anchor")  # fmt: skip
     ax.set_yscale("log")
+    # After set_yscale, which resets them: ticks at 1, 2, 5 per decade, plain labels.
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_ylabel("time (s)")
     ax.set_title("One image: store (plain) and read (hatched)\nmedian, bar = min–max", fontsize=8)
     return fig
