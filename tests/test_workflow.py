@@ -240,9 +240,11 @@ def test_tampered_download_fails_clearly_and_leaves_nothing(tmp_path: Path, samp
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if line.startswith("storebench: error:")]
     assert len(lines) == 1 and "md5 mismatch" in lines[0] and "cifar10.md5" in lines[0]
-    assert sorted(p.name for p in (tmp_path / "results").rglob("*") if p.is_file()) == [
-        "download.log"
-    ]
+    # Nothing of the archive is left for a rerun to trust: no file, no partial file.
+    data = tmp_path / "results" / "data"
+    assert not data.exists() or not [p for p in data.rglob("*") if p.is_file()]
+    assert not (tmp_path / "results" / "dataset").exists()
+    assert (tmp_path / "results" / "logs" / "download.log").is_file()
 
 
 def test_report_holds_every_figure(run: Path) -> None:
