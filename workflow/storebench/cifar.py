@@ -20,7 +20,6 @@ log = logging.getLogger(__name__)
 
 BATCH_DIR = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
-SHAPE = (32, 32, 3)
 IMAGE_BYTES = 32 * 32 * 3
 N_CLASSES = 10
 

@@ -9,6 +9,8 @@ from typing import ClassVar, Self
 
 import numpy as np
 
+IMAGE_BYTES = 32 * 32 * 3  # one CIFAR image, (32, 32, 3) uint8
+
 # Files that tools put into a store's folder but that are not part of the store
 # (Snakemake marks directory outputs with a timestamp file).
 FOREIGN = frozenset({".snakemake_timestamp"})

@@ -16,10 +16,8 @@ import numpy as np
 
 from storebench import safepickle
 from storebench.errors import StorebenchError
-from storebench.formats.base import Format, Reader, is_range
+from storebench.formats.base import IMAGE_BYTES, Format, Reader, is_range
 
-SHAPE = (32, 32, 3)
-IMAGE_BYTES = 32 * 32 * 3
 PAGE = 4096
 
 

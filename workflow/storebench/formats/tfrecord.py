@@ -22,10 +22,9 @@ import numpy as np
 from tfrecord import TFRecordWriter, example_pb2
 
 from storebench.errors import StorebenchError
-from storebench.formats.base import Format, Reader
+from storebench.formats.base import IMAGE_BYTES, Format, Reader
 
 RECORDS, OFFSETS = "data.tfrecord", "offsets.npy"
-IMAGE_BYTES = 32 * 32 * 3
 MASK_DELTA = 0xA282EAD8
 
 
