@@ -163,9 +163,10 @@ def test_tables_hold_every_measurement(run: Path) -> None:
         assert int(row["repeats"]) == REPEATS
         low, mid, high = float(row["min"]), float(row["median"]), float(row["max"])
         assert 0 < low <= mid <= high < 60
-    # A bigger store takes longer to write than a 100x smaller one, for every format.
+    # Formats that do work per image take longer to write 100x more images. (Not asserted for
+    # bulk formats such as raw .npy, where both stores take about a millisecond of noise.)
     median = {(r["format"], int(r["n"]), r["measurement"]): float(r["median"]) for r in store}
-    for fmt in FORMATS:
+    for fmt in ("png", "lmdb", "lmdb_raw", "tfrecord"):
         assert median[(fmt, 1000, "store")] > median[(fmt, 10, "store")]
 
 
