@@ -208,8 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     _format_args(p)
     p.add_argument("--out", type=Path, required=True, help="the store's folder")
     p.add_argument("--trash", type=Path, required=True, help="where replaced stores go")
-    p.add_argument("--max-create-us", type=float, default=50.0)
-    p.add_argument("--max-wait-s", type=float, default=60.0)
+    p.add_argument("--max-create-us", type=float, required=True, help="filesystem_probe")
+    p.add_argument("--max-wait-s", type=float, required=True, help="filesystem_probe")
     p.set_defaults(func=cmd_store)
 
     p = sub.add_parser("read", help="timed: read a whole store back and validate it")

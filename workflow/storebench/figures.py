@@ -95,6 +95,12 @@ def _legend_height(entries: int) -> float:
     return 0.2 * -(-entries // 4)
 
 
+def _panels(count: int, panel_height: float, legend_entries: int) -> tuple[Figure, list[Axes]]:
+    """A figure of ``count`` stacked panels with room for the legend below them."""
+    fig, axes = _new(panel_height * count + 0.25 + _legend_height(legend_entries), rows=count)
+    return fig, [axes] if count == 1 else list(axes)
+
+
 def _log_time_axes(ax: Axes, log_y: bool = True, xlabel: bool = True) -> None:
     ax.set_xscale("log")
     if log_y:
@@ -174,8 +180,7 @@ def read_order(tables: Tables) -> Figure:
     rows = tables["read"]
     caches = _values(rows, "cache", "warm")
     styles = _style(_formats(rows))
-    fig, axes = _new(2.2 * len(caches) + 0.2 + _legend_height(len(styles)), rows=len(caches))
-    axes = [axes] if len(caches) == 1 else list(axes)
+    fig, axes = _panels(len(caches), 2.2, len(styles))
     for ax, cache in zip(axes, caches, strict=True):
         for order, linestyle in zip(_values(rows, "order", "sequential"), ("-", "--"),
                                     strict=False):  # fmt: skip
@@ -191,8 +196,7 @@ def latency(tables: Tables) -> Figure:
     rows = tables["latency"]
     modes = _values(rows, "mode", "open_read_close")
     styles = _style(_formats(rows))
-    fig, axes = _new(2.0 * len(modes) + 0.3 + _legend_height(len(styles)), rows=len(modes))
-    axes = [axes] if len(modes) == 1 else list(axes)
+    fig, axes = _panels(len(modes), 2.0, len(styles))
     titles = {"open_read_close": "open the store, read one image, close",
               "lookup": "one image from an already open store"}  # fmt: skip
     for ax, mode in zip(axes, modes, strict=True):
