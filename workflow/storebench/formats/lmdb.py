@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import pickle
 from pathlib import Path
@@ -72,21 +73,21 @@ class LmdbReader(Reader):
             return
         flat = memoryview(images.reshape(len(images), IMAGE_BYTES)).cast("B")
         label_bytes = bytearray(len(indices))
-        if len(indices) and is_range(indices):
+        if is_range(indices):
             # In key order: walk a cursor instead of searching the tree per image.
             cursor = txn.cursor()
             found = cursor.set_key(key(int(indices[0])))
             values = cursor.iternext(keys=False) if found else iter(())
         else:
             values = map(txn.get, map(key, indices.tolist()))
-        k = -1
-        for k, value in zip(range(len(indices)), values, strict=False):
+        k = offset = 0
+        for value in itertools.islice(values, len(indices)):
             if value is None:
                 break
-            flat[k * IMAGE_BYTES : (k + 1) * IMAGE_BYTES] = value[:IMAGE_BYTES]
+            flat[offset : offset + IMAGE_BYTES] = value[:IMAGE_BYTES]
             label_bytes[k] = value[IMAGE_BYTES]
-        else:
-            k += 1  # every value was read: k is now the count
+            offset += IMAGE_BYTES
+            k += 1
         if k != len(indices):
             raise StorebenchError(f"{self.path}: no image {indices[k]}; the store is incomplete")
         labels[:] = np.frombuffer(label_bytes, dtype=np.uint8)
