@@ -61,6 +61,14 @@ def _with(path: str, value: Any) -> dict:
         ("formats.png.kind", "gif", "formats.png.kind: unknown kind 'gif'"),
         ("formats.png.kind", KeyError, "formats.png: 'kind' is a required property"),
         ("repeats", KeyError, "'repeats' is a required property"),
+        ("parallel.workers", [0, 2], "parallel.workers.0: 0 is less than the minimum of 1"),
+        ("parallel.workers", [], "parallel.workers: .* should be non-empty"),
+        ("parallel.caches", ["hot"], "parallel.caches.0: 'hot' is not one of"),
+        ("parallel.cutoffs", [50], r"parallel.cutoffs: \[50\] are not in cutoffs"),
+        ("dataloader.cutoffs", [100, 7], r"dataloader.cutoffs: \[7\] are not in cutoffs"),
+        ("dataloader.num_workers", [-1], "dataloader.num_workers.0: -1 is less than the minimum"),
+        ("dataloader.batch_size", 0, "dataloader.batch_size: 0 is less than the minimum of 1"),
+        ("dataloader", KeyError, "'dataloader' is a required property"),
     ],
 )
 def test_bad_values_are_named(path: str, value: Any, message: str) -> None:

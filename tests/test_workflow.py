@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import os
 import subprocess
 import sys
@@ -26,12 +27,21 @@ FORMATS = ["raw", "png", "lmdb", "lmdb_raw", "hdf5", "hdf5_gzip", "tfrecord"]
 CUTOFFS = [10, 100, 1000]
 REPEATS = 2
 N_IMAGES = 6000  # the 5,000-image sample repeated, then cut: not a multiple
+PARALLEL = {"cutoffs": [1000], "workers": [1, 2], "caches": ["warm", "cold"]}
+DATALOADER = {"cutoffs": [1000], "batch_size": 64, "num_workers": [0, 2]}
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+TABLES = ["store", "read", "single", "parallel", *(["dataloader"] if HAS_TORCH else [])]
+DRAWN = [name for name, (needed, _) in FIGURES.items() if set(needed) <= {*TABLES, "usage",
+                                                                          "latency"}]  # fmt: skip
 
 
-def snakemake(work: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def snakemake(work: Path, *args: str, check: bool = True,
+              pythonpath: Path | None = None) -> subprocess.CompletedProcess:  # fmt: skip
     """Run snakemake on the repository's Snakefile in ``work``, as the README does."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("PYTHONPATH", None)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
          "--directory", str(work), *args],
@@ -62,6 +72,8 @@ def small_config(work: Path, cifar10: dict) -> Path:
         repeats=REPEATS,
         filesystem_probe={"max_create_us": 100, "max_wait_s": 0},
         latency_samples=50,
+        parallel=PARALLEL,
+        dataloader=DATALOADER,
     )
 
 
@@ -105,11 +117,30 @@ def test_default_plan(tmp_path: Path) -> None:
     plan = snakemake(tmp_path, "-n", "--configfile", str(ROOT / "config.yaml"))
     n_formats = len(yaml.safe_load((ROOT / "config.yaml").read_text())["formats"])
     n_stores = n_formats * 5
-    assert job_counts(plan.stdout) == {
+    expected = {
         "download": 1, "extract": 1, "dataset": 1, "store": n_stores, "read": n_stores * 4,
-        "usage": n_stores, "single": n_formats, "latency": n_formats, "table": 5, "noise": 1,
-        "figure": len(FIGURES), "environment": 1, "all": 1,
+        "usage": n_stores, "single": n_formats, "latency": n_formats, "parallel": n_formats * 6,
+        "dataloader": n_formats * 2, "table": 7, "noise": 1, "figure": len(FIGURES),
+        "environment": 1, "all": 1,
     }  # fmt: skip
+    if not HAS_TORCH:
+        expected.update(dataloader=0, table=6, figure=len(FIGURES) - 1)
+    assert job_counts(plan.stdout) == {k: v for k, v in expected.items() if v}
+
+
+def test_without_torch_the_dataloader_jobs_are_left_out_with_a_notice(tmp_path: Path) -> None:
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    # find_spec("torch") is None when sys.modules holds None for it: as if not installed.
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None\n")
+    plan = snakemake(tmp_path, "-n", "--configfile", str(ROOT / "config.yaml"), pythonpath=hide)
+    counts = job_counts(plan.stdout)
+    assert "dataloader" not in counts and counts["parallel"] > 0
+    notices = [line for line in (plan.stdout + plan.stderr).splitlines() if "PyTorch" in line]
+    assert notices == [
+        "storebench: PyTorch is not installed, so the DataLoader jobs are left out "
+        "(pip install -e '.[torch]' to run them)"
+    ]
 
 
 def test_local_archive_skips_the_download(tmp_path: Path, sample: Path) -> None:
@@ -204,7 +235,8 @@ def test_disk_usage(run: Path) -> None:
 
 
 def test_figures_are_real_plots(run: Path) -> None:
-    for name in FIGURES:
+    assert list(FIGURES) == DRAWN or not HAS_TORCH
+    for name in DRAWN:
         png = run / f"results/figures/{name}.png"
         with Image.open(png) as image:
             assert image.width >= 600 and image.height >= 400
@@ -252,7 +284,7 @@ def test_report_holds_every_figure(run: Path) -> None:
     config = str(run / "config.yaml")
     snakemake(run, "--report", "results/report.html", "--configfile", config)
     html = (run / "results/report.html").read_text()
-    for name in FIGURES:
+    for name in DRAWN:
         assert f"{name}.png" in html
 
 
@@ -288,12 +320,12 @@ def test_noise_table_lists_exactly_the_noisy_rows(run: Path) -> None:
     noisy = {(r["format"], r["n"], r["measurement"], r["cache"], r["order"]): r["reason"]
              for r in read_csv(run / "results/tables/noise.csv")}  # fmt: skip
     expected = {}
-    for table in ("store", "read", "single"):
+    for table in TABLES:
         for r in read_csv(run / f"results/tables/{table}.csv"):
             key = (r["format"], r["n"], r["measurement"], r["cache"], r["order"])
             if float(r["cv"]) > threshold:
                 expected[key] = "cv"
-            if r["create_latency_us_max"] and float(r["create_latency_us_max"]) > max_us:
+            if r.get("create_latency_us_max") and float(r["create_latency_us_max"]) > max_us:
                 expected[key] = "file creation slow"
     assert noisy.keys() == expected.keys()
     for key, reason in expected.items():
@@ -325,3 +357,44 @@ def test_benchmark_compare_of_a_run_with_itself(run: Path) -> None:
     assert len(lines) == rows + 2
     assert lines[-1].startswith(f"{rows} of {rows} medians within 10%")
     assert all(line.split()[-1] == "1.000" for line in lines[1:-1])
+
+
+def test_parallel_readers(run: Path) -> None:
+    images = np.load(run / "results/dataset/images.npy")
+    labels = np.load(run / "results/dataset/labels.npy")
+    rows = read_csv(run / "results/tables/parallel.csv")
+    keys = {(r["format"], int(r["n"]), r["cache"], int(r["workers"])) for r in rows}
+    assert keys == {(f, n, c, p) for f in FORMATS for n in PARALLEL["cutoffs"]
+                    for c in PARALLEL["caches"] for p in PARALLEL["workers"]}  # fmt: skip
+    for row in rows:
+        n, median = int(row["n"]), float(row["median"])
+        assert float(row["images_per_s"]) == pytest.approx(n / median)
+        if row["workers"] == "1":
+            assert float(row["speedup"]) == 1.0
+        assert float(row["residency_max"]) < 0.05 if row["cache"] == "cold" else True
+        path = (run / "results/measurements/parallel" / row["format"] / row["n"]
+                / f"{row['cache']}-p{row['workers']}.json")  # fmt: skip
+        result = yaml.safe_load(path.read_text())
+        order = read_indices(n, "random", seed=0)
+        shards = np.array_split(order, int(row["workers"]))
+        assert result["shard_checksums"] == [checksum(images[s], labels[s]) for s in shards]
+        assert len(result["worker_pids"]) == int(row["workers"])
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="the torch extra is not installed")
+def test_dataloader_epochs(run: Path) -> None:
+    images = np.load(run / "results/dataset/images.npy")
+    labels = np.load(run / "results/dataset/labels.npy")
+    rows = read_csv(run / "results/tables/dataloader.csv")
+    assert {(r["format"], int(r["num_workers"])) for r in rows} == {
+        (f, w) for f in FORMATS for w in DATALOADER["num_workers"]
+    }
+    for row in rows:
+        n = int(row["n"])
+        assert int(row["batch_size"]) == DATALOADER["batch_size"] and int(row["repeats"]) == REPEATS
+        assert float(row["images_per_s"]) == pytest.approx(n / float(row["median"]))
+        path = (run / "results/measurements/dataloader" / row["format"] / row["n"]
+                / f"b{row['batch_size']}-w{row['num_workers']}.json")  # fmt: skip
+        order = read_indices(n, "random", seed=0)
+        result = yaml.safe_load(path.read_text())
+        assert result["checksum"] == checksum(images[order], labels[order])

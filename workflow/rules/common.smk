@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import shlex
 import shutil
@@ -5,6 +6,7 @@ import sys
 
 import snakemake
 from pathlib import Path
+from snakemake.logging import logger
 
 # The storebench package lives in workflow/; jobs run `python -m storebench`.
 PACKAGE_DIR = str(Path(workflow.basedir) / "workflow")
@@ -24,14 +26,46 @@ except StorebenchError as error:
     raise WorkflowError(f"config.yaml: {error}") from None
 
 ENV = "../../envs/storebench.yaml"
+TORCH_ENV = "../../envs/torch.yaml"
 RESULTS = "results"
 TRASH = f"{RESULTS}/.trash"
 FORMATS = list(config["formats"])
 CUTOFFS = config["cutoffs"]
 CACHES = config["caches"]
 ORDERS = config["orders"]
-TIMING_TABLES = ("store", "read", "single")
+PARALLEL = config["parallel"]
+DATALOADER = config["dataloader"]
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+if DATALOADER["cutoffs"] and not HAS_TORCH:
+    logger.warning(
+        "storebench: PyTorch is not installed, so the DataLoader jobs are left out "
+        "(pip install -e '.[torch]' to run them)"
+    )
+# Timing tables: rows with a median and spread (noise.csv looks at these).
+TIMING_TABLES = (
+    "store",
+    "read",
+    "single",
+    *(("parallel",) if PARALLEL["cutoffs"] else ()),
+    *(("dataloader",) if DATALOADER["cutoffs"] and HAS_TORCH else ()),
+)
 TABLES = (*TIMING_TABLES, "usage", "latency")
+# The wildcard values each table's result files are expanded over.
+MAIN_GRID = dict(format=FORMATS, n=CUTOFFS, cache=CACHES, order=ORDERS)
+TABLE_GRIDS = {
+    "parallel": dict(
+        format=FORMATS,
+        n=PARALLEL["cutoffs"],
+        cache=PARALLEL["caches"],
+        workers=PARALLEL["workers"],
+    ),
+    "dataloader": dict(
+        format=FORMATS,
+        n=DATALOADER["cutoffs"],
+        batch=[DATALOADER["batch_size"]],
+        num_workers=DATALOADER["num_workers"],
+    ),
+}
 
 
 wildcard_constraints:
@@ -41,6 +75,9 @@ wildcard_constraints:
     cache="warm|cold",
     order="sequential|random",
     figure="|".join(FIGURES),
+    workers=r"\d+",
+    batch=r"\d+",
+    num_workers=r"\d+",
 
 
 def get_archive():
@@ -57,12 +94,13 @@ def get_table_inputs(wildcards):
     """Result files of one table, in config order of formats, then cutoffs."""
     # Each table is named after the rule whose results it summarises.
     pattern = getattr(rules, wildcards.table).output.result
-    return expand(pattern, format=FORMATS, n=CUTOFFS, cache=CACHES, order=ORDERS)
+    return expand(pattern, **TABLE_GRIDS.get(wildcards.table, MAIN_GRID))
 
 
 def get_table_kind(wildcards):
     """How the table summarises its result files (see storebench.tables.KINDS)."""
-    return {"usage": "usage", "latency": "latency"}.get(wildcards.table, "timing")
+    special = ("usage", "latency", "parallel", "dataloader")
+    return wildcards.table if wildcards.table in special else "timing"
 
 
 def get_table_columns(wildcards):
@@ -94,8 +132,11 @@ def get_final_outputs():
         table=(*TABLES, "noise"),
         ext=("csv", "md"),
     )
+    drawn = [
+        name for name, (needed, _) in FIGURES.items() if set(needed) <= set(TABLES)
+    ]
     figures = expand(
-        f"{RESULTS}/figures/{{figure}}.{{ext}}", figure=FIGURES, ext=("png", "svg")
+        f"{RESULTS}/figures/{{figure}}.{{ext}}", figure=drawn, ext=("png", "svg")
     )
     return tables + figures + [rules.environment.output[0]]
 

@@ -52,3 +52,59 @@ rule latency:
         " --spec {params.spec:q} --n {params.n} --images {input.images:q}"
         " --labels {input.labels:q} --store {input.store:q} --samples {params.samples}"
         " --seed {params.seed} --result {output.result:q}"
+
+
+rule parallel:
+    input:
+        store=rules.store.output.store,
+        images=rules.dataset.output.images,
+        labels=rules.dataset.output.labels,
+    output:
+        result=f"{RESULTS}/measurements/parallel/{{format}}/{{n}}/{{cache}}-p{{workers}}.json",
+    log:
+        f"{RESULTS}/logs/parallel/{{format}}/{{n}}/{{cache}}-p{{workers}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/parallel/{{format}}/{{n}}/{{cache}}-p{{workers}}.tsv"
+    conda:
+        ENV
+    threads: get_bench_threads
+    resources:
+        bench=1,
+    params:
+        spec=get_format_spec,
+        repeats=config["repeats"],
+        seed=config["seed"],
+    shell:
+        "python -m storebench --log {log:q} parallel --format {wildcards.format}"
+        " --spec {params.spec:q} --n {wildcards.n} --images {input.images:q}"
+        " --labels {input.labels:q} --repeats {params.repeats} --store {input.store:q}"
+        " --cache {wildcards.cache} --workers {wildcards.workers} --seed {params.seed}"
+        " --result {output.result:q}"
+
+
+rule dataloader:
+    input:
+        store=rules.store.output.store,
+        images=rules.dataset.output.images,
+        labels=rules.dataset.output.labels,
+    output:
+        result=f"{RESULTS}/measurements/dataloader/{{format}}/{{n}}/b{{batch}}-w{{num_workers}}.json",
+    log:
+        f"{RESULTS}/logs/dataloader/{{format}}/{{n}}/b{{batch}}-w{{num_workers}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/dataloader/{{format}}/{{n}}/b{{batch}}-w{{num_workers}}.tsv"
+    conda:
+        TORCH_ENV
+    threads: get_bench_threads
+    resources:
+        bench=1,
+    params:
+        spec=get_format_spec,
+        repeats=config["repeats"],
+        seed=config["seed"],
+    shell:
+        "python -m storebench --log {log:q} dataloader --format {wildcards.format}"
+        " --spec {params.spec:q} --n {wildcards.n} --images {input.images:q}"
+        " --labels {input.labels:q} --repeats {params.repeats} --store {input.store:q}"
+        " --batch-size {wildcards.batch} --num-workers {wildcards.num_workers}"
+        " --seed {params.seed} --result {output.result:q}"

@@ -76,6 +76,31 @@ def cmd_read(args: argparse.Namespace) -> None:
                        args.result)  # fmt: skip
 
 
+def cmd_parallel(args: argparse.Namespace) -> None:
+    from storebench import parallel
+
+    fmt = _format(args)
+    indices = measure.read_indices(args.n, "random", args.seed)
+    result = parallel.measure_parallel(fmt, args.store, args.images, args.labels, indices,
+                                       args.workers, args.cache, args.repeats)  # fmt: skip
+    results.write_json({**_meta(args, fmt), "order": "random", "seed": args.seed, **result},
+                       args.result)  # fmt: skip
+
+
+def cmd_dataloader(args: argparse.Namespace) -> None:
+    try:
+        from storebench import torchdata
+    except ImportError as exc:
+        raise StorebenchError(f"{exc}; install the extra: pip install -e '.[torch]'") from None
+    fmt = _format(args)
+    images, labels = _dataset(args)
+    indices = measure.read_indices(args.n, "random", args.seed)
+    result = torchdata.measure_epochs(fmt, args.store, images, labels, indices, args.batch_size,
+                                      args.num_workers, args.repeats)  # fmt: skip
+    results.write_json({**_meta(args, fmt), "order": "random", "seed": args.seed, **result},
+                       args.result)  # fmt: skip
+
+
 def cmd_latency(args: argparse.Namespace) -> None:
     fmt = _format(args)
     images, labels = _dataset(args)
@@ -218,6 +243,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--order", choices=measure.ORDERS, required=True)
     p.add_argument("--seed", type=int, required=True)
     p.set_defaults(func=cmd_read)
+
+    p = sub.add_parser("parallel", help="timed: P processes read disjoint shuffled shards")
+    _format_args(p, store=True)
+    p.add_argument("--cache", choices=measure.CACHES, required=True)
+    p.add_argument("--workers", type=int, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.set_defaults(func=cmd_parallel)
+
+    p = sub.add_parser("dataloader", help="timed: shuffled epochs through a PyTorch DataLoader")
+    _format_args(p, store=True)
+    p.add_argument("--batch-size", type=int, required=True)
+    p.add_argument("--num-workers", type=int, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.set_defaults(func=cmd_dataloader)
 
     p = sub.add_parser("latency", help="timed: single-image reads from a store")
     _format_args(p, store=True)

@@ -35,4 +35,11 @@ def check(config: Mapping[str, Any], schema: Path = SCHEMA) -> dict[str, Format]
         raise StorebenchError(
             f"cutoffs: {too_big} exceed n_images={n_images}; lower them or raise n_images"
         )
+    for section in ("parallel", "dataloader"):
+        unknown = [c for c in config[section]["cutoffs"] if c not in cutoffs]
+        if unknown:
+            raise StorebenchError(
+                f"{section}.cutoffs: {unknown} are not in cutoffs {cutoffs}; "
+                "only stores built at a cutoff can be read"
+            )
     return {name: make_format(name, spec) for name, spec in config["formats"].items()}

@@ -305,6 +305,78 @@ def single_image(tables: Tables) -> Figure:
     return fig
 
 
+def parallel_scaling(tables: Tables) -> Figure:
+    """Aggregate images/s against worker processes, one panel per cache state."""
+    rows = tables["parallel"]
+    caches = _values(rows, "cache", "warm")
+    styles = _style(_formats(rows))
+    n = max(r["n"] for r in rows)
+    ideal = Line2D([], [], color="grey", linestyle=":", linewidth=1,
+                   label="ideal: P × one worker")  # fmt: skip
+    fig, axes = _panels(len(caches), 2.2, len(styles) + 1)
+    for ax, cache in zip(axes, caches, strict=True):
+        for fmt, style in styles.items():
+            series = sorted((r for r in rows if r["format"] == fmt and r["cache"] == cache
+                             and r["n"] == n), key=lambda r: r["workers"])  # fmt: skip
+            if not series:
+                continue
+            workers = [r["workers"] for r in series]
+            ax.plot(workers, [r["images_per_s"] for r in series], markersize=3.5,
+                    linewidth=1.2, label=fmt, **style)  # fmt: skip
+            # Spread: the rate at the slowest and fastest sample.
+            ax.fill_between(workers, [n / r["max"] for r in series],
+                            [n / r["min"] for r in series], color=style["color"],
+                            alpha=0.18, linewidth=0)  # fmt: skip
+            one = next((r for r in series if r["workers"] == 1), None)
+            if one is not None:
+                ax.plot(workers, [one["images_per_s"] * w for w in workers],
+                        color=style["color"], linestyle=":", linewidth=0.8)  # fmt: skip
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted({r["workers"] for r in rows}))
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%d"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_yscale("log")
+        ax.set_ylabel("images/s (all workers)")
+        ax.set_title(f"{cache} cache, n = {n:,}, shuffled shards", fontsize=8)
+    axes[-1].set_xlabel("worker processes (P)")
+    _format_legend(fig, styles, extra=[ideal])
+    return fig
+
+
+def dataloader_throughput(tables: Tables) -> Figure:
+    """Images/s of one shuffled DataLoader epoch, per format and num_workers."""
+    rows = tables["dataloader"]
+    formats = _formats(rows)
+    styles = _style(formats)
+    counts = sorted({r["num_workers"] for r in rows})
+    n = max(r["n"] for r in rows)
+    fig, ax = _new(2.8)
+    width = 0.8 / len(counts)
+    hatches = ("", "//", "..", "xx")
+    for j, count in enumerate(counts):
+        for i, fmt in enumerate(formats):
+            row = next((r for r in rows if r["format"] == fmt and r["num_workers"] == count
+                        and r["n"] == n), None)  # fmt: skip
+            if row is None:
+                continue
+            x = i + (j - (len(counts) - 1) / 2) * width
+            rate = row["images_per_s"]
+            ax.bar(x, rate, width, color=styles[fmt]["color"], hatch=hatches[j % len(hatches)],
+                   edgecolor="black", linewidth=0.4)  # fmt: skip
+            ax.errorbar(x, rate, yerr=[[rate - n / row["max"]], [n / row["min"] - rate]],
+                        color="black", linewidth=0.8, capsize=2)  # fmt: skip
+    ax.set_xticks(range(len(formats)), formats, fontsize=6, rotation=40, ha="right",
+                  rotation_mode="anchor")  # fmt: skip
+    ax.set_yscale("log")
+    ax.set_ylabel("images/s")
+    batch = rows[0]["batch_size"]
+    legend = ", ".join(f"{c} workers{' (plain)' if j == 0 else ' (hatched)' if j == 1 else ''}"
+                       for j, c in enumerate(counts))  # fmt: skip
+    ax.set_title(f"DataLoader, one shuffled epoch of {n:,} images, batch {batch}\n"
+                 f"{legend}; median, bar = min–max", fontsize=8)  # fmt: skip
+    return fig
+
+
 # figure name -> (tables it needs, how to draw it)
 FIGURES: dict[str, tuple[tuple[str, ...], Callable[[Tables], Figure]]] = {
     "store_time_linear": (("store",), lambda t: store_time(t, log_y=False)),
@@ -318,6 +390,8 @@ FIGURES: dict[str, tuple[tuple[str, ...], Callable[[Tables], Figure]]] = {
     "read_cold_vs_warm": (("read",), read_cache),
     "read_order": (("read",), read_order),
     "latency": (("latency",), latency),
+    "parallel_scaling": (("parallel",), parallel_scaling),
+    "dataloader_throughput": (("dataloader",), dataloader_throughput),
 }
 
 

@@ -211,6 +211,14 @@ ORDERS = ("sequential", "random")
 COLD_RESIDENCY_MAX = 0.05  # a cold read with more of the store cached is not cold
 
 
+def cache_verified(cache: str, resident: list[float]) -> bool:
+    """Whether reads in ``cache`` state really were: cold ones must start (almost) uncached."""
+    verified = cache == "warm" or max(resident) <= COLD_RESIDENCY_MAX
+    if not verified:
+        log.warning("eviction did not take (%.0f%% cached): cold not verified", 100 * max(resident))
+    return verified
+
+
 def read_indices(n: int, order: str, seed: int) -> np.ndarray:
     """0..n-1 in order, or a permutation that is the same for every format."""
     if order == "sequential":
@@ -261,9 +269,7 @@ def measure_read(
             resident.append(fraction)
             log.info("%s read %d: %.4f s (%.1f%% cached before)", cache, repeat, elapsed,
                      100 * fraction)  # fmt: skip
-    verified = cache == "warm" or max(resident) <= COLD_RESIDENCY_MAX
-    if not verified:
-        log.warning("eviction did not take (%.0f%% cached): cold not verified", 100 * max(resident))
+    verified = cache_verified(cache, resident)
     return {
         "cache": cache,
         "cache_verified": verified,

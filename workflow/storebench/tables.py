@@ -130,11 +130,80 @@ def usage_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
     return rows
 
 
+PARALLEL_COLUMNS = (
+    "format", "kind", "n", "measurement", "cache", "order", "workers", "unit", "repeats",
+    "median", "q1", "q3", "min", "max", "cv", "images_per_s", "speedup", "residency_max",
+)  # fmt: skip
+DATALOADER_COLUMNS = (
+    "format", "kind", "n", "measurement", "cache", "order", "batch_size", "num_workers",
+    "start_method", "unit", "repeats", "median", "q1", "q3", "min", "max", "cv", "images_per_s",
+)  # fmt: skip
+
+
+def parallel_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
+    """Parallel readers: time, aggregate images/s and speed-up over one worker."""
+    rows = []
+    for path in paths:
+        result = read_json(path)
+        samples = result["samples"]["read_s"]
+        stats = summarize(samples)
+        rows.append(
+            {
+                "format": result["format"],
+                "kind": result["kind"],
+                "n": result["n"],
+                "measurement": f"read_p{result['workers']}",
+                "cache": _cache_label(result),
+                "order": result["order"],
+                "workers": result["workers"],
+                "unit": "s",
+                "repeats": len(samples),
+                **stats,
+                "images_per_s": result["n"] / stats["median"],
+                "residency_max": max(result["residency_before"]),
+            }
+        )
+    one = {(r["format"], r["n"], r["cache"]): r["median"] for r in rows if r["workers"] == 1}
+    for row in rows:
+        base = one.get((row["format"], row["n"], row["cache"]))
+        row["speedup"] = base / row["median"] if base else ""
+    return rows
+
+
+def dataloader_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
+    """DataLoader epochs: time and images/s per format, batch size and worker count."""
+    rows = []
+    for path in paths:
+        result = read_json(path)
+        samples = result["samples"]["epoch_s"]
+        stats = summarize(samples)
+        rows.append(
+            {
+                "format": result["format"],
+                "kind": result["kind"],
+                "n": result["n"],
+                "measurement": f"epoch_w{result['num_workers']}",
+                "cache": result["cache"],
+                "order": result["order"],
+                "batch_size": result["batch_size"],
+                "num_workers": result["num_workers"],
+                "start_method": result["start_method"],
+                "unit": "s",
+                "repeats": len(samples),
+                **stats,
+                "images_per_s": result["n"] / stats["median"],
+            }
+        )
+    return rows
+
+
 # table kind -> (rows from result files, columns)
 KINDS: dict[str, tuple[Callable[[Iterable[Path]], list[dict[str, Any]]], tuple[str, ...]]] = {
     "timing": (timing_rows, TIMING_COLUMNS),
     "usage": (usage_rows, USAGE_COLUMNS),
     "latency": (latency_rows, LATENCY_COLUMNS),
+    "parallel": (parallel_rows, PARALLEL_COLUMNS),
+    "dataloader": (dataloader_rows, DATALOADER_COLUMNS),
 }
 
 

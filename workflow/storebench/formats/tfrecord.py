@@ -15,14 +15,20 @@ from __future__ import annotations
 import dataclasses
 import mmap
 import struct
+import sys
 from pathlib import Path
 
 import crc32c
 import numpy as np
-from tfrecord import TFRecordWriter, example_pb2
 
 from storebench.errors import StorebenchError
 from storebench.formats.base import IMAGE_BYTES, Format, Reader
+
+# The tfrecord package imports its PyTorch integration whenever torch is installed
+# (1.3 s of start-up in every job). We use only its writer and protobuf schema, so
+# mark that submodule unavailable; tfrecord skips it on ImportError.
+sys.modules.setdefault("tfrecord.torch", None)  # type: ignore[arg-type]
+from tfrecord import TFRecordWriter, example_pb2  # noqa: E402
 
 RECORDS, OFFSETS = "data.tfrecord", "offsets.npy"
 MASK_DELTA = 0xA282EAD8

@@ -1,0 +1,139 @@
+"""PyTorch ``Dataset`` over any store, and a timed DataLoader epoch (``pip install -e '.[torch]'``).
+
+Every format's store is read through the same :class:`StoreDataset`: the store
+is opened lazily, in the process that reads it, and reopened when the dataset
+finds itself in a new process (a forked DataLoader worker), so no handle is
+ever used across a fork; under ``spawn`` the dataset is pickled without a
+handle. ``__getitems__`` lets the DataLoader fetch a whole batch with one read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from storebench.formats import Format, Reader
+from storebench.measure import NS, checksum, validate
+
+log = logging.getLogger(__name__)
+
+Sample = tuple[torch.Tensor, int]
+
+
+class StoreDataset(Dataset[Sample]):
+    """Image ``i`` of a store as ``(uint8 tensor (32, 32, 3), label)``."""
+
+    def __init__(self, fmt: Format, store: Path, n: int):
+        self.fmt, self.store, self.n = fmt, Path(store), n
+        self._reader: Reader | None = None
+        self._pid: int | None = None
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _open(self) -> Reader:
+        if self._reader is not None and self._pid != os.getpid():
+            # Forked with the parent's handle: never read through it. Release this
+            # process's copy (no reader here holds a transaction or lock between
+            # reads, and LMDB is opened with lock=False) so the store can be opened
+            # again: py-lmdb refuses a second open of one environment per process.
+            self._reader.close()
+            self._reader = None
+        if self._reader is None:
+            self._reader = self.fmt.open(self.store)
+            self._pid = os.getpid()
+        return self._reader
+
+    def _read(self, indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        index = np.asarray(indices, dtype=np.int64)
+        if len(index) and (index.min() < 0 or index.max() >= self.n):
+            raise IndexError(f"index out of range 0..{self.n - 1} for {self.store}")
+        images = np.empty((len(index), 32, 32, 3), np.uint8)
+        labels = np.empty(len(index), np.uint8)
+        self._open().read_into(index, images, labels)
+        return images, labels
+
+    def __getitem__(self, i: int) -> Sample:
+        images, labels = self._read([i])
+        return torch.from_numpy(images[0]), int(labels[0])
+
+    def __getitems__(self, indices: list[int]) -> list[Sample]:
+        """One read for the whole batch; the DataLoader's collate stacks the samples."""
+        images, labels = self._read(indices)
+        tensor = torch.from_numpy(images)
+        return [(tensor[k], int(labels[k])) for k in range(len(indices))]
+
+    def close(self) -> None:
+        if self._reader is not None and self._pid == os.getpid():
+            self._reader.close()
+        self._reader = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled for a spawned worker: without any handle.
+        return {"fmt": self.fmt, "store": self.store, "n": self.n}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["fmt"], state["store"], state["n"])  # type: ignore[misc]
+
+
+def measure_epochs(
+    fmt: Format,
+    store: Path,
+    images: np.ndarray,
+    labels: np.ndarray,
+    indices: np.ndarray,
+    batch_size: int,
+    num_workers: int,
+    repeats: int,
+    start_method: str | None = None,
+) -> dict[str, Any]:
+    """Time full epochs over ``indices`` (a shuffled order) through a ``DataLoader``.
+
+    One untimed warm-up epoch, then ``repeats`` timed ones, each with a new
+    dataset and loader (workers start inside the timed region, as they do in
+    training without persistent workers). The loop copies every batch into a
+    preallocated buffer, which is validated against the dataset after the clock stops.
+    """
+    expected_images, expected_labels = images[indices], labels[indices]
+    out_images = np.empty_like(expected_images)
+    out_labels = np.empty_like(expected_labels)
+    samples: list[float] = []
+    context = start_method if num_workers else None
+    for repeat in range(1 + repeats):
+        out_images.fill(0)
+        out_labels.fill(255)
+        dataset = StoreDataset(fmt, store, len(images))
+        loader = DataLoader(dataset, batch_size=batch_size, sampler=indices.tolist(),
+                            num_workers=num_workers, multiprocessing_context=context)  # fmt: skip
+        start = time.perf_counter_ns()
+        filled = 0
+        for batch_images, batch_labels in loader:
+            count = len(batch_labels)
+            out_images[filled : filled + count] = batch_images.numpy()
+            out_labels[filled : filled + count] = batch_labels.numpy()
+            filled += count
+        elapsed = (time.perf_counter_ns() - start) * NS
+        dataset.close()
+        validate(out_images, out_labels, expected_images, expected_labels,
+                 f"DataLoader epoch over {store}")  # fmt: skip
+        if repeat:
+            samples.append(elapsed)
+            log.info("epoch %d: %.4f s (%.0f images/s)", repeat, elapsed, len(indices) / elapsed)
+    return {
+        "cache": "warm",
+        "batch_size": batch_size,
+        "num_workers": num_workers,
+        "start_method": (context or torch.multiprocessing.get_start_method())
+        if num_workers
+        else "main process",
+        "samples": {"epoch_s": samples},
+        "checksum": checksum(out_images, out_labels),
+        "torch": torch.__version__,
+    }
