@@ -1,4 +1,5 @@
-"""Benchmarks that print what this machine does (not tests): the two traps, run drift.
+"""Benchmarks that print what this machine does (not tests): the two traps, run drift,
+how steady the host is.
 
 ``python -m storebench benchmark traps`` measures
 * how much slower file creation and a PNG store get right after ~100,000
@@ -85,6 +86,47 @@ def allocation_trap(images: np.ndarray, labels: np.ndarray, work: Path, repeats:
     print(f"  into a pre-touched buffer:      {statistics.median(touched):.3f} s "
           f"(all: {', '.join(f'{t:.3f}' for t in touched)})")  # fmt: skip
     print(f"  ratio {statistics.median(fresh) / statistics.median(touched):.2f}")
+
+
+def host_stability(seconds: float, interval_s: float = 0.05) -> None:
+    """Print how much this machine's speed drifts while idle, over time windows.
+
+    Every ``interval_s`` it times a fixed pure-Python loop (CPU-bound, like a
+    per-image reader loop) and a 30 MB copy (memory-bound), then prints, for
+    windows of 1 to 30 s, the spread between the windows' medians. A median
+    cannot be reproduced more tightly than the spread of the windows it is
+    measured in.
+    """
+    source = np.ones(30_000_000 // 8)
+    target = np.ones_like(source)
+    stamps: list[float] = []
+    loop_s: list[float] = []
+    copy_s: list[float] = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        start = time.perf_counter()
+        total = 0
+        for i in range(100_000):
+            total += i
+        middle = time.perf_counter()
+        target[:] = source
+        stamps.append(time.monotonic())
+        loop_s.append(middle - start)
+        copy_s.append(time.perf_counter() - middle)
+        time.sleep(interval_s)
+    t = np.asarray(stamps) - stamps[0]
+    print(f"{len(t)} probes over {t[-1]:.0f} s")
+    print(f"{'probe':<22} {'window':>6} {'windows':>7} {'max/min':>8} {'p90/p10':>8}")
+    for name, values in (("python loop (CPU)", loop_s), ("30 MB copy (memory)", copy_s)):
+        array = np.asarray(values)
+        for window in (1, 3, 10, 30):
+            bins = (t // window).astype(int)
+            medians = np.array([np.median(array[bins == b]) for b in np.unique(bins)])
+            p10, p90 = np.percentile(medians, [10, 90])
+            print(f"{name:<22} {window:>5}s {len(medians):>7} "
+                  f"{medians.max() / medians.min():>8.2f} {p90 / p10:>8.2f}")  # fmt: skip
+        p10, p50, p90 = np.percentile(array, [10, 50, 90]) * 1e3
+        print(f"{name:<22} single probes (ms): p10 {p10:.2f}, median {p50:.2f}, p90 {p90:.2f}")
 
 
 def compare(first: Path, second: Path, min_n: int, columns: Sequence[str] = ("median",)) -> None:

@@ -171,6 +171,9 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
     if args.what == "floor":
         benchmarks.floor(args.results, args.floor)
         return
+    if args.what == "host":
+        benchmarks.host_stability(args.seconds)
+        return
     images, labels = _dataset(args)
     args.work.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="benchmark.", dir=args.work))
@@ -303,7 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_stages)
 
     p = sub.add_parser("benchmark", help="print what this machine does (traps, run drift)")
-    p.add_argument("what", choices=["traps", "deletion", "allocation", "compare", "floor"])
+    p.add_argument("what", choices=["traps", "deletion", "allocation", "compare", "floor", "host"])
+    p.add_argument("--seconds", type=float, default=240, help="host: how long to probe")
     p.add_argument("--results", type=Path, default=Path("results"), help="floor: a run's results")
     p.add_argument("--floor", default="raw", help="floor: the raw-floor format's name")
     p.add_argument("--images", type=Path, default=Path("results/dataset/images.npy"))
