@@ -158,3 +158,30 @@ def test_lmdb_missing_image_is_named(data, tmp_path: Path) -> None:
     for indices in (np.array([7]), np.arange(3, 8)):
         with pytest.raises(StorebenchError, match=r"no image [57]"):
             _read(fmt, tmp_path, indices)
+
+
+@pytest.mark.parametrize("name", ["hdf5", "hdf5_chunked", "hdf5_lzf"])
+def test_hdf5_scattered_reads_across_many_blocks(name: str, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Runs of nearby rows, lone rows, repeats and block edges, into the caller's buffer."""
+    from storebench.formats import hdf5
+
+    monkeypatch.setattr(hdf5, "BLOCK", 50)  # many blocks from a small store
+    rng = np.random.default_rng(3)
+    n = 700
+    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, n, dtype=np.uint8)
+    fmt = make_format(name, SPECS[name])
+    fmt.write(tmp_path, images, labels)
+    cases = [
+        rng.permutation(n)[: n // 2],  # a dense shard: runs of nearby rows
+        rng.permutation(n)[:20],  # a sparse batch: lone rows far apart
+        np.r_[49, 50, 99, 100, 0, 699, 50],  # block edges and a repeat
+        rng.permutation(n),  # every row, shuffled
+    ]
+    for indices in cases:
+        got_images, got_labels = _read(fmt, tmp_path, indices)
+        np.testing.assert_array_equal(got_images, images[indices])
+        np.testing.assert_array_equal(got_labels, labels[indices])
+    with pytest.raises(IndexError):
+        _read(fmt, tmp_path, np.array([3, n]))

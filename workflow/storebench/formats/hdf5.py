@@ -13,11 +13,24 @@ from storebench.formats.base import Format, Reader, is_range
 FILE = "data.h5"
 
 
+# Scattered reads go through a reused buffer of this many images (3 MiB) ...
+BLOCK = 1024
+# ... and wanted rows at most this far apart are read as one span.
+GAP = 16
+
+
 class Hdf5Reader(Reader):
     def __init__(self, directory: Path):
         self.file = h5py.File(Path(directory) / FILE, "r")
         self.images = self.file["images"]
         self.labels = self.file["labels"]
+        self._scratch: np.ndarray | None = None
+
+    def _block(self) -> np.ndarray:
+        if self._scratch is None:
+            self._scratch = np.empty((BLOCK, *self.images.shape[1:]), self.images.dtype)
+            self._scratch.fill(0)  # touched once, then reused
+        return self._scratch
 
     def read_into(self, indices: np.ndarray, images: np.ndarray, labels: np.ndarray) -> None:
         if is_range(indices):
@@ -26,11 +39,27 @@ class Hdf5Reader(Reader):
                 self.images.read_direct(images, source_sel=source)
                 self.labels.read_direct(labels, source_sel=source)
             return
-        # h5py selects points in increasing order only: read each distinct index
-        # once, in order, then put them where the caller asked.
-        unique, inverse = np.unique(indices, return_inverse=True)
-        images[:] = self.images[unique][inverse]
-        labels[:] = self.labels[unique][inverse]
+        # h5py reads selections in increasing order only, builds one hyperslab per
+        # scattered row (slow for many rows) and returns a new array. Instead, visit
+        # the wanted rows in increasing order, read each run of nearby rows (at most
+        # BLOCK) with one call into a reused buffer, and copy the wanted rows out.
+        order = np.argsort(indices, kind="stable")
+        wanted = indices[order]
+        first, last = int(wanted[0]), int(wanted[-1]) + 1
+        if first < 0 or last > len(self.images):
+            raise IndexError(f"index out of range 0..{len(self.images) - 1}")
+        span_labels = np.empty(last - first, self.labels.dtype)
+        self.labels.read_direct(span_labels, source_sel=np.s_[first:last])
+        labels[order] = span_labels[wanted - first]
+        breaks = (np.diff(wanted) > GAP) | (np.diff(wanted // BLOCK) != 0)
+        bounds = np.flatnonzero(breaks) + 1
+        block = self._block()
+        for lo, hi in zip(np.r_[0, bounds].tolist(), np.r_[bounds, len(wanted)].tolist(),
+                          strict=True):  # fmt: skip
+            start, stop = int(wanted[lo]), int(wanted[hi - 1]) + 1
+            self.images.read_direct(block, source_sel=np.s_[start:stop],
+                                    dest_sel=np.s_[0 : stop - start])  # fmt: skip
+            images[order[lo:hi]] = block[wanted[lo:hi] - start]
 
     def close(self) -> None:
         self.file.close()
