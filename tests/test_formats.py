@@ -176,6 +176,7 @@ def test_hdf5_scattered_reads_across_many_blocks(name: str, tmp_path: Path,
     cases = [
         rng.permutation(n)[: n // 2],  # a dense shard: runs of nearby rows
         rng.permutation(n)[:20],  # a sparse batch: lone rows far apart
+        rng.permutation(n)[:120],  # sparse, but more rows than a block
         np.r_[49, 50, 99, 100, 0, 699, 50],  # block edges and a repeat
         rng.permutation(n),  # every row, shuffled
     ]

@@ -53,6 +53,12 @@ class Hdf5Reader(Reader):
         labels[order] = span_labels[wanted - first]
         breaks = (np.diff(wanted) > GAP) | (np.diff(wanted // BLOCK) != 0)
         bounds = np.flatnonzero(breaks) + 1
+        if len(wanted) <= BLOCK and len(bounds) >= len(wanted) // 2:
+            # A batch of mostly lone rows: one h5py selection reads it faster than a
+            # call per row, and its array is only batch-sized.
+            unique, inverse = np.unique(wanted, return_inverse=True)
+            images[order] = self.images[unique][inverse]
+            return
         block = self._block()
         for lo, hi in zip(np.r_[0, bounds].tolist(), np.r_[bounds, len(wanted)].tolist(),
                           strict=True):  # fmt: skip
