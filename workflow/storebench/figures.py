@@ -312,7 +312,7 @@ def parallel_scaling(tables: Tables) -> Figure:
     styles = _style(_formats(rows))
     n = max(r["n"] for r in rows)
     ideal = Line2D([], [], color="grey", linestyle=":", linewidth=1,
-                   label="ideal: P × one worker")  # fmt: skip
+                   label="ideal: P × (P = 1)")  # fmt: skip
     fig, axes = _panels(len(caches), 2.2, len(styles) + 1)
     for ax, cache in zip(axes, caches, strict=True):
         for fmt, style in styles.items():
@@ -362,7 +362,7 @@ def dataloader_throughput(tables: Tables) -> Figure:
             x = i + (j - (len(counts) - 1) / 2) * width
             rate = row["images_per_s"]
             ax.bar(x, rate, width, color=styles[fmt]["color"], hatch=hatches[j % len(hatches)],
-                   edgecolor="black", linewidth=0.4)  # fmt: skip
+                   edgecolor="black", hatchcolor="0.6", linewidth=0.4)  # fmt: skip
             ax.errorbar(x, rate, yerr=[[rate - n / row["max"]], [n / row["min"] - rate]],
                         color="black", linewidth=0.8, capsize=2)  # fmt: skip
     ax.set_xticks(range(len(formats)), formats, fontsize=6, rotation=40, ha="right",
@@ -370,10 +370,10 @@ def dataloader_throughput(tables: Tables) -> Figure:
     ax.set_yscale("log")
     ax.set_ylabel("images/s")
     batch = rows[0]["batch_size"]
-    legend = ", ".join(f"{c} workers{' (plain)' if j == 0 else ' (hatched)' if j == 1 else ''}"
+    legend = ", ".join(f"{c} {('plain', 'hatched', 'dotted', 'crossed')[j % 4]}"
                        for j, c in enumerate(counts))  # fmt: skip
-    ax.set_title(f"DataLoader, one shuffled epoch of {n:,} images, batch {batch}\n"
-                 f"{legend}; median, bar = min–max", fontsize=8)  # fmt: skip
+    ax.set_title(f"DataLoader epoch, n = {n:,} shuffled, batch {batch}\n"
+                 f"workers: {legend}; bar = min–max", fontsize=8)  # fmt: skip
     return fig
 
 
