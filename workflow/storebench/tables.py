@@ -140,29 +140,36 @@ DATALOADER_COLUMNS = (
 )  # fmt: skip
 
 
+def _throughput_row(result: dict[str, Any], samples: str, measurement: str,
+                    **extra: Any) -> dict[str, Any]:  # fmt: skip
+    """A timing row of a whole-store read, with its aggregate images/s."""
+    values = result["samples"][samples]
+    stats = summarize(values)
+    return {
+        "format": result["format"],
+        "kind": result["kind"],
+        "n": result["n"],
+        "measurement": measurement,
+        "cache": _cache_label(result),
+        "order": result["order"],
+        **extra,
+        "unit": "s",
+        "repeats": len(values),
+        **stats,
+        "images_per_s": result["n"] / stats["median"],
+    }
+
+
 def parallel_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
     """Parallel readers: time, aggregate images/s and speed-up over one worker."""
     rows = []
     for path in paths:
         result = read_json(path)
-        samples = result["samples"]["read_s"]
-        stats = summarize(samples)
-        rows.append(
-            {
-                "format": result["format"],
-                "kind": result["kind"],
-                "n": result["n"],
-                "measurement": f"read_p{result['workers']}",
-                "cache": _cache_label(result),
-                "order": result["order"],
-                "workers": result["workers"],
-                "unit": "s",
-                "repeats": len(samples),
-                **stats,
-                "images_per_s": result["n"] / stats["median"],
-                "residency_max": max(result["residency_before"]),
-            }
-        )
+        workers = result["workers"]
+        rows.append({
+            **_throughput_row(result, "read_s", f"read_p{workers}", workers=workers),
+            "residency_max": max(result["residency_before"]),
+        })  # fmt: skip
     one = {(r["format"], r["n"], r["cache"]): r["median"] for r in rows if r["workers"] == 1}
     for row in rows:
         base = one.get((row["format"], row["n"], row["cache"]))
@@ -175,25 +182,10 @@ def dataloader_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
     rows = []
     for path in paths:
         result = read_json(path)
-        samples = result["samples"]["epoch_s"]
-        stats = summarize(samples)
-        rows.append(
-            {
-                "format": result["format"],
-                "kind": result["kind"],
-                "n": result["n"],
-                "measurement": f"epoch_w{result['num_workers']}",
-                "cache": result["cache"],
-                "order": result["order"],
-                "batch_size": result["batch_size"],
-                "num_workers": result["num_workers"],
-                "start_method": result["start_method"],
-                "unit": "s",
-                "repeats": len(samples),
-                **stats,
-                "images_per_s": result["n"] / stats["median"],
-            }
-        )
+        count = result["num_workers"]
+        rows.append(_throughput_row(result, "epoch_s", f"epoch_w{count}",
+                                    batch_size=result["batch_size"], num_workers=count,
+                                    start_method=result["start_method"]))  # fmt: skip
     return rows
 
 
