@@ -266,6 +266,15 @@ def bytes_per_image(tables: Tables) -> Figure:
     return fig
 
 
+def _bar(ax: Axes, x: float, width: float, low_mid_high: tuple[float, float, float],
+         color: str, hatch: str) -> None:  # fmt: skip
+    """One bar at the median, with the min-max range as an error bar."""
+    low, mid, high = low_mid_high
+    ax.bar(x, mid, width, color=color, hatch=hatch, edgecolor="black", hatchcolor="0.6",
+           linewidth=0.4)  # fmt: skip
+    ax.errorbar(x, mid, yerr=[[mid - low], [high - mid]], color="black", linewidth=0.8, capsize=2)
+
+
 def single_image(tables: Tables) -> Figure:
     rows = tables["single"]
     formats = _formats(rows)
@@ -276,23 +285,8 @@ def single_image(tables: Tables) -> Figure:
         for i, fmt in enumerate(formats):
             row = next(r for r in rows if r["format"] == fmt and r["measurement"] == measurement)
             x = i + (j - 0.5) * width
-            ax.bar(
-                x,
-                row["median"],
-                width,
-                color=styles[fmt]["color"],
-                hatch=hatch,
-                edgecolor="black",
-                linewidth=0.4,
-            )
-            ax.errorbar(
-                x,
-                row["median"],
-                yerr=[[row["median"] - row["min"]], [row["max"] - row["median"]]],
-                color="black",
-                linewidth=0.8,
-                capsize=2,
-            )
+            _bar(ax, x, width, (row["min"], row["median"], row["max"]), styles[fmt]["color"],
+                 hatch)  # fmt: skip
     ax.set_xticks(range(len(formats)), formats, fontsize=6, rotation=40, ha="right",
                   rotation_mode="anchor")  # fmt: skip
     ax.set_yscale("log")
@@ -361,10 +355,8 @@ def dataloader_throughput(tables: Tables) -> Figure:
                 continue
             x = i + (j - (len(counts) - 1) / 2) * width
             rate = row["images_per_s"]
-            ax.bar(x, rate, width, color=styles[fmt]["color"], hatch=hatches[j % len(hatches)],
-                   edgecolor="black", hatchcolor="0.6", linewidth=0.4)  # fmt: skip
-            ax.errorbar(x, rate, yerr=[[rate - n / row["max"]], [n / row["min"] - rate]],
-                        color="black", linewidth=0.8, capsize=2)  # fmt: skip
+            _bar(ax, x, width, (n / row["max"], rate, n / row["min"]), styles[fmt]["color"],
+                 hatches[j % len(hatches)])  # fmt: skip
     ax.set_xticks(range(len(formats)), formats, fontsize=6, rotation=40, ha="right",
                   rotation_mode="anchor")  # fmt: skip
     ax.set_yscale("log")
