@@ -38,6 +38,12 @@ def _meta(args: argparse.Namespace, fmt: Format) -> dict[str, Any]:
     }
 
 
+def _write_read(args: argparse.Namespace, fmt: Format, order: str, result: dict[str, Any]) -> None:
+    """Save a read's result with the order and seed of the indices it read."""
+    results.write_json({**_meta(args, fmt), "order": order, "seed": args.seed, **result},
+                       args.result)  # fmt: skip
+
+
 def _dataset(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
     """The first n images and labels, copied into (pre-touched) memory."""
     images, labels = cifar.load_dataset(args.images, args.labels)
@@ -72,8 +78,7 @@ def cmd_read(args: argparse.Namespace) -> None:
     indices = measure.read_indices(args.n, args.order, args.seed)
     result = measure.measure_read(fmt, args.store, images, labels, indices, args.cache,
                                   args.repeats)  # fmt: skip
-    results.write_json({**_meta(args, fmt), "order": args.order, "seed": args.seed, **result},
-                       args.result)  # fmt: skip
+    _write_read(args, fmt, args.order, result)
 
 
 def cmd_parallel(args: argparse.Namespace) -> None:
@@ -83,8 +88,7 @@ def cmd_parallel(args: argparse.Namespace) -> None:
     indices = measure.read_indices(args.n, "random", args.seed)
     result = parallel.measure_parallel(fmt, args.store, args.images, args.labels, indices,
                                        args.workers, args.cache, args.repeats)  # fmt: skip
-    results.write_json({**_meta(args, fmt), "order": "random", "seed": args.seed, **result},
-                       args.result)  # fmt: skip
+    _write_read(args, fmt, "random", result)
 
 
 def cmd_dataloader(args: argparse.Namespace) -> None:
@@ -97,8 +101,7 @@ def cmd_dataloader(args: argparse.Namespace) -> None:
     indices = measure.read_indices(args.n, "random", args.seed)
     result = torchdata.measure_epochs(fmt, args.store, images, labels, indices, args.batch_size,
                                       args.num_workers, args.repeats)  # fmt: skip
-    results.write_json({**_meta(args, fmt), "order": "random", "seed": args.seed, **result},
-                       args.result)  # fmt: skip
+    _write_read(args, fmt, "random", result)
 
 
 def cmd_latency(args: argparse.Namespace) -> None:
