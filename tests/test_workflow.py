@@ -359,6 +359,22 @@ def test_benchmark_compare_of_a_run_with_itself(run: Path) -> None:
     assert all(line.split()[-1] == "1.000" for line in lines[1:-1])
 
 
+def test_benchmark_interleaved_reads_every_store(run: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "storebench", "benchmark", "interleaved", "--results",
+         str(run / "results"), "--config", str(run / "config.yaml"), "--n", "1000",
+         "--rounds", "3", "--formats", "hdf5", "lmdb_raw"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    rows = [line.split("|")[1:-1] for line in out.stdout.splitlines() if line.startswith("| ")]
+    table = {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in rows[1:]}
+    assert list(table) == ["raw", "hdf5", "lmdb_raw"]  # the floor comes first, added
+    assert table["raw"][3:] == ["1.00", "1.00", "1.00"]
+    for name in ("hdf5", "lmdb_raw"):
+        median, low, high = map(float, table[name][:3])
+        assert 0 < low <= median <= high
+
+
 def test_parallel_readers(run: Path) -> None:
     images = np.load(run / "results/dataset/images.npy")
     labels = np.load(run / "results/dataset/labels.npy")

@@ -221,3 +221,45 @@ def floor(results_dir: Path, floor_format: str) -> None:
             print(f"\n{fmt}: Pillow decodes {rate:,.0f} images/s on one core (in memory); "
                   f"the warm sequential read of {n:,} took {read_s:.3g} s = "
                   f"{n / read_s:,.0f} images/s, {ratio:.2f}x the decode time")  # fmt: skip
+
+
+def interleaved(results_dir: Path, formats: dict[str, Any], names: Sequence[str], n: int,
+                rounds: int, floor_format: str, seed: int = 0) -> None:  # fmt: skip
+    """Warm sequential reads of n images, every format once per round in a shuffled order.
+
+    Each sample is the workflow's own read (``measure.measure_read``: one untimed
+    warm-up, one timed read into a pre-touched buffer, validated). A format's
+    ratio to the floor is taken per round, against the floor's sample of the same
+    round, so both saw the host in the same state; the median of those ratios is
+    what a noisy host cannot move much.
+    """
+    if floor_format not in names:
+        names = [floor_format, *names]
+    unknown = [name for name in names if name not in formats]
+    if unknown:
+        raise SystemExit(f"no format {unknown[0]!r} in the config; choose from {list(formats)}")
+    from storebench import cifar
+
+    images, labels = cifar.load_dataset(results_dir / "dataset/images.npy",
+                                        results_dir / "dataset/labels.npy")  # fmt: skip
+    images, labels = np.array(images[:n]), np.array(labels[:n])
+    indices = measure.read_indices(n, "sequential", seed)
+    rng = np.random.default_rng(seed)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(rounds):
+        for name in rng.permutation(names):
+            store = results_dir / "stores" / name / str(n)
+            result = measure.measure_read(formats[name], store, images, labels, indices,
+                                          "warm", repeats=1)  # fmt: skip
+            times[name].append(result["samples"]["read_s"][0])
+    floor_times = np.array(times[floor_format])
+    print(f"n = {n:,}, warm sequential read, {rounds} rounds; ratio = the format's time / "
+          f"{floor_format}'s time in the same round\n")  # fmt: skip
+    print("| format | median s | min s | max s | median ratio | p10 ratio | p90 ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for name in names:
+        t = np.array(times[name])
+        ratio = t / floor_times
+        p10, p50, p90 = np.percentile(ratio, [10, 50, 90])
+        print(f"| {name} | {np.median(t):.4g} | {t.min():.4g} | {t.max():.4g} | "
+              f"{p50:.2f} | {p10:.2f} | {p90:.2f} |")  # fmt: skip

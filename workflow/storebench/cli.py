@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
-from storebench import cifar, download, measure, results, tables, usage
+from storebench import cifar, config, download, measure, results, tables, usage
 from storebench.errors import StorebenchError
 from storebench.formats import Format, make_format
 
@@ -177,6 +178,11 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
     if args.what == "host":
         benchmarks.host_stability(args.seconds)
         return
+    if args.what == "interleaved":
+        formats = config.check(yaml.safe_load(args.config.read_text()))
+        benchmarks.interleaved(args.results, formats, args.formats or list(formats), args.n,
+                               args.rounds, args.floor)  # fmt: skip
+        return
     images, labels = _dataset(args)
     args.work.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="benchmark.", dir=args.work))
@@ -309,13 +315,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_stages)
 
     p = sub.add_parser("benchmark", help="print what this machine does (traps, run drift)")
-    p.add_argument("what", choices=["traps", "deletion", "allocation", "compare", "floor", "host"])
+    p.add_argument("what", choices=["traps", "deletion", "allocation", "compare", "floor", "host",
+                                     "interleaved"])
     p.add_argument("--seconds", type=float, default=240, help="host: how long to probe")
     p.add_argument("--results", type=Path, default=Path("results"), help="floor: a run's results")
     p.add_argument("--floor", default="raw", help="floor: the raw-floor format's name")
+    p.add_argument("--config", type=Path, default=Path("config.yaml"),
+                   help="interleaved: the run's config (for the formats' options)")
+    p.add_argument("--formats", nargs="+", help="interleaved: formats to read (default: all)")
+    p.add_argument("--rounds", type=int, default=15, help="interleaved: rounds")
     p.add_argument("--images", type=Path, default=Path("results/dataset/images.npy"))
     p.add_argument("--labels", type=Path, default=Path("results/dataset/labels.npy"))
-    p.add_argument("--n", type=int, default=100_000, help="images for the allocation trap")
+    p.add_argument("--n", type=int, default=100_000, help="allocation, interleaved: images read")
     p.add_argument("--store-n", type=int, default=10_000, help="images per PNG store")
     p.add_argument("--work", type=Path, default=Path("results/scratch"))
     p.add_argument("--tables", type=Path, nargs=2, help="compare: two runs' read.csv")
