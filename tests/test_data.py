@@ -125,21 +125,30 @@ def _file(name: str, data: bytes = b"x") -> tuple[tarfile.TarInfo, bytes]:
     return info, data
 
 
+def _special(name: str, kind: bytes, **fields: object) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    for field, value in fields.items():
+        setattr(info, field, value)
+    return info, b""
+
+
 @pytest.mark.parametrize(
     "member",
     [
         _file("../escaped"),
         _file("/tmp/storebench-absolute-escape"),
-        (tarfile.TarInfo("cifar-10-batches-py/link"), b""),
+        _special("cifar-10-batches-py/link", tarfile.SYMTYPE, linkname="/etc/passwd"),
+        _special("cifar-10-batches-py/hard", tarfile.LNKTYPE, linkname="/etc/passwd"),
+        _special("cifar-10-batches-py/null", tarfile.CHRTYPE, devmajor=1, devminor=3),
+        _special("cifar-10-batches-py/disk", tarfile.BLKTYPE, devmajor=8, devminor=0),
+        _special("cifar-10-batches-py/pipe", tarfile.FIFOTYPE),
     ],
-    ids=["dotdot", "absolute", "symlink"],
+    ids=["dotdot", "absolute", "symlink", "hardlink", "char-device", "block-device", "fifo"],
 )
 def test_extract_refuses_unsafe_members(
     member: tuple[tarfile.TarInfo, bytes], tmp_path: Path
 ) -> None:
-    info, _ = member
-    if info.name.endswith("link"):
-        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
     archive = tmp_path / "evil.tar.gz"
     archive.write_bytes(_tar([_file("cifar-10-batches-py/ok"), member]))
     work = tmp_path / "work"
@@ -161,22 +170,39 @@ def test_extract_reports_a_corrupt_archive(sample: Path, tmp_path: Path) -> None
 
 
 class _Payload:
-    """A pickle that runs a shell command when loaded."""
+    """A pickle that creates ``marker`` when loaded, through ``call``."""
 
-    def __init__(self, marker: Path):
-        self.marker = marker
+    def __init__(self, call: str, marker: Path):
+        self.call, self.marker = call, marker
 
-    def __reduce__(self) -> tuple[object, tuple[str]]:
+    def __reduce__(self) -> tuple[object, tuple]:
+        import builtins
         import os
+        import subprocess
 
-        return os.system, (f"touch {self.marker}",)
+        touch = f"open({str(self.marker)!r}, 'w').close()"
+        return {
+            "os.system": (os.system, (f"touch {self.marker}",)),
+            "builtins.eval": (builtins.eval, (touch,)),
+            "builtins.exec": (builtins.exec, (touch,)),
+            "subprocess.Popen": (subprocess.check_call, (["touch", str(self.marker)],)),
+        }[self.call]
 
 
-def test_hostile_batch_is_refused_and_not_executed(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("call", "named"),
+    [
+        ("os.system", r"(posix|os)\.system"),
+        ("builtins.eval", r"builtins\.eval"),
+        ("builtins.exec", r"builtins\.exec"),
+        ("subprocess.Popen", r"subprocess\.check_call"),
+    ],
+)
+def test_hostile_batch_is_refused_and_not_executed(call: str, named: str, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     batch = tmp_path / "data_batch_1"
-    batch.write_bytes(pickle.dumps({b"data": _Payload(marker), b"labels": [1]}, protocol=4))
-    with pytest.raises(StorebenchError, match=r"refused to unpickle.*(posix|os)\.system"):
+    batch.write_bytes(pickle.dumps({b"data": _Payload(call, marker), b"labels": [1]}, protocol=4))
+    with pytest.raises(StorebenchError, match=rf"refused to unpickle.*{named}"):
         cifar.load_batch(batch)
     assert not marker.exists()
     # The payload is real: an unrestricted load would have run it.
