@@ -13,6 +13,7 @@ from storebench.errors import StorebenchError
 from storebench.formats import make_format
 from storebench.formats.base import Reader
 from storebench.formats.hdf5 import Hdf5Format
+from storebench.results import read_json
 
 N = 40
 
@@ -34,7 +35,16 @@ def test_store_keeps_every_sample_and_the_last_store(data, tmp_path: Path) -> No
     images, labels = data
     fmt = make_format("png", {"kind": "png"})
     out, trash = tmp_path / "stores" / "png" / "40", tmp_path / "trash"
-    result = measure.measure_store(fmt, images, labels, out, trash, 3, quiet(out.parent))
+    # What a killed job left: a half-written copy; and a complete store from before.
+    (out.parent / ".40.store.killed").mkdir(parents=True)
+    (out.parent / ".40.store.killed" / "0.png").write_bytes(b"half")
+    (out.parent / "4").mkdir()
+    make_format("png", {"kind": "png"}).write(out.parent / "4", images[:4], labels[:4])
+    out.mkdir()
+    result, staged = measure.measure_store(fmt, images, labels, out, trash, 3, quiet(out.parent))
+    assert not out.exists()  # the caller renames the kept copy, last
+    assert staged.parent == out.parent and staged.name.startswith(".40.store.")
+    staged.rename(out)
     assert len(result["samples"]["store_s"]) == 3
     assert all(
         d >= w > 0
@@ -46,8 +56,8 @@ def test_store_keeps_every_sample_and_the_last_store(data, tmp_path: Path) -> No
     assert all(p["create_latency_us"] > 0 for p in result["filesystem_probe"])
     # The store holds the images; the other repeats went to the trash, not deleted.
     assert sorted(p.name for p in out.iterdir()) == sorted([f"{i}.png" for i in range(N)] + ["labels.csv"])  # fmt: skip
-    assert len(list(trash.iterdir())) == 2
-    assert [p.name for p in out.parent.iterdir()] == ["40"]
+    assert len(list(trash.iterdir())) == 4  # 2 repeats, the old store, the killed copy
+    assert sorted(p.name for p in out.parent.iterdir()) == ["4", "40"]  # "4" is not ours
 
 
 @pytest.mark.parametrize("kind", ["hdf5", "png", "lmdb"])
@@ -91,7 +101,7 @@ def test_cold_read_that_stays_cached_is_labelled_not_verified(
     result = measure.measure_read(fmt, tmp_path / "store", images, labels, indices, "cold", 2)
     assert not result["cache_verified"]
     results.write_json({"format": "hdf5", "kind": "hdf5", "n": N, **result}, tmp_path / "r.json")
-    (row,) = tables.timing_rows([tmp_path / "r.json"])
+    (row,) = tables.timing_rows([read_json(tmp_path / "r.json")])
     assert row["cache"] == "cold (not verified)" and row["residency_max"] > 0.95
 
 
@@ -108,7 +118,7 @@ def test_latency_percentiles(data, tmp_path: Path) -> None:
     }  # fmt: skip
     results.write_json({"format": "r", "kind": "lmdb", "n": N, "cache": "warm", **result},
                        tmp_path / "l.json")  # fmt: skip
-    rows = {r["mode"]: r for r in tables.latency_rows([tmp_path / "l.json"])}
+    rows = {r["mode"]: r for r in tables.latency_rows([read_json(tmp_path / "l.json")])}
     for row in rows.values():
         assert row["min"] <= row["p50"] <= row["p95"] <= row["p99"] <= row["max"]
     # Opening the store costs more than a lookup in an open one.

@@ -37,8 +37,7 @@ rule dataset:
     input:
         rules.extract.output,
     output:
-        images=f"{RESULTS}/dataset/images.npy",
-        labels=f"{RESULTS}/dataset/labels.npy",
+        **DATASET,
     log:
         f"{RESULTS}/logs/dataset.log",
     benchmark:

@@ -1,8 +1,7 @@
 rule read:
     input:
+        **DATASET,
         store=rules.store.output.store,
-        images=rules.dataset.output.images,
-        labels=rules.dataset.output.labels,
     output:
         result=f"{RESULTS}/measurements/read/{{format}}/{{n}}/{{cache}}-{{order}}.json",
     log:
@@ -28,9 +27,8 @@ rule read:
 
 rule latency:
     input:
+        **DATASET,
         store=get_largest_store,
-        images=rules.dataset.output.images,
-        labels=rules.dataset.output.labels,
     output:
         result=f"{RESULTS}/measurements/latency/{{format}}.json",
     log:
@@ -56,9 +54,8 @@ rule latency:
 
 rule parallel:
     input:
+        **DATASET,
         store=rules.store.output.store,
-        images=rules.dataset.output.images,
-        labels=rules.dataset.output.labels,
     output:
         result=f"{RESULTS}/measurements/parallel/{{format}}/{{n}}/{{cache}}-p{{workers}}.json",
     log:
@@ -84,9 +81,8 @@ rule parallel:
 
 rule dataloader:
     input:
+        **DATASET,
         store=rules.store.output.store,
-        images=rules.dataset.output.images,
-        labels=rules.dataset.output.labels,
     output:
         result=f"{RESULTS}/measurements/dataloader/{{format}}/{{n}}/b{{batch}}-w{{num_workers}}.json",
     log:

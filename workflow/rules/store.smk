@@ -1,8 +1,7 @@
 
 rule store:
     input:
-        images=rules.dataset.output.images,
-        labels=rules.dataset.output.labels,
+        **DATASET,
     output:
         store=directory(f"{RESULTS}/stores/{{format}}/{{n}}"),
         result=f"{RESULTS}/measurements/store/{{format}}/{{n}}.json",
@@ -31,8 +30,7 @@ rule store:
 
 rule single:
     input:
-        images=rules.dataset.output.images,
-        labels=rules.dataset.output.labels,
+        **DATASET,
     output:
         result=f"{RESULTS}/measurements/single/{{format}}.json",
     log:

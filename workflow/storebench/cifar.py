@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -9,10 +10,11 @@ import tarfile
 import tempfile
 import zlib
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 
-from storebench import safepickle
+from storebench import results, safepickle
 from storebench.download import verify_md5
 from storebench.errors import StorebenchError
 
@@ -22,6 +24,7 @@ BATCH_DIR = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 IMAGE_BYTES = 32 * 32 * 3
 N_CLASSES = 10
+DATASET_META = "dataset.json"
 
 
 def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
@@ -128,13 +131,27 @@ def save_array(array: np.ndarray, path: Path) -> None:
 
 
 def build_dataset(extracted: Path, n_images: int, images_out: Path, labels_out: Path) -> None:
-    """Unpickle the training set, expand it to ``n_images`` and save it."""
+    """Unpickle the training set, expand it to ``n_images`` and save it.
+
+    ``dataset.json`` beside the images names the data: the training set's sha256
+    and ``n_images``. Every result records it, so a table never mixes datasets.
+    """
     images, labels = load_training_set(extracted)
     log.info("training set: %d images", len(images))
+    digest = hashlib.sha256(images.tobytes())
+    digest.update(labels.tobytes())
+    identity = {"training_set_sha256": digest.hexdigest()[:16], "n_images": n_images}
     images, labels = expand(images, labels, n_images)
     save_array(images, images_out)
     save_array(labels, labels_out)
+    results.write_json(identity, Path(images_out).with_name(DATASET_META))
     log.info("dataset: %d images -> %s, %s", n_images, images_out, labels_out)
+
+
+def dataset_identity(images: Path) -> dict[str, Any] | None:
+    """What :func:`build_dataset` recorded about the dataset at ``images`` (None if nothing)."""
+    meta = Path(images).with_name(DATASET_META)
+    return results.read_json(meta) if meta.exists() else None
 
 
 def load_dataset(images: Path, labels: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -2,21 +2,44 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import platform
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import storebench
+from storebench.errors import StorebenchError
 
 PACKAGES = ("numpy", "pillow", "lmdb", "h5py")
+# Modules that only present or compare results: editing them changes no measurement.
+PRESENTATION = frozenset({"figures.py", "tables.py", "benchmarks.py"})
+
+
+@functools.cache
+def code_version() -> str:
+    """A fingerprint of the code that measures: every module of the package but
+    :data:`PRESENTATION`. Results made by different code get different fingerprints."""
+    root = Path(storebench.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        name = path.relative_to(root).as_posix()
+        if name not in PRESENTATION:
+            digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
 
 
 def versions() -> dict[str, str]:
-    """Versions of Python, storebench and the storage libraries."""
-    found = {"python": platform.python_version(), "storebench": storebench.__version__}
+    """Versions of Python, storebench (and its code's fingerprint) and the storage libraries."""
+    found = {
+        "python": platform.python_version(),
+        "storebench": storebench.__version__,
+        "storebench_code": code_version(),
+    }
     for package in PACKAGES:
         try:
             found[package] = metadata.version(package)
@@ -36,3 +59,51 @@ def write_json(data: dict[str, Any], path: Path) -> None:
 
 def read_json(path: Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
+
+
+def _provenance(result: dict[str, Any]) -> dict[str, Any]:
+    """What must be the same for every result of one table."""
+    return {"versions": result.get("versions"), "run": result.get("run")}
+
+
+def _differences(a: Any, b: Any, prefix: str) -> list[tuple[str, Any, Any]]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        found = []
+        for key in dict.fromkeys([*a, *b]):
+            found += _differences(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else key)
+        return found
+    return [] if a == b else [(prefix, a, b)]
+
+
+def check_one_run(paths: Iterable[Path]) -> list[dict[str, Any]]:
+    """Load results for one table and refuse them if they come from different runs.
+
+    One run means the same versions and code fingerprint, the same dataset, repeats
+    and seed, and per format the same kind and options. The older file of the first
+    mismatch is named, with the command that remakes it.
+    """
+    loaded = [(Path(p), read_json(p)) for p in paths]
+    first_of: dict[str, tuple[Path, dict[str, Any]]] = {}
+    for path, result in loaded:
+        wanted = {
+            "*": _provenance(result),
+            result.get("format", "?"): {k: result.get(k) for k in ("kind", "options")},
+        }
+        for group, value in wanted.items():
+            seen = first_of.setdefault(group, (path, value))
+            found = _differences(seen[1], value, "")
+            if found:
+                _refuse(seen[0], path, *found[0])
+    return [result for _, result in loaded]
+
+
+def _refuse(a: Path, b: Path, field: str, value_a: Any, value_b: Any) -> None:
+    older, newer = sorted((a, b), key=lambda p: p.stat().st_mtime)
+    values = {a: value_a, b: value_b}
+    parts = older.parts
+    rule = parts[parts.index("measurements") + 1] if "measurements" in parts else "all"
+    raise StorebenchError(
+        f"results from different runs cannot share a table: {field} is {values[older]!r} in "
+        f"{older} but {values[newer]!r} in {newer}; remake the older results with "
+        f"`snakemake --cores 4 --forcerun {rule}`"
+    )

@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 
 from storebench.measure import summarize
-from storebench.results import read_json
 
 TIMING_COLUMNS = (
     "format", "kind", "n", "measurement", "cache", "order", "unit", "repeats",
@@ -37,11 +36,10 @@ def _cache_label(result: dict[str, Any]) -> str:
     return cache
 
 
-def timing_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
+def timing_rows(loaded: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (result file, measurement) with the median and spread of its samples."""
     rows = []
-    for path in paths:
-        result = read_json(path)
+    for result in loaded:
         resident = result.get("residency_before")
         probes = [p["create_latency_us"] for p in result.get("filesystem_probe", [])]
         for measurement, samples in result["samples"].items():
@@ -63,11 +61,10 @@ def timing_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
     return rows
 
 
-def latency_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
+def latency_rows(loaded: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Percentiles of single-image read latency, one row per format and mode."""
     rows = []
-    for path in paths:
-        result = read_json(path)
+    for result in loaded:
         for mode, samples in result["samples"].items():
             levels = dict(zip(PERCENTILES, np.percentile(samples, PERCENTILES), strict=True))
             rows.append(
@@ -112,11 +109,10 @@ def noisy_rows(tables: Iterable[Path], max_cv: float, max_create_us: float) -> l
     return rows
 
 
-def usage_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
+def usage_rows(loaded: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per store with its allocated and apparent bytes."""
     rows = []
-    for path in paths:
-        result = read_json(path)
+    for result in loaded:
         usage = result["usage"]
         rows.append(
             {
@@ -160,11 +156,10 @@ def _throughput_row(result: dict[str, Any], samples: str, measurement: str,
     }
 
 
-def parallel_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
+def parallel_rows(loaded: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Parallel readers: time, aggregate images/s and speed-up over one worker."""
     rows = []
-    for path in paths:
-        result = read_json(path)
+    for result in loaded:
         workers = result["workers"]
         rows.append({
             **_throughput_row(result, "read_s", f"read_p{workers}", workers=workers),
@@ -177,11 +172,10 @@ def parallel_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
     return rows
 
 
-def dataloader_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
+def dataloader_rows(loaded: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """DataLoader epochs: time and images/s per format, batch size and worker count."""
     rows = []
-    for path in paths:
-        result = read_json(path)
+    for result in loaded:
         count = result["num_workers"]
         rows.append(_throughput_row(result, "epoch_s", f"epoch_w{count}",
                                     batch_size=result["batch_size"], num_workers=count,
@@ -190,7 +184,9 @@ def dataloader_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
 
 
 # table kind -> (rows from result files, columns)
-KINDS: dict[str, tuple[Callable[[Iterable[Path]], list[dict[str, Any]]], tuple[str, ...]]] = {
+KINDS: dict[
+    str, tuple[Callable[[Iterable[dict[str, Any]]], list[dict[str, Any]]], tuple[str, ...]]
+] = {
     "timing": (timing_rows, TIMING_COLUMNS),
     "usage": (usage_rows, USAGE_COLUMNS),
     "latency": (latency_rows, LATENCY_COLUMNS),

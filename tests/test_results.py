@@ -1,0 +1,105 @@
+"""Result provenance: every result says what made it; a table refuses mixed runs."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from storebench import results
+from storebench.errors import StorebenchError
+
+
+def _result(fmt: str = "png", n: int = 10, **changes: Any) -> dict[str, Any]:
+    result = {
+        "format": fmt,
+        "kind": "png",
+        "options": {"compress_level": 6},
+        "n": n,
+        "versions": results.versions(),
+        "run": {
+            "dataset": {"training_set_sha256": "ab" * 8, "n_images": 1000},
+            "repeats": 3,
+            "seed": 0,
+        },
+        "samples": {"store_s": [0.1, 0.2, 0.3]},
+    }
+    for path, value in changes.items():
+        *parents, last = path.split("__")
+        node = result
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    return result
+
+
+def _write(tmp_path: Path, results_list: list[dict[str, Any]]) -> list[Path]:
+    """Write results as the workflow lays them out, oldest first."""
+    paths = []
+    for k, result in enumerate(results_list):
+        path = tmp_path / "results/measurements/store" / result["format"] / f"{result['n']}.json"
+        if path.exists():
+            path = path.with_name(f"{result['n']}-{k}.json")
+        results.write_json(result, path)
+        os.utime(path, (1_000_000 + k, 1_000_000 + k))
+        paths.append(path)
+    return paths
+
+
+def test_results_of_one_run_pass(tmp_path: Path) -> None:
+    other = _result("hdf5", kind="hdf5", options={"chunk": None})  # other formats differ freely
+    paths = _write(tmp_path, [_result(), _result(n=100), other])
+    loaded = results.check_one_run(paths)
+    assert [r["n"] for r in loaded] == [10, 100, 10]
+
+
+def test_code_version_is_recorded() -> None:
+    version = results.versions()["storebench_code"]
+    assert len(version) == 12 and int(version, 16) >= 0
+    assert version == results.code_version()
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"versions__storebench_code": "0123456789ab"}, "versions.storebench_code"),
+        ({"versions__h5py": "2.0.0"}, "versions.h5py"),
+        ({"run__dataset__training_set_sha256": "cd" * 8}, "run.dataset.training_set_sha256"),
+        ({"run__dataset__n_images": 2000}, "run.dataset.n_images"),
+        ({"run__repeats": 5}, "run.repeats"),
+        ({"run__seed": 1}, "run.seed"),
+        ({"options": {"compress_level": 1}}, "options.compress_level"),
+    ],
+)
+def test_mixed_runs_are_refused_naming_the_older_file(
+    changes: dict[str, Any], field: str, tmp_path: Path
+) -> None:
+    old = _result(n=100, **changes)
+    old_path, new_path = _write(tmp_path, [old, _result()])
+    with pytest.raises(StorebenchError) as info:
+        results.check_one_run([new_path, old_path])
+    message = str(info.value)
+    assert f"{field} is" in message and "\n" not in message
+    assert message.index(str(old_path)) < message.index(str(new_path))  # older named first
+    assert message.endswith("`snakemake --cores 4 --forcerun store`")
+
+
+def test_table_command_refuses_and_writes_nothing(tmp_path: Path) -> None:
+    stale = copy.deepcopy(_result(n=100))
+    stale["versions"]["storebench_code"] = "0" * 12
+    paths = _write(tmp_path, [stale, _result()])
+    csv, md = tmp_path / "t.csv", tmp_path / "t.md"
+    proc = subprocess.run(
+        [sys.executable, "-m", "storebench", "--log", str(tmp_path / "t.log"), "table", "timing",
+         "--csv", str(csv), "--md", str(md), *map(str, paths)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("storebench: error: results from different runs")
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not csv.exists() and not md.exists()
