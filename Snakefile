@@ -23,5 +23,9 @@ rule all:
         get_final_outputs(),
 
 
+onstart:
+    check_disk_space()
+
+
 onsuccess:
     empty_trash()

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import yaml
 
+from storebench.diskspace import store_bytes
 from storebench.errors import StorebenchError
 from storebench.formats import available_kinds, make_format
+from storebench.usage import disk_usage
 
 from conftest import ROOT
 
@@ -119,6 +121,21 @@ def test_lmdb_grows_its_map(data, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     fmt.write(tmp_path, images, labels)
     got_images, _ = _read(fmt, tmp_path, np.arange(N))
     np.testing.assert_array_equal(got_images, images)
+
+
+@pytest.mark.parametrize("writemap", [False, True])
+def test_lmdb_disk_usage_is_the_data_not_the_map(writemap: bool, data, tmp_path: Path) -> None:
+    images, labels = data
+    fmt = make_format("lmdb", {"kind": "lmdb", "value": "raw", "writemap": writemap})
+    fmt.write(tmp_path, images, labels)
+    env = lmdb.open(str(tmp_path), readonly=True, lock=False)
+    info, page = env.info(), env.stat()["psize"]
+    env.close()
+    in_use = (info["last_pgno"] + 1) * page
+    assert info["map_size"] >= 2 * in_use  # the map is sized generously ...
+    allocated = disk_usage(fmt, tmp_path)["allocated_bytes"]
+    assert in_use <= allocated <= in_use + 16 * page  # ... the disk holds the pages in use
+    assert allocated <= store_bytes(fmt, N)  # and the free-space estimate covers it
 
 
 def test_lmdb_pickle_reader_refuses_foreign_globals(tmp_path: Path) -> None:

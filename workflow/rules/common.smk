@@ -17,11 +17,12 @@ shell.prefix(
 )
 
 import storebench.config  # noqa: E402
+import storebench.diskspace  # noqa: E402
 from storebench.errors import StorebenchError  # noqa: E402
 from storebench.figures import FIGURES  # noqa: E402
 
 try:
-    storebench.config.check(config)
+    FORMAT_OBJECTS = storebench.config.check(config)
 except StorebenchError as error:
     raise WorkflowError(f"config.yaml: {error}") from None
 
@@ -29,6 +30,12 @@ ENV = "../../envs/storebench.yaml"
 TORCH_ENV = "../../envs/torch.yaml"
 RESULTS = "results"
 TRASH = f"{RESULTS}/.trash"
+# The dataset every measuring job reads; dataset.json says which data it is.
+DATASET = dict(
+    images=f"{RESULTS}/dataset/images.npy",
+    labels=f"{RESULTS}/dataset/labels.npy",
+    meta=f"{RESULTS}/dataset/dataset.json",
+)
 FORMATS = list(config["formats"])
 CUTOFFS = config["cutoffs"]
 CACHES = config["caches"]
@@ -149,3 +156,25 @@ def empty_trash():
 def get_bench_threads(wildcards):
     """Timed jobs take every core, so no other job runs beside them."""
     return workflow.cores
+
+
+def check_disk_space():
+    """Refuse to start when the planned stores cannot fit on the disk (onstart)."""
+    jobs = workflow.dag.needrun_jobs()
+    stores = [
+        (
+            FORMAT_OBJECTS[job.wildcards.format],
+            int(job.wildcards.n),
+            Path(RESULTS, "stores", job.wildcards.format, job.wildcards.n).exists(),
+        )
+        for job in jobs
+        if job.rule.name == "store"
+    ]
+    dataset = (
+        config["n_images"] if any(j.rule.name == "dataset" for j in jobs) else None
+    )
+    need, count = storebench.diskspace.plan_bytes(stores, config["repeats"], dataset)
+    try:
+        storebench.diskspace.check(need, count, config["repeats"], Path(RESULTS))
+    except StorebenchError as error:
+        raise WorkflowError(f"storebench: {error}") from None

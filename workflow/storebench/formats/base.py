@@ -47,6 +47,9 @@ class Format(ABC):
     """
 
     kind: ClassVar[str]
+    # An upper estimate of a store's bytes on disk per image, for the free-space
+    # check before a run: one 4 KiB file-system block or LMDB page, plus a quarter.
+    disk_bytes_per_image: ClassVar[int] = 5 * 1024
 
     @abstractmethod
     def write(self, directory: Path, images: np.ndarray, labels: np.ndarray) -> None:

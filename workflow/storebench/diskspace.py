@@ -1,0 +1,58 @@
+"""The free-space check before a run: refuse a plan whose stores cannot fit."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+from storebench.errors import StorebenchError
+from storebench.formats.base import IMAGE_BYTES, Format
+
+GiB = 2**30
+ARCHIVE_BYTES = 200 * 2**20  # the official archive is 163 MiB, its extraction 178 MiB
+MARGIN = 0.95  # leave 5% of the free space to everything else
+
+
+def store_bytes(fmt: Format, n: int) -> int:
+    """An upper estimate of one store of ``n`` images on disk."""
+    return fmt.disk_bytes_per_image * n + 2**20
+
+
+def plan_bytes(stores: Iterable[tuple[Format, int, bool]], repeats: int,
+               dataset_images: int | None) -> tuple[int, int]:  # fmt: skip
+    """Bytes the planned jobs add to the disk, and the number of store jobs.
+
+    ``stores``: (format, n, whether the store exists now) for each planned store
+    job. A store job writes ``repeats`` copies; the ones it does not keep, and an
+    existing store it replaces, go to the trash, which is emptied when the run
+    succeeds, so all of them count. ``dataset_images``: the dataset's size if the
+    dataset is planned too (it then needs the archive and its extraction as well).
+    """
+    need = count = 0
+    for fmt, n, exists in stores:
+        need += store_bytes(fmt, n) * (repeats + exists)
+        count += 1
+    if dataset_images is not None:
+        need += dataset_images * (IMAGE_BYTES + 1) + 2 * ARCHIVE_BYTES
+    return need, count
+
+
+def free_bytes(path: Path) -> int:
+    """Free bytes for an unprivileged user on the file system that holds ``path``."""
+    path = Path(path).absolute()
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def check(need: int, stores: int, repeats: int, results: Path) -> None:
+    """Raise a one-line error if ``need`` bytes do not fit beside ``results``."""
+    free = free_bytes(results)
+    if need > free * MARGIN:
+        raise StorebenchError(
+            f"not enough free disk for the planned stores: {stores} store jobs "
+            f"({repeats} copies each, kept until the run ends) and the dataset need about "
+            f"{need / GiB:.1f} GiB, but {Path(results).absolute()} has {free / GiB:.1f} GiB "
+            "free; free some space, or lower cutoffs, formats or repeats in config.yaml"
+        )
