@@ -5,19 +5,26 @@ from __future__ import annotations
 import csv
 import importlib.util
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import yaml
 from PIL import Image
 
+from storebench.diskspace import store_bytes
 from storebench.download import md5sum
 from storebench.figures import FIGURES
+from storebench.formats import make_format
 from storebench.measure import checksum, read_indices
+from storebench.results import read_json
 
 from conftest import ROOT, SAMPLE_MD5, serve
 
@@ -35,18 +42,24 @@ DRAWN = [name for name, (needed, _) in FIGURES.items() if set(needed) <= {*TABLE
                                                                           "latency"}]  # fmt: skip
 
 
-def snakemake(work: Path, *args: str, check: bool = True,
-              pythonpath: Path | None = None) -> subprocess.CompletedProcess:  # fmt: skip
-    """Run snakemake on the repository's Snakefile in ``work``, as the README does."""
+def _snakemake_call(work: Path, args: tuple[str, ...],
+                    pythonpath: Path | None = None) -> dict[str, Any]:  # fmt: skip
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("PYTHONPATH", None)
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
-         "--directory", str(work), *args],
-        capture_output=True, text=True, env=env, cwd=work, timeout=900,
-    )  # fmt: skip
+    return {
+        "args": [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+                 "--directory", str(work), *args],
+        "env": env, "cwd": work, "text": True,
+    }  # fmt: skip
+
+
+def snakemake(work: Path, *args: str, check: bool = True,
+              pythonpath: Path | None = None) -> subprocess.CompletedProcess:  # fmt: skip
+    """Run snakemake on the repository's Snakefile in ``work``, as the README does."""
+    proc = subprocess.run(**_snakemake_call(work, args, pythonpath), capture_output=True,
+                          timeout=900)  # fmt: skip
     if check and proc.returncode != 0:
         pytest.fail(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -170,6 +183,85 @@ def test_bad_config_stops_before_any_job(tmp_path: Path) -> None:
     assert not (tmp_path / "results").exists()
 
 
+def test_plan_too_big_for_the_disk_is_refused_before_any_job(tmp_path: Path, sample: Path) -> None:
+    huge = 10**9  # a billion images: terabytes of stores
+    config = write_config(
+        tmp_path, cifar10={"url": "https://example.invalid/x.tar.gz", "md5": SAMPLE_MD5,
+                           "archive": str(sample)},
+        n_images=huge, cutoffs=[10, huge], parallel={**PARALLEL, "cutoffs": []},
+        dataloader={**DATALOADER, "cutoffs": []},
+    )  # fmt: skip
+    proc = snakemake(tmp_path, "--cores", "1", "--configfile", str(config), check=False)
+    assert proc.returncode != 0
+    error = next(line for line in proc.stderr.splitlines() if "storebench:" in line)
+    assert error.startswith("storebench: not enough free disk for the planned stores: ")
+    assert re.search(r"need about [\d.]+ GiB, but \S+ has [\d.]+ GiB free; free some space", error)
+    assert not (tmp_path / "results").exists()  # nothing ran, not even the extraction
+
+
+def _staging(work: Path, fmt: str, n: int) -> list[Path]:
+    return list((work / "results/stores" / fmt).glob(f".{n}.store.*"))
+
+
+def _kill_mid_write(work: Path, config: Path, target: str, whole_run: bool) -> None:
+    """Start snakemake on ``target``; SIGKILL the store job (or the whole run) mid-write."""
+    proc = subprocess.Popen(**_snakemake_call(work, (target, "--cores", "1", "--configfile",
+                                                     str(config))),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        staged = _staging(work, "png", 5000)
+        if staged and len(list(staged[0].iterdir())) >= 500:
+            break
+        time.sleep(0.005)
+    else:
+        proc.kill()
+        pytest.fail(f"the store never started:\n{proc.communicate()[0]}")
+    if whole_run:  # like a power cut: snakemake gets no chance to clean up
+        os.killpg(proc.pid, signal.SIGKILL)
+    else:  # like the OOM killer: only the job's process
+        found = subprocess.run(["pgrep", "-f", "storebench --log .* store --format png"],
+                               capture_output=True, text=True).stdout.split()  # fmt: skip
+        pids = [pid for pid in found if Path(f"/proc/{pid}/cwd").resolve() == work.resolve()]
+        assert pids, "no store process found"
+        for pid in pids:
+            os.kill(int(pid), signal.SIGKILL)
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode != 0, output
+    assert not (work / "results/stores/png/5000").exists()  # no store to trust
+    assert _staging(work, "png", 5000)  # the half-written copy is still there
+
+
+@pytest.mark.parametrize("whole_run", [False, True], ids=["job-killed", "run-killed"])
+def test_a_store_killed_mid_write_is_rebuilt(whole_run: bool, tmp_path: Path,
+                                             sample: Path) -> None:  # fmt: skip
+    formats = yaml.safe_load((ROOT / "config.yaml").read_text())["formats"]
+    config = write_config(
+        tmp_path, cifar10={"url": "https://example.invalid/x.tar.gz", "md5": SAMPLE_MD5,
+                           "archive": str(sample)},
+        formats={"png": formats["png"]}, n_images=N_IMAGES, cutoffs=[5000], repeats=3,
+        parallel={**PARALLEL, "cutoffs": []}, dataloader={**DATALOADER, "cutoffs": []},
+        filesystem_probe={"max_create_us": 100, "max_wait_s": 0},
+    )  # fmt: skip
+    target = "results/measurements/store/png/5000.json"
+    _kill_mid_write(tmp_path, config, target, whole_run)
+    if whole_run:  # snakemake's lock outlives a killed run; its own message says to unlock
+        snakemake(tmp_path, "--unlock", "--configfile", str(config))
+    snakemake(tmp_path, target, "--cores", "1", "--configfile", str(config))
+    assert _staging(tmp_path, "png", 5000) == []  # the killed copy went to the trash
+    assert len(read_json(tmp_path / target)["samples"]["store_s"]) == 3
+    images = np.load(tmp_path / "results/dataset/images.npy")[:5000]
+    labels = np.load(tmp_path / "results/dataset/labels.npy")[:5000]
+    store = tmp_path / "results/stores/png/5000"
+    assert len(list(store.glob("*.png"))) == 5000
+    with make_format("png", formats["png"]).open(store) as reader:
+        got_images, got_labels = np.empty_like(images), np.empty_like(labels)
+        reader.read_into(np.arange(5000), got_images, got_labels)
+    np.testing.assert_array_equal(got_images, images)
+    np.testing.assert_array_equal(got_labels, labels)
+
+
 def test_tables_hold_every_measurement(run: Path) -> None:
     store = read_csv(run / "results/tables/store.csv")
     read = read_csv(run / "results/tables/read.csv")
@@ -226,9 +318,12 @@ def test_download_rule_fetched_the_archive(run: Path) -> None:
 def test_disk_usage(run: Path) -> None:
     rows = {(r["format"], int(r["n"])): r for r in read_csv(run / "results/tables/usage.csv")}
     assert set(rows) == {(f, n) for f in FORMATS for n in CUTOFFS}
+    specs = yaml.safe_load((run / "config.yaml").read_text())["formats"]
     for (fmt, n), row in rows.items():
         per_image = float(row["bytes_per_image"])
         assert int(row["allocated_bytes"]) > 0
+        # The free-space check before a run never underestimates a store.
+        assert int(row["allocated_bytes"]) <= store_bytes(make_format(fmt, specs[fmt]), n)
         assert 1000 < per_image < 10000, (fmt, n, per_image)
         if fmt == "png":
             assert int(row["files"]) == n + 1

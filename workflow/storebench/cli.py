@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -30,12 +31,19 @@ def _format(args: argparse.Namespace) -> Format:
 
 
 def _meta(args: argparse.Namespace, fmt: Format) -> dict[str, Any]:
+    """What made a result: the format, n, versions and the run's settings."""
+    images = getattr(args, "images", None)
     return {
         "format": args.format,
         "kind": fmt.kind,
         "options": fmt.options(),
         "n": args.n,
         "versions": results.versions(),
+        "run": {
+            "dataset": cifar.dataset_identity(images) if images else None,
+            "repeats": getattr(args, "repeats", None),
+            "seed": getattr(args, "seed", None),
+        },
     }
 
 
@@ -69,8 +77,10 @@ def cmd_store(args: argparse.Namespace) -> None:
     fmt = _format(args)
     images, labels = _dataset(args)
     quiet = measure.QuietFilesystem(args.out.parent, args.max_create_us, args.max_wait_s)
-    result = measure.measure_store(fmt, images, labels, args.out, args.trash, args.repeats, quiet)
+    result, staged = measure.measure_store(fmt, images, labels, args.out, args.trash,
+                                           args.repeats, quiet)  # fmt: skip
     results.write_json({**_meta(args, fmt), **result}, args.result)
+    os.replace(staged, args.out)  # last: a job killed before this leaves no store behind
 
 
 def cmd_read(args: argparse.Namespace) -> None:
@@ -149,7 +159,7 @@ def cmd_usage(args: argparse.Namespace) -> None:
 
 def cmd_table(args: argparse.Namespace) -> None:
     rows_of, columns = tables.KINDS[args.kind]
-    tables.write_table(rows_of(args.inputs), columns, args.csv, args.md)
+    tables.write_table(rows_of(results.check_one_run(args.inputs)), columns, args.csv, args.md)
 
 
 def cmd_stages(args: argparse.Namespace) -> None:
@@ -315,13 +325,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_stages)
 
     p = sub.add_parser("benchmark", help="print what this machine does (traps, run drift)")
-    p.add_argument("what", choices=["traps", "deletion", "allocation", "compare", "floor", "host",
-                                     "interleaved"])
+    p.add_argument(
+        "what",
+        choices=["traps", "deletion", "allocation", "compare", "floor", "host", "interleaved"],
+    )
     p.add_argument("--seconds", type=float, default=240, help="host: how long to probe")
     p.add_argument("--results", type=Path, default=Path("results"), help="floor: a run's results")
     p.add_argument("--floor", default="raw", help="floor: the raw-floor format's name")
-    p.add_argument("--config", type=Path, default=Path("config.yaml"),
-                   help="interleaved: the run's config (for the formats' options)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=Path("config.yaml"),
+        help="interleaved: the run's config (for the formats' options)",
+    )
     p.add_argument("--formats", nargs="+", help="interleaved: formats to read (default: all)")
     p.add_argument("--rounds", type=int, default=15, help="interleaved: rounds")
     p.add_argument("--images", type=Path, default=Path("results/dataset/images.npy"))

@@ -173,11 +173,19 @@ def measure_store(
     trash: Path,
     repeats: int,
     quiet: QuietFilesystem,
-) -> dict[str, Any]:
-    """Write the store ``repeats`` times, each into a new empty folder; keep the last."""
+) -> tuple[dict[str, Any], Path]:
+    """Write the store ``repeats`` times, each into a new empty folder; keep the last.
+
+    Returns the result and the hidden folder holding the kept copy: the caller
+    saves the result and then renames that folder to ``out``, so the store
+    appears last and a job killed at any point leaves no ``out`` to trust.
+    An existing ``out`` and folders left by a killed job go to the trash first.
+    """
     out, trash = Path(out), Path(trash)
-    if out.exists():
-        _discard(out, trash)
+    for old in [out, *out.parent.glob(f".{out.name}.store.*")]:
+        if old.exists():
+            log.info("discarding %s (an earlier or interrupted store)", old)
+            _discard(old, trash)
     write_s: list[float] = []
     durable_s: list[float] = []
     probes: list[dict[str, float]] = []
@@ -199,11 +207,11 @@ def measure_store(
             _discard(previous, trash)
         previous = target
     assert previous is not None
-    os.replace(previous, out)
-    return {
+    result = {
         "samples": {"store_s": write_s, "store_durable_s": durable_s},
         "filesystem_probe": probes,
     }
+    return result, previous
 
 
 CACHES = ("warm", "cold")
