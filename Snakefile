@@ -9,12 +9,12 @@ configfile: "config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/environment.smk"
 include: "workflow/rules/store.smk"
 include: "workflow/rules/read.smk"
 include: "workflow/rules/usage.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/figures.smk"
-include: "workflow/rules/environment.smk"
 
 
 rule all:

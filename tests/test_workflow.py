@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import csv
+import html
 import importlib.util
+import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from storebench import publish
 from storebench.diskspace import store_bytes
 from storebench.download import md5sum
 from storebench.figures import FIGURES
@@ -134,7 +139,7 @@ def test_default_plan(tmp_path: Path) -> None:
         "download": 1, "extract": 1, "dataset": 1, "store": n_stores, "read": n_stores * 4,
         "usage": n_stores, "single": n_formats, "latency": n_formats, "parallel": n_formats * 6,
         "dataloader": n_formats * 2, "table": 7, "noise": 1, "figure": len(FIGURES),
-        "environment": 1, "all": 1,
+        "environment": 1, "summary": 1, "all": 1,
     }  # fmt: skip
     if not HAS_TORCH:
         expected.update(dataloader=0, table=6, figure=len(FIGURES) - 1)
@@ -172,6 +177,7 @@ def test_one_figure_builds_only_what_it_needs(tmp_path: Path, sample: Path) -> N
     )
     assert job_counts(plan.stdout) == {
         "extract": 1, "dataset": 1, "store": len(FORMATS) * len(CUTOFFS), "table": 1, "figure": 1,
+        "environment": 1,
     }  # fmt: skip
 
 
@@ -343,6 +349,37 @@ def test_figures_are_real_plots(run: Path) -> None:
         assert svg.lstrip().startswith("<?xml") and "<svg" in svg and svg.count("<path") > 10
 
 
+@pytest.mark.parametrize(
+    ("figure", "table", "conditions", "column"),
+    [
+        ("store_time_log", "store", {"measurement": "store"}, "median"),
+        ("read_time_log", "read", {"cache": "warm", "order": "sequential"}, "median"),
+        ("disk_bytes_per_image", "usage", {}, "bytes_per_image"),
+    ],
+)
+def test_plotted_lines_are_the_table(run: Path, figure: str, table: str, conditions: dict,
+                                     column: str) -> None:  # fmt: skip
+    from storebench.figures import draw
+    from storebench.tables import read_table
+
+    rows = read_table(run / f"results/tables/{table}.csv")
+    fig = draw(figure, {table: rows}, FORMATS)
+    lines = {line.get_label(): line for line in fig.axes[0].lines}
+    for fmt in FORMATS:
+        series = sorted((r for r in rows if r["format"] == fmt
+                         and all(r[k] == v for k, v in conditions.items())),
+                        key=lambda r: r["n"])  # fmt: skip
+        np.testing.assert_allclose(lines[fmt].get_xdata(), [r["n"] for r in series])
+        np.testing.assert_allclose(lines[fmt].get_ydata(), [r[column] for r in series])
+    # One colour per format, the same in every figure: config order picks it.
+    colours = {fmt: lines[fmt].get_color() for fmt in FORMATS}
+    assert len(set(colours.values())) == len(FORMATS)
+    again = draw(figure, {table: [r for r in rows if r["format"] != FORMATS[0]]}, FORMATS)
+    for line in again.axes[0].lines:
+        if line.get_label() in colours:
+            assert line.get_color() == colours[line.get_label()]
+
+
 def test_forcerun_read_reruns_reads_not_stores(run: Path) -> None:
     config = str(run / "config.yaml")
     store_json = run / "results/measurements/store/png/100.json"
@@ -375,12 +412,92 @@ def test_tampered_download_fails_clearly_and_leaves_nothing(tmp_path: Path, samp
     assert (tmp_path / "results" / "logs" / "download.log").is_file()
 
 
-def test_report_holds_every_figure(run: Path) -> None:
+def _report_results(html: str) -> dict[str, Any]:
+    """The file records a Snakemake report embeds (path -> name, caption, labels, ...)."""
+    start = html.index("var results = ", html.index('<script id="results">')) + len(
+        "var results = "
+    )
+    return json.JSONDecoder().raw_decode(html[start:])[0]
+
+
+def test_publish_builds_the_report_with_every_figure_and_caption(run: Path) -> None:
     config = str(run / "config.yaml")
-    snakemake(run, "--report", "results/report.html", "--configfile", config)
-    html = (run / "results/report.html").read_text()
+    snakemake(run, "publish", "--cores", "1", "--configfile", config)
+    text = (run / "results/report.html").read_text()
+    records = _report_results(text)
+    environment = json.loads((run / "results/environment.json").read_text())
+    machine = f"Machine: {environment['machine']['cpu_model']}, "
     for name in DRAWN:
-        assert f"{name}.png" in html
+        caption = records[f"results/figures/{name}.png"]["caption"]
+        what = re.split(r"[.{]", publish.FIGURES[name][1])[0]  # its start, up to a value
+        assert what in caption and machine in caption, (name, caption)
+        assert "{" not in caption  # every placeholder filled
+    assert f"Each of {REPEATS} repeats" in records["results/figures/store_time_log.png"]["caption"]
+    for table in (*TABLES, "usage", "latency", "noise"):
+        assert machine in records[f"results/tables/{table}.csv"]["caption"]
+    for path in ("results/tables/summary.md", "results/environment.json", "results/config.yaml"):
+        assert records[path]["caption"], path
+    with zipfile.ZipFile(run / "results/report.zip") as archive:
+        names = archive.namelist()
+    assert any(n.endswith("report.html") for n in names)
+    assert sum(n.endswith(".png") for n in names) >= len(DRAWN)
+
+
+CHROMIUM = shutil.which("chromium")
+
+
+@pytest.mark.skipif(CHROMIUM is None and not os.environ.get("STOREBENCH_REQUIRE_CHROMIUM"),
+                    reason="needs Debian's chromium (CI installs it)")  # fmt: skip
+def test_report_shows_every_figure_with_its_caption_in_chromium(run: Path, tmp_path: Path) -> None:
+    """Open the report in headless Chromium and click through it as a reader would."""
+    from playwright.sync_api import sync_playwright
+
+    report = run / "results/report.html"
+    if not report.exists():
+        snakemake(run, "publish", "--cores", "1", "--configfile", str(run / "config.yaml"))
+    records = _report_results(report.read_text())
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])  # fmt: skip
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        for name in DRAWN:
+            # The menu: Figures, then the figure's topic, then the figure's row.
+            page.goto(report.as_uri())
+            page.get_by_text("Figures", exact=True).first.click()
+            page.get_by_text(publish.FIGURES[name][0], exact=True).first.click()
+            row = page.locator("tr", has_text=name).first
+            row.locator("a[iconname=eye]").click()
+            image = page.locator("img[src^='data:image/png']").first
+            image.wait_for()
+            box = image.bounding_box()
+            assert box and box["width"] > 300 and box["height"] > 200, name
+            page.screenshot(path=tmp_path / f"{name}.png")
+            page.locator("tr", has_text=name).first.locator(
+                "a[iconname=information-circle]").click()  # fmt: skip
+            text = page.inner_text("body")
+            caption = records[f"results/figures/{name}.png"]["caption"]
+            first = html.unescape(re.sub(r"<[^>]+>", "", caption)).split(".")[0]
+            assert first in text and "Machine: " in text, name
+        browser.close()
+
+
+def test_summary_ranks_every_format(run: Path) -> None:
+    text = (run / "results/tables/summary.md").read_text()
+    sections = text.split("### ")[1:]
+    questions = [s.splitlines()[0] for s in sections]
+    assert questions[0] == "Which format stores fastest?"
+    assert questions[-1] == "Which format is smallest on disk?"
+    assert len(questions) == 6 + HAS_TORCH
+    store = {r["format"]: float(r["median"]) for r in read_csv(run / "results/tables/store.csv")
+             if int(r["n"]) == max(CUTOFFS) and r["measurement"] == "store"}  # fmt: skip
+    rows = [line.split("|")[1:-1] for line in sections[0].splitlines() if line.startswith("| ")]
+    ranked = [(cells[1].strip(), float(cells[2])) for cells in rows[1:]]
+    assert [f for f, _ in ranked] == sorted(store, key=store.get)  # fastest first
+    for fmt, value in ranked:
+        assert value == pytest.approx(store[fmt], rel=5e-3)
+    floor_ratio = [float(cells[4]) for cells in rows[1:] if cells[1].strip() == "raw"]
+    assert floor_ratio == [1.0]
 
 
 def test_stage_summary_from_benchmarks(run: Path) -> None:

@@ -18,6 +18,7 @@ shell.prefix(
 
 import storebench.config  # noqa: E402
 import storebench.diskspace  # noqa: E402
+import storebench.publish  # noqa: E402
 from storebench.errors import StorebenchError  # noqa: E402
 from storebench.figures import FIGURES  # noqa: E402
 
@@ -129,7 +130,50 @@ def get_figure_tables(wildcards):
 
 
 def get_figure_table_args(wildcards, input):
-    return " ".join(f"--table {name}={path}" for name, path in input.items())
+    return " ".join(
+        f"--table {name}={path}"
+        for name, path in input.items()
+        if name != "environment"
+    )
+
+
+def _environment(input):
+    """The run's environment.json, read once the job's input exists (report captions)."""
+    with open(input.environment) as handle:
+        return json.load(handle)
+
+
+def get_figure_topic(wildcards):
+    return storebench.publish.FIGURES[wildcards.figure][0]
+
+
+def get_figure_caption(wildcards, input):
+    return storebench.publish.figure_caption(
+        wildcards.figure, config, _environment(input)
+    )
+
+
+def get_table_caption(wildcards, input):
+    return storebench.publish.table_caption(
+        wildcards.table, config, _environment(input)
+    )
+
+
+def get_caption_of(table):
+    """The caption of a table made by a rule of its own (summary, noise)."""
+
+    def get_caption(wildcards, input):
+        return storebench.publish.table_caption(table, config, _environment(input))
+
+    return get_caption
+
+
+def get_summary_tables(wildcards):
+    """The tables summary.md ranks the formats in."""
+    names = ["store", "read", "usage"] + (
+        ["dataloader"] if "dataloader" in TABLES else []
+    )
+    return {name: f"{RESULTS}/tables/{name}.csv" for name in names}
 
 
 def get_final_outputs():
@@ -143,9 +187,16 @@ def get_final_outputs():
         name for name, (needed, _) in FIGURES.items() if set(needed) <= set(TABLES)
     ]
     figures = expand(
-        f"{RESULTS}/figures/{{figure}}.{{ext}}", figure=drawn, ext=("png", "svg")
+        f"{RESULTS}/figures/{{figure}}.{{ext}}",
+        figure=drawn,
+        ext=config["figure_formats"],
     )
-    return tables + figures + [rules.environment.output[0]]
+    return [
+        *tables,
+        *figures,
+        f"{RESULTS}/tables/summary.md",
+        *rules.environment.output,
+    ]
 
 
 def empty_trash():

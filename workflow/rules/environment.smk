@@ -1,12 +1,23 @@
 rule environment:
     output:
-        f"{RESULTS}/environment.json",
+        json=report(
+            f"{RESULTS}/environment.json",
+            category="Environment",
+            caption="../report/environment.rst",
+        ),
+        config=report(
+            f"{RESULTS}/config.yaml",
+            category="Environment",
+            caption="../report/config.rst",
+        ),
     log:
         f"{RESULTS}/logs/environment.log",
     conda:
         ENV
     params:
         snakemake_version=snakemake.__version__,
+        config=json.dumps(config),
     shell:
         "python -m storebench --log {log:q} environment"
-        " --results-dir $(dirname {output:q}) --snakemake-version {params.snakemake_version} --out {output:q}"
+        " --results-dir $(dirname {output.json:q}) --snakemake-version {params.snakemake_version}"
+        " --out {output.json:q} --config-json {params.config:q} --config-out {output.config:q}"

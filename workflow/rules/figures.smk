@@ -1,13 +1,19 @@
 rule figure:
     input:
         unpack(get_figure_tables),
+        environment=rules.environment.output.json,
     output:
         png=report(
             f"{RESULTS}/figures/{{figure}}.png",
             category="Figures",
-            caption="../report/figure.rst",
+            subcategory=get_figure_topic,
+            caption="../report/caption.rst",
+            labels={"figure": "{figure}"},
         ),
-        svg=f"{RESULTS}/figures/{{figure}}.svg",
+        others=expand(
+            f"{RESULTS}/figures/{{{{figure}}}}.{{ext}}",
+            ext=[ext for ext in config["figure_formats"] if ext != "png"],
+        ),
     log:
         f"{RESULTS}/logs/figures/{{figure}}.log",
     benchmark:
@@ -16,6 +22,8 @@ rule figure:
         ENV
     params:
         tables=get_figure_table_args,
+        order=" ".join(FORMATS),
+        caption=get_figure_caption,
     shell:
         "python -m storebench --log {log:q} figure {wildcards.figure} {params.tables}"
-        " --out {output.png:q} {output.svg:q}"
+        " --order {params.order} --out {output.png:q} {output.others:q}"

@@ -1,8 +1,14 @@
 rule table:
     input:
-        get_table_inputs,
+        results=get_table_inputs,
+        environment=rules.environment.output.json,
     output:
-        csv=f"{RESULTS}/tables/{{table}}.csv",
+        csv=report(
+            f"{RESULTS}/tables/{{table}}.csv",
+            category="Tables",
+            caption="../report/caption.rst",
+            labels={"table": "{table}"},
+        ),
         md=f"{RESULTS}/tables/{{table}}.md",
     log:
         f"{RESULTS}/logs/tables/{{table}}.log",
@@ -13,16 +19,23 @@ rule table:
     params:
         kind=get_table_kind,
         columns=get_table_columns,
+        caption=get_table_caption,
     shell:
         "python -m storebench --log {log:q} table {params.kind} --csv {output.csv:q} --md {output.md:q}"
-        " {input:q}"
+        " {input.results:q}"
 
 
 rule noise:
     input:
-        expand(rules.table.output.csv, table=TIMING_TABLES),
+        tables=expand(rules.table.output.csv, table=TIMING_TABLES),
+        environment=rules.environment.output.json,
     output:
-        csv=f"{RESULTS}/tables/noise.csv",
+        csv=report(
+            f"{RESULTS}/tables/noise.csv",
+            category="Tables",
+            caption="../report/caption.rst",
+            labels={"table": "noise"},
+        ),
         md=f"{RESULTS}/tables/noise.md",
     log:
         f"{RESULTS}/logs/tables/noise.log",
@@ -33,7 +46,49 @@ rule noise:
     params:
         threshold=config["noise_threshold"],
         max_create_us=config["filesystem_probe"]["max_create_us"],
+        caption=get_caption_of("noise"),
     shell:
         "python -m storebench --log {log:q} noise --threshold {params.threshold}"
         " --max-create-us {params.max_create_us}"
-        " --csv {output.csv:q} --md {output.md:q} {input:q}"
+        " --csv {output.csv:q} --md {output.md:q} {input.tables:q}"
+
+
+rule summary:
+    input:
+        unpack(get_summary_tables),
+        environment=rules.environment.output.json,
+    output:
+        report(
+            f"{RESULTS}/tables/summary.md",
+            category="Summary",
+            caption="../report/caption.rst",
+        ),
+    log:
+        f"{RESULTS}/logs/tables/summary.log",
+    conda:
+        ENV
+    params:
+        tables=get_figure_table_args,
+        repeats=config["repeats"],
+        caption=get_caption_of("summary"),
+    shell:
+        "python -m storebench --log {log:q} summary {params.tables} --repeats {params.repeats}"
+        " --environment {input.environment:q} --out {output:q}"
+
+
+rule publish:
+    input:
+        get_final_outputs(),
+        config=rules.environment.output.config,
+    output:
+        html=f"{RESULTS}/report.html",
+        zip=f"{RESULTS}/report.zip",
+    log:
+        f"{RESULTS}/logs/publish.log",
+    conda:
+        ENV
+    params:
+        snakemake=f"{sys.executable} -m snakemake --snakefile {workflow.main_snakefile} --nolock",
+    shell:
+        "({params.snakemake} --configfile {input.config:q} --report {output.html:q}"
+        " && {params.snakemake} --configfile {input.config:q} --report {output.zip:q}) > {log:q} 2>&1"

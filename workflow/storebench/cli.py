@@ -131,6 +131,10 @@ def cmd_environment(args: argparse.Namespace) -> None:
     info = environment.describe(args.results_dir)
     info["versions"]["snakemake"] = args.snakemake_version
     results.write_json(info, args.out)
+    if args.config_out:  # the run's effective config, for the report and for `publish`
+        tmp = args.config_out.with_name(f".{args.config_out.name}.tmp")
+        tmp.write_text(yaml.safe_dump(json.loads(args.config_json), sort_keys=False))
+        os.replace(tmp, args.config_out)
 
 
 def cmd_noise(args: argparse.Namespace) -> None:
@@ -208,11 +212,34 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
 def cmd_figure(args: argparse.Namespace) -> None:
     from storebench import figures  # matplotlib: imported only by the jobs that draw
 
+    figures.render(args.name, _named_tables(args.table), args.out, args.order)
+
+
+def _named_tables(items: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """``NAME=path.csv`` arguments, loaded."""
     loaded = {}
-    for item in args.table:
+    for item in items:
         name, _, path = item.partition("=")
         loaded[name] = tables.read_table(Path(path))
-    figures.render(args.name, loaded, args.out)
+    return loaded
+
+
+def cmd_summary(args: argparse.Namespace) -> None:
+    from storebench import publish
+
+    environment = results.read_json(args.environment) if args.environment else None
+    text = publish.summary_markdown(_named_tables(args.table), environment, args.repeats)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(f".{args.out.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, args.out)
+
+
+def cmd_examples(args: argparse.Namespace) -> None:
+    from storebench import figures, publish
+
+    copied = publish.update_examples(args.results, args.readme, args.figures, list(figures.FIGURES))
+    print(f"{args.readme}: summary from {args.results}; {len(copied)} figures -> {args.figures}")
 
 
 def _format_args(parser: argparse.ArgumentParser, store: bool = False) -> None:
@@ -290,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", type=Path, required=True)
     p.add_argument("--snakemake-version", required=True)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--config-json", default="{}", help="the run's config, as JSON")
+    p.add_argument("--config-out", type=Path, help="where to write it as YAML")
     p.set_defaults(func=cmd_environment)
 
     p = sub.add_parser("noise", help="list measurements whose spread is too wide to trust")
@@ -352,8 +381,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("figure", help="draw one figure from tables")
     p.add_argument("name", help="figure name (see storebench.figures.FIGURES)")
     p.add_argument("--table", action="append", default=[], help="NAME=path.csv")
-    p.add_argument("--out", type=Path, nargs="+", required=True)
+    p.add_argument("--out", type=Path, nargs="+", required=True, help="paths: .png .svg .pdf")
+    p.add_argument("--order", nargs="*", default=[], help="the run's formats, in config order")
     p.set_defaults(func=cmd_figure)
+
+    p = sub.add_parser("summary", help="summary.md: one ranked table per question")
+    p.add_argument("--table", action="append", default=[], help="NAME=path.csv")
+    p.add_argument("--environment", type=Path, help="the run's environment.json")
+    p.add_argument("--repeats", type=int, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("examples", help="copy a run's figures and summary into the README")
+    p.add_argument("--results", type=Path, default=Path("results"))
+    p.add_argument("--readme", type=Path, default=Path("README.md"))
+    p.add_argument("--figures", type=Path, default=Path("workflow/report/examples"))
+    p.set_defaults(func=cmd_examples)
     return parser
 
 

@@ -31,17 +31,24 @@ WIDTH_IN = 3.5  # one paper column
 DPI = 200
 
 
+# The run's formats in config order: a format's colour and marker come from its
+# place here, so it keeps them in every figure, even one whose table lacks others.
+_order: list[str] = []
+
+
 def _formats(rows: Rows) -> list[str]:
     seen: dict[str, None] = {}
     for row in rows:
         seen.setdefault(row["format"], None)
-    return list(seen)
+    return sorted(seen, key=lambda f: _order.index(f) if f in _order else len(_order))
 
 
 def _style(formats: Sequence[str]) -> dict[str, dict[str, str]]:
+    order = [*_order, *(f for f in formats if f not in _order)]
     return {
         name: {"color": PALETTE[i % len(PALETTE)], "marker": MARKERS[i % len(MARKERS)]}
-        for i, name in enumerate(formats)
+        for name in formats
+        for i in [order.index(name)]
     }
 
 
@@ -126,7 +133,7 @@ def store_time(tables: Tables, log_y: bool) -> Figure:
     styles = _style(_formats(rows))
     fig, ax = _new(2.4 + _legend_height(len(styles)))
     _time_lines(ax, _where(rows, measurement="store"), styles)
-    _time_lines(ax, _where(rows, measurement="store_durable"), styles, ":")
+    _time_lines(ax, _where(rows, measurement="store_durable"), styles, ":", " durable")
     _log_time_axes(ax, log_y)
     ax.set_title("Store: writer returns (solid), durable (dotted)\n"
                  "median, band = min–max", fontsize=8)  # fmt: skip
@@ -153,7 +160,7 @@ def read_write(tables: Tables) -> Figure:
     styles = _style(_formats(tables["store"] + reads))
     fig, ax = _new(2.6 + _legend_height(len(styles)))
     _time_lines(ax, _where(tables["store"], measurement="store"), styles, "-")
-    _time_lines(ax, _where(reads, cache=cache, order=order), styles, "--")
+    _time_lines(ax, _where(reads, cache=cache, order=order), styles, "--", " read")
     _log_time_axes(ax)
     ax.set_title(f"Store (solid) and read (dashed)\nread: {cache}, {order}; median", fontsize=8)
     _format_legend(fig, styles)
@@ -387,16 +394,25 @@ FIGURES: dict[str, tuple[tuple[str, ...], Callable[[Tables], Figure]]] = {
 }
 
 
-def render(name: str, tables: Tables, outputs: Sequence[Path]) -> None:
-    """Draw figure ``name`` from ``tables`` and save it to every path in ``outputs``."""
-    if name not in FIGURES:
-        raise StorebenchError(f"unknown figure {name!r}; known: {sorted(FIGURES)}")
-    needed, draw = FIGURES[name]
-    for table in needed:
-        if not tables.get(table):
-            raise StorebenchError(f"figure {name}: table {table!r} is empty")
-    fig = draw(tables)
+def render(name: str, tables: Tables, outputs: Sequence[Path],
+           order: Sequence[str] = ()) -> None:  # fmt: skip
+    """Draw figure ``name`` from ``tables`` and save it to every path in ``outputs``
+    (PNG at 200 dpi, SVG, PDF: by suffix). ``order``: every format of the run, in
+    config order, which fixes each format's colour and marker."""
+    fig = draw(name, tables, order)
     for path in outputs:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=DPI)
     plt.close(fig)
+
+
+def draw(name: str, tables: Tables, order: Sequence[str] = ()) -> Figure:
+    """Figure ``name`` drawn from ``tables`` (not saved)."""
+    if name not in FIGURES:
+        raise StorebenchError(f"unknown figure {name!r}; known: {sorted(FIGURES)}")
+    needed, draw_figure = FIGURES[name]
+    for table in needed:
+        if not tables.get(table):
+            raise StorebenchError(f"figure {name}: table {table!r} is empty")
+    _order[:] = order
+    return draw_figure(tables)

@@ -1,0 +1,84 @@
+"""Captions, the summary tables and the README examples block."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from storebench import figures, publish
+
+from conftest import ROOT
+
+CONFIG = yaml.safe_load((ROOT / "config.yaml").read_text())
+ENVIRONMENT = {
+    "machine": {"cpu_model": "Test CPU", "usable_cpus": 2, "memory_bytes": 24 * 2**30},
+    "os": {"system": "Linux", "release": "6.1"},
+    "filesystem": {"type": "ext4", "device": "/dev/vda"},
+    "python": "3.11.7",
+    "versions": {"numpy": "2.4.6", "pillow": "13.0.0", "lmdb": "3.0.0", "h5py": "3.16.0"},
+}
+
+
+def test_every_figure_and_table_has_a_caption() -> None:
+    assert set(publish.FIGURES) == set(figures.FIGURES)
+    for name in figures.FIGURES:
+        caption = publish.figure_caption(name, CONFIG, ENVIRONMENT)
+        assert "{" not in caption and "}" not in caption, name
+        assert caption.endswith(
+            "Machine: Test CPU, 2 CPUs, 24 GiB RAM, Linux 6.1; ext4 file system on /dev/vda; "
+            "Python 3.11.7, numpy 2.4.6, pillow 13.0.0, lmdb 3.0.0, h5py 3.16.0."
+        )
+    assert "Each of 3 repeats" in publish.figure_caption("read_time_log", CONFIG, ENVIRONMENT)
+    assert "seeded with 0" in publish.figure_caption("read_order", CONFIG, ENVIRONMENT)
+    assert "P = 1, 2, 4" in publish.figure_caption("parallel_scaling", CONFIG, ENVIRONMENT)
+    for table in ("store", "read", "single", "latency", "usage", "parallel", "dataloader",
+                  "noise", "summary"):  # fmt: skip
+        assert "{" not in publish.table_caption(table, CONFIG, None)
+
+
+def _row(fmt: str, kind: str, n: int, median: float, **extra: object) -> dict:
+    return {"format": fmt, "kind": kind, "n": n, "median": median, **extra}
+
+
+def test_summary_ranks_with_ratios_to_the_best_and_the_floor() -> None:
+    store = [_row("raw", "npy", 100, 1.0, measurement="store"),
+             _row("png", "png", 100, 8.0, measurement="store"),
+             _row("hdf5", "hdf5", 100, 0.5, measurement="store"),
+             _row("png", "png", 10, 0.01, measurement="store")]  # fmt: skip
+    read = [
+        _row(f, k, 100, t, measurement="read", cache="warm", order="sequential")
+        for f, k, t in (("raw", "npy", 0.2), ("png", "png", 4.0), ("hdf5", "hdf5", 0.3))
+    ]
+    usage = [
+        {"format": f, "kind": k, "n": 100, "allocated_bytes": b * 2**20}
+        for f, k, b in (("raw", "npy", 3), ("png", "png", 4), ("hdf5", "hdf5", 3))
+    ]
+    text = publish.summary_markdown({"store": store, "read": read, "usage": usage}, None, 3)
+    assert text.startswith("## Summary at n = 100 images")
+    sections = {s.splitlines()[0]: s for s in text.split("### ")[1:]}
+    assert "| 1 | hdf5 | 0.5 | 1.00 | 0.50 |" in sections["Which format stores fastest?"]
+    assert "| 3 | png | 8 | 16.00 | 8.00 |" in sections["Which format stores fastest?"]
+    warm = sections["Which format reads fastest from a warm cache, in order?"]
+    assert "| 2 | hdf5 | 0.3 | 1.50 | 1.50 |" in warm
+    assert "cold cache" not in text  # no cold reads measured, no cold table
+    assert "| 3 | png | 4 | 1.33 | 1.33 |" in sections["Which format is smallest on disk?"]
+
+
+def test_examples_replace_the_readme_block_and_copy_the_figures(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    (results / "tables").mkdir(parents=True)
+    (results / "figures").mkdir()
+    (results / "tables/summary.md").write_text("## Summary\n\nnew\n")
+    (results / "figures/store_time_log.png").write_bytes(b"png")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{publish.START}\nold\n{publish.END}\nrest\n")
+    copied = publish.update_examples(results, readme, tmp_path / "ex", list(figures.FIGURES))
+    assert readme.read_text() == f"intro\n{publish.START}\n## Summary\n\nnew\n{publish.END}\nrest\n"
+    assert (
+        copied == ["store_time_log"] and (tmp_path / "ex/store_time_log.png").read_bytes() == b"png"
+    )
+    readme.write_text("no markers\n")
+    with pytest.raises(ValueError, match="no <!-- summary:start -->"):
+        publish.update_examples(results, readme, tmp_path / "ex", [])

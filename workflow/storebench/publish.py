@@ -1,0 +1,261 @@
+"""What a reader of the report needs besides the plots: captions that say what was
+measured, how and on what machine; one summary table per question; README examples."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+Rows = list[dict[str, Any]]
+
+HOW = {
+    "store": "Each of {repeats} repeats writes all n images into a new empty folder. File "
+    "creation latency is probed before each repeat, and a store timed while the file system was "
+    "slow is listed in noise.csv.",
+    "durable": "Solid: until the writer returns; dotted: until the data are durable (syncfs).",
+    "read": "Each of {repeats} repeats opens the store, reads the n images into a preallocated, "
+    "touched buffer and closes it; every read is checked image by image against the dataset.",
+    "warm": "Warm: one untimed read first, so the store is in the page cache.",
+    "cold": "Cold: every file of the store is flushed and evicted from the page cache "
+    "(posix_fadvise DONTNEED) before each repeat; residency (mincore) is recorded.",
+    "orders": "Sequential: images 0..n-1; random: a permutation seeded with {seed}, the same for "
+    "every format.",
+    "spread": "Points: median; band or bar: min to max.",
+}
+
+# figure -> (report subcategory, what it shows and how it was measured)
+FIGURES: dict[str, tuple[str, str]] = {
+    "store_time_linear": (
+        "Store",
+        "Time to store n images, linear y axis (the classic "
+        "article's chart). {store} {durable} {spread}",
+    ),
+    "store_time_log": ("Store", "Time to store n images, log-log axes. {store} {durable} {spread}"),
+    "read_time_linear": (
+        "Read",
+        "Time to read n images back, warm cache, sequential order, "
+        "linear y axis (the classic article's chart). {read} {warm} {spread}",
+    ),
+    "read_time_log": (
+        "Read",
+        "Time to read n images back, warm cache, sequential order, "
+        "log-log axes. {read} {warm} {spread}",
+    ),
+    "read_write_log": (
+        "Read",
+        "Store (solid) against warm sequential read (dashed), medians. {store} {read}",
+    ),
+    "read_cold_vs_warm": (
+        "Read",
+        "Warm (solid) against cold (dashed) page cache, sequential "
+        "order. {read} {warm} {cold} {spread}",
+    ),
+    "read_order": (
+        "Read",
+        "Sequential (solid) against random (dashed) order, one panel per "
+        "cache state. {read} {orders} {warm} {cold} {spread}",
+    ),
+    "latency": (
+        "Read",
+        "Single-image read latency: {latency_samples} reads at random indices "
+        "of the largest store, warm; the curve gives the percentiles (10 to 99) and "
+        "min/max. One panel opens the store, reads one image and closes it; the other "
+        "reads from an open store.",
+    ),
+    "single_image": (
+        "Store",
+        "Storing and reading one image (n = 1): median of {repeats} "
+        "repeats, bar min to max. Store includes creating the store; read includes "
+        "opening it.",
+    ),
+    "disk_usage_stacked": (
+        "Disk",
+        "Bytes allocated on disk (st_blocks, not apparent size) by "
+        "each store, stacked over the cutoffs {cutoffs}.",
+    ),
+    "disk_bytes_per_image": (
+        "Disk",
+        "Allocated bytes on disk per image against n; the dotted "
+        "line is the 3,072 bytes of pixels.",
+    ),
+    "parallel_scaling": (
+        "Parallel",
+        "Aggregate images/s of P worker processes (spawned; each "
+        "opens its own handle) reading disjoint shards of a seeded permutation "
+        "of n images, P = {workers}; dotted: P times the P = 1 rate. Median of "
+        "{repeats} repeats, band min to max. {warm} {cold}",
+    ),
+    "dataloader_throughput": (
+        "DataLoader",
+        "Images/s of one shuffled PyTorch DataLoader epoch "
+        "(batch {batch_size}, num_workers {num_workers}), after one "
+        "untimed warm-up epoch; every batch is copied out and checked. "
+        "Median of {repeats} epochs, bar min to max.",
+    ),
+}
+
+# table -> what a row holds
+TABLES: dict[str, str] = {
+    "store": "Store time per format and n: median, quartiles, min, max and coefficient of "
+    "variation of {repeats} repeats (write, and write until durable).",
+    "read": "Read time per format, n, cache state and order: median and spread of {repeats} "
+    "repeats, the largest page-cache residency before a cold read.",
+    "single": "Store and read of one image, {repeats} repeats.",
+    "latency": "Single-image read latency percentiles, {latency_samples} reads.",
+    "usage": "Files, apparent and allocated bytes of every store, and allocated bytes per image.",
+    "parallel": "Parallel readers: time, images/s and speed-up over one worker.",
+    "dataloader": "PyTorch DataLoader epochs: time and images/s per num_workers.",
+    "noise": "Measurements whose samples vary by more than {noise_threshold:.0%} (coefficient of "
+    "variation), or were taken while file creation was slow.",
+    "summary": "One table per question at the largest n: which format stores fastest, reads "
+    "fastest (warm, cold, sequential, shuffled) and is smallest on disk, with ratios to the best "
+    "and to the raw floor.",
+}
+
+
+def machine(environment: Mapping[str, Any] | None) -> str:
+    """One sentence naming the machine, file system and versions a run measured on."""
+    if not environment:
+        return "Machine: see results/environment.json."
+    m, fs, v = environment["machine"], environment["filesystem"], environment["versions"]
+    libraries = ", ".join(f"{k} {v[k]}" for k in ("numpy", "pillow", "lmdb", "h5py") if k in v)
+    return (
+        f"Machine: {m['cpu_model']}, {m['usable_cpus']} CPUs, "
+        f"{m['memory_bytes'] / 2**30:.0f} GiB RAM, {environment['os']['system']} "
+        f"{environment['os']['release']}; {fs['type']} file system on {fs['device']}; "
+        f"Python {environment['python']}, {libraries}."
+    )
+
+
+def _values(config: Mapping[str, Any]) -> dict[str, Any]:
+    parallel, dataloader = config.get("parallel", {}), config.get("dataloader", {})
+    values = {
+        "repeats": config["repeats"],
+        "seed": config["seed"],
+        "latency_samples": config["latency_samples"],
+        "noise_threshold": config["noise_threshold"],
+        "cutoffs": ", ".join(f"{c:,}" for c in config["cutoffs"]),
+        "workers": ", ".join(map(str, parallel.get("workers", []))),
+        "batch_size": dataloader.get("batch_size", ""),
+        "num_workers": ", ".join(map(str, dataloader.get("num_workers", []))),
+    }
+    for key, text in HOW.items():
+        values[key] = text.format(**values)
+    return values
+
+
+def figure_caption(name: str, config: Mapping[str, Any],
+                   environment: Mapping[str, Any] | None) -> str:  # fmt: skip
+    return f"{FIGURES[name][1].format(**_values(config))} {machine(environment)}"
+
+
+def table_caption(name: str, config: Mapping[str, Any],
+                  environment: Mapping[str, Any] | None) -> str:  # fmt: skip
+    return f"{TABLES[name].format(**_values(config))} {machine(environment)}"
+
+
+# ---------------------------------------------------------------------------------------
+# summary.md
+
+
+def _floor(rows: Rows) -> str | None:
+    return next((r["format"] for r in rows if r.get("kind") == "npy"), None)
+
+
+def _ranked(title: str, unit: str, values: dict[str, float], floor: str | None,
+            digits: int = 3) -> list[str]:  # fmt: skip
+    """A markdown table of ``values`` ranked ascending, with ratios to the best and floor."""
+    if not values:
+        return []
+    best = min(values.values())
+    lines = [f"### {title}", ""]
+    header = f"| rank | format | {unit} | × best |"
+    rule = "|---:|---|---:|---:|"
+    if floor in values:
+        header += f" × {floor} (floor) |"
+        rule += "---:|"
+    lines += [header, rule]
+    for rank, (fmt, value) in enumerate(sorted(values.items(), key=lambda kv: kv[1]), 1):
+        line = f"| {rank} | {fmt} | {value:.{digits}g} | {value / best:.2f} |"
+        if floor in values:
+            line += f" {value / values[floor]:.2f} |"
+        lines.append(line)
+    return [*lines, ""]
+
+
+def _medians(rows: Rows, n: int, **conditions: Any) -> dict[str, float]:
+    return {
+        r["format"]: float(r["median"])
+        for r in rows
+        if r["n"] == n and all(r.get(k) == v for k, v in conditions.items())
+    }
+
+
+def summary_markdown(tables: Mapping[str, Rows], environment: Mapping[str, Any] | None,
+                     repeats: int) -> str:  # fmt: skip
+    """One ranked table per question, at the largest n measured."""
+    store, read, usage = tables["store"], tables["read"], tables["usage"]
+    n = max(r["n"] for r in store + read)
+    floor = _floor(store + read + usage)
+    lines = [
+        f"## Summary at n = {n:,} images",
+        "",
+        f"Medians of {repeats} repeats; lower is better everywhere. × best: the value over the "
+        "best format's"
+        + (f"; × {floor}: over the raw floor's (one memory-mapped .npy file)" if floor else "")
+        + f". {machine(environment)}",
+        "",
+    ]
+    lines += _ranked("Which format stores fastest?", "store s", _medians(store, n,
+                     measurement="store"), floor)  # fmt: skip
+    questions = [
+        ("warm", "sequential", "reads fastest from a warm cache, in order?"),
+        ("cold", "sequential", "reads fastest from a cold cache, in order?"),
+        ("warm", "random", "reads fastest shuffled, warm cache?"),
+        ("cold", "random", "reads fastest shuffled, cold cache?"),
+    ]
+    for cache, order, question in questions:
+        values = _medians(read, n, measurement="read", cache=cache, order=order)
+        lines += _ranked(f"Which format {question}", "read s", values, floor)
+    if tables.get("dataloader"):
+        loader = tables["dataloader"]
+        m = max(r["n"] for r in loader)
+        best: dict[str, float] = {}
+        for row in loader:
+            if row["n"] == m:
+                best[row["format"]] = min(best.get(row["format"], float("inf")),
+                                          float(row["median"]))  # fmt: skip
+        lines += _ranked(f"Which format feeds a shuffled DataLoader epoch fastest (n = {m:,}, "
+                         "best num_workers)?", "epoch s", best, floor)  # fmt: skip
+    sizes = {r["format"]: r["allocated_bytes"] / 2**20 for r in usage if r["n"] == n}
+    lines += _ranked("Which format is smallest on disk?", "MiB allocated", sizes, floor, 4)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# ---------------------------------------------------------------------------------------
+# README examples
+
+START, END = "<!-- summary:start -->", "<!-- summary:end -->"
+
+
+def update_examples(results: Path, readme: Path, figures_dir: Path,
+                    names: Sequence[str]) -> list[str]:  # fmt: skip
+    """Copy a run's figures (PNG) into ``figures_dir`` and its summary into ``readme``
+    between the summary markers. Returns the figures copied."""
+    summary = (Path(results) / "tables" / "summary.md").read_text()
+    text = Path(readme).read_text()
+    if START not in text or END not in text:
+        raise ValueError(f"{readme}: no {START} ... {END} block to replace")
+    head, rest = text.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    Path(readme).write_text(f"{head}{START}\n{summary}{END}{tail}")
+    copied = []
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        source = Path(results) / "figures" / f"{name}.png"
+        if source.exists():
+            shutil.copyfile(source, figures_dir / source.name)
+            copied.append(name)
+    return copied
