@@ -82,3 +82,46 @@ def test_examples_replace_the_readme_block_and_copy_the_figures(tmp_path: Path) 
     readme.write_text("no markers\n")
     with pytest.raises(ValueError, match="no <!-- summary:start -->"):
         publish.update_examples(results, readme, tmp_path / "ex", [])
+
+
+def test_figures_are_written_as_png_svg_and_pdf(tmp_path: Path) -> None:
+    from PIL import Image
+
+    rows = [{"format": f, "kind": "npy", "n": n, "files": 1, "apparent_bytes": 3072 * n,
+             "allocated_bytes": 4096 * n, "bytes_per_image": 4096.0}
+            for f in ("raw", "png") for n in (10, 100, 1000)]  # fmt: skip
+    paths = [tmp_path / f"f.{ext}" for ext in ("png", "svg", "pdf")]
+    figures.render("disk_bytes_per_image", {"usage": rows}, paths, ["raw", "png"])
+    with Image.open(paths[0]) as image:
+        assert image.width == round(figures.WIDTH_IN * figures.DPI)  # one column at 200 dpi
+    assert "<svg" in paths[1].read_text()
+    assert paths[2].read_bytes().startswith(b"%PDF")
+
+
+def test_cost_rows_group_benchmarks_by_stage_and_n(tmp_path: Path) -> None:
+    from storebench.tables import cost_rows
+
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    files = {
+        "store/png/100.tsv": "2.0\t0:00:02\t300\t1\t1\t1\t1\t1\t1\t1.5\n",
+        "store/hdf5/100.tsv": "1.0\t0:00:01\t200\t1\t1\t1\t1\t1\t1\t0.5\n",
+        "read/png/100/warm-random.tsv": "3.0\t0:00:03\t400\t1\t1\t1\t1\t1\t1\t2.5\n",
+        "latency/png.tsv": "4.0\t0:00:04\t-\t-\t-\t-\t-\t-\t-\t-\n",
+        "dataset.tsv": "5.0\t0:00:05\t900\t1\t1\t1\t1\t1\t1\t4\n",
+    }
+    paths = []
+    for name, line in files.items():
+        path = tmp_path / "results/benchmarks" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(header + line)
+        paths.append(path)
+    rows = {(r["stage"], r["n"]): r for r in cost_rows(paths)}
+    assert set(rows) == {("store", 100), ("read", 100), ("latency", ""), ("dataset", "")}
+    store = rows[("store", 100)]
+    assert (store["jobs"], store["wall_s"], store["cpu_s"], store["max_rss_mb"]) == (
+        2,
+        3.0,
+        2.0,
+        300,
+    )
+    assert rows[("latency", "")]["max_rss_mb"] == ""

@@ -30,6 +30,7 @@ from storebench.figures import FIGURES
 from storebench.formats import make_format
 from storebench.measure import checksum, read_indices
 from storebench.results import read_json
+from storebench.tables import read_table_tsv
 
 from conftest import ROOT, SAMPLE_MD5, serve
 
@@ -43,8 +44,8 @@ PARALLEL = {"cutoffs": [1000], "workers": [1, 2], "caches": ["warm", "cold"]}
 DATALOADER = {"cutoffs": [1000], "batch_size": 64, "num_workers": [0, 2]}
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 TABLES = ["store", "read", "single", "parallel", *(["dataloader"] if HAS_TORCH else [])]
-DRAWN = [name for name, (needed, _) in FIGURES.items() if set(needed) <= {*TABLES, "usage",
-                                                                          "latency"}]  # fmt: skip
+DRAWN = [name for name, (needed, _) in FIGURES.items()
+         if set(needed) <= {*TABLES, "usage", "latency", "cost"}]  # fmt: skip
 
 
 def _snakemake_call(work: Path, args: tuple[str, ...],
@@ -139,7 +140,7 @@ def test_default_plan(tmp_path: Path) -> None:
         "download": 1, "extract": 1, "dataset": 1, "store": n_stores, "read": n_stores * 4,
         "usage": n_stores, "single": n_formats, "latency": n_formats, "parallel": n_formats * 6,
         "dataloader": n_formats * 2, "table": 7, "noise": 1, "figure": len(FIGURES),
-        "environment": 1, "summary": 1, "all": 1,
+        "environment": 1, "summary": 1, "cost": 1, "all": 1,
     }  # fmt: skip
     if not HAS_TORCH:
         expected.update(dataloader=0, table=6, figure=len(FIGURES) - 1)
@@ -266,6 +267,36 @@ def test_a_store_killed_mid_write_is_rebuilt(whole_run: bool, tmp_path: Path,
         reader.read_into(np.arange(5000), got_images, got_labels)
     np.testing.assert_array_equal(got_images, images)
     np.testing.assert_array_equal(got_labels, labels)
+
+
+def test_local_cluster_profile_runs_every_job_as_its_own_process(tmp_path: Path,
+                                                                  sample: Path) -> None:  # fmt: skip
+    formats = yaml.safe_load((ROOT / "config.yaml").read_text())["formats"]
+    config = write_config(
+        tmp_path, cifar10={"url": "https://example.invalid/x.tar.gz", "md5": SAMPLE_MD5,
+                           "archive": str(sample)},
+        formats={name: formats[name] for name in ("raw", "hdf5")}, n_images=200,
+        cutoffs=[10, 100], repeats=1, caches=["warm"], orders=["sequential"],
+        parallel={**PARALLEL, "cutoffs": []}, dataloader={**DATALOADER, "cutoffs": []},
+        filesystem_probe={"max_create_us": 100, "max_wait_s": 0},
+    )  # fmt: skip
+    target = "results/tables/read.csv"
+    proc = snakemake(tmp_path, target, "--profile", str(ROOT / "workflow/profiles/local-cluster"),
+                     "--configfile", str(config))  # fmt: skip
+    ran = re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", proc.stdout + proc.stderr)
+    assert sorted(ran) == sorted(["extract", "dataset", "environment", "table"]
+                                 + ["store"] * 4 + ["read"] * 4)  # fmt: skip
+    # Each job was started by the profile's submit script as a process of its own ...
+    submissions = (tmp_path / ".snakemake/local-cluster.log").read_text().splitlines()
+    scripts = [line.split()[1] for line in submissions]
+    assert len(submissions) == len(ran) and len(set(scripts)) == len(ran)
+    # ... and the measuring ones ran in distinct processes, none of them snakemake's.
+    results = [read_json(p) for p in (tmp_path / "results/measurements").rglob("*.json")]
+    pids = [r["where"]["pid"] for r in results]
+    assert len(results) == 8 and len(set(pids)) == 8
+    rows = read_csv(tmp_path / target)
+    assert {(r["format"], r["n"]) for r in rows} == {(f, str(n)) for f in ("raw", "hdf5")
+                                                     for n in (10, 100)}  # fmt: skip
 
 
 def test_tables_hold_every_measurement(run: Path) -> None:
@@ -433,7 +464,7 @@ def test_publish_builds_the_report_with_every_figure_and_caption(run: Path) -> N
         assert what in caption and machine in caption, (name, caption)
         assert "{" not in caption  # every placeholder filled
     assert f"Each of {REPEATS} repeats" in records["results/figures/store_time_log.png"]["caption"]
-    for table in (*TABLES, "usage", "latency", "noise"):
+    for table in (*TABLES, "usage", "latency", "noise", "cost"):
         assert machine in records[f"results/tables/{table}.csv"]["caption"]
     for path in ("results/tables/summary.md", "results/environment.json", "results/config.yaml"):
         assert records[path]["caption"], path
@@ -480,6 +511,22 @@ def test_report_shows_every_figure_with_its_caption_in_chromium(run: Path, tmp_p
             first = html.unescape(re.sub(r"<[^>]+>", "", caption)).split(".")[0]
             assert first in text and "Machine: " in text, name
         browser.close()
+
+
+def test_cost_table_counts_every_job_per_stage_and_n(run: Path) -> None:
+    rows = {(r["stage"], r["n"]): r for r in read_csv(run / "results/tables/cost.csv")}
+    for n in CUTOFFS:
+        assert int(rows[("store", str(n))]["jobs"]) == len(FORMATS)
+        assert int(rows[("read", str(n))]["jobs"]) == len(FORMATS) * 4
+        assert int(rows[("usage", str(n))]["jobs"]) == len(FORMATS)
+        assert float(rows[("read", str(n))]["max_rss_mb"]) > 10
+    assert int(rows[("parallel", str(PARALLEL["cutoffs"][0]))]["jobs"]) == len(FORMATS) * 4
+    assert int(rows[("latency", "")]["jobs"]) == len(FORMATS)
+    assert int(rows[("dataset", "")]["jobs"]) == 1
+    # Summed wall time is the jobs' own, as Snakemake timed them.
+    store_1000 = sum(float(read_table_tsv(p)[0]["s"]) for p in
+                     (run / "results/benchmarks/store").glob("*/1000.tsv"))  # fmt: skip
+    assert float(rows[("store", "1000")]["wall_s"]) == pytest.approx(store_1000)
 
 
 def test_summary_ranks_every_format(run: Path) -> None:

@@ -19,6 +19,7 @@ shell.prefix(
 import storebench.config  # noqa: E402
 import storebench.diskspace  # noqa: E402
 import storebench.publish  # noqa: E402
+import storebench.resources  # noqa: E402
 from storebench.errors import StorebenchError  # noqa: E402
 from storebench.figures import FIGURES  # noqa: E402
 
@@ -105,6 +106,15 @@ def get_table_inputs(wildcards):
     return expand(pattern, **TABLE_GRIDS.get(wildcards.table, MAIN_GRID))
 
 
+def get_cost_inputs():
+    """The benchmark file of every job whose cost scales with the data."""
+    files = [rules.extract.benchmark, rules.dataset.benchmark]
+    for table in TIMING_TABLES + ("usage", "latency"):
+        grid = TABLE_GRIDS.get(table, MAIN_GRID)
+        files += expand(getattr(rules, table).benchmark, **grid)
+    return list(dict.fromkeys(files))
+
+
 def get_table_kind(wildcards):
     """How the table summarises its result files (see storebench.tables.KINDS)."""
     special = ("usage", "latency", "parallel", "dataloader")
@@ -184,7 +194,9 @@ def get_final_outputs():
         ext=("csv", "md"),
     )
     drawn = [
-        name for name, (needed, _) in FIGURES.items() if set(needed) <= set(TABLES)
+        name
+        for name, (needed, _) in FIGURES.items()
+        if set(needed) <= {*TABLES, "cost"}
     ]
     figures = expand(
         f"{RESULTS}/figures/{{figure}}.{{ext}}",
@@ -194,6 +206,7 @@ def get_final_outputs():
     return [
         *tables,
         *figures,
+        *rules.cost.output,
         f"{RESULTS}/tables/summary.md",
         *rules.environment.output,
     ]
@@ -205,8 +218,14 @@ def empty_trash():
 
 
 def get_bench_threads(wildcards):
-    """Timed jobs take every core, so no other job runs beside them."""
-    return workflow.cores
+    """Timed jobs take every core, so no other job runs beside them. On a cluster
+    (no --cores), the profile gives them a whole node, and they ask for the cores
+    their own worker processes use."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        workers = [*PARALLEL["workers"], *(n + 1 for n in DATALOADER["num_workers"])]
+        return max(workers, default=1)
 
 
 def check_disk_space():
@@ -229,3 +248,34 @@ def check_disk_space():
         storebench.diskspace.check(need, count, config["repeats"], Path(RESULTS))
     except StorebenchError as error:
         raise WorkflowError(f"storebench: {error}") from None
+
+
+def _job_n(stage, wildcards):
+    """The number of images a job of ``stage`` holds."""
+    if "n" in wildcards.keys():
+        return int(wildcards.n)
+    return {"dataset": config["n_images"], "latency": max(CUTOFFS), "single": 1}.get(
+        stage, 0
+    )
+
+
+def get_resources(stage):
+    """mem_mb, runtime (min) and disk_mb of a ``stage`` job, for schedulers (profiles)."""
+
+    def mem_mb(wildcards):
+        return storebench.resources.mem_mb(stage, _job_n(stage, wildcards))
+
+    def runtime(wildcards):
+        return storebench.resources.runtime_min(stage, _job_n(stage, wildcards))
+
+    def disk_mb(wildcards):
+        if stage != "store":
+            return 100 if stage not in ("download", "extract", "dataset") else 1000
+        fmt = FORMAT_OBJECTS[wildcards.format]
+        copies = config["repeats"] + 1
+        return (
+            storebench.diskspace.store_bytes(fmt, int(wildcards.n)) * copies // 2**20
+            + 1
+        )
+
+    return {"mem_mb": mem_mb, "runtime": runtime, "disk_mb": disk_mb}

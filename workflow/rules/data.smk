@@ -7,6 +7,9 @@ rule download:
         f"{RESULTS}/benchmarks/download.tsv"
     conda:
         ENV
+    threads: 1
+    resources:
+        **get_resources("download"),
     params:
         url=config["cifar10"]["url"],
         md5=config["cifar10"]["md5"],
@@ -26,6 +29,9 @@ rule extract:
         f"{RESULTS}/benchmarks/extract.tsv"
     conda:
         ENV
+    threads: 1
+    resources:
+        **get_resources("extract"),
     params:
         md5=config["cifar10"]["md5"],
     shell:
@@ -44,6 +50,9 @@ rule dataset:
         f"{RESULTS}/benchmarks/dataset.tsv"
     conda:
         ENV
+    threads: 1
+    resources:
+        **get_resources("dataset"),
     params:
         n_images=config["n_images"],
     shell:

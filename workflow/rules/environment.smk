@@ -14,6 +14,9 @@ rule environment:
         f"{RESULTS}/logs/environment.log",
     conda:
         ENV
+    threads: 1
+    resources:
+        **get_resources("environment"),
     params:
         snakemake_version=snakemake.__version__,
         config=json.dumps(config),

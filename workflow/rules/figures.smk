@@ -20,6 +20,9 @@ rule figure:
         f"{RESULTS}/benchmarks/figures/{{figure}}.tsv"
     conda:
         ENV
+    threads: 1
+    resources:
+        **get_resources("figure"),
     params:
         tables=get_figure_table_args,
         order=" ".join(FORMATS),

@@ -12,6 +12,7 @@ rule read:
         ENV
     threads: get_bench_threads
     resources:
+        **get_resources("read"),
         bench=1,
     params:
         spec=get_format_spec,
@@ -39,6 +40,7 @@ rule latency:
         ENV
     threads: get_bench_threads
     resources:
+        **get_resources("latency"),
         bench=1,
     params:
         spec=get_format_spec,
@@ -66,6 +68,7 @@ rule parallel:
         ENV
     threads: get_bench_threads
     resources:
+        **get_resources("parallel"),
         bench=1,
     params:
         spec=get_format_spec,
@@ -93,6 +96,7 @@ rule dataloader:
         TORCH_ENV
     threads: get_bench_threads
     resources:
+        **get_resources("dataloader"),
         bench=1,
     params:
         spec=get_format_spec,

@@ -13,6 +13,7 @@ rule store:
         ENV
     threads: get_bench_threads
     resources:
+        **get_resources("store"),
         bench=1,
     params:
         spec=get_format_spec,
@@ -41,6 +42,7 @@ rule single:
         ENV
     threads: get_bench_threads
     resources:
+        **get_resources("single"),
         bench=1,
     params:
         spec=get_format_spec,

@@ -16,6 +16,9 @@ rule table:
         f"{RESULTS}/benchmarks/tables/{{table}}.tsv"
     conda:
         ENV
+    threads: 1
+    resources:
+        **get_resources("table"),
     params:
         kind=get_table_kind,
         columns=get_table_columns,
@@ -43,6 +46,9 @@ rule noise:
         f"{RESULTS}/benchmarks/tables/noise.tsv"
     conda:
         ENV
+    threads: 1
+    resources:
+        **get_resources("noise"),
     params:
         threshold=config["noise_threshold"],
         max_create_us=config["filesystem_probe"]["max_create_us"],
@@ -51,6 +57,32 @@ rule noise:
         "python -m storebench --log {log:q} noise --threshold {params.threshold}"
         " --max-create-us {params.max_create_us}"
         " --csv {output.csv:q} --md {output.md:q} {input.tables:q}"
+
+
+rule cost:
+    input:
+        benchmarks=get_cost_inputs(),
+        environment=rules.environment.output.json,
+    output:
+        csv=report(
+            f"{RESULTS}/tables/cost.csv",
+            category="Tables",
+            caption="../report/caption.rst",
+            labels={"table": "cost"},
+        ),
+        md=f"{RESULTS}/tables/cost.md",
+    log:
+        f"{RESULTS}/logs/tables/cost.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        **get_resources("cost"),
+    params:
+        caption=get_caption_of("cost"),
+    shell:
+        "python -m storebench --log {log:q} cost --csv {output.csv:q} --md {output.md:q}"
+        " {input.benchmarks:q}"
 
 
 rule summary:
@@ -67,6 +99,9 @@ rule summary:
         f"{RESULTS}/logs/tables/summary.log",
     conda:
         ENV
+    threads: 1
+    resources:
+        **get_resources("summary"),
     params:
         tables=get_figure_table_args,
         repeats=config["repeats"],
@@ -87,6 +122,9 @@ rule publish:
         f"{RESULTS}/logs/publish.log",
     conda:
         ENV
+    threads: 1
+    resources:
+        **get_resources("publish"),
     params:
         snakemake=f"{sys.executable} -m snakemake --snakefile {workflow.main_snakefile} --nolock",
     shell:

@@ -9,6 +9,9 @@ rule usage:
         f"{RESULTS}/benchmarks/usage/{{format}}/{{n}}.tsv"
     conda:
         ENV
+    threads: 1
+    resources:
+        **get_resources("usage"),
     params:
         spec=get_format_spec,
     shell:

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -39,6 +40,7 @@ def _meta(args: argparse.Namespace, fmt: Format) -> dict[str, Any]:
         "options": fmt.options(),
         "n": args.n,
         "versions": results.versions(),
+        "where": {"host": socket.gethostname(), "pid": os.getpid()},
         "run": {
             "dataset": cifar.dataset_identity(images) if images else None,
             "repeats": getattr(args, "repeats", None),
@@ -164,6 +166,10 @@ def cmd_usage(args: argparse.Namespace) -> None:
 def cmd_table(args: argparse.Namespace) -> None:
     rows_of, columns = tables.KINDS[args.kind]
     tables.write_table(rows_of(results.check_one_run(args.inputs)), columns, args.csv, args.md)
+
+
+def cmd_cost(args: argparse.Namespace) -> None:
+    tables.write_table(tables.cost_rows(args.inputs), tables.COST_COLUMNS, args.csv, args.md)
 
 
 def cmd_stages(args: argparse.Namespace) -> None:
@@ -384,6 +390,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, nargs="+", required=True, help="paths: .png .svg .pdf")
     p.add_argument("--order", nargs="*", default=[], help="the run's formats, in config order")
     p.set_defaults(func=cmd_figure)
+
+    p = sub.add_parser("cost", help="the workflow's cost per stage and n (benchmark files)")
+    p.add_argument("--csv", type=Path, required=True)
+    p.add_argument("--md", type=Path, required=True)
+    p.add_argument("inputs", type=Path, nargs="+", help="Snakemake benchmark .tsv files")
+    p.set_defaults(func=cmd_cost)
 
     p = sub.add_parser("summary", help="summary.md: one ranked table per question")
     p.add_argument("--table", action="append", default=[], help="NAME=path.csv")

@@ -376,6 +376,35 @@ def dataloader_throughput(tables: Tables) -> Figure:
     return fig
 
 
+def workflow_cost(tables: Tables) -> Figure:
+    """The workflow's own wall time and peak memory per stage against n."""
+    rows = [r for r in tables["cost"] if r["n"] != ""]
+    stages = list(dict.fromkeys(r["stage"] for r in rows))
+    styles = {stage: {"color": PALETTE[i % len(PALETTE)], "marker": MARKERS[i % len(MARKERS)]}
+              for i, stage in enumerate(stages)}  # fmt: skip
+    fig, axes = _panels(2, 2.0, len(stages))
+    for stage, style in styles.items():
+        series = sorted((r for r in rows if r["stage"] == stage), key=lambda r: r["n"])
+        n = [r["n"] for r in series]
+        axes[0].plot(n, [r["wall_s"] for r in series], markersize=3.5, linewidth=1.2,
+                     label=stage, **style)  # fmt: skip
+        axes[1].plot(n, [r["max_rss_mb"] for r in series], markersize=3.5, linewidth=1.2,
+                     label=stage, **style)  # fmt: skip
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    axes[0].set_ylabel("wall time (s)")
+    axes[0].set_title("Workflow cost per stage: all jobs' wall time", fontsize=8)
+    axes[1].set_ylabel("peak RSS (MB)")
+    axes[1].set_title("largest peak memory of one job", fontsize=8)
+    axes[1].set_xlabel("images (n)")
+    _format_legend(fig, styles)
+    return fig
+
+
 # figure name -> (tables it needs, how to draw it)
 FIGURES: dict[str, tuple[tuple[str, ...], Callable[[Tables], Figure]]] = {
     "store_time_linear": (("store",), lambda t: store_time(t, log_y=False)),
@@ -391,6 +420,7 @@ FIGURES: dict[str, tuple[tuple[str, ...], Callable[[Tables], Figure]]] = {
     "latency": (("latency",), latency),
     "parallel_scaling": (("parallel",), parallel_scaling),
     "dataloader_throughput": (("dataloader",), dataloader_throughput),
+    "workflow_cost": (("cost",), workflow_cost),
 }
 
 

@@ -87,6 +87,13 @@ FIGURES: dict[str, tuple[str, str]] = {
         "of n images, P = {workers}; dotted: P times the P = 1 rate. Median of "
         "{repeats} repeats, band min to max. {warm} {cold}",
     ),
+    "workflow_cost": (
+        "Cost",
+        "What this workflow itself cost per stage, against n, from Snakemake's benchmark files: "
+        "wall time summed over the stage's jobs at each n, and the largest peak RSS of one job. "
+        "Stages without an n (extraction, dataset, latency, single image, tables, figures) are "
+        "in cost.csv only. A line's slope predicts a bigger run.",
+    ),
     "dataloader_throughput": (
         "DataLoader",
         "Images/s of one shuffled PyTorch DataLoader epoch "
@@ -109,6 +116,8 @@ TABLES: dict[str, str] = {
     "dataloader": "PyTorch DataLoader epochs: time and images/s per num_workers.",
     "noise": "Measurements whose samples vary by more than {noise_threshold:.0%} (coefficient of "
     "variation), or were taken while file creation was slow.",
+    "cost": "The workflow's own cost per stage and n (Snakemake benchmark files): jobs, wall "
+    "and CPU time summed over them, the median job's wall time, the largest peak RSS.",
     "summary": "One table per question at the largest n: which format stores fastest, reads "
     "fastest (warm, cold, sequential, shuffled) and is smallest on disk, with ratios to the best "
     "and to the raw floor.",

@@ -1,0 +1,48 @@
+"""What each kind of job asks a scheduler for: memory, run time and scratch disk.
+
+Memory is a base plus a multiple of the bytes of n images the job holds at once
+(the dataset slice it reads or writes, the expected and the output buffers, and,
+for parallel readers and DataLoader workers, their copies). The multiples are
+peak RSS per job measured at n = 100,000 on the default config (cost.csv), with
+headroom; run time allows for the slowest format on a slow disk.
+"""
+
+from __future__ import annotations
+
+import math
+
+from storebench.formats.base import IMAGE_BYTES
+
+MiB = 2**20
+
+# stage -> (base MiB, MiB per MiB of images held)
+MEMORY = {
+    "download": (200, 0.0),
+    "extract": (200, 0.0),
+    "dataset": (400, 1.5),
+    "store": (300, 3.0),
+    "single": (300, 0.0),
+    "read": (300, 6.0),
+    "latency": (300, 2.0),
+    "usage": (200, 0.0),
+    "parallel": (500, 14.0),
+    "dataloader": (800, 15.0),
+    "publish": (1000, 0.0),
+}
+SMALL = (500, 0.0)  # tables, figures, environment
+
+
+def image_mib(n: int) -> float:
+    return n * (IMAGE_BYTES + 1) / MiB
+
+
+def mem_mb(stage: str, n: int) -> int:
+    base, per = MEMORY.get(stage, SMALL)
+    return math.ceil(base + per * image_mib(n))
+
+
+def runtime_min(stage: str, n: int) -> int:
+    """Minutes: 10, plus one per 2,000 images for the jobs that touch every image."""
+    if stage in ("store", "read", "parallel", "dataloader", "dataset"):
+        return 10 + math.ceil(n / 2_000)
+    return 10
