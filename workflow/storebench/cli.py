@@ -134,9 +134,8 @@ def cmd_environment(args: argparse.Namespace) -> None:
     info["versions"]["snakemake"] = args.snakemake_version
     results.write_json(info, args.out)
     if args.config_out:  # the run's effective config, for the report and for `publish`
-        tmp = args.config_out.with_name(f".{args.config_out.name}.tmp")
-        tmp.write_text(yaml.safe_dump(json.loads(args.config_json), sort_keys=False))
-        os.replace(tmp, args.config_out)
+        config_yaml = yaml.safe_dump(json.loads(args.config_json), sort_keys=False)
+        results.write_text(config_yaml, args.config_out)
 
 
 def cmd_noise(args: argparse.Namespace) -> None:
@@ -235,10 +234,7 @@ def cmd_summary(args: argparse.Namespace) -> None:
 
     environment = results.read_json(args.environment) if args.environment else None
     text = publish.summary_markdown(_named_tables(args.table), environment, args.repeats)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, args.out)
+    results.write_text(text, args.out)
 
 
 def cmd_examples(args: argparse.Namespace) -> None:

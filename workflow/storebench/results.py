@@ -48,13 +48,17 @@ def versions() -> dict[str, str]:
     return found
 
 
-def write_json(data: dict[str, Any], path: Path) -> None:
-    """Write ``data`` as JSON atomically (a killed job leaves no half file)."""
+def write_text(text: str, path: Path) -> None:
+    """Write ``text`` atomically (a killed job leaves no half file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_json(data: dict[str, Any], path: Path) -> None:
+    write_text(json.dumps(data, indent=1) + "\n", path)
 
 
 def read_json(path: Path) -> dict[str, Any]:
