@@ -163,17 +163,12 @@ def get_figure_caption(wildcards, input):
     )
 
 
-def get_table_caption(wildcards, input):
-    return storebench.publish.table_caption(
-        wildcards.table, config, _environment(input)
-    )
-
-
-def get_caption_of(table):
-    """The caption of a table made by a rule of its own (summary, noise)."""
+def get_caption_of(table=None):
+    """A table's caption: ``table``, or the rule's ``{table}`` wildcard if None."""
 
     def get_caption(wildcards, input):
-        return storebench.publish.table_caption(table, config, _environment(input))
+        name = table or wildcards.table
+        return storebench.publish.table_caption(name, config, _environment(input))
 
     return get_caption
 
@@ -269,13 +264,8 @@ def get_resources(stage):
         return storebench.resources.runtime_min(stage, _job_n(stage, wildcards))
 
     def disk_mb(wildcards):
-        if stage != "store":
-            return 100 if stage not in ("download", "extract", "dataset") else 1000
-        fmt = FORMAT_OBJECTS[wildcards.format]
-        copies = config["repeats"] + 1
-        return (
-            storebench.diskspace.store_bytes(fmt, int(wildcards.n)) * copies // 2**20
-            + 1
-        )
+        fmt = FORMAT_OBJECTS.get(wildcards.get("format"))
+        n = _job_n(stage, wildcards)
+        return storebench.resources.disk_mb(stage, n, fmt, config["repeats"])
 
     return {"mem_mb": mem_mb, "runtime": runtime, "disk_mb": disk_mb}

@@ -22,7 +22,7 @@ rule table:
     params:
         kind=get_table_kind,
         columns=get_table_columns,
-        caption=get_table_caption,
+        caption=get_caption_of(),
     shell:
         "python -m storebench --log {log:q} table {params.kind} --csv {output.csv:q} --md {output.md:q}"
         " {input.results:q}"

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 
-from storebench.formats.base import IMAGE_BYTES
+from storebench import diskspace
+from storebench.formats.base import IMAGE_BYTES, Format
 
 MiB = 2**20
 
@@ -46,3 +47,13 @@ def runtime_min(stage: str, n: int) -> int:
     if stage in ("store", "read", "parallel", "dataloader", "dataset"):
         return 10 + math.ceil(n / 2_000)
     return 10
+
+
+def disk_mb(stage: str, n: int, fmt: Format | None = None, repeats: int = 1) -> int:
+    """Scratch disk: a store job's copies (``repeats`` and the store it replaces, as in the
+    free-space check), the archive and dataset for the data jobs, little for the rest."""
+    if stage == "store" and fmt is not None:
+        return diskspace.store_bytes(fmt, n) * (repeats + 1) // MiB + 1
+    if stage in ("download", "extract", "dataset"):
+        return math.ceil((2 * diskspace.ARCHIVE_BYTES + image_mib(n) * MiB) / MiB)
+    return 100
