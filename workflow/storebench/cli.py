@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from storebench import cifar, config, download, measure, results, tables, usage
+from storebench import chunks, cifar, config, download, measure, results, tables, usage
 from storebench.errors import StorebenchError
 from storebench.formats import Format, make_format
 
@@ -41,6 +41,7 @@ def _meta(args: argparse.Namespace, fmt: Format) -> dict[str, Any]:
         "n": args.n,
         "versions": results.versions(),
         "where": {"host": socket.gethostname(), "pid": os.getpid()},
+        "memory": chunks.memory_record(),
         "run": {
             "dataset": cifar.dataset_identity(images) if images else None,
             "repeats": getattr(args, "repeats", None),
@@ -56,11 +57,12 @@ def _write_read(args: argparse.Namespace, fmt: Format, order: str, result: dict[
 
 
 def _dataset(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
-    """The first n images and labels, copied into (pre-touched) memory."""
+    """The first n images (memory-mapped; jobs take them a chunk at a time) and labels
+    (one byte each, in memory)."""
     images, labels = cifar.load_dataset(args.images, args.labels)
     if args.n > len(images):
         raise StorebenchError(f"n={args.n} exceeds the dataset's {len(images)} images")
-    return np.array(images[: args.n]), np.array(labels[: args.n])
+    return images[: args.n], np.array(labels[: args.n])
 
 
 def cmd_download(args: argparse.Namespace) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -22,9 +23,10 @@ from typing import Any
 import numpy as np
 
 from storebench import cifar, pagecache
+from storebench.chunks import CHUNK
 from storebench.errors import StorebenchError
 from storebench.formats import Format
-from storebench.measure import CACHES, NS, cache_verified, checksum, validate
+from storebench.measure import CACHES, NS, ChunkedCheck, cache_verified
 
 log = logging.getLogger(__name__)
 
@@ -36,26 +38,35 @@ def shards(indices: np.ndarray, workers: int) -> list[np.ndarray]:
     return [np.ascontiguousarray(s) for s in np.array_split(indices, workers)]
 
 
-def _worker(fmt: Format, store: Path, images_path: Path, labels_path: Path, shard: np.ndarray,
-            barrier: Any, conn: multiprocessing.connection.Connection) -> None:  # fmt: skip
-    """Serve timed reads of ``shard`` until the parent sends ``None``."""
+def _worker(fmt: Format, store: Path, images_path: Path, labels_path: Path,
+            shard: np.ndarray, size: int, barrier: Any,
+            conn: multiprocessing.connection.Connection) -> None:  # fmt: skip
+    """Serve timed rounds of reads of ``shard`` (``size`` indices each) until the parent
+    sends ``None``; round 0 opens the store, the last round closes it."""
     try:
         images, labels = cifar.load_dataset(images_path, labels_path)
-        expected_images, expected_labels = images[shard], labels[shard]
-        out_images = np.empty_like(expected_images)
-        out_labels = np.empty_like(expected_labels)
+        check = ChunkedCheck(images, labels, shard, f"parallel read of {store}", size)
+        reader = None
         conn.send(("ready", None))
-        while _next_command(conn) is not None:
-            out_images.fill(0)  # touches every page; a read that writes nothing fails below
-            out_labels.fill(255)
+        while (command := _next_command(conn)) is not None:
+            round_, rounds = command
+            lo, hi = check.spans[round_] if round_ < len(check.spans) else (len(shard),) * 2
+            if round_ == 0:
+                check.restart()
+            check.clear()  # touches every page; a read that writes nothing fails below
             barrier.wait(BARRIER_TIMEOUT_S)
             start = time.perf_counter_ns()
-            with fmt.open(store) as reader:
-                reader.read_into(shard, out_images, out_labels)
+            if round_ == 0:
+                reader = fmt.open(store)
+            assert reader is not None
+            reader.read_into(shard[lo:hi], check.out_images[: hi - lo],
+                             check.out_labels[: hi - lo])  # fmt: skip
+            if round_ == rounds - 1:
+                reader.close()
+                reader = None
             end = time.perf_counter_ns()
-            validate(out_images, out_labels, expected_images, expected_labels,
-                     f"parallel read of {store}")  # fmt: skip
-            conn.send(("done", (start, end, checksum(out_images, out_labels), os.getpid())))
+            check.check(lo, hi)
+            conn.send(("done", (start, end, check.checksum(), os.getpid())))
     except Exception as exc:  # noqa: BLE001 - any failure is reported to the parent
         message = str(exc) if isinstance(exc, StorebenchError) else f"{type(exc).__name__}: {exc}"
         barrier.abort()  # the other workers stop waiting
@@ -63,7 +74,7 @@ def _worker(fmt: Format, store: Path, images_path: Path, labels_path: Path, shar
             conn.send(("error", message))
 
 
-def _next_command(conn: multiprocessing.connection.Connection) -> str | None:
+def _next_command(conn: multiprocessing.connection.Connection) -> Any:
     """The parent's next command; ``None`` to stop (also when the parent went away)."""
     try:
         return conn.recv()
@@ -102,10 +113,13 @@ def measure_parallel(
     barrier = context.Barrier(workers)
     files = fmt.files(store)
     parts = shards(indices, workers)
+    size = math.ceil(CHUNK / workers)  # all workers together hold about one chunk
+    rounds = max(1, math.ceil(max(len(part) for part in parts) / size))
     pipes = [context.Pipe() for _ in parts]
     processes = []
     for part, (_, child) in zip(parts, pipes, strict=True):
-        args = (fmt, Path(store), Path(images_path), Path(labels_path), part, barrier, child)
+        args = (fmt, Path(store), Path(images_path), Path(labels_path), part, size, barrier,
+                child)  # fmt: skip
         processes.append(context.Process(target=_worker, args=args, daemon=True))
         processes[-1].start()
     samples: list[float] = []
@@ -121,13 +135,16 @@ def measure_parallel(
             if cache == "cold":
                 pagecache.evict(files)
             fraction = pagecache.residency(files)
-            for parent, _ in pipes:
-                parent.send("go")
-            done = [_receive(parent, "done") for parent, _ in pipes]
-            wall = (max(d[1] for d in done) - min(d[0] for d in done)) * NS
+            wall, busy = 0.0, np.zeros(workers)
+            for round_ in range(rounds):
+                for parent, _ in pipes:
+                    parent.send((round_, rounds))
+                done = [_receive(parent, "done") for parent, _ in pipes]
+                wall += (max(d[1] for d in done) - min(d[0] for d in done)) * NS
+                busy += [(d[1] - d[0]) * NS for d in done]
             if repeat >= warmup:
                 samples.append(wall)
-                worker_s.append([(d[1] - d[0]) * NS for d in done])
+                worker_s.append(busy.tolist())
                 resident.append(fraction)
                 sums = [d[2] for d in done]
                 pids = {d[3] for d in done}
@@ -149,6 +166,7 @@ def measure_parallel(
         "cache_verified": cache_verified(cache, resident),
         "workers": workers,
         "start_method": "spawn",
+        "rounds": rounds,
         "residency_before": resident,
         "samples": {"read_s": samples},
         "worker_read_s": worker_s,

@@ -1,10 +1,13 @@
 """What each kind of job asks a scheduler for: memory, run time and scratch disk.
 
-Memory is a base plus a multiple of the bytes of n images the job holds at once
-(the dataset slice it reads or writes, the expected and the output buffers, and,
-for parallel readers and DataLoader workers, their copies). The multiples are
-peak RSS per job measured at n = 100,000 on the default config (cost.csv), with
-headroom; run time allows for the slowest format on a slow disk.
+Memory is a base plus a multiple of the bytes of the images a job holds at once:
+n images up to one chunk (:data:`storebench.chunks.CHUNK`), then one chunk, since
+jobs handle larger n a chunk at a time (the slice it writes, the read and the
+expected buffers, and, for parallel readers and DataLoader workers, their
+copies). The multiples are peak RSS per job measured at n = 100,000 on the
+default config (cost.csv), with headroom. Pages of a memory-mapped store are
+page cache that the kernel reclaims, so they are not asked for. Run time allows
+for the slowest format on a slow disk.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import math
 
 from storebench import diskspace
+from storebench.chunks import CHUNK
 from storebench.formats.base import IMAGE_BYTES, Format
 
 MiB = 2**20
@@ -39,7 +43,7 @@ def image_mib(n: int) -> float:
 
 def mem_mb(stage: str, n: int) -> int:
     base, per = MEMORY.get(stage, SMALL)
-    return math.ceil(base + per * image_mib(n))
+    return math.ceil(base + per * image_mib(min(n, CHUNK)))
 
 
 def runtime_min(stage: str, n: int) -> int:

@@ -19,8 +19,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from storebench.chunks import CHUNK
+from storebench.errors import StorebenchError
 from storebench.formats import Format, Reader
-from storebench.measure import NS, checksum, validate
+from storebench.measure import NS, ChunkedCheck
 
 log = logging.getLogger(__name__)
 
@@ -100,29 +102,40 @@ def measure_epochs(
     dataset and loader (workers start inside the timed region, as they do in
     training without persistent workers). The loop copies every batch into a
     preallocated buffer, which is validated against the dataset after the clock stops.
+
+    The buffer holds whole batches, up to :data:`CHUNK` images; a longer epoch
+    fills it several times and the clock stops while each full buffer is
+    validated. Workers may prefetch during such a pause (at most
+    ``2 * num_workers`` batches per buffer of ``CHUNK / batch_size`` batches).
     """
-    expected_images, expected_labels = images[indices], labels[indices]
-    out_images = np.empty_like(expected_images)
-    out_labels = np.empty_like(expected_labels)
+    chunk = max(batch_size, CHUNK // batch_size * batch_size)
+    check = ChunkedCheck(images, labels, indices, f"DataLoader epoch over {store}", chunk)
     samples: list[float] = []
     context = start_method if num_workers else None
     for repeat in range(1 + repeats):
-        out_images.fill(0)
-        out_labels.fill(255)
+        check.clear()
+        check.restart()
         dataset = StoreDataset(fmt, store, len(images))
         loader = DataLoader(dataset, batch_size=batch_size, sampler=indices.tolist(),
                             num_workers=num_workers, multiprocessing_context=context)  # fmt: skip
+        paused = 0
         start = time.perf_counter_ns()
-        filled = 0
+        done = filled = 0
         for batch_images, batch_labels in loader:
             count = len(batch_labels)
-            out_images[filled : filled + count] = batch_images.numpy()
-            out_labels[filled : filled + count] = batch_labels.numpy()
+            check.out_images[filled : filled + count] = batch_images.numpy()
+            check.out_labels[filled : filled + count] = batch_labels.numpy()
             filled += count
-        elapsed = (time.perf_counter_ns() - start) * NS
+            if filled == check.size and done + filled < len(indices):
+                pause = time.perf_counter_ns()  # buffer full: validate it off the clock
+                check.check(done, done + filled)
+                done, filled = done + filled, 0
+                paused += time.perf_counter_ns() - pause
+        elapsed = (time.perf_counter_ns() - start - paused) * NS
         dataset.close()
-        validate(out_images, out_labels, expected_images, expected_labels,
-                 f"DataLoader epoch over {store}")  # fmt: skip
+        check.check(done, done + filled)
+        if done + filled != len(indices):
+            raise StorebenchError(f"the DataLoader gave {done + filled} of {len(indices)} images")
         if repeat:
             samples.append(elapsed)
             log.info("epoch %d: %.4f s (%.0f images/s)", repeat, elapsed, len(indices) / elapsed)
@@ -130,10 +143,11 @@ def measure_epochs(
         "cache": "warm",
         "batch_size": batch_size,
         "num_workers": num_workers,
+        "chunk_images": check.size,
         "start_method": (context or torch.multiprocessing.get_start_method())
         if num_workers
         else "main process",
         "samples": {"epoch_s": samples},
-        "checksum": checksum(out_images, out_labels),
+        "checksum": check.checksum(),
         "torch": torch.__version__,
     }

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar, Self
 
 import numpy as np
+
+from storebench.chunks import CHUNK, Images
 
 IMAGE_BYTES = 32 * 32 * 3  # one CIFAR image, (32, 32, 3) uint8
 
@@ -52,8 +55,13 @@ class Format(ABC):
     disk_bytes_per_image: ClassVar[int] = 5 * 1024
 
     @abstractmethod
-    def write(self, directory: Path, images: np.ndarray, labels: np.ndarray) -> None:
-        """Store ``images (n,32,32,3) uint8`` and ``labels (n,) uint8`` in an empty folder."""
+    def write(self, directory: Path, images: np.ndarray | Images, labels: np.ndarray) -> None:
+        """Store ``images (n,32,32,3) uint8`` and ``labels (n,) uint8`` in an empty folder.
+
+        Take the images through :func:`image_chunks` (a chunk at a time), so that
+        a store of any size is written with bounded memory; ``labels`` (one byte
+        per image) are in memory.
+        """
 
     @abstractmethod
     def open(self, directory: Path) -> Reader:
@@ -68,6 +76,12 @@ class Format(ABC):
     def options(self) -> dict[str, object]:
         """The options this format was configured with (defaults filled in)."""
         return dataclasses.asdict(self)
+
+
+def image_chunks(images: np.ndarray | Images) -> Iterator[tuple[int, np.ndarray]]:
+    """``(start, images[start:start + CHUNK])`` for consecutive chunks of the images."""
+    for start in range(0, len(images), CHUNK):
+        yield start, images[start : start + CHUNK]
 
 
 def is_range(indices: np.ndarray) -> bool:

@@ -8,7 +8,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from storebench.formats.base import Format, Reader, is_range
+from storebench.chunks import Images
+from storebench.formats.base import Format, Reader, image_chunks, is_range
 
 FILE = "data.h5"
 
@@ -96,7 +97,7 @@ class Hdf5Format(Format):
         if self.level is not None and (self.compression != "gzip" or not 0 <= self.level <= 9):
             raise ValueError("level is a gzip level 0..9 and needs compression: gzip")
 
-    def write(self, directory: Path, images: np.ndarray, labels: np.ndarray) -> None:
+    def write(self, directory: Path, images: np.ndarray | Images, labels: np.ndarray) -> None:
         layout = {}
         if self.chunk is not None:
             layout = {
@@ -105,7 +106,11 @@ class Hdf5Format(Format):
                 "compression_opts": self.level,
             }
         with h5py.File(Path(directory) / FILE, "w") as file:
-            file.create_dataset("images", data=images, **layout)
+            dataset = file.create_dataset("images", shape=images.shape, dtype=images.dtype,
+                                          **layout)  # fmt: skip
+            for start, chunk in image_chunks(images):
+                dataset.write_direct(np.ascontiguousarray(chunk),
+                                     dest_sel=np.s_[start : start + len(chunk)])  # fmt: skip
             file.create_dataset("labels", data=labels)
 
     def open(self, directory: Path) -> Reader:

@@ -16,8 +16,9 @@ import lmdb
 import numpy as np
 
 from storebench import safepickle
+from storebench.chunks import Images
 from storebench.errors import StorebenchError
-from storebench.formats.base import IMAGE_BYTES, Format, Reader, is_range
+from storebench.formats.base import IMAGE_BYTES, Format, Reader, image_chunks, is_range
 
 PAGE = 4096
 
@@ -119,28 +120,36 @@ class LmdbFormat(Format):
             return image.tobytes() + bytes((label,))
         return pickle.dumps(CifarImage(image, label))
 
-    def write(self, directory: Path, images: np.ndarray, labels: np.ndarray) -> None:
+    def write(self, directory: Path, images: np.ndarray | Images, labels: np.ndarray) -> None:
+        """One write transaction per chunk of images (a single one up to 131,072 images),
+        so that LMDB never holds more than a chunk of dirty pages."""
         n = len(images)
-        # Each value spills to its own overflow pages; size the map for that plus
-        # the B-tree, then grow it if LMDB still runs out of room.
-        value_size = len(self.encode(images[0], int(labels[0]))) if n else 0
-        pages = math.ceil((value_size + 64) / PAGE) + 1
-        map_size = max(1 << 20, n * pages * PAGE * 2)
-        env = lmdb.open(str(directory), map_size=map_size, writemap=self.writemap)
+        env: lmdb.Environment | None = None
         try:
-            while True:
-                try:
-                    with env.begin(write=True) as txn:
-                        put = txn.put
-                        for index in range(n):
-                            value = self.encode(images[index], int(labels[index]))
-                            put(key(index), value, append=self.append)
-                    break
-                except lmdb.MapFullError:
-                    map_size *= 2
-                    env.set_mapsize(map_size)
+            for start, chunk in image_chunks(images):
+                if env is None:
+                    # Each value spills to its own overflow pages; size the map for
+                    # that plus the B-tree, then grow it if LMDB still runs out of room.
+                    value_size = len(self.encode(chunk[0], int(labels[0])))
+                    pages = math.ceil((value_size + 64) / PAGE) + 1
+                    map_size = max(1 << 20, n * pages * PAGE * 2)
+                    env = lmdb.open(str(directory), map_size=map_size, writemap=self.writemap)
+                while True:
+                    try:
+                        with env.begin(write=True) as txn:
+                            put = txn.put
+                            for index, image in enumerate(chunk, start):
+                                put(key(index), self.encode(image, int(labels[index])),
+                                    append=self.append)  # fmt: skip
+                        break
+                    except lmdb.MapFullError:
+                        map_size *= 2
+                        env.set_mapsize(map_size)
+            if env is None:  # no images: an empty environment
+                env = lmdb.open(str(directory), map_size=1 << 20, writemap=self.writemap)
         finally:
-            env.close()
+            if env is not None:
+                env.close()
 
     def open(self, directory: Path) -> Reader:
         return LmdbReader(directory, self.value)

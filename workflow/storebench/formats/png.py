@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from storebench.formats.base import Format, Reader
+from storebench.chunks import Images
+from storebench.formats.base import Format, Reader, image_chunks
 
 LABELS = "labels.csv"
 PNG_ONLY = ("PNG",)
@@ -50,12 +51,13 @@ class PngFormat(Format):
         if not isinstance(self.compress_level, int) or not 0 <= self.compress_level <= 9:
             raise ValueError(f"compress_level must be an integer 0..9, not {self.compress_level}")
 
-    def write(self, directory: Path, images: np.ndarray, labels: np.ndarray) -> None:
+    def write(self, directory: Path, images: np.ndarray | Images, labels: np.ndarray) -> None:
         directory = Path(directory)
-        for index, image in enumerate(images):
-            Image.fromarray(image).save(
-                _image_path(directory, index), compress_level=self.compress_level
-            )
+        for start, chunk in image_chunks(images):
+            for index, image in enumerate(chunk, start):
+                Image.fromarray(image).save(
+                    _image_path(directory, index), compress_level=self.compress_level
+                )
         np.savetxt(directory / LABELS, labels, fmt="%d")
 
     def open(self, directory: Path) -> Reader:

@@ -21,8 +21,9 @@ from pathlib import Path
 import crc32c
 import numpy as np
 
+from storebench.chunks import Images
 from storebench.errors import StorebenchError
-from storebench.formats.base import IMAGE_BYTES, Format, Reader
+from storebench.formats.base import IMAGE_BYTES, Format, Reader, image_chunks
 
 # The tfrecord package imports its PyTorch integration whenever torch is installed
 # (1.3 s of start-up in every job). We use only its writer and protobuf schema, so
@@ -86,22 +87,23 @@ class TfrecordFormat(Format):
     kind = "tfrecord"
     disk_bytes_per_image = 3_500  # image, label and record framing (~3,190 bytes), plus 10%
 
-    def write(self, directory: Path, images: np.ndarray, labels: np.ndarray) -> None:
+    def write(self, directory: Path, images: np.ndarray | Images, labels: np.ndarray) -> None:
         offsets = np.empty(len(images), dtype=np.int64)
         writer = TFRecordWriter(str(Path(directory) / RECORDS))
         try:
-            for index, (image, label) in enumerate(zip(images, labels, strict=True)):
-                offsets[index] = writer.file.tell()
-                height, width, depth = image.shape
-                writer.write(
-                    {
-                        "height": (height, "int"),
-                        "width": (width, "int"),
-                        "depth": (depth, "int"),
-                        "label": (int(label), "int"),
-                        "image_raw": (image.tobytes(), "byte"),
-                    }
-                )
+            for start, chunk in image_chunks(images):
+                for index, image in enumerate(chunk, start):
+                    offsets[index] = writer.file.tell()
+                    height, width, depth = image.shape
+                    writer.write(
+                        {
+                            "height": (height, "int"),
+                            "width": (width, "int"),
+                            "depth": (depth, "int"),
+                            "label": (int(labels[index]), "int"),
+                            "image_raw": (image.tobytes(), "byte"),
+                        }
+                    )
         finally:
             writer.close()
         np.save(Path(directory) / OFFSETS, offsets)

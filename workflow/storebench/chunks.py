@@ -1,0 +1,138 @@
+"""Bounded memory: every job handles the images a chunk at a time.
+
+The dataset is memory-mapped, but its rows are copied out with file reads
+(:func:`gather`), so the dataset's pages never pile up in a job's memory. A
+store job's format pulls the images chunk by chunk through :class:`Images`;
+read jobs read and validate one chunk of indices at a time. A job therefore
+holds about one chunk (plus buffers of the same size), whatever n is. Runs up
+to n = 100,000 fit in one chunk, so their measurements are made exactly as
+without chunking. A store that its reader memory-maps (LMDB, npy, TFRecord)
+still shows in the reader's RSS as file-backed pages: page cache, which the
+kernel reclaims under pressure.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import resource
+import time
+from collections.abc import Iterator
+
+import numpy as np
+
+CHUNK = 1 << 17  # images per chunk: 131,072 (384 MiB of pixels)
+
+
+def spans(n: int, size: int = CHUNK) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` of consecutive chunks covering ``0..n``."""
+    for start in range(0, n, size):
+        yield start, min(start + size, n)
+
+
+_peak = {"anon": 0, "file": 0}
+
+
+def sample_memory() -> None:
+    """Note this process's resident anonymous and file-backed memory (kB) if at a peak.
+
+    Called where a job holds the most: when a chunk of the dataset has been
+    loaded next to the chunk just read. File-backed memory is mapped files (a
+    memory-mapped store): page cache the kernel can reclaim.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith(("RssAnon:", "RssFile:")):
+                    kind = "anon" if line.startswith("RssAnon") else "file"
+                    _peak[kind] = max(_peak[kind], int(line.split()[1]))
+    except OSError:  # no /proc: only the peak RSS is recorded
+        pass
+
+
+def memory_record() -> dict[str, float]:
+    """The job's peak RSS (MiB, from the kernel) and the sampled anonymous and file parts."""
+    sample_memory()
+    usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {
+        "peak_rss_mb": round(usage / 1024, 1),
+        "peak_child_rss_mb": round(children / 1024, 1),
+        "sampled_anon_mb": round(_peak["anon"] / 1024, 1),
+        "sampled_file_mb": round(_peak["file"] / 1024, 1),
+    }
+
+
+def _file_offset(array: np.ndarray) -> tuple[str, int] | None:
+    """The file behind a memory-mapped array and the byte offset of its first row."""
+    mapping = getattr(array, "_mmap", None)
+    if not isinstance(mapping, mmap.mmap) or mapping.closed or not array.flags.c_contiguous:
+        return None
+    # np.memmap maps from its offset rounded down to the allocation granularity.
+    mapped_from = array.offset - array.offset % mmap.ALLOCATIONGRANULARITY
+    start = np.frombuffer(mapping, np.uint8, count=1).ctypes.data
+    return str(array.filename), mapped_from + array.ctypes.data - start
+
+
+def gather(array: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """A copy of ``array[indices]``.
+
+    Rows of a memory-mapped array are read from its file (one read per run of
+    consecutive indices), not through the map: faulting scattered rows in would
+    map far more of the file than the rows (whole folios, up to megabytes each).
+    """
+    values = np.empty((len(indices), *array.shape[1:]), array.dtype)
+    source = _file_offset(array)
+    if source is None or not len(indices):
+        np.take(array, indices, axis=0, out=values)
+        return values
+    filename, offset = source
+    row = values[0].nbytes if len(values) else 0
+    if len(indices) and (indices.min() < 0 or indices.max() >= len(array)):
+        raise IndexError(f"index out of range 0..{len(array) - 1}")
+    out = memoryview(values.reshape(-1)).cast("B")
+    breaks = np.flatnonzero(np.diff(indices) != 1) + 1
+    starts, stops = np.r_[0, breaks], np.r_[breaks, len(indices)]
+    with open(filename, "rb", buffering=0) as handle:
+        fd = handle.fileno()
+        for lo, hi, first in zip(starts.tolist(), stops.tolist(), indices[starts].tolist(),
+                                 strict=True):  # fmt: skip
+            wanted = (hi - lo) * row
+            if os.preadv(fd, [out[lo * row : hi * row]], offset + first * row) != wanted:
+                raise OSError(f"{filename}: short read (the file is shorter than its header says)")
+    sample_memory()
+    return values
+
+
+class Images:
+    """The images a store job writes, loaded one slice at a time on demand.
+
+    Formats take slices of at most :data:`CHUNK` images (see
+    :func:`storebench.formats.base.image_chunks`). Each slice is a fresh copy; the
+    time spent loading it is added to :attr:`load_ns`, which the store timing
+    leaves out, so a store's time is the format's work only.
+    """
+
+    def __init__(self, array: np.ndarray):
+        self.array = array
+        self.load_ns = 0
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.array.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.array.dtype
+
+    def __getitem__(self, index: slice | int) -> np.ndarray:
+        start = time.perf_counter_ns()
+        if isinstance(index, slice):
+            values = gather(self.array, np.arange(*index.indices(len(self.array))))
+        else:
+            values = gather(self.array, np.array([index]))[0]
+        self.load_ns += time.perf_counter_ns() - start
+        return values
