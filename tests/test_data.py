@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from storebench import cifar, safepickle
+from storebench import chunks, cifar, safepickle
 from storebench.download import download, md5sum
 from storebench.errors import StorebenchError
 
@@ -86,7 +86,12 @@ def _official_training_set(archive: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(images), np.array(labels, dtype=np.uint8)
 
 
-def test_extract_and_dataset_match_the_official_decoding(sample: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("chunk", [None, 3_000], ids=["one-chunk", "chunks-of-3000"])
+def test_extract_and_dataset_match_the_official_decoding(chunk: int | None, sample: Path,
+                                                         tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    if chunk:  # the dataset is written a chunk at a time; boundaries fall mid-repeat
+        monkeypatch.setattr(chunks, "CHUNK", chunk)
     extracted = cifar.extract(sample, tmp_path / "x", SAMPLE_MD5)
     assert sorted(p.name for p in (extracted / "cifar-10-batches-py").iterdir())[:5] == [
         "batches.meta", "data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4",

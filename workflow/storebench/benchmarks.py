@@ -1,6 +1,9 @@
 """Benchmarks that print what this machine does (not tests): the two traps, run drift,
 how steady the host is.
 
+``python -m storebench benchmark memory`` prints each job's peak memory per
+stage and n, from the run's results (every result records its job's peak RSS).
+
 ``python -m storebench benchmark traps`` measures
 * how much slower file creation and a PNG store get right after ~100,000
   small files were deleted (ext4), and whether the create-latency probe sees it;
@@ -263,3 +266,66 @@ def interleaved(results_dir: Path, formats: dict[str, Any], names: Sequence[str]
         p10, p50, p90 = np.percentile(ratio, [10, 50, 90])
         print(f"| {name} | {np.median(t):.4g} | {t.min():.4g} | {t.max():.4g} | "
               f"{p50:.2f} | {p10:.2f} | {p90:.2f} |")  # fmt: skip
+
+
+def memory(results_dir: Path) -> None:
+    """Print the peak memory of every measuring job, per stage and n, and per format.
+
+    ``peak RSS`` is the kernel's high-water mark of the job's process
+    (``ru_maxrss``); ``workers' peak RSS`` that of its largest child (parallel
+    readers, DataLoader workers; tens of MiB are helper processes). ``anon`` and
+    ``file`` are the largest anonymous and file-backed resident sizes sampled
+    where a job holds the most (a loaded chunk next to a read one): anonymous
+    memory is what the job allocated; file-backed is a memory-mapped store (LMDB,
+    npy, TFRecord), page cache the kernel reclaims.
+    """
+    from storebench import results
+
+    rows: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for path in sorted(Path(results_dir, "measurements").glob("*/*/*.json")) + sorted(
+        Path(results_dir, "measurements").glob("*/*/*/*.json")
+    ):
+        result = results.read_json(path)
+        if "memory" not in result:
+            continue
+        stage = path.relative_to(Path(results_dir, "measurements")).parts[0]
+        rows.setdefault((stage, int(result["n"])), []).append(result)
+    if not rows:
+        raise SystemExit(f"no results with a memory record under {results_dir}/measurements")
+    print("Peak memory per job (MiB), the largest over the jobs of each stage and n\n")
+    print("| stage | n | jobs | peak RSS | anon | file | workers' peak RSS | workers' anon / file "
+          "| largest RSS: format |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    for (stage, n), found in sorted(rows.items()):
+        memo = [r["memory"] for r in found]
+        workers = [r["worker_memory"] for r in found if r.get("worker_memory")]
+        top = max(found, key=lambda r: r["memory"]["peak_rss_mb"])
+        split = (
+            (
+                f"{max(w['sampled_anon_mb'] for w in workers):,.0f} / "
+                f"{max(w['sampled_file_mb'] for w in workers):,.0f}"
+            )
+            if workers
+            else "-"
+        )
+        print(f"| {stage} | {n:,} | {len(found)} | {max(m['peak_rss_mb'] for m in memo):,.0f} | "
+              f"{max(m['sampled_anon_mb'] for m in memo):,.0f} | "
+              f"{max(m['sampled_file_mb'] for m in memo):,.0f} | "
+              f"{max(m['peak_child_rss_mb'] for m in memo):,.0f} | {split} | "
+              f"{top['format']} |")  # fmt: skip
+    largest = max(n for _, n in rows)
+    print(f"\nPer format at n = {largest:,} (largest over its jobs): peak RSS / anon / file\n")
+    stages = sorted({stage for stage, n in rows if n == largest})
+    print("| format | " + " | ".join(stages) + " |")
+    print("|---|" + "---|" * len(stages))
+    formats = sorted({r["format"] for (_, n), found in rows.items() if n == largest for r in found})
+    for name in formats:
+        cells = []
+        for stage in stages:
+            memo = [r["memory"] for r in rows.get((stage, largest), []) if r["format"] == name]
+            cells.append(
+                " / ".join(f"{max(m[k] for m in memo):,.0f}"
+                           for k in ("peak_rss_mb", "sampled_anon_mb", "sampled_file_mb"))
+                if memo else "-"
+            )  # fmt: skip
+        print(f"| {name} | " + " | ".join(cells) + " |")

@@ -24,8 +24,9 @@ import numpy as np
 CHUNK = 1 << 17  # images per chunk: 131,072 (384 MiB of pixels)
 
 
-def spans(n: int, size: int = CHUNK) -> Iterator[tuple[int, int]]:
-    """``(start, stop)`` of consecutive chunks covering ``0..n``."""
+def spans(n: int, size: int | None = None) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` of consecutive chunks (of :data:`CHUNK` images) covering ``0..n``."""
+    size = size or CHUNK
     for start in range(0, n, size):
         yield start, min(start + size, n)
 

@@ -187,6 +187,9 @@ def cmd_stages(args: argparse.Namespace) -> None:
     print(f"{'total':<10} {sum(r['jobs'] for r in rows):>5} {total:>9.1f}")
 
 
+MEASURES = ["traps", "deletion", "allocation", "compare", "floor", "host", "interleaved", "memory"]
+
+
 def cmd_benchmark(args: argparse.Namespace) -> None:
     from storebench import benchmarks
 
@@ -198,6 +201,9 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
         return
     if args.what == "host":
         benchmarks.host_stability(args.seconds)
+        return
+    if args.what == "memory":
+        benchmarks.memory(args.results)
         return
     if args.what == "interleaved":
         formats = config.check(yaml.safe_load(args.config.read_text()))
@@ -360,10 +366,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("benchmark", help="print what this machine does (traps, run drift)")
     p.add_argument(
         "what",
-        choices=["traps", "deletion", "allocation", "compare", "floor", "host", "interleaved"],
+        choices=MEASURES,
     )
     p.add_argument("--seconds", type=float, default=240, help="host: how long to probe")
-    p.add_argument("--results", type=Path, default=Path("results"), help="floor: a run's results")
+    p.add_argument("--results", type=Path, default=Path("results"), help="a run's results")
     p.add_argument("--floor", default="raw", help="floor: the raw-floor format's name")
     p.add_argument(
         "--config",

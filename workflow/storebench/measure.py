@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from storebench import pagecache
-from storebench.chunks import CHUNK, Images, gather, sample_memory, spans
+from storebench import chunks, pagecache
+from storebench.chunks import Images, gather, sample_memory, spans
 from storebench.errors import StorebenchError
 from storebench.formats import Format
 
@@ -131,8 +131,12 @@ def validate(
     expected_images: np.ndarray,
     expected_labels: np.ndarray,
     what: str,
+    first: int = 0,
 ) -> None:
-    """Fail unless the read images and labels are exactly the expected ones."""
+    """Fail unless the read images and labels are exactly the expected ones.
+
+    ``first``: the position of these images in the whole read (a chunk of it).
+    """
     if images.shape != expected_images.shape or images.dtype != np.uint8:
         raise StorebenchError(
             f"{what}: read {images.shape} {images.dtype}, expected {expected_images.shape} uint8"
@@ -141,13 +145,13 @@ def validate(
         bad = np.flatnonzero((images != expected_images).reshape(len(images), -1).any(axis=1))
         raise StorebenchError(
             f"{what}: {len(bad)} of {len(images)} images differ from the dataset "
-            f"(first at position {bad[0]}); the store or its reader is wrong"
+            f"(first at position {first + bad[0]}); the store or its reader is wrong"
         )
     if not np.array_equal(labels, expected_labels):
         bad = np.flatnonzero(labels != expected_labels)
         raise StorebenchError(
             f"{what}: {len(bad)} of {len(labels)} labels differ from the dataset "
-            f"(first at position {bad[0]}); the store or its reader is wrong"
+            f"(first at position {first + bad[0]}); the store or its reader is wrong"
         )
 
 
@@ -255,9 +259,9 @@ class ChunkedCheck:
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray,
-                 what: str, size: int = CHUNK) -> None:  # fmt: skip
+                 what: str, size: int | None = None) -> None:  # fmt: skip
         self.images, self.labels, self.indices, self.what = images, labels, indices, what
-        self.size = max(1, min(size, len(indices)))
+        self.size = max(1, min(size or chunks.CHUNK, len(indices)))
         self.out_images = np.empty((self.size, *images.shape[1:]), images.dtype)
         self.out_labels = np.empty(self.size, labels.dtype)
         self.spans = list(spans(len(indices), self.size))
@@ -279,7 +283,8 @@ class ChunkedCheck:
         count = stop - start
         images, labels = self.out_images[:count], self.out_labels[:count]
         wanted = self.indices[start:stop]
-        validate(images, labels, gather(self.images, wanted), self.labels[wanted], self.what)
+        validate(images, labels, gather(self.images, wanted), self.labels[wanted], self.what,
+                 start)  # fmt: skip
         self._digest.update(images.data)
         self._labels.append(labels.copy())
         self.clear()

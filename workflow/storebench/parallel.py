@@ -22,8 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from storebench import cifar, pagecache
-from storebench.chunks import CHUNK
+from storebench import chunks, cifar, pagecache
 from storebench.errors import StorebenchError
 from storebench.formats import Format
 from storebench.measure import CACHES, NS, ChunkedCheck, cache_verified
@@ -66,7 +65,8 @@ def _worker(fmt: Format, store: Path, images_path: Path, labels_path: Path,
                 reader = None
             end = time.perf_counter_ns()
             check.check(lo, hi)
-            conn.send(("done", (start, end, check.checksum(), os.getpid())))
+            memory = chunks.memory_record() if round_ == rounds - 1 else None
+            conn.send(("done", (start, end, check.checksum(), os.getpid(), memory)))
     except Exception as exc:  # noqa: BLE001 - any failure is reported to the parent
         message = str(exc) if isinstance(exc, StorebenchError) else f"{type(exc).__name__}: {exc}"
         barrier.abort()  # the other workers stop waiting
@@ -113,7 +113,7 @@ def measure_parallel(
     barrier = context.Barrier(workers)
     files = fmt.files(store)
     parts = shards(indices, workers)
-    size = math.ceil(CHUNK / workers)  # all workers together hold about one chunk
+    size = math.ceil(chunks.CHUNK / workers)  # all workers together hold about one chunk
     rounds = max(1, math.ceil(max(len(part) for part in parts) / size))
     pipes = [context.Pipe() for _ in parts]
     processes = []
@@ -127,6 +127,7 @@ def measure_parallel(
     resident: list[float] = []
     sums: list[str] = []
     pids: set[int] = set()
+    worker_memory: list[dict[str, float]] = []
     try:
         for parent, _ in pipes:
             _receive(parent, "ready")
@@ -142,6 +143,7 @@ def measure_parallel(
                 done = [_receive(parent, "done") for parent, _ in pipes]
                 wall += (max(d[1] for d in done) - min(d[0] for d in done)) * NS
                 busy += [(d[1] - d[0]) * NS for d in done]
+            worker_memory = [d[4] for d in done]
             if repeat >= warmup:
                 samples.append(wall)
                 worker_s.append(busy.tolist())
@@ -172,4 +174,7 @@ def measure_parallel(
         "worker_read_s": worker_s,
         "shard_checksums": sums,
         "worker_pids": sorted(pids),
+        "worker_memory": {key: max(m[key] for m in worker_memory) for key in worker_memory[0]}
+        if worker_memory
+        else {},
     }

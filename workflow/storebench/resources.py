@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import math
 
-from storebench import diskspace
-from storebench.chunks import CHUNK
+from storebench import chunks, diskspace
 from storebench.formats.base import IMAGE_BYTES, Format
 
 MiB = 2**20
@@ -43,7 +42,7 @@ def image_mib(n: int) -> float:
 
 def mem_mb(stage: str, n: int) -> int:
     base, per = MEMORY.get(stage, SMALL)
-    return math.ceil(base + per * image_mib(min(n, CHUNK)))
+    return math.ceil(base + per * image_mib(min(n, chunks.CHUNK)))
 
 
 def runtime_min(stage: str, n: int) -> int:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from storebench.chunks import CHUNK
+from storebench import chunks
 from storebench.errors import StorebenchError
 from storebench.formats import Format, Reader
 from storebench.measure import NS, ChunkedCheck
@@ -108,7 +108,7 @@ def measure_epochs(
     validated. Workers may prefetch during such a pause (at most
     ``2 * num_workers`` batches per buffer of ``CHUNK / batch_size`` batches).
     """
-    chunk = max(batch_size, CHUNK // batch_size * batch_size)
+    chunk = max(batch_size, chunks.CHUNK // batch_size * batch_size)
     check = ChunkedCheck(images, labels, indices, f"DataLoader epoch over {store}", chunk)
     samples: list[float] = []
     context = start_method if num_workers else None

@@ -10,7 +10,8 @@ from typing import ClassVar, Self
 
 import numpy as np
 
-from storebench.chunks import CHUNK, Images
+from storebench import chunks
+from storebench.chunks import Images
 
 IMAGE_BYTES = 32 * 32 * 3  # one CIFAR image, (32, 32, 3) uint8
 
@@ -80,8 +81,9 @@ class Format(ABC):
 
 def image_chunks(images: np.ndarray | Images) -> Iterator[tuple[int, np.ndarray]]:
     """``(start, images[start:start + CHUNK])`` for consecutive chunks of the images."""
-    for start in range(0, len(images), CHUNK):
-        yield start, images[start : start + CHUNK]
+    size = chunks.CHUNK
+    for start in range(0, len(images), size):
+        yield start, images[start : start + size]
 
 
 def is_range(indices: np.ndarray) -> bool:
