@@ -43,6 +43,16 @@ def _with(path: str, value: Any) -> dict:
     return config
 
 
+def test_scale_config_is_complete_valid_and_official() -> None:
+    """The shipped 1,000,000-image config replaces config.yaml, so it must hold every key."""
+    scale = yaml.safe_load((ROOT / "workflow/configs/scale-1m.yaml").read_text())
+    assert set(scale) == set(GOOD)
+    formats = check(scale)
+    assert set(formats) == {"raw", "lmdb_raw", "hdf5", "tfrecord"}
+    assert scale["n_images"] == max(scale["cutoffs"]) == 1_000_000
+    assert scale["cifar10"] == GOOD["cifar10"]
+
+
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [

@@ -371,8 +371,8 @@ def dataloader_throughput(tables: Tables) -> Figure:
     batch = rows[0]["batch_size"]
     legend = ", ".join(f"{c} {('plain', 'hatched', 'dotted', 'crossed')[j % 4]}"
                        for j, c in enumerate(counts))  # fmt: skip
-    ax.set_title(f"DataLoader epoch, n = {n:,} shuffled, batch {batch}\n"
-                 f"workers: {legend}; bar = min–max", fontsize=8)  # fmt: skip
+    ax.set_title(f"DataLoader epoch of {n:,} shuffled images\n"
+                 f"batch {batch}; workers: {legend}\nbar = min–max", fontsize=8)  # fmt: skip
     return fig
 
 
