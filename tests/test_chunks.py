@@ -4,6 +4,7 @@ about one chunk whatever n is."""
 
 from __future__ import annotations
 
+import io
 import tracemalloc
 from pathlib import Path
 
@@ -43,6 +44,15 @@ def quiet(folder: Path) -> measure.QuietFilesystem:
 def test_spans_cover_everything_once() -> None:
     assert list(chunks.spans(10, 4)) == [(0, 4), (4, 8), (8, 10)]
     assert list(chunks.spans(0, 4)) == []
+
+
+@pytest.mark.parametrize("shape", [(10, 32, 32, 3), (10,), (0, 32, 32, 3)])
+def test_write_npy_in_parts_is_np_save(shape: tuple[int, ...]) -> None:
+    array = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    expected, got = io.BytesIO(), io.BytesIO()
+    np.save(expected, array)
+    chunks.write_npy(got, array.shape, array.dtype, (array[i : i + 3] for i in range(0, 10, 3)))
+    assert got.getvalue() == expected.getvalue()
 
 
 def test_gather_reads_the_rows_from_the_file(tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ import mmap
 import os
 import resource
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO
 
 import numpy as np
 
@@ -103,6 +104,17 @@ def gather(array: np.ndarray, indices: np.ndarray) -> np.ndarray:
                 raise OSError(f"{filename}: short read (the file is shorter than its header says)")
     sample_memory()
     return values
+
+
+def write_npy(handle: BinaryIO, shape: tuple[int, ...], dtype: np.dtype,
+              parts: Iterable[np.ndarray]) -> None:  # fmt: skip
+    """Write a ``.npy`` file as ``np.save`` does (a version 1.0 header, then the C-order
+    bytes), from ``parts`` that together are the array: a chunk at a time."""
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+              "shape": tuple(shape)}  # fmt: skip
+    np.lib.format.write_array_header_1_0(handle, header)
+    for part in parts:
+        handle.write(np.ascontiguousarray(part).data)
 
 
 class Images:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from storebench import results, safepickle
-from storebench.chunks import spans
+from storebench.chunks import spans, write_npy
 from storebench.download import verify_md5
 from storebench.errors import StorebenchError
 
@@ -122,12 +122,9 @@ def save_repeated(array: np.ndarray, n: int, path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    header = {"descr": np.lib.format.dtype_to_descr(array.dtype), "fortran_order": False,
-              "shape": (n, *array.shape[1:])}  # fmt: skip
     with open(tmp, "wb") as handle:
-        np.lib.format.write_array_header_1_0(handle, header)
-        for start, stop in spans(n):
-            handle.write(np.ascontiguousarray(array[np.arange(start, stop) % len(array)]).data)
+        rows = (array[np.arange(start, stop) % len(array)] for start, stop in spans(n))
+        write_npy(handle, (n, *array.shape[1:]), array.dtype, rows)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from storebench.chunks import Images
+from storebench.chunks import Images, write_npy
 from storebench.formats.base import Format, Reader, image_chunks, is_range
 
 IMAGES, LABELS = "images.npy", "labels.npy"
@@ -45,13 +45,9 @@ class NpyFormat(Format):
     disk_bytes_per_image = 3_300  # 3,073 bytes of image and label, plus 7%
 
     def write(self, directory: Path, images: np.ndarray | Images, labels: np.ndarray) -> None:
-        # np.save's layout (a version 1.0 header, then the C-order bytes), a chunk at a time.
-        header = {"descr": np.lib.format.dtype_to_descr(images.dtype), "fortran_order": False,
-                  "shape": tuple(images.shape)}  # fmt: skip
         with open(Path(directory) / IMAGES, "wb") as handle:
-            np.lib.format.write_array_header_1_0(handle, header)
-            for _, chunk in image_chunks(images):
-                handle.write(np.ascontiguousarray(chunk).data)
+            write_npy(handle, images.shape, images.dtype,
+                      (chunk for _, chunk in image_chunks(images)))  # fmt: skip
         np.save(Path(directory) / LABELS, labels)
 
     def open(self, directory: Path) -> Reader:
