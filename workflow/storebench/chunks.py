@@ -76,14 +76,14 @@ def _file_offset(array: np.ndarray) -> tuple[str, int] | None:
     return str(array.filename), mapped_from + array.ctypes.data - start
 
 
-def gather(array: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """A copy of ``array[indices]``.
+def gather(array: np.ndarray, indices: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """A copy of ``array[indices]`` (into ``out`` if given).
 
     Rows of a memory-mapped array are read from its file (one read per run of
     consecutive indices), not through the map: faulting scattered rows in would
     map far more of the file than the rows (whole folios, up to megabytes each).
     """
-    values = np.empty((len(indices), *array.shape[1:]), array.dtype)
+    values = np.empty((len(indices), *array.shape[1:]), array.dtype) if out is None else out
     source = _file_offset(array)
     if source is None or not len(indices):
         np.take(array, indices, axis=0, out=values)
@@ -121,14 +121,19 @@ class Images:
     """The images a store job writes, loaded one slice at a time on demand.
 
     Formats take slices of at most :data:`CHUNK` images (see
-    :func:`storebench.formats.base.image_chunks`). Each slice is a fresh copy; the
-    time spent loading it is added to :attr:`load_ns`, which the store timing
-    leaves out, so a store's time is the format's work only.
+    :func:`storebench.formats.base.image_chunks`). Slices are loaded into one
+    buffer, allocated and touched when this object is made (before a store's
+    clock starts), so a slice is valid until the next one is taken; nothing is
+    allocated or freed while the format writes. The time spent loading slices is
+    added to :attr:`load_ns`, which the store timing leaves out, so a store's
+    time is the format's work only.
     """
 
     def __init__(self, array: np.ndarray):
         self.array = array
         self.load_ns = 0
+        self._buffer = np.empty((max(1, min(CHUNK, len(array))), *array.shape[1:]), array.dtype)
+        self._buffer.fill(0)  # touch every page now, not in the timed write
 
     def __len__(self) -> int:
         return len(self.array)
@@ -144,7 +149,9 @@ class Images:
     def __getitem__(self, index: slice | int) -> np.ndarray:
         start = time.perf_counter_ns()
         if isinstance(index, slice):
-            values = gather(self.array, np.arange(*index.indices(len(self.array))))
+            rows = np.arange(*index.indices(len(self.array)))
+            out = self._buffer[: len(rows)] if len(rows) <= len(self._buffer) else None
+            values = gather(self.array, rows, out)
         else:
             values = gather(self.array, np.array([index]))[0]
         self.load_ns += time.perf_counter_ns() - start
