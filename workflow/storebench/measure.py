@@ -170,9 +170,6 @@ def _discard(path: Path, trash: Path) -> None:
     os.replace(path, tempfile.mkdtemp(prefix="old.", dir=trash) + "/store")
 
 
-WARM_MAX = 1 << 30  # bytes of free memory warmed before a store
-
-
 def warm_free_memory(size: int) -> None:
     """Touch ``size`` bytes of fresh memory and free them again.
 
@@ -180,7 +177,8 @@ def warm_free_memory(size: int) -> None:
     first time (about 0.5 GB/s, REFERENCE.md), and a new store's page cache is
     such memory: a 300 MB store took 0.08 or 0.35 s depending on whether the
     kernel had recently freed pages at hand. Freeing just-touched pages right
-    before the clock starts gives every store the same, warm, start.
+    before the clock starts gives every store the same, warm, start. Callers
+    warm up to one chunk's store, so a job's memory stays bounded.
     """
     scratch = np.empty(size, np.uint8)
     scratch.fill(1)
@@ -222,7 +220,7 @@ def measure_store(
         target = _fresh_dir(out.parent, f".{out.name}.store.")
         sync_filesystem(target)  # start with no dirty pages of earlier work
         latency, waited = quiet.wait()
-        warm_free_memory(min(diskspace.store_bytes(fmt, len(images)), WARM_MAX))
+        warm_free_memory(diskspace.store_bytes(fmt, min(len(images), chunks.CHUNK)))
         source.load_ns = 0
         start = time.perf_counter_ns()
         fmt.write(target, source, labels)
