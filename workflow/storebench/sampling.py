@@ -1,0 +1,146 @@
+"""Paired, adaptive sampling: a format and its reference, side by side in time.
+
+This host's speed drifts over tens of seconds by more than the differences we
+report, so two medians taken minutes apart cannot be compared. Every timed job
+therefore alternates its format (A) with a reference (B: the raw floor doing the
+same work) in one process, A B or B A, the first of each pair drawn at random,
+and keeps the ratio A/B of every pair: slow drift hits both halves of a pair.
+
+Beside each pair a fixed CPU workload (decoding the same in-memory PNGs every
+time) is timed, so a result says how fast the machine's CPU was while it was
+measured; the reference says the same for memory and I/O.
+
+Sampling is adaptive: pairs are taken until the 95% interval of the median
+ratio is within +/- ``precision`` of it (at least ``min_pairs``), or until
+``time_cap_s`` or ``max_pairs`` ends it first, which the result records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from storebench import stats
+
+log = logging.getLogger(__name__)
+
+NS = 1e-9
+
+# One timed operation: returns {measurement: seconds}, e.g. {"read_s": 0.05}.
+Trial = Callable[[], dict[str, float]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    """When a job stops taking pairs (config.yaml ``sampling``, ``repeats``)."""
+
+    min_pairs: int = 3
+    max_pairs: int = 200
+    precision: float = 0.05
+    time_cap_s: float = 30.0
+
+    @classmethod
+    def exactly(cls, pairs: int) -> Policy:
+        """Exactly ``pairs`` pairs, whatever the interval (tests, benchmarks)."""
+        return cls(min_pairs=pairs, max_pairs=pairs, precision=0.0, time_cap_s=0.0)
+
+
+class CpuProbe:
+    """A fixed CPU workload: decode the same in-memory PNGs (Pillow, one core).
+
+    The images are drawn from a fixed seed and encoded once; every call decodes
+    all of them, so its time says how fast this CPU runs right now.
+    """
+
+    IMAGES = 48
+
+    def __init__(self) -> None:
+        from PIL import Image
+
+        self._image = Image
+        rng = np.random.default_rng(12345)
+        pixels = rng.integers(0, 256, (self.IMAGES, 32, 32, 3), dtype=np.uint8)
+        pixels[:, :16] //= 8  # some structure, as photos have, not pure noise
+        self.payloads = []
+        for image in pixels:
+            buffer = io.BytesIO()
+            Image.fromarray(image).save(buffer, format="PNG")
+            self.payloads.append(buffer.getvalue())
+        self()  # untimed first call: code paths and caches warm
+
+    def __call__(self) -> float:
+        start = time.perf_counter_ns()
+        for payload in self.payloads:
+            self._image.open(io.BytesIO(payload)).load()
+        return (time.perf_counter_ns() - start) * NS
+
+
+def run_pairs(
+    trial: Trial,
+    reference: Trial,
+    policy: Policy,
+    seed: int = 0,
+    cpu: CpuProbe | None = None,
+    before_pair: Callable[[], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Alternate ``trial`` and ``reference`` in pairs until ``policy`` says stop.
+
+    The stopping test uses the first measurement ``trial`` returns. ``before_pair``
+    (e.g. a file-system probe) runs before each pair, off the clock; what it returns
+    is kept per pair. Returns the samples of both sides, the order of every pair,
+    the CPU probe's times and why sampling stopped.
+    """
+    cpu = cpu or CpuProbe()
+    rng = np.random.default_rng(seed)
+    samples: dict[str, list[float]] = {}
+    references: dict[str, list[float]] = {}
+    first: list[str] = []
+    cpu_s: list[float] = []
+    before: list[dict[str, Any]] = []
+    began = time.perf_counter()
+    stopped = "max_pairs"
+    while len(first) < policy.max_pairs:
+        if before_pair is not None:
+            before.append(before_pair())
+        order = ("format", "reference") if rng.random() < 0.5 else ("reference", "format")
+        sides = {"format": trial, "reference": reference}
+        values = {order[0]: sides[order[0]]()}
+        cpu_s.append(cpu())  # between the two halves: the same moment as both
+        values[order[1]] = sides[order[1]]()
+        for key, value in values["format"].items():
+            samples.setdefault(key, []).append(value)
+        for key, value in values["reference"].items():
+            references.setdefault(key, []).append(value)
+        first.append(order[0])
+        primary = next(iter(samples))
+        pairs = len(first)
+        log.info("pair %d (%s first): %s", pairs, order[0],
+                 ", ".join(f"{k} {samples[k][-1]:.4g} s / {references[k][-1]:.4g} s"
+                           for k in samples))  # fmt: skip
+        if pairs < policy.min_pairs:
+            continue
+        if stats.precise(stats.ratios(samples[primary], references[primary]), policy.precision):
+            stopped = "precision"
+            break
+        if time.perf_counter() - began >= policy.time_cap_s:
+            stopped = "time_cap"
+            break
+    return {
+        "samples": samples,
+        "reference_samples": references,
+        "first": first,
+        "cpu_s": cpu_s,
+        "sampling": {
+            **dataclasses.asdict(policy),
+            "pairs": len(first),
+            "stopped": stopped,
+            "elapsed_s": time.perf_counter() - began,
+        },
+        **({"before_pair": before} if before_pair is not None else {}),
+    }
