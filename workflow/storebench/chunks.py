@@ -13,6 +13,9 @@ kernel reclaims under pressure.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import itertools
 import mmap
 import os
 import resource
@@ -156,3 +159,74 @@ class Images:
             values = gather(self.array, np.array([index]))[0]
         self.load_ns += time.perf_counter_ns() - start
         return values
+
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+_preadv = _libc.preadv
+_preadv.restype = ctypes.c_ssize_t
+_preadv.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_longlong)
+IOV_MAX = min(os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 1024, 1024)
+MAX_GAP_BYTES = 8 * 1024  # a hole this small between wanted rows is read, not skipped
+
+
+def read_rows(fd: int, offset: int, indices: np.ndarray, out: np.ndarray) -> None:
+    """Read rows ``indices`` of a file of fixed-size rows starting at byte ``offset``
+    into ``out`` (row ``indices[k]`` into ``out[k]``), the fastest way a file is read.
+
+    The rows are visited in file order: sorted, with rows that are next to each other
+    in the file and in ``out`` merged into one piece, and pieces close together
+    (holes of at most :data:`MAX_GAP_BYTES`) read by one ``preadv`` call that
+    scatters each piece straight into its place in ``out`` (the holes go to a
+    scratch buffer). Consecutive indices thus cost one call for the whole run, a
+    shuffled full permutation one call per :data:`IOV_MAX` rows, and the kernel
+    sees a forward scan it can read ahead.
+    """
+    count = len(indices)
+    if count == 0:
+        return
+    if not out.flags.c_contiguous or len(out) != count:
+        raise ValueError("out must be a C-contiguous array of one row per index")
+    row = out[0].nbytes
+    order = np.argsort(indices, kind="stable")
+    rows = np.asarray(indices, dtype=np.int64)[order]
+    # Pieces: runs adjacent both in the file and in out.
+    joined = (np.diff(rows) == 1) & (np.diff(order) == 1)
+    starts = np.r_[0, np.flatnonzero(~joined) + 1]
+    lengths = np.diff(np.r_[starts, count])
+    first_row, first_out = rows[starts], order[starts]
+    gap = first_row[1:] - (first_row[:-1] + lengths[:-1])  # rows between pieces
+    max_gap = max(0, MAX_GAP_BYTES // row)
+    bridged = (gap > 0) & (gap <= max_gap)
+    junk = np.empty(max(1, int(gap[bridged].max(initial=0))) * row, np.uint8)
+    # Entries: every piece, and a scratch entry after each bridged piece, interleaved.
+    pieces = len(starts)
+    addr = np.zeros(2 * pieces - 1, np.uint64)
+    size = np.zeros(2 * pieces - 1, np.uint64)
+    addr[0::2] = out.ctypes.data + first_out.astype(np.uint64) * row
+    size[0::2] = lengths.astype(np.uint64) * row
+    addr[1::2] = junk.ctypes.data
+    size[1::2] = np.where(bridged, gap, 0).astype(np.uint64) * row
+    file_row = np.zeros(2 * pieces - 1, np.int64)
+    file_row[0::2] = first_row
+    keep = size > 0
+    # A new call where the next piece does not follow on in the file.
+    breaks = np.zeros(2 * pieces - 1, bool)
+    breaks[0] = True
+    breaks[2::2] = ~((gap == 0) | bridged)
+    addr, size, file_row, breaks = addr[keep], size[keep], file_row[keep], breaks[keep]
+    call_starts = [*np.flatnonzero(breaks).tolist(), len(addr)]
+    iov = np.empty((len(addr), 2), np.uint64)
+    iov[:, 0], iov[:, 1] = addr, size
+    base = iov.ctypes.data
+    for lo, hi in itertools.pairwise(call_starts):
+        position = offset + int(file_row[lo]) * row
+        for part in range(lo, hi, IOV_MAX):
+            end = min(part + IOV_MAX, hi)
+            wanted = int(size[part:end].sum())
+            got = _preadv(fd, base + part * 16, end - part, position)
+            if got != wanted:
+                error = ctypes.get_errno() if got < 0 else 0
+                raise OSError(error, f"short read ({got} of {wanted} bytes at {position}); "
+                                     "the file is shorter than its header says")  # fmt: skip
+            position += wanted
+    del junk

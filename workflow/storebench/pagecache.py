@@ -9,6 +9,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
+
 PAGE = mmap.PAGESIZE
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 _libc.mmap.restype = ctypes.c_void_p
@@ -30,18 +32,31 @@ def evict(files: Iterable[Path]) -> None:
             os.close(fd)
 
 
-def _resident_pages(fd: int, size: int) -> int:
+def _resident_pages(fd: int, size: int, offset: int = 0) -> int:
+    """Pages of ``size`` bytes from ``offset`` (rounded out to pages) in the page cache."""
+    start = offset - offset % PAGE
+    size += offset - start
     pages = (size + PAGE - 1) // PAGE
-    addr = _libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+    addr = _libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, start)
     if addr in (None, _MAP_FAILED):
         raise OSError(ctypes.get_errno(), "mmap failed")
     try:
         vec = (ctypes.c_ubyte * pages)()
         if _libc.mincore(addr, size, vec) != 0:
             raise OSError(ctypes.get_errno(), "mincore failed")
-        return sum(1 for v in vec if v & 1)
+        return int(np.count_nonzero(np.frombuffer(vec, np.uint8) & 1))
     finally:
         _libc.munmap(addr, size)
+
+
+def resident_fraction(fd: int, offset: int, size: int) -> float:
+    """Fraction (0..1) of the pages holding bytes ``offset..offset+size`` of an open file
+    that are in the page cache."""
+    if size <= 0:
+        return 1.0
+    start = offset - offset % PAGE
+    total = (size + offset - start + PAGE - 1) // PAGE
+    return _resident_pages(fd, size, offset) / total
 
 
 def residency(files: Iterable[Path]) -> float:
@@ -58,3 +73,12 @@ def residency(files: Iterable[Path]) -> float:
         finally:
             os.close(fd)
     return resident / total if total else 0.0
+
+
+def load(files: Iterable[Path], block: int = 1 << 20) -> None:
+    """Read every file once, so its pages are in the page cache (an untimed warm-up)."""
+    buffer = bytearray(block)
+    for path in files:
+        with open(path, "rb", buffering=0) as handle:
+            while handle.readinto(buffer):
+                pass
