@@ -38,7 +38,7 @@ def _dataset(folder: Path, n: int, seed: int = 11) -> tuple[np.ndarray, np.ndarr
 
 
 def quiet(folder: Path) -> measure.QuietFilesystem:
-    return measure.QuietFilesystem(folder, max_create_us=1e9, max_wait_s=0)
+    return measure.QuietFilesystem(folder, max_wait_s=0)
 
 
 def test_spans_cover_everything_once() -> None:

@@ -28,7 +28,7 @@ def data() -> tuple[np.ndarray, np.ndarray]:
 
 
 def quiet(folder: Path) -> measure.QuietFilesystem:
-    return measure.QuietFilesystem(folder, max_create_us=1e9, max_wait_s=0)
+    return measure.QuietFilesystem(folder, max_wait_s=0)
 
 
 def test_store_keeps_every_sample_and_the_last_store(data, tmp_path: Path) -> None:
@@ -54,10 +54,30 @@ def test_store_keeps_every_sample_and_the_last_store(data, tmp_path: Path) -> No
     )
     assert len(result["filesystem_probe"]) == 3
     assert all(p["create_latency_us"] > 0 for p in result["filesystem_probe"])
-    # The store holds the images; the other repeats went to the trash, not deleted.
+    # Every pair: the format's store and the reference's, each timed.
+    assert len(result["reference_samples"]["store_s"]) == 3
+    assert set(result["first"]) <= {"format", "reference"} and len(result["first"]) == 3
+    assert len(result["cpu_s"]) == 3 and min(result["cpu_s"]) > 0
+    assert result["sampling"]["pairs"] == 3
+    # The store holds the images; the other copies (few files each) were deleted now,
+    # and nothing of the reference's copies is left beside the store.
     assert sorted(p.name for p in out.iterdir()) == sorted([f"{i}.png" for i in range(N)] + ["labels.csv"])  # fmt: skip
-    assert len(list(trash.iterdir())) == 4  # 2 repeats, the old store, the killed copy
+    assert not trash.exists() or not list(trash.iterdir())
     assert sorted(p.name for p in out.parent.iterdir()) == ["4", "40"]  # "4" is not ours
+
+
+def test_a_store_of_many_files_goes_to_the_trash(data, tmp_path: Path, monkeypatch) -> None:
+    images, labels = data
+    monkeypatch.setattr(measure, "FEW_FILES", 10)  # 40 PNG files are "many" here
+    fmt = make_format("png", {"kind": "png"})
+    out, trash = tmp_path / "stores" / "png" / "40", tmp_path / "trash"
+    reference = make_format("raw", {"kind": "npy"})  # 2 files: deleted at once
+    _, staged = measure.measure_store(fmt, images, labels, out, trash, 3, quiet(out.parent),
+                                      reference=reference)  # fmt: skip
+    kept = list(trash.iterdir())
+    assert len(kept) == 2  # the format's 2 superseded copies; the floor's never
+    assert all(len(list((k / "store").iterdir())) == N + 1 for k in kept)
+    assert sorted(p.name for p in out.parent.iterdir()) == [staged.name]
 
 
 @pytest.mark.parametrize("kind", ["hdf5", "png", "lmdb"])

@@ -2,6 +2,8 @@
 
 Clock: ``time.perf_counter_ns`` around the operation only. Every sample is
 kept. Every read is validated against the dataset outside the timed region.
+Every job measures its format paired with a reference (the raw floor doing the
+same work) in the same process, alternating (:mod:`storebench.sampling`).
 """
 
 from __future__ import annotations
@@ -9,8 +11,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import hashlib
+import json
 import logging
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -24,6 +28,8 @@ from storebench import chunks, diskspace, pagecache
 from storebench.chunks import Images, gather, sample_memory, spans
 from storebench.errors import StorebenchError
 from storebench.formats import Format
+from storebench.sampling import CpuProbe, Policy, run_pairs
+from storebench.stats import summarize  # noqa: F401 - kept importable from here
 
 log = logging.getLogger(__name__)
 
@@ -76,45 +82,66 @@ def create_latency_us(folder: Path, files: int = 500) -> float:
 
 
 class QuietFilesystem:
-    """Waits (a bounded total time) until file creation is at its normal speed."""
+    """Waits (a bounded total time) until file creation is back at this machine's quiet level.
 
-    def __init__(self, folder: Path, max_create_us: float, max_wait_s: float):
+    The quiet level is the lowest creation latency seen so far in this run (kept in
+    ``baseline``, a small JSON file every store job of the run shares) or in this
+    job; file creation counts as slow above ``factor`` times it (and at least
+    ``QUIET_MARGIN_US`` above it). A store waits in short steps while it is slow,
+    at most ``max_wait_s`` per job in all, then is timed anyway with the probe
+    recorded (the paired reference store is taken in the same state).
+    """
+
+    QUIET_MARGIN_US = 20.0
+    STEP_S = 0.5
+
+    def __init__(self, folder: Path, max_wait_s: float, factor: float = 3.0,
+                 baseline: Path | None = None) -> None:  # fmt: skip
         self.folder = Path(folder)
-        self.max_create_us = max_create_us
+        self.factor = factor
         self.budget_s = max_wait_s
+        self.baseline = Path(baseline) if baseline else None
+        self.quiet_us = self._load()
 
-    def wait(self) -> tuple[float, float]:
-        """Return (create latency in us, seconds waited) just before a timed store."""
+    def _load(self) -> float:
+        if self.baseline is None or not self.baseline.is_file():
+            return float("inf")
+        try:
+            return float(json.loads(self.baseline.read_text())["create_latency_us"])
+        except (ValueError, KeyError, TypeError):
+            return float("inf")
+
+    def _note(self, latency: float) -> None:
+        if latency < self.quiet_us:
+            self.quiet_us = latency
+            if self.baseline is not None:
+                self.baseline.parent.mkdir(parents=True, exist_ok=True)
+                tmp = self.baseline.with_name(f".{self.baseline.name}.{os.getpid()}")
+                tmp.write_text(json.dumps({"create_latency_us": latency}))
+                os.replace(tmp, self.baseline)
+
+    def threshold_us(self) -> float:
+        return max(self.factor * self.quiet_us, self.quiet_us + self.QUIET_MARGIN_US)
+
+    def wait(self) -> dict[str, float]:
+        """Probe (and wait while slow) just before a timed store; what was found."""
         waited = 0.0
         latency = create_latency_us(self.folder)
-        while latency > self.max_create_us and self.budget_s > 0:
-            pause = min(5.0, self.budget_s)
+        self._note(latency)
+        while latency > self.threshold_us() and self.budget_s > 0:
+            pause = min(self.STEP_S, self.budget_s)
             time.sleep(pause)
             self.budget_s -= pause
             waited += pause
             latency = create_latency_us(self.folder)
-        if latency > self.max_create_us:
-            log.warning(
-                "file creation is slow (%.0f us > %.0f us) and did not recover in time; "
-                "the store timing includes it (recorded as create_latency_us)",
-                latency,
-                self.max_create_us,
-            )
-        return latency, waited
-
-
-def summarize(samples: list[float]) -> dict[str, float]:
-    """Median, quartiles and range of a list of samples."""
-    array = np.asarray(samples, dtype=float)
-    q1, median, q3 = np.percentile(array, [25, 50, 75])
-    return {
-        "median": float(median),
-        "q1": float(q1),
-        "q3": float(q3),
-        "min": float(array.min()),
-        "max": float(array.max()),
-        "cv": float(array.std() / array.mean()) if array.mean() else 0.0,
-    }
+            self._note(latency)
+        slow = latency > self.threshold_us()
+        if slow:
+            log.warning("file creation is slow (%.0f us > %.0f us, 3x this run's quiet level) "
+                        "and did not recover in time; timing the store anyway", latency,
+                        self.threshold_us())  # fmt: skip
+        return {"create_latency_us": latency, "threshold_us": self.threshold_us(),
+                "waited_s": waited, "slow": slow}  # fmt: skip
 
 
 def checksum(images: np.ndarray, labels: np.ndarray) -> str:
@@ -160,12 +187,22 @@ def _fresh_dir(parent: Path, prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
 
 
-def _discard(path: Path, trash: Path) -> None:
-    """Move ``path`` into ``trash`` instead of deleting it now.
+# A store of at most this many files is deleted at once; a bigger one goes to the trash.
+FEW_FILES = 64
 
-    Deleting many files slows later file creation for minutes; the trash is
-    emptied when the whole workflow is done.
+
+def _discard(path: Path, trash: Path) -> None:
+    """Remove a store ``path`` without slowing later stores down.
+
+    Deleting many files slows file creation for minutes (ext4), so a store of many
+    files (PNG) is moved into ``trash``, emptied when the whole workflow is done; a
+    store of a few files (one big file, an LMDB environment) is deleted now, so that
+    repeated copies of large stores do not fill the disk.
     """
+    path = Path(path)
+    if sum(1 for _ in zip(path.rglob("*"), range(FEW_FILES + 1), strict=False)) <= FEW_FILES:
+        shutil.rmtree(path)
+        return
     trash.mkdir(parents=True, exist_ok=True)
     os.replace(path, tempfile.mkdtemp(prefix="old.", dir=trash) + "/store")
 
@@ -185,42 +222,13 @@ def warm_free_memory(size: int) -> None:
     del scratch
 
 
-def measure_store(
-    fmt: Format,
-    images: np.ndarray,
-    labels: np.ndarray,
-    out: Path,
-    trash: Path,
-    repeats: int,
-    quiet: QuietFilesystem,
-) -> tuple[dict[str, Any], Path]:
-    """Write the store ``repeats`` times, each into a new empty folder; keep the last.
+def _store_trial(fmt: Format, source: Images, labels: np.ndarray, parent: Path,
+                 prefix: str, copies: list[Path]) -> Callable[[], dict[str, float]]:  # fmt: skip
+    """One timed store of ``fmt`` into a new empty folder under ``parent`` (kept in ``copies``)."""
 
-    The format pulls the images a chunk at a time (:class:`Images`); the time it
-    takes to load them from the dataset is recorded as ``source_s`` and left out
-    of ``store_s`` and ``store_durable_s``.
-
-    Returns the result and the hidden folder holding the kept copy: the caller
-    saves the result and then renames that folder to ``out``, so the store
-    appears last and a job killed at any point leaves no ``out`` to trust.
-    An existing ``out`` and folders left by a killed job go to the trash first.
-    """
-    out, trash = Path(out), Path(trash)
-    for old in [out, *out.parent.glob(f".{out.name}.store.*")]:
-        if old.exists():
-            log.info("discarding %s (an earlier or interrupted store)", old)
-            _discard(old, trash)
-    write_s: list[float] = []
-    durable_s: list[float] = []
-    source_s: list[float] = []
-    probes: list[dict[str, float]] = []
-    previous: Path | None = None
-    source = Images(images)  # its chunk buffer is allocated and touched once, here
-    for repeat in range(repeats):
-        target = _fresh_dir(out.parent, f".{out.name}.store.")
-        sync_filesystem(target)  # start with no dirty pages of earlier work
-        latency, waited = quiet.wait()
-        warm_free_memory(diskspace.store_bytes(fmt, min(len(images), chunks.CHUNK)))
+    def trial() -> dict[str, float]:
+        target = _fresh_dir(parent, prefix)
+        warm_free_memory(diskspace.store_bytes(fmt, min(len(source), chunks.CHUNK)))
         source.load_ns = 0
         start = time.perf_counter_ns()
         fmt.write(target, source, labels)
@@ -228,21 +236,73 @@ def measure_store(
         sync_filesystem(target)
         durable = time.perf_counter_ns()
         sample_memory()  # what the job still maps after a write (a writemap LMDB: its pages)
-        write_s.append((written - start - source.load_ns) * NS)
-        durable_s.append((durable - start - source.load_ns) * NS)
-        source_s.append(source.load_ns * NS)
-        probes.append({"create_latency_us": latency, "waited_s": waited})
-        log.info("repeat %d: write %.4f s, durable %.4f s", repeat, write_s[-1], durable_s[-1])
-        if previous is not None:
-            _discard(previous, trash)
-        previous = target
-    assert previous is not None
-    result = {
-        "samples": {"store_s": write_s, "store_durable_s": durable_s},
-        "source_s": source_s,
-        "filesystem_probe": probes,
-    }
-    return result, previous
+        copies.append(target)
+        return {"store_s": (written - start - source.load_ns) * NS,
+                "store_durable_s": (durable - start - source.load_ns) * NS,
+                "source_s": source.load_ns * NS}  # fmt: skip
+
+    return trial
+
+
+def measure_store(
+    fmt: Format,
+    images: np.ndarray,
+    labels: np.ndarray,
+    out: Path,
+    trash: Path,
+    repeats: int | None,
+    quiet: QuietFilesystem,
+    *,
+    reference: Format | None = None,
+    policy: Policy | None = None,
+    seed: int = 0,
+) -> tuple[dict[str, Any], Path]:
+    """Write the store in pairs with a ``reference`` store (the floor; default: the
+    format itself), each into a new empty folder; keep the format's last copy.
+
+    Before each pair, every earlier write is made durable (syncfs) and file creation
+    is probed (and waited for, bounded) until it is at this run's quiet level. The
+    format pulls the images a chunk at a time (:class:`Images`); the time it takes to
+    load them from the dataset is recorded as ``source_s`` and left out of
+    ``store_s`` and ``store_durable_s``.
+
+    Returns the result and the hidden folder holding the kept copy: the caller
+    saves the result and then renames that folder to ``out``, so the store
+    appears last and a job killed at any point leaves no ``out`` to trust.
+    An existing ``out`` and folders left by a killed job go to the trash first.
+    """
+    out, trash = Path(out), Path(trash)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for old in [out, *out.parent.glob(f".{out.name}.store.*"),
+                *out.parent.glob(f".{out.name}.reference.*")]:  # fmt: skip
+        if old.exists():
+            log.info("discarding %s (an earlier or interrupted store)", old)
+            _discard(old, trash)
+    policy = policy or Policy.exactly(repeats or 1)
+    source = Images(images)  # its chunk buffer is allocated and touched once, here
+    kept: list[Path] = []
+    references: list[Path] = []
+    trial = _store_trial(fmt, source, labels, out.parent, f".{out.name}.store.", kept)
+    floor = _store_trial(reference or fmt, source, labels, out.parent,
+                         f".{out.name}.reference.", references)  # fmt: skip
+
+    def before_pair() -> dict[str, Any]:
+        while len(kept) > 1:  # only the last copy of the format is kept
+            _discard(kept.pop(0), trash)
+        while references:
+            _discard(references.pop(), trash)
+        sync_filesystem(out.parent)  # start with no dirty pages of earlier work
+        return quiet.wait()
+
+    result = run_pairs(trial, floor, policy, seed, before_pair=before_pair)
+    while references:
+        _discard(references.pop(), trash)
+    while len(kept) > 1:
+        _discard(kept.pop(0), trash)
+    result["filesystem_probe"] = result.pop("before_pair")
+    result["source_s"] = result["samples"].pop("source_s")
+    result["reference_samples"].pop("source_s")
+    return result, kept[0]
 
 
 CACHES = ("warm", "cold")
@@ -314,34 +374,24 @@ class ChunkedCheck:
         return digest.hexdigest()
 
 
-def measure_read(
+def _read_trial(
     fmt: Format,
     store: Path,
-    images: np.ndarray,
-    labels: np.ndarray,
     indices: np.ndarray,
     cache: str,
-    repeats: int,
-) -> dict[str, Any]:
-    """Open the store, read ``indices`` into a preallocated buffer, close; ``repeats`` times.
+    check: ChunkedCheck,
+    resident: list[float],
+    sums: list[str],
+) -> Callable[[], dict[str, float]]:
+    """One timed read of ``indices`` from ``store``: open, read into the check's buffer, close.
 
-    ``warm``: one untimed warm-up read first. ``cold``: before every repeat each
-    file of the store is flushed and evicted from the page cache. Either way the
-    fraction of the store's pages in the cache is measured (mincore) right before
-    each timed read, and every read is validated after the clock stops.
-
-    Above :data:`CHUNK` images the store is read a chunk of indices at a time into
-    one chunk-sized buffer (the reader stays open); the clock stops while each
-    chunk is validated.
+    Cold: every file of the store is evicted first. The residency right before the
+    read goes to ``resident``; the read is validated (off the clock) and its
+    checksum goes to ``sums``.
     """
-    if cache not in CACHES:
-        raise StorebenchError(f"unknown cache state {cache!r}; choose one of {CACHES}")
-    check = ChunkedCheck(images, labels, indices, f"read of {store}")
     files = fmt.files(store)
-    samples: list[float] = []
-    resident: list[float] = []
-    warmup = 1 if cache == "warm" else 0
-    for repeat in range(warmup + repeats):
+
+    def trial() -> dict[str, float]:
         check.clear()
         check.restart()
         if cache == "cold":
@@ -360,22 +410,68 @@ def measure_read(
                     start = time.perf_counter_ns()
         finally:
             reader.close()
-        elapsed = (elapsed + time.perf_counter_ns() - start) * NS
+        elapsed += time.perf_counter_ns() - start
         if check.spans:
             check.check(*check.spans[-1])
-        if repeat >= warmup:
-            samples.append(elapsed)
-            resident.append(fraction)
-            log.info("%s read %d: %.4f s (%.1f%% cached before)", cache, repeat, elapsed,
-                     100 * fraction)  # fmt: skip
-    verified = cache_verified(cache, resident)
+        resident.append(fraction)
+        sums.append(check.checksum())
+        return {"read_s": elapsed * NS}
+
+    return trial
+
+
+def measure_read(
+    fmt: Format,
+    store: Path,
+    images: np.ndarray,
+    labels: np.ndarray,
+    indices: np.ndarray,
+    cache: str,
+    repeats: int | None = None,
+    *,
+    reference: tuple[Format, Path] | None = None,
+    policy: Policy | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Open the store, read ``indices`` into a preallocated buffer, close: in pairs with
+    the same read of a ``reference`` store (the floor; default: the store itself).
+
+    ``warm``: one untimed warm-up read of each first. ``cold``: before every read each
+    file of its store is flushed and evicted from the page cache. Either way the
+    fraction of the store's pages in the cache is measured (mincore) right before
+    each timed read, and every read is validated after the clock stops.
+
+    Above :data:`CHUNK` images the store is read a chunk of indices at a time into
+    one chunk-sized buffer (the reader stays open); the clock stops while each
+    chunk is validated.
+    """
+    if cache not in CACHES:
+        raise StorebenchError(f"unknown cache state {cache!r}; choose one of {CACHES}")
+    policy = policy or Policy.exactly(repeats or 1)
+    ref_fmt, ref_store = reference or (fmt, store)
+    check = ChunkedCheck(images, labels, indices, f"read of {store}")
+    resident: list[float] = []
+    ref_resident: list[float] = []
+    sums: list[str] = []
+    ref_sums: list[str] = []
+    trial = _read_trial(fmt, Path(store), indices, cache, check, resident, sums)
+    floor = _read_trial(ref_fmt, Path(ref_store), indices, cache, check, ref_resident, ref_sums)
+    if cache == "warm":  # untimed warm-up reads: both stores in the page cache
+        trial()
+        floor()
+        del resident[:], ref_resident[:], sums[:], ref_sums[:]
+    result = run_pairs(trial, floor, policy, seed)
+    if set(sums) != set(ref_sums) or len(set(sums)) != 1:
+        raise StorebenchError(f"read of {store}: reads of the same images gave different "
+                              "checksums; a reader is wrong")  # fmt: skip
     return {
         "cache": cache,
-        "cache_verified": verified,
+        "cache_verified": cache_verified(cache, resident + ref_resident),
         "residency_before": resident,
+        "reference_residency_before": ref_resident,
         "chunk_images": check.size,
-        "samples": {"read_s": samples},
-        "checksum": check.checksum(),
+        **result,
+        "checksum": sums[-1],
     }
 
 
@@ -385,41 +481,82 @@ def measure_latency(
     images: np.ndarray,
     labels: np.ndarray,
     indices: np.ndarray,
+    *,
+    reference: tuple[Format, Path] | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """Time single-image reads at ``indices`` (warm cache), two ways.
+    """Time single-image reads at ``indices`` (warm cache), two ways, each paired with
+    the same read from a ``reference`` store (the floor; default: the store itself).
 
     ``open_read_close``: open the store, read one image, close (the article's
     single read). ``lookup``: read one image from a store opened once (what a
-    data loader does). Every image read is validated after the clock stops.
+    data loader does). For every index the format and the reference read it one
+    after the other, in a random order. Every image read is validated after the
+    clock stops. The CPU probe is timed every :data:`CPU_EVERY` images.
     """
-    image, label = np.empty((1, 32, 32, 3), np.uint8), np.empty(1, np.uint8)
-    open_read_close: list[float] = []
-    lookup: list[float] = []
+    ref_fmt, ref_store = reference or (fmt, store)
+    sides = {"format": (fmt, Path(store)), "reference": (ref_fmt, Path(ref_store))}
+    image = np.empty((1, *images.shape[1:]), np.uint8)
+    label = np.empty(1, np.uint8)
+    rng = np.random.default_rng(seed)
+    orders = [("format", "reference") if rng.random() < 0.5 else ("reference", "format")
+              for _ in range(len(indices))]  # fmt: skip
+    cpu = CpuProbe()
+    cpu_s: list[float] = []
+    times: dict[str, dict[str, list[float]]] = {side: {} for side in sides}
 
-    def check(index: np.ndarray) -> None:
+    def check(index: np.ndarray, what: str) -> None:
         # gather: faulting scattered rows of the mapped dataset in would leave GBs resident
-        validate(image, label, gather(images, index), labels[index], f"single read of {store}")
+        validate(image, label, gather(images, index), labels[index], f"single read of {what}")
 
-    with fmt.open(store) as reader:  # untimed warm-up: every sampled image is cached
-        for index in indices.tolist():
-            reader.read_into(np.array([index]), image, label)
-    for index in indices.tolist():
-        one = np.array([index])
-        image.fill(0)
+    for side_fmt, side_store in sides.values():  # untimed warm-up: every image cached
+        with side_fmt.open(side_store) as reader:
+            for index in indices.tolist():
+                reader.read_into(np.array([index]), image, label)
+
+    def one(reader_of: Any, mode: str) -> None:
+        for k, index in enumerate(indices.tolist()):
+            if k % CPU_EVERY == 0:
+                cpu_s.append(cpu())
+            single = np.array([index])
+            for side in orders[k]:
+                image.fill(0)
+                elapsed = reader_of(side, single)
+                times[side].setdefault(mode, []).append(elapsed)
+                check(single, str(sides[side][1]))
+
+    def open_read_close(side: str, single: np.ndarray) -> float:
+        side_fmt, side_store = sides[side]
         start = time.perf_counter_ns()
-        with fmt.open(store) as reader:
-            reader.read_into(one, image, label)
-        open_read_close.append((time.perf_counter_ns() - start) * NS)
-        check(one)
-    with fmt.open(store) as reader:
-        for index in indices.tolist():
-            one = np.array([index])
-            image.fill(0)
+        with side_fmt.open(side_store) as reader:
+            reader.read_into(single, image, label)
+        return (time.perf_counter_ns() - start) * NS
+
+    one(open_read_close, "open_read_close_s")
+    readers = {"format": fmt.open(store)}
+    # One store paired with itself shares one reader (LMDB opens an environment once).
+    same = sides["reference"] == sides["format"]
+    readers["reference"] = readers["format"] if same else ref_fmt.open(ref_store)
+    try:
+
+        def lookup(side: str, single: np.ndarray) -> float:
             start = time.perf_counter_ns()
-            reader.read_into(one, image, label)
-            lookup.append((time.perf_counter_ns() - start) * NS)
-            check(one)
-    return {"samples": {"open_read_close_s": open_read_close, "lookup_s": lookup}}
+            readers[side].read_into(single, image, label)
+            return (time.perf_counter_ns() - start) * NS
+
+        one(lookup, "lookup_s")
+    finally:
+        for reader in {id(r): r for r in readers.values()}.values():
+            reader.close()
+    return {
+        "samples": times["format"],
+        "reference_samples": times["reference"],
+        "first": [order[0] for order in orders],
+        "cpu_s": cpu_s,
+    }
+
+
+CPU_EVERY = 100
 
 
 def measure_single(
@@ -427,25 +564,36 @@ def measure_single(
     image: np.ndarray,
     label: np.ndarray,
     scratch: Path,
-    repeats: int,
+    repeats: int | None = None,
+    *,
+    reference: Format | None = None,
+    policy: Policy | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """The article's single-image case: store image 0 on its own, then read it back."""
+    """The article's single-image case: store image 0 on its own, then read it back;
+    in pairs with the same for a ``reference`` format (the floor; default: itself)."""
     scratch = Path(scratch)
     images, labels = image[None], label[None]
     index = np.zeros(1, dtype=np.int64)
     out_images, out_labels = np.empty_like(images), np.empty_like(labels)
-    store_s: list[float] = []
-    read_s: list[float] = []
-    for _ in range(repeats):
-        target = _fresh_dir(scratch, "single.")
-        start = time.perf_counter_ns()
-        fmt.write(target, images, labels)
-        store_s.append((time.perf_counter_ns() - start) * NS)
-        out_images.fill(0)
-        out_labels.fill(255)
-        start = time.perf_counter_ns()
-        with fmt.open(target) as reader:
-            reader.read_into(index, out_images, out_labels)
-        read_s.append((time.perf_counter_ns() - start) * NS)
-        validate(out_images, out_labels, images, labels, f"single-image read of {target}")
-    return {"samples": {"single_store_s": store_s, "single_read_s": read_s}}
+
+    def single(side_fmt: Format) -> Callable[[], dict[str, float]]:
+        def trial() -> dict[str, float]:
+            target = _fresh_dir(scratch, "single.")
+            start = time.perf_counter_ns()
+            side_fmt.write(target, images, labels)
+            stored = (time.perf_counter_ns() - start) * NS
+            out_images.fill(0)
+            out_labels.fill(255)
+            start = time.perf_counter_ns()
+            with side_fmt.open(target) as reader:
+                reader.read_into(index, out_images, out_labels)
+            read = (time.perf_counter_ns() - start) * NS
+            validate(out_images, out_labels, images, labels, f"single-image read of {target}")
+            shutil.rmtree(target)
+            return {"single_store_s": stored, "single_read_s": read}
+
+        return trial
+
+    return run_pairs(single(fmt), single(reference or fmt),
+                     policy or Policy.exactly(repeats or 1), seed)

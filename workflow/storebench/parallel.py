@@ -17,6 +17,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from storebench import chunks, cifar, pagecache
 from storebench.errors import StorebenchError
 from storebench.formats import Format
 from storebench.measure import CACHES, NS, ChunkedCheck, cache_verified
+from storebench.sampling import Policy, run_pairs
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +39,21 @@ def shards(indices: np.ndarray, workers: int) -> list[np.ndarray]:
     return [np.ascontiguousarray(s) for s in np.array_split(indices, workers)]
 
 
-def _worker(fmt: Format, store: Path, images_path: Path, labels_path: Path,
+def _worker(targets: list[tuple[Format, Path]], images_path: Path, labels_path: Path,
             shard: np.ndarray, size: int, barrier: Any,
             conn: multiprocessing.connection.Connection) -> None:  # fmt: skip
-    """Serve timed rounds of reads of ``shard`` (``size`` indices each) until the parent
-    sends ``None``; round 0 opens the store, the last round closes it."""
+    """Serve timed rounds of reads of ``shard`` (``size`` indices each) from one of
+    ``targets`` (the format's store, the reference's) until the parent sends ``None``;
+    a read's round 0 opens its store, its last round closes it."""
     try:
         images, labels = cifar.load_dataset(images_path, labels_path)
-        check = ChunkedCheck(images, labels, shard, f"parallel read of {store}", size)
+        check = ChunkedCheck(images, labels, shard, "parallel read", size)
         reader = None
         conn.send(("ready", None))
         while (command := _next_command(conn)) is not None:
-            round_, rounds = command
+            target, round_, rounds = command
+            fmt, store = targets[target]
+            check.what = f"parallel read of {store}"
             lo, hi = check.spans[round_] if round_ < len(check.spans) else (len(shard),) * 2
             if round_ == 0:
                 check.restart()
@@ -102,56 +107,75 @@ def measure_parallel(
     indices: np.ndarray,
     workers: int,
     cache: str,
-    repeats: int,
+    repeats: int | None = None,
+    *,
+    reference: tuple[Format, Path] | None = None,
+    policy: Policy | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """Time ``workers`` processes reading disjoint shards of ``indices`` together."""
+    """Time ``workers`` processes reading disjoint shards of ``indices`` together, in
+    pairs with the same parallel read of a ``reference`` store (the floor; default:
+    the store itself), by the same worker processes."""
     if cache not in CACHES:
         raise StorebenchError(f"unknown cache state {cache!r}; choose one of {CACHES}")
     if workers < 1:
         raise StorebenchError(f"workers must be at least 1, not {workers}")
+    policy = policy or Policy.exactly(repeats or 1)
+    targets = [(fmt, Path(store)), reference or (fmt, Path(store))]
+    targets = [(f, Path(s)) for f, s in targets]
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(workers)
-    files = fmt.files(store)
     parts = shards(indices, workers)
     size = math.ceil(chunks.CHUNK / workers)  # all workers together hold about one chunk
     rounds = max(1, math.ceil(max(len(part) for part in parts) / size))
     pipes = [context.Pipe() for _ in parts]
     processes = []
     for part, (_, child) in zip(parts, pipes, strict=True):
-        args = (fmt, Path(store), Path(images_path), Path(labels_path), part, size, barrier,
-                child)  # fmt: skip
+        args = (targets, Path(images_path), Path(labels_path), part, size, barrier, child)
         processes.append(context.Process(target=_worker, args=args, daemon=True))
         processes[-1].start()
-    samples: list[float] = []
-    worker_s: list[list[float]] = []
-    resident: list[float] = []
-    sums: list[str] = []
-    pids: set[int] = set()
-    worker_memory: list[dict[str, float]] = []
-    try:
-        for parent, _ in pipes:
-            _receive(parent, "ready")
-        warmup = 1 if cache == "warm" else 0
-        for repeat in range(warmup + repeats):
+    record: list[dict[str, Any]] = [
+        {"worker_s": [], "resident": [], "sums": [], "pids": set(), "memory": []}
+        for _ in targets
+    ]
+
+    def trial_of(target: int) -> Callable[[], dict[str, float]]:
+        files = targets[target][0].files(targets[target][1])
+        seen = record[target]
+
+        def trial() -> dict[str, float]:
             if cache == "cold":
                 pagecache.evict(files)
             fraction = pagecache.residency(files)
             wall, busy = 0.0, np.zeros(workers)
             for round_ in range(rounds):
                 for parent, _ in pipes:
-                    parent.send((round_, rounds))
+                    parent.send((target, round_, rounds))
                 done = [_receive(parent, "done") for parent, _ in pipes]
                 wall += (max(d[1] for d in done) - min(d[0] for d in done)) * NS
                 busy += [(d[1] - d[0]) * NS for d in done]
-            worker_memory = [d[4] for d in done]
-            if repeat >= warmup:
-                samples.append(wall)
-                worker_s.append(busy.tolist())
-                resident.append(fraction)
-                sums = [d[2] for d in done]
-                pids = {d[3] for d in done}
-                log.info("%s read with %d workers %d: %.4f s (%.1f%% cached before)", cache,
-                         workers, repeat, wall, 100 * fraction)  # fmt: skip
+            seen["memory"] = [d[4] for d in done]
+            seen["worker_s"].append(busy.tolist())
+            seen["resident"].append(fraction)
+            seen["sums"] = [d[2] for d in done]
+            seen["pids"] |= {d[3] for d in done}
+            log.info("%s read of %s with %d workers: %.4f s (%.1f%% cached before)", cache,
+                     targets[target][1], workers, wall, 100 * fraction)  # fmt: skip
+            return {"read_s": wall}
+
+        return trial
+
+    try:
+        for parent, _ in pipes:
+            _receive(parent, "ready")
+        trial, floor = trial_of(0), trial_of(1)
+        if cache == "warm":  # untimed warm-up reads
+            trial()
+            floor()
+            for seen in record:
+                seen["worker_s"].clear()
+                seen["resident"].clear()
+        result = run_pairs(trial, floor, policy, seed)
         for parent, _ in pipes:
             parent.send(None)
     finally:
@@ -163,18 +187,23 @@ def measure_parallel(
             if process.is_alive():
                 process.kill()
                 process.join()
+    mine, ref = record
+    if mine["sums"] != ref["sums"]:
+        raise StorebenchError(f"parallel read of {store}: the reference read other images")
+    memory = mine["memory"] + ref["memory"]
     return {
         "cache": cache,
-        "cache_verified": cache_verified(cache, resident),
+        "cache_verified": cache_verified(cache, mine["resident"] + ref["resident"]),
         "workers": workers,
         "start_method": "spawn",
         "rounds": rounds,
-        "residency_before": resident,
-        "samples": {"read_s": samples},
-        "worker_read_s": worker_s,
-        "shard_checksums": sums,
-        "worker_pids": sorted(pids),
-        "worker_memory": {key: max(m[key] for m in worker_memory) for key in worker_memory[0]}
-        if worker_memory
+        "residency_before": mine["resident"],
+        "reference_residency_before": ref["resident"],
+        **result,
+        "worker_read_s": mine["worker_s"],
+        "shard_checksums": mine["sums"],
+        "worker_pids": sorted(mine["pids"]),
+        "worker_memory": {key: max(m[key] for m in memory) for key in memory[0]}
+        if memory
         else {},
     }

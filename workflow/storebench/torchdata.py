@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from storebench import chunks
+from storebench import chunks, pagecache
 from storebench.errors import StorebenchError
 from storebench.formats import Format, Reader
 from storebench.measure import NS, ChunkedCheck
+from storebench.sampling import Policy, run_pairs
 
 log = logging.getLogger(__name__)
 
@@ -93,14 +95,20 @@ def measure_epochs(
     indices: np.ndarray,
     batch_size: int,
     num_workers: int,
-    repeats: int,
+    repeats: int | None = None,
     start_method: str | None = None,
+    *,
+    reference: tuple[Format, Path] | None = None,
+    policy: Policy | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """Time full epochs over ``indices`` (a shuffled order) through a ``DataLoader``.
+    """Time full epochs over ``indices`` (a shuffled order) through a ``DataLoader``, in
+    pairs with the same epoch over a ``reference`` store (the floor; default: itself).
 
-    One untimed warm-up epoch, then ``repeats`` timed ones, each with a new
-    dataset and loader (workers start inside the timed region, as they do in
-    training without persistent workers). The loop copies every batch into a
+    Warm cache: every file of both stores is read once first, and one untimed
+    warm-up epoch of the reference runs the DataLoader's own code paths. Each epoch
+    has a new dataset and loader (workers start inside the timed region, as they do
+    in training without persistent workers). The loop copies every batch into a
     preallocated buffer, which is validated against the dataset after the clock stops.
 
     The buffer holds whole batches, up to :data:`CHUNK` images; a longer epoch
@@ -108,37 +116,53 @@ def measure_epochs(
     validated. Workers may prefetch during such a pause (at most
     ``2 * num_workers`` batches per buffer of ``CHUNK / batch_size`` batches).
     """
+    policy = policy or Policy.exactly(repeats or 1)
     chunk = max(batch_size, chunks.CHUNK // batch_size * batch_size)
     check = ChunkedCheck(images, labels, indices, f"DataLoader epoch over {store}", chunk)
-    samples: list[float] = []
     context = start_method if num_workers else None
-    for repeat in range(1 + repeats):
-        check.clear()
-        check.restart()
-        dataset = StoreDataset(fmt, store, len(images))
-        loader = DataLoader(dataset, batch_size=batch_size, sampler=indices.tolist(),
-                            num_workers=num_workers, multiprocessing_context=context)  # fmt: skip
-        paused = 0
-        start = time.perf_counter_ns()
-        done = filled = 0
-        for batch_images, batch_labels in loader:
-            count = len(batch_labels)
-            check.out_images[filled : filled + count] = batch_images.numpy()
-            check.out_labels[filled : filled + count] = batch_labels.numpy()
-            filled += count
-            if filled == check.size and done + filled < len(indices):
-                pause = time.perf_counter_ns()  # buffer full: validate it off the clock
-                check.check(done, done + filled)
-                done, filled = done + filled, 0
-                paused += time.perf_counter_ns() - pause
-        elapsed = (time.perf_counter_ns() - start - paused) * NS
-        dataset.close()
-        check.check(done, done + filled)
-        if done + filled != len(indices):
-            raise StorebenchError(f"the DataLoader gave {done + filled} of {len(indices)} images")
-        if repeat:
-            samples.append(elapsed)
-            log.info("epoch %d: %.4f s (%.0f images/s)", repeat, elapsed, len(indices) / elapsed)
+    sums: dict[int, str] = {}
+
+    def epoch_of(side_fmt: Format, side_store: Path) -> Callable[[], dict[str, float]]:
+        def epoch() -> dict[str, float]:
+            check.clear()
+            check.restart()
+            dataset = StoreDataset(side_fmt, side_store, len(images))
+            loader = DataLoader(dataset, batch_size=batch_size, sampler=indices.tolist(),
+                                num_workers=num_workers,
+                                multiprocessing_context=context)  # fmt: skip
+            paused = 0
+            start = time.perf_counter_ns()
+            done = filled = 0
+            for batch_images, batch_labels in loader:
+                count = len(batch_labels)
+                check.out_images[filled : filled + count] = batch_images.numpy()
+                check.out_labels[filled : filled + count] = batch_labels.numpy()
+                filled += count
+                if filled == check.size and done + filled < len(indices):
+                    pause = time.perf_counter_ns()  # buffer full: validate it off the clock
+                    check.check(done, done + filled)
+                    done, filled = done + filled, 0
+                    paused += time.perf_counter_ns() - pause
+            elapsed = (time.perf_counter_ns() - start - paused) * NS
+            dataset.close()
+            check.check(done, done + filled)
+            if done + filled != len(indices):
+                raise StorebenchError(f"the DataLoader gave {done + filled} of {len(indices)} "
+                                      f"images from {side_store}")  # fmt: skip
+            sums[id(side_store)] = check.checksum()
+            log.info("epoch over %s: %.4f s (%.0f images/s)", side_store, elapsed,
+                     len(indices) / elapsed)  # fmt: skip
+            return {"epoch_s": elapsed}
+
+        return epoch
+
+    ref_fmt, ref_store = reference or (fmt, store)
+    trial, floor = epoch_of(fmt, Path(store)), epoch_of(ref_fmt, Path(ref_store))
+    pagecache.load([*fmt.files(store), *ref_fmt.files(ref_store)])
+    floor()  # untimed: the DataLoader's code paths warm
+    result = run_pairs(trial, floor, policy, seed)
+    if len(set(sums.values())) != 1:
+        raise StorebenchError(f"DataLoader epochs over {store} and its reference differ")
     return {
         "cache": "warm",
         "batch_size": batch_size,
@@ -147,7 +171,7 @@ def measure_epochs(
         "start_method": (context or torch.multiprocessing.get_start_method())
         if num_workers
         else "main process",
-        "samples": {"epoch_s": samples},
-        "checksum": check.checksum(),
+        **result,
+        "checksum": next(iter(sums.values())),
         "torch": torch.__version__,
     }
