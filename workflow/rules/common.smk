@@ -39,6 +39,13 @@ DATASET = dict(
     meta=f"{RESULTS}/dataset/dataset.json",
 )
 FORMATS = list(config["formats"])
+# The reference every timed job pairs its format with: the raw floor (kind npy).
+FLOOR = next((f for f, o in FORMAT_OBJECTS.items() if o.kind == "npy"), None)
+if FLOOR is None:
+    raise WorkflowError(
+        "config.yaml: formats: no format of kind npy; every timing is paired with the "
+        "raw floor, so add one (e.g. raw: {kind: npy})"
+    )
 CUTOFFS = config["cutoffs"]
 CACHES = config["caches"]
 ORDERS = config["orders"]
@@ -99,6 +106,33 @@ def get_format_spec(wildcards):
     return json.dumps(config["formats"][wildcards.format])
 
 
+def get_paired_args(wildcards):
+    """The reference (the floor) and the sampling policy, for a timed job's command line."""
+    sampling = config["sampling"]
+    return (
+        f"--reference-format {FLOOR}"
+        f" --reference-spec {shlex.quote(json.dumps(config['formats'][FLOOR]))}"
+        f" --repeats {config['repeats']} --max-pairs {sampling['max_pairs']}"
+        f" --precision {sampling['precision']} --time-cap-s {sampling['time_cap_s']}"
+    )
+
+
+def get_reference_store(wildcards):
+    """The floor's store of the same n: what a read is paired with."""
+    return expand(rules.store.output.store, format=FLOOR, n=wildcards.n)
+
+
+def get_fingerprint(wildcards):
+    """The code, modules and library versions a timed job's numbers depend on: a
+    change reruns the job (Snakemake's params trigger) instead of reusing a stale result.
+    """
+    import storebench.results
+
+    return storebench.results.fingerprint(
+        FORMAT_OBJECTS[wildcards.format], FORMAT_OBJECTS[FLOOR]
+    )
+
+
 def get_table_inputs(wildcards):
     """Result files of one table, in config order of formats, then cutoffs."""
     # Each table is named after the rule whose results it summarises.
@@ -131,6 +165,11 @@ def get_table_columns(wildcards):
 def get_largest_store(wildcards):
     """The store of this format at the largest cutoff (for single-image latency)."""
     return expand(rules.store.output.store, format=wildcards.format, n=max(CUTOFFS))
+
+
+def get_largest_reference_store(wildcards):
+    """The floor's store at the largest cutoff (latency's reference)."""
+    return expand(rules.store.output.store, format=FLOOR, n=max(CUTOFFS))
 
 
 def get_figure_tables(wildcards):

@@ -2,6 +2,7 @@ rule read:
     input:
         **DATASET,
         store=rules.store.output.store,
+        reference=get_reference_store,
     output:
         result=f"{RESULTS}/measurements/read/{{format}}/{{n}}/{{cache}}-{{order}}.json",
     log:
@@ -16,12 +17,13 @@ rule read:
         bench=1,
     params:
         spec=get_format_spec,
-        repeats=config["repeats"],
+        paired=get_paired_args,
         seed=config["seed"],
+        fingerprint=get_fingerprint,
     shell:
         "python -m storebench --log {log:q} read --format {wildcards.format} --spec {params.spec:q}"
         " --n {wildcards.n} --images {input.images:q} --labels {input.labels:q}"
-        " --repeats {params.repeats} --store {input.store:q}"
+        " {params.paired} --store {input.store:q} --reference-store {input.reference:q}"
         " --cache {wildcards.cache} --order {wildcards.order} --seed {params.seed}"
         " --result {output.result:q}"
 
@@ -30,6 +32,7 @@ rule latency:
     input:
         **DATASET,
         store=get_largest_store,
+        reference=get_largest_reference_store,
     output:
         result=f"{RESULTS}/measurements/latency/{{format}}.json",
     log:
@@ -47,10 +50,15 @@ rule latency:
         n=max(CUTOFFS),
         samples=config["latency_samples"],
         seed=config["seed"],
+        fingerprint=get_fingerprint,
+        floor=FLOOR,
+        floor_spec=lambda wildcards: json.dumps(config["formats"][FLOOR]),
     shell:
         "python -m storebench --log {log:q} latency --format {wildcards.format}"
         " --spec {params.spec:q} --n {params.n} --images {input.images:q}"
         " --labels {input.labels:q} --store {input.store:q} --samples {params.samples}"
+        " --reference-format {params.floor} --reference-spec {params.floor_spec:q}"
+        " --reference-store {input.reference:q}"
         " --seed {params.seed} --result {output.result:q}"
 
 
@@ -58,6 +66,7 @@ rule parallel:
     input:
         **DATASET,
         store=rules.store.output.store,
+        reference=get_reference_store,
     output:
         result=f"{RESULTS}/measurements/parallel/{{format}}/{{n}}/{{cache}}-p{{workers}}.json",
     log:
@@ -72,12 +81,14 @@ rule parallel:
         bench=1,
     params:
         spec=get_format_spec,
-        repeats=config["repeats"],
+        paired=get_paired_args,
         seed=config["seed"],
+        fingerprint=get_fingerprint,
     shell:
         "python -m storebench --log {log:q} parallel --format {wildcards.format}"
         " --spec {params.spec:q} --n {wildcards.n} --images {input.images:q}"
-        " --labels {input.labels:q} --repeats {params.repeats} --store {input.store:q}"
+        " --labels {input.labels:q} {params.paired}"
+        " --store {input.store:q} --reference-store {input.reference:q}"
         " --cache {wildcards.cache} --workers {wildcards.workers} --seed {params.seed}"
         " --result {output.result:q}"
 
@@ -86,6 +97,7 @@ rule dataloader:
     input:
         **DATASET,
         store=rules.store.output.store,
+        reference=get_reference_store,
     output:
         result=f"{RESULTS}/measurements/dataloader/{{format}}/{{n}}/b{{batch}}-w{{num_workers}}.json",
     log:
@@ -100,11 +112,13 @@ rule dataloader:
         bench=1,
     params:
         spec=get_format_spec,
-        repeats=config["repeats"],
+        paired=get_paired_args,
         seed=config["seed"],
+        fingerprint=get_fingerprint,
     shell:
         "python -m storebench --log {log:q} dataloader --format {wildcards.format}"
         " --spec {params.spec:q} --n {wildcards.n} --images {input.images:q}"
-        " --labels {input.labels:q} --repeats {params.repeats} --store {input.store:q}"
+        " --labels {input.labels:q} {params.paired}"
+        " --store {input.store:q} --reference-store {input.reference:q}"
         " --batch-size {wildcards.batch} --num-workers {wildcards.num_workers}"
         " --seed {params.seed} --result {output.result:q}"

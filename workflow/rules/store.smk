@@ -17,16 +17,19 @@ rule store:
         bench=1,
     params:
         spec=get_format_spec,
-        repeats=config["repeats"],
+        paired=get_paired_args,
+        seed=config["seed"],
+        fingerprint=get_fingerprint,
         trash=TRASH,
-        max_create_us=config["filesystem_probe"]["max_create_us"],
+        baseline=f"{RESULTS}/.filesystem-quiet.json",
+        slow_factor=config["filesystem_probe"]["slow_factor"],
         max_wait_s=config["filesystem_probe"]["max_wait_s"],
     shell:
         "python -m storebench --log {log:q} store --format {wildcards.format} --spec {params.spec:q}"
         " --n {wildcards.n} --images {input.images:q} --labels {input.labels:q}"
-        " --repeats {params.repeats} --out {output.store:q} --result {output.result:q}"
-        " --trash {params.trash:q} --max-create-us {params.max_create_us}"
-        " --max-wait-s {params.max_wait_s}"
+        " {params.paired} --seed {params.seed} --out {output.store:q} --result {output.result:q}"
+        " --trash {params.trash:q} --baseline {params.baseline:q}"
+        " --slow-factor {params.slow_factor} --max-wait-s {params.max_wait_s}"
 
 
 rule single:
@@ -46,10 +49,12 @@ rule single:
         bench=1,
     params:
         spec=get_format_spec,
-        repeats=config["repeats"],
+        paired=get_paired_args,
+        seed=config["seed"],
+        fingerprint=get_fingerprint,
         scratch=f"{RESULTS}/scratch",
     shell:
         "python -m storebench --log {log:q} single --format {wildcards.format} --spec {params.spec:q}"
         " --n 1 --images {input.images:q} --labels {input.labels:q}"
-        " --repeats {params.repeats} --scratch {params.scratch:q}"
+        " {params.paired} --seed {params.seed} --scratch {params.scratch:q}"
         " --result {output.result:q}"

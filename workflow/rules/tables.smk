@@ -51,11 +51,9 @@ rule noise:
         **get_resources("noise"),
     params:
         threshold=config["noise_threshold"],
-        max_create_us=config["filesystem_probe"]["max_create_us"],
         caption=get_caption_of("noise"),
     shell:
         "python -m storebench --log {log:q} noise --threshold {params.threshold}"
-        " --max-create-us {params.max_create_us}"
         " --csv {output.csv:q} --md {output.md:q} {input.tables:q}"
 
 

@@ -23,6 +23,7 @@ import yaml
 from storebench import chunks, cifar, config, download, measure, results, tables, usage
 from storebench.errors import StorebenchError
 from storebench.formats import Format, make_format
+from storebench.sampling import Policy
 
 log = logging.getLogger("storebench")
 
@@ -31,20 +32,53 @@ def _format(args: argparse.Namespace) -> Format:
     return make_format(args.format, json.loads(args.spec))
 
 
+def _reference(args: argparse.Namespace) -> Format:
+    """The reference every sample is paired with (the raw floor)."""
+    return make_format(args.reference_format, json.loads(args.reference_spec))
+
+
+def _policy(args: argparse.Namespace) -> Policy:
+    return Policy(min_pairs=args.repeats, max_pairs=max(args.repeats, args.max_pairs),
+                  precision=args.precision, time_cap_s=args.time_cap_s)  # fmt: skip
+
+
+def _paired(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments of a measuring function: reference store, policy, seed."""
+    return {
+        "reference": (_reference(args), args.reference_store),
+        "policy": _policy(args),
+        "seed": args.seed,
+    }
+
+
 def _meta(args: argparse.Namespace, fmt: Format) -> dict[str, Any]:
     """What made a result: the format, n, versions and the run's settings."""
     images = getattr(args, "images", None)
+    reference = _reference(args) if getattr(args, "reference_format", None) else None
     return {
         "format": args.format,
         "kind": fmt.kind,
         "options": fmt.options(),
         "n": args.n,
-        "versions": results.versions(),
+        "reference": {
+            "format": args.reference_format,
+            "kind": reference.kind,
+            "options": reference.options(),
+        }
+        if reference
+        else None,
+        "versions": {
+            **results.versions(),
+            "storebench_code": results.fingerprint(fmt, *([reference] if reference else [])),
+        },
         "where": {"host": socket.gethostname(), "pid": os.getpid()},
         "memory": chunks.memory_record(),
         "run": {
             "dataset": cifar.dataset_identity(images) if images else None,
             "repeats": getattr(args, "repeats", None),
+            "sampling": {
+                key: getattr(args, key, None) for key in ("max_pairs", "precision", "time_cap_s")
+            },
             "seed": getattr(args, "seed", None),
         },
     }
@@ -80,9 +114,12 @@ def cmd_dataset(args: argparse.Namespace) -> None:
 def cmd_store(args: argparse.Namespace) -> None:
     fmt = _format(args)
     images, labels = _dataset(args)
-    quiet = measure.QuietFilesystem(args.out.parent, args.max_create_us, args.max_wait_s)
-    result, staged = measure.measure_store(fmt, images, labels, args.out, args.trash,
-                                           args.repeats, quiet)  # fmt: skip
+    quiet = measure.QuietFilesystem(args.out.parent, args.max_wait_s, args.slow_factor,
+                                    args.baseline)  # fmt: skip
+    result, staged = measure.measure_store(
+        fmt, images, labels, args.out, args.trash, None, quiet,
+        reference=_reference(args), policy=_policy(args), seed=args.seed,
+    )  # fmt: skip
     results.write_json({**_meta(args, fmt), **result}, args.result)
     os.replace(staged, args.out)  # last: a job killed before this leaves no store behind
 
@@ -92,7 +129,7 @@ def cmd_read(args: argparse.Namespace) -> None:
     images, labels = _dataset(args)
     indices = measure.read_indices(args.n, args.order, args.seed)
     result = measure.measure_read(fmt, args.store, images, labels, indices, args.cache,
-                                  args.repeats)  # fmt: skip
+                                  **_paired(args))  # fmt: skip
     _write_read(args, fmt, args.order, result)
 
 
@@ -102,7 +139,7 @@ def cmd_parallel(args: argparse.Namespace) -> None:
     fmt = _format(args)
     indices = measure.read_indices(args.n, "random", args.seed)
     result = parallel.measure_parallel(fmt, args.store, args.images, args.labels, indices,
-                                       args.workers, args.cache, args.repeats)  # fmt: skip
+                                       args.workers, args.cache, **_paired(args))  # fmt: skip
     _write_read(args, fmt, "random", result)
 
 
@@ -115,7 +152,7 @@ def cmd_dataloader(args: argparse.Namespace) -> None:
     images, labels = _dataset(args)
     indices = measure.read_indices(args.n, "random", args.seed)
     result = torchdata.measure_epochs(fmt, args.store, images, labels, indices, args.batch_size,
-                                      args.num_workers, args.repeats)  # fmt: skip
+                                      args.num_workers, **_paired(args))  # fmt: skip
     _write_read(args, fmt, "random", result)
 
 
@@ -124,7 +161,9 @@ def cmd_latency(args: argparse.Namespace) -> None:
     images, labels = _dataset(args)
     rng = np.random.default_rng(args.seed)
     indices = rng.integers(0, args.n, args.samples)
-    result = measure.measure_latency(fmt, args.store, images, labels, indices)
+    result = measure.measure_latency(fmt, args.store, images, labels, indices,
+                                     reference=(_reference(args), args.reference_store),
+                                     seed=args.seed)  # fmt: skip
     results.write_json({**_meta(args, fmt), "cache": "warm", "seed": args.seed, **result},
                        args.result)  # fmt: skip
 
@@ -141,7 +180,7 @@ def cmd_environment(args: argparse.Namespace) -> None:
 
 
 def cmd_noise(args: argparse.Namespace) -> None:
-    rows = tables.noisy_rows(args.inputs, args.threshold, args.max_create_us)
+    rows = tables.noisy_rows(args.inputs, args.threshold)
     tables.write_table(rows, tables.NOISE_COLUMNS, args.csv, args.md)
 
 
@@ -151,7 +190,9 @@ def cmd_single(args: argparse.Namespace) -> None:
     args.scratch.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="single.", dir=args.scratch))
     try:
-        result = measure.measure_single(fmt, images[0], labels[0], scratch, args.repeats)
+        result = measure.measure_single(fmt, images[0], labels[0], scratch,
+                                        reference=_reference(args), policy=_policy(args),
+                                        seed=args.seed)  # fmt: skip
     finally:
         shutil.rmtree(scratch)
     results.write_json({**_meta(args, fmt), **result}, args.result)
@@ -222,6 +263,12 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
         shutil.rmtree(work)
 
 
+def cmd_compare(args: argparse.Namespace) -> None:
+    from storebench import compare
+
+    print(compare.report(args.first, args.second, args.min_n), end="")
+
+
 def cmd_figure(args: argparse.Namespace) -> None:
     from storebench import figures  # matplotlib: imported only by the jobs that draw
 
@@ -252,16 +299,26 @@ def cmd_examples(args: argparse.Namespace) -> None:
     print(f"{args.readme}: summary from {args.results}; {len(copied)} figures -> {args.figures}")
 
 
-def _format_args(parser: argparse.ArgumentParser, store: bool = False) -> None:
+def _format_args(parser: argparse.ArgumentParser, store: bool = False,
+                 sampled: bool = True) -> None:  # fmt: skip
     parser.add_argument("--format", required=True, help="format name in config.yaml")
     parser.add_argument("--spec", required=True, help="the format's config entry, as JSON")
     parser.add_argument("--n", type=int, required=True, help="number of images")
     parser.add_argument("--images", type=Path, required=True)
     parser.add_argument("--labels", type=Path, required=True)
     parser.add_argument("--result", type=Path, required=True, help="JSON result file")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--reference-format", required=True, help="the floor's name")
+    parser.add_argument("--reference-spec", required=True, help="the floor's entry, as JSON")
+    if sampled:
+        parser.add_argument("--repeats", type=int, default=3, help="fewest pairs")
+        parser.add_argument("--max-pairs", type=int, default=200)
+        parser.add_argument("--precision", type=float, default=0.05,
+                            help="stop when the median ratio's 95%% interval is within +/- this")
+        parser.add_argument("--time-cap-s", type=float, default=30.0, help="per job")
     if store:
         parser.add_argument("--store", type=Path, required=True, help="the store's folder")
+        parser.add_argument("--reference-store", type=Path, required=True,
+                            help="the floor's store of the same n")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -292,8 +349,11 @@ def build_parser() -> argparse.ArgumentParser:
     _format_args(p)
     p.add_argument("--out", type=Path, required=True, help="the store's folder")
     p.add_argument("--trash", type=Path, required=True, help="where replaced stores go")
-    p.add_argument("--max-create-us", type=float, required=True, help="filesystem_probe")
+    p.add_argument("--seed", type=int, required=True, help="which of a pair goes first")
+    p.add_argument("--slow-factor", type=float, required=True, help="filesystem_probe")
     p.add_argument("--max-wait-s", type=float, required=True, help="filesystem_probe")
+    p.add_argument("--baseline", type=Path, required=True,
+                   help="the run's quiet file-creation level (shared JSON)")  # fmt: skip
     p.set_defaults(func=cmd_store)
 
     p = sub.add_parser("read", help="timed: read a whole store back and validate it")
@@ -318,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_dataloader)
 
     p = sub.add_parser("latency", help="timed: single-image reads from a store")
-    _format_args(p, store=True)
+    _format_args(p, store=True, sampled=False)
     p.add_argument("--samples", type=int, required=True)
     p.add_argument("--seed", type=int, required=True)
     p.set_defaults(func=cmd_latency)
@@ -332,8 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_environment)
 
     p = sub.add_parser("noise", help="list measurements whose spread is too wide to trust")
-    p.add_argument("--threshold", type=float, required=True, help="coefficient of variation")
-    p.add_argument("--max-create-us", type=float, required=True, help="file-creation probe")
+    p.add_argument("--threshold", type=float, required=True,
+                   help="largest half-width of a ratio's interval (relative)")  # fmt: skip
     p.add_argument("--csv", type=Path, required=True)
     p.add_argument("--md", type=Path, required=True)
     p.add_argument("inputs", type=Path, nargs="+", help="timing tables (CSV)")
@@ -342,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("single", help="timed: store and read one image on its own")
     _format_args(p)
     p.add_argument("--scratch", type=Path, required=True)
+    p.add_argument("--seed", type=int, required=True)
     p.set_defaults(func=cmd_single)
 
     p = sub.add_parser("usage", help="disk usage of a store")
@@ -387,6 +448,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tables", type=Path, nargs=2, help="compare: two runs' read.csv")
     p.add_argument("--min-n", type=int, default=10_000, help="compare: smallest n shown")
     p.set_defaults(func=cmd_benchmark)
+
+    p = sub.add_parser("compare", help="do two runs agree? paired ratios and absolute times")
+    p.add_argument("first", type=Path, help="results folder of run A")
+    p.add_argument("second", type=Path, help="results folder of run B")
+    p.add_argument("--min-n", type=int, default=10_000, help="smallest n compared")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("figure", help="draw one figure from tables")
     p.add_argument("name", help="figure name (see storebench.figures.FIGURES)")

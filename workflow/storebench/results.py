@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import platform
+import sys
 from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
@@ -17,7 +18,9 @@ from storebench.errors import StorebenchError
 
 PACKAGES = ("numpy", "pillow", "lmdb", "h5py")
 # Modules that only present or compare results: editing them changes no measurement.
-PRESENTATION = frozenset({"figures.py", "tables.py", "benchmarks.py"})
+PRESENTATION = frozenset(
+    {"figures.py", "tables.py", "benchmarks.py", "publish.py", "compare.py"}
+)
 
 
 @functools.cache
@@ -33,6 +36,39 @@ def code_version() -> str:
     return digest.hexdigest()[:12]
 
 
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def fingerprint(*formats: Any) -> str:
+    """What a timed job's numbers depend on: the measuring code (every module but the
+    presentation and the other formats' modules), the modules of ``formats`` (a job's
+    format and its reference) and the versions of the libraries they declare.
+
+    Rules pass it as a param, so Snakemake reruns exactly the jobs it changes.
+    """
+    root = Path(storebench.__file__).parent
+    own = {f"formats/{Path(sys.modules[type(f).__module__].__file__ or '').name}"
+           for f in formats}  # fmt: skip
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        name = path.relative_to(root).as_posix()
+        if name in PRESENTATION:
+            continue
+        if name.startswith("formats/") and name not in own | FORMAT_SHARED:
+            continue
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for package in sorted({"numpy", "pillow", *(p for f in formats for p in type(f).libraries)}):
+        digest.update(f"{package}={_version(package)}\0".encode())
+    return digest.hexdigest()[:12]
+
+
+FORMAT_SHARED = frozenset({"formats/__init__.py", "formats/base.py"})
+
+
 def versions() -> dict[str, str]:
     """Versions of Python, storebench (and its code's fingerprint) and the storage libraries."""
     found = {
@@ -40,11 +76,11 @@ def versions() -> dict[str, str]:
         "storebench": storebench.__version__,
         "storebench_code": code_version(),
     }
-    for package in PACKAGES:
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            found[package] = "not installed"
+    from storebench.formats import available_kinds
+
+    libraries = [p for kind in available_kinds().values() for p in kind.libraries]
+    for package in dict.fromkeys([*PACKAGES, *libraries]):
+        found[package] = _version(package)
     return found
 
 
@@ -66,8 +102,17 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def _provenance(result: dict[str, Any]) -> dict[str, Any]:
-    """What must be the same for every result of one table."""
-    return {"versions": result.get("versions"), "run": result.get("run")}
+    """What must be the same for every result of one table (the code fingerprint is
+    per format: a change to one format's module reruns that format's jobs only)."""
+    versions = {k: v for k, v in (result.get("versions") or {}).items() if k != "storebench_code"}
+    return {"versions": versions, "run": result.get("run")}
+
+
+def _format_provenance(result: dict[str, Any]) -> dict[str, Any]:
+    """What must be the same for every result of one format in one table."""
+    code = (result.get("versions") or {}).get("storebench_code")
+    return {"kind": result.get("kind"), "options": result.get("options"),
+            "versions": {"storebench_code": code}}  # fmt: skip
 
 
 def _differences(a: Any, b: Any, prefix: str) -> list[tuple[str, Any, Any]]:
@@ -91,7 +136,7 @@ def check_one_run(paths: Iterable[Path]) -> list[dict[str, Any]]:
     for path, result in loaded:
         wanted = {
             "*": _provenance(result),
-            result.get("format", "?"): {k: result.get(k) for k in ("kind", "options")},
+            result.get("format", "?"): _format_provenance(result),
         }
         for group, value in wanted.items():
             seen = first_of.setdefault(group, (path, value))

@@ -51,6 +51,9 @@ class Format(ABC):
     """
 
     kind: ClassVar[str]
+    # Distributions (PyPI names) whose code this format runs: their versions are
+    # recorded with every result and fingerprinted, so an upgrade reruns the jobs.
+    libraries: ClassVar[tuple[str, ...]] = ("numpy",)
     # An upper estimate of a store's bytes on disk per image, for the free-space
     # check before a run: one 4 KiB file-system block or LMDB page, plus a quarter.
     disk_bytes_per_image: ClassVar[int] = 5 * 1024

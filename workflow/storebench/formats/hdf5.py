@@ -82,6 +82,7 @@ class Hdf5Format(Format):
     ``level``: gzip level 0..9."""
 
     kind = "hdf5"
+    libraries = ("numpy", "h5py")
     disk_bytes_per_image = 3_300  # 3,073 bytes of image and label, plus 7%
     chunk: int | None = None
     compression: str | None = None

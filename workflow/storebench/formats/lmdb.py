@@ -104,6 +104,7 @@ class LmdbFormat(Format):
     order, so each put appends to the B-tree instead of searching it."""
 
     kind = "lmdb"
+    libraries = ("numpy", "lmdb")
     value: str = "pickle"
     writemap: bool = False
     append: bool = False

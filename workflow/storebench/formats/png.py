@@ -45,6 +45,7 @@ class PngFormat(Format):
     """``compress_level``: zlib level 0 (none) .. 9 (smallest); Pillow's default is 6."""
 
     kind = "png"
+    libraries = ("numpy", "pillow")
     compress_level: int = 6
 
     def __post_init__(self) -> None:

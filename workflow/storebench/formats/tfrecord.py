@@ -85,6 +85,7 @@ class TfrecordFormat(Format):
     """One ``data.tfrecord`` file plus ``offsets.npy`` (record offsets)."""
 
     kind = "tfrecord"
+    libraries = ("numpy", "tfrecord", "protobuf", "crc32c")
     disk_bytes_per_image = 3_500  # image, label and record framing (~3,190 bytes), plus 10%
 
     def write(self, directory: Path, images: np.ndarray | Images, labels: np.ndarray) -> None:
