@@ -39,10 +39,14 @@ def test_every_figure_and_table_has_a_caption() -> None:
 
 
 def _row(fmt: str, kind: str, n: int, median: float, **extra: object) -> dict:
-    return {"format": fmt, "kind": kind, "n": n, "median": median, **extra}
+    floor = {"store": 1.0, "read": 0.2}[str(extra["measurement"])]
+    ratio = median / floor
+    return {"format": fmt, "kind": kind, "n": n, "median": median, "median_lo": median * 0.9,
+            "median_hi": median * 1.1, "ratio": ratio, "ratio_lo": ratio * 0.99,
+            "ratio_hi": ratio * 1.01, "pairs": 6, "stopped": "precision", **extra}  # fmt: skip
 
 
-def test_summary_ranks_with_ratios_to_the_best_and_the_floor() -> None:
+def test_summary_ranks_by_the_ratio_to_the_floor() -> None:
     store = [_row("raw", "npy", 100, 1.0, measurement="store"),
              _row("png", "png", 100, 8.0, measurement="store"),
              _row("hdf5", "hdf5", 100, 0.5, measurement="store"),
@@ -58,10 +62,11 @@ def test_summary_ranks_with_ratios_to_the_best_and_the_floor() -> None:
     text = publish.summary_markdown({"store": store, "read": read, "usage": usage}, None, 3)
     assert text.startswith("## Summary at n = 100 images")
     sections = {s.splitlines()[0]: s for s in text.split("### ")[1:]}
-    assert "| 1 | hdf5 | 0.5 | 1.00 | 0.50 |" in sections["Which format stores fastest?"]
-    assert "| 3 | png | 8 | 16.00 | 8.00 |" in sections["Which format stores fastest?"]
+    stores = sections["Which format stores fastest?"]
+    assert "| 1 | hdf5 | 0.5 [0.495–0.505] | 0.5 [0.45–0.55] | 200 | 6 |" in stores
+    assert "| 3 | png | 8 [7.92–8.08] | 8 [7.2–8.8] | 12 | 6 |" in stores
     warm = sections["Which format reads fastest from a warm cache, in order?"]
-    assert "| 2 | hdf5 | 0.3 | 1.50 | 1.50 |" in warm
+    assert "| 2 | hdf5 | 1.5 [1.48–1.51] | 0.3 [0.27–0.33] | 333 | 6 |" in warm
     assert "cold cache" not in text  # no cold reads measured, no cold table
     assert "| 3 | png | 4 | 1.33 | 1.33 |" in sections["Which format is smallest on disk?"]
 

@@ -75,6 +75,10 @@ def write_config(work: Path, **changes: object) -> Path:
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     for key, value in changes.items():
         config[key] = value
+    # Tests take exactly `repeats` pairs per measurement: fast, and the counts are known.
+    config.setdefault("sampling", {})
+    if "sampling" not in changes:
+        config["sampling"] = {"precision": 0.0, "max_pairs": config["repeats"], "time_cap_s": 0}
     path = work / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
@@ -89,7 +93,7 @@ def small_config(work: Path, cifar10: dict) -> Path:
         n_images=N_IMAGES,
         cutoffs=CUTOFFS,
         repeats=REPEATS,
-        filesystem_probe={"max_create_us": 100, "max_wait_s": 0},
+        filesystem_probe={"slow_factor": 3, "max_wait_s": 0},
         latency_samples=50,
         parallel=PARALLEL,
         dataloader=DATALOADER,
@@ -247,10 +251,12 @@ def test_a_store_killed_mid_write_is_rebuilt(whole_run: bool, tmp_path: Path,
     config = write_config(
         tmp_path, cifar10={"url": "https://example.invalid/x.tar.gz", "md5": SAMPLE_MD5,
                            "archive": str(sample)},
-        formats={"png": formats["png"]}, n_images=N_IMAGES, cutoffs=[5000], repeats=3,
+        formats={"raw": formats["raw"], "png": formats["png"]}, n_images=N_IMAGES,
+        cutoffs=[5000], repeats=3,
         parallel={**PARALLEL, "cutoffs": []}, dataloader={**DATALOADER, "cutoffs": []},
-        filesystem_probe={"max_create_us": 100, "max_wait_s": 0},
+        filesystem_probe={"slow_factor": 3, "max_wait_s": 0},
     )  # fmt: skip
+    snakemake(tmp_path, "results/stores/raw/5000", "--cores", "1", "--configfile", str(config))
     target = "results/measurements/store/png/5000.json"
     _kill_mid_write(tmp_path, config, target, whole_run)
     if whole_run:  # snakemake's lock outlives a killed run; its own message says to unlock
@@ -278,7 +284,7 @@ def test_local_cluster_profile_runs_every_job_as_its_own_process(tmp_path: Path,
         formats={name: formats[name] for name in ("raw", "hdf5")}, n_images=200,
         cutoffs=[10, 100], repeats=1, caches=["warm"], orders=["sequential"],
         parallel={**PARALLEL, "cutoffs": []}, dataloader={**DATALOADER, "cutoffs": []},
-        filesystem_probe={"max_create_us": 100, "max_wait_s": 0},
+        filesystem_probe={"slow_factor": 3, "max_wait_s": 0},
     )  # fmt: skip
     target = "results/tables/read.csv"
     proc = snakemake(tmp_path, target, "--profile", str(ROOT / "workflow/profiles/local-cluster"),
@@ -320,9 +326,12 @@ def test_tables_hold_every_measurement(run: Path) -> None:
         (f, m) for f in FORMATS for m in ("single_store", "single_read")
     }
     for row in store + read + single:
-        assert int(row["repeats"]) == REPEATS
+        assert int(row["pairs"]) == REPEATS and row["reference"] == "raw"
         low, mid, high = float(row["min"]), float(row["median"]), float(row["max"])
         assert 0 < low <= mid <= high < 60
+        assert float(row["median_lo"]) <= mid <= float(row["median_hi"])
+        assert float(row["ratio_lo"]) <= float(row["ratio"]) <= float(row["ratio_hi"])
+        assert float(row["cpu_ms"]) > 0
     # Formats that do work per image take longer to write 100x more images. (Not asserted for
     # bulk formats such as raw .npy, where both stores take about a millisecond of noise.)
     median = {(r["format"], int(r["n"]), r["measurement"]): float(r["median"]) for r in store}
@@ -575,16 +584,17 @@ def test_latency_table(run: Path) -> None:
 
 def test_noise_table_lists_exactly_the_noisy_rows(run: Path) -> None:
     config = yaml.safe_load((run / "config.yaml").read_text())
-    threshold, max_us = config["noise_threshold"], config["filesystem_probe"]["max_create_us"]
+    threshold = config["noise_threshold"]
     noisy = {(r["format"], r["n"], r["measurement"], r["cache"], r["order"]): r["reason"]
              for r in read_csv(run / "results/tables/noise.csv")}  # fmt: skip
     expected = {}
     for table in TABLES:
         for r in read_csv(run / f"results/tables/{table}.csv"):
             key = (r["format"], r["n"], r["measurement"], r["cache"], r["order"])
-            if float(r["cv"]) > threshold:
-                expected[key] = "cv"
-            if r.get("create_latency_us_max") and float(r["create_latency_us_max"]) > max_us:
+            ratio, lo, hi = (float(r[k]) for k in ("ratio", "ratio_lo", "ratio_hi"))
+            if max(hi / ratio - 1, 1 - lo / ratio) > threshold:
+                expected[key] = "ratio interval"
+            if r.get("slow_probes") and int(r["slow_probes"]) > 0:
                 expected[key] = "file creation slow"
     assert noisy.keys() == expected.keys()
     for key, reason in expected.items():
@@ -666,7 +676,7 @@ def test_dataloader_epochs(run: Path) -> None:
     }
     for row in rows:
         n = int(row["n"])
-        assert int(row["batch_size"]) == DATALOADER["batch_size"] and int(row["repeats"]) == REPEATS
+        assert int(row["batch_size"]) == DATALOADER["batch_size"] and int(row["pairs"]) == REPEATS
         assert float(row["images_per_s"]) == pytest.approx(n / float(row["median"]))
         path = (run / "results/measurements/dataloader" / row["format"] / row["n"]
                 / f"b{row['batch_size']}-w{row['num_workers']}.json")  # fmt: skip

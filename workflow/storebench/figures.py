@@ -67,7 +67,7 @@ def _time_lines(
     linestyle: str = "-",
     label_suffix: str = "",
 ) -> None:
-    """Median per n as a line, min-max as a band, one line per format."""
+    """Median per n as a line, its 95% interval as a band, one line per format."""
     for fmt, style in styles.items():
         series = _where(rows, format=fmt)
         if not series:
@@ -75,7 +75,7 @@ def _time_lines(
         n = [r["n"] for r in series]
         ax.plot(n, [r["median"] for r in series], linestyle=linestyle, markersize=3.5,
                 linewidth=1.2, label=fmt + label_suffix, **style)  # fmt: skip
-        ax.fill_between(n, [r["min"] for r in series], [r["max"] for r in series],
+        ax.fill_between(n, [r["median_lo"] for r in series], [r["median_hi"] for r in series],
                         color=style["color"], alpha=0.18, linewidth=0)  # fmt: skip
 
 
@@ -136,7 +136,7 @@ def store_time(tables: Tables, log_y: bool) -> Figure:
     _time_lines(ax, _where(rows, measurement="store_durable"), styles, ":", " durable")
     _log_time_axes(ax, log_y)
     ax.set_title("Store: writer returns (solid), durable (dotted)\n"
-                 "median, band = min–max", fontsize=8)  # fmt: skip
+                 "median, band = 95% interval", fontsize=8)  # fmt: skip
     _format_legend(fig, styles)
     return fig
 
@@ -149,7 +149,7 @@ def read_time(tables: Tables, log_y: bool) -> Figure:
     _time_lines(ax, _where(rows, cache=cache, order=order), styles)
     _log_time_axes(ax, log_y)
     ax.set_title(f"Read n images back ({cache} cache, {order} order)\n"
-                 "median, band = min–max", fontsize=8)  # fmt: skip
+                 "median, band = 95% interval", fontsize=8)  # fmt: skip
     _format_legend(fig, styles)
     return fig
 
@@ -177,7 +177,7 @@ def read_cache(tables: Tables) -> Figure:
         _time_lines(ax, _where(rows, cache=cache, order=order), styles, linestyle)
     _log_time_axes(ax)
     ax.set_title(f"Warm (solid) vs cold (dashed) page cache\n"
-                 f"{order} order; median, band = min–max", fontsize=8)  # fmt: skip
+                 f"{order} order; median, band = 95% interval", fontsize=8)  # fmt: skip
     _format_legend(fig, styles)
     return fig
 
@@ -275,7 +275,7 @@ def bytes_per_image(tables: Tables) -> Figure:
 
 def _bar(ax: Axes, x: float, width: float, low_mid_high: tuple[float, float, float],
          color: str, hatch: str) -> None:  # fmt: skip
-    """One bar at the median, with the min-max range as an error bar."""
+    """One bar at the median, with its 95% interval as an error bar."""
     low, mid, high = low_mid_high
     ax.bar(x, mid, width, color=color, hatch=hatch, edgecolor="black", hatchcolor="0.6",
            linewidth=0.4)  # fmt: skip
@@ -292,7 +292,8 @@ def single_image(tables: Tables) -> Figure:
         for i, fmt in enumerate(formats):
             row = next(r for r in rows if r["format"] == fmt and r["measurement"] == measurement)
             x = i + (j - 0.5) * width
-            _bar(ax, x, width, (row["min"], row["median"], row["max"]), styles[fmt]["color"],
+            _bar(ax, x, width, (row["median_lo"], row["median"], row["median_hi"]),
+                 styles[fmt]["color"],
                  hatch)  # fmt: skip
     ax.set_xticks(range(len(formats)), formats, fontsize=6, rotation=40, ha="right",
                   rotation_mode="anchor")  # fmt: skip
@@ -302,7 +303,8 @@ def single_image(tables: Tables) -> Figure:
     ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
     ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_ylabel("time (s)")
-    ax.set_title("One image: store (plain) and read (hatched)\nmedian, bar = min–max", fontsize=8)
+    ax.set_title("One image: store (plain) and read (hatched)\nmedian, bar = 95% interval",
+                 fontsize=8)  # fmt: skip
     return fig
 
 
@@ -325,8 +327,8 @@ def parallel_scaling(tables: Tables) -> Figure:
             ax.plot(workers, [r["images_per_s"] for r in series], markersize=3.5,
                     linewidth=1.2, label=fmt, **style)  # fmt: skip
             # Spread: the rate at the slowest and fastest sample.
-            ax.fill_between(workers, [n / r["max"] for r in series],
-                            [n / r["min"] for r in series], color=style["color"],
+            ax.fill_between(workers, [n / r["median_hi"] for r in series],
+                            [n / r["median_lo"] for r in series], color=style["color"],
                             alpha=0.18, linewidth=0)  # fmt: skip
             one = next((r for r in series if r["workers"] == 1), None)
             if one is not None:
@@ -362,7 +364,8 @@ def dataloader_throughput(tables: Tables) -> Figure:
                 continue
             x = i + (j - (len(counts) - 1) / 2) * width
             rate = row["images_per_s"]
-            _bar(ax, x, width, (n / row["max"], rate, n / row["min"]), styles[fmt]["color"],
+            _bar(ax, x, width, (n / row["median_hi"], rate, n / row["median_lo"]),
+                 styles[fmt]["color"],
                  hatches[j % len(hatches)])  # fmt: skip
     ax.set_xticks(range(len(formats)), formats, fontsize=6, rotation=40, ha="right",
                   rotation_mode="anchor")  # fmt: skip
@@ -372,7 +375,7 @@ def dataloader_throughput(tables: Tables) -> Figure:
     legend = ", ".join(f"{c} {('plain', 'hatched', 'dotted', 'crossed')[j % 4]}"
                        for j, c in enumerate(counts))  # fmt: skip
     ax.set_title(f"DataLoader epoch of {n:,} shuffled images\n"
-                 f"batch {batch}; workers: {legend}\nbar = min–max", fontsize=8)  # fmt: skip
+                 f"batch {batch}; workers: {legend}\nbar = 95% interval", fontsize=8)  # fmt: skip
     return fig
 
 

@@ -8,6 +8,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from storebench.sampling import CpuProbe
+from storebench.stats import tied_ranks
+
 Rows = list[dict[str, Any]]
 
 HOW = {
@@ -22,7 +27,8 @@ HOW = {
     "(posix_fadvise DONTNEED) before each repeat; residency (mincore) is recorded.",
     "orders": "Sequential: images 0..n-1; random: a permutation seeded with {seed}, the same for "
     "every format.",
-    "spread": "Points: median; band or bar: min to max.",
+    "spread": "Points: median; band or bar: its 95% interval (order statistics of the "
+    "paired samples; with fewer than 6 pairs, min to max).",
 }
 
 # figure -> (report subcategory, what it shows and how it was measured)
@@ -173,6 +179,34 @@ def _floor(rows: Rows) -> str | None:
     return next((r["format"] for r in rows if r.get("kind") == "npy"), None)
 
 
+def _interval(value: float, lo: float, hi: float, digits: int = 3) -> str:
+    return f"{value:.{digits}g} [{lo:.{digits}g}–{hi:.{digits}g}]"
+
+
+def _ranked_timings(title: str, unit: str, rows: Rows, floor: str | None) -> list[str]:
+    """Formats ranked by their paired ratio to the floor (best first); a format whose
+    95% interval overlaps the interval of its rank's leader shares the rank: a tie."""
+    rows = [r for r in rows if r.get("ratio", "") != ""]
+    if not rows:
+        return []
+    rows = sorted(rows, key=lambda r: float(r["ratio"]))
+    ranks = tied_ranks(rows, "ratio", "ratio_lo", "ratio_hi")
+    lines = [f"### {title}", "",
+             f"| rank | format | × {floor or 'floor'} [95% interval] | {unit} [95% interval] "
+             "| images/s | pairs |",
+             "|---:|---|---:|---:|---:|---:|"]  # fmt: skip
+    for row, (rank, tied) in zip(rows, ranks, strict=True):
+        rate = row["n"] / float(row["median"])
+        stop = "" if row.get("stopped") in ("precision", "") else f" ({row['stopped']})"
+        lines.append(
+            f"| {rank}{' (tie)' if tied else ''} | {row['format']} "
+            f"| {_interval(row['ratio'], row['ratio_lo'], row['ratio_hi'])} "
+            f"| {_interval(row['median'], row['median_lo'], row['median_hi'])} "
+            f"| {rate:,.0f} | {row['pairs']}{stop} |"
+        )
+    return [*lines, ""]
+
+
 def _ranked(title: str, unit: str, values: dict[str, float], floor: str | None,
             digits: int = 3) -> list[str]:  # fmt: skip
     """A markdown table of ``values`` ranked ascending, with ratios to the best and floor."""
@@ -194,12 +228,24 @@ def _ranked(title: str, unit: str, values: dict[str, float], floor: str | None,
     return [*lines, ""]
 
 
-def _medians(rows: Rows, n: int, **conditions: Any) -> dict[str, float]:
-    return {
-        r["format"]: float(r["median"])
-        for r in rows
-        if r["n"] == n and all(r.get(k) == v for k, v in conditions.items())
-    }
+def _rows(rows: Rows, n: int, **conditions: Any) -> Rows:
+    return [r for r in rows if r["n"] == n and all(r.get(k) == v for k, v in conditions.items())]
+
+
+def reference_speeds(rows: Rows) -> str:
+    """One sentence: the run's median CPU probe and the floor's own times."""
+    cpu = [float(r["cpu_ms"]) for r in rows if r.get("cpu_ms", "") != ""]
+    if not cpu:
+        return ""
+    low, high = np.percentile(cpu, [5, 95])
+    return (
+        f"Reference speeds of this run: the CPU probe (decoding {CPU_PROBE_IMAGES} fixed "
+        f"in-memory PNGs) took a median {float(np.median(cpu)):.2f} ms "
+        f"(middle 90% of jobs: {low:.2f}–{high:.2f} ms)."
+    )
+
+
+CPU_PROBE_IMAGES = CpuProbe.IMAGES
 
 
 def summary_markdown(tables: Mapping[str, Rows], environment: Mapping[str, Any] | None,
@@ -211,14 +257,17 @@ def summary_markdown(tables: Mapping[str, Rows], environment: Mapping[str, Any] 
     lines = [
         f"## Summary at n = {n:,} images",
         "",
-        f"Medians of {repeats} repeats; lower is better everywhere. × best: the value over the "
-        "best format's"
-        + (f"; × {floor}: over the raw floor's (one memory-mapped .npy file)" if floor else "")
-        + f". {machine(environment)}",
+        f"Every time was measured in pairs with the raw floor ({floor}: one .npy file read "
+        "the fastest way this machine can) doing the same work in the same process, "
+        f"alternating; at least {repeats} pairs, more until the 95% interval of the median "
+        "ratio was within ±5% or the job's time cap. Ranked by the median ratio to the "
+        "floor; lower is better. Formats whose intervals overlap share a rank (tie). "
+        "Pairs: how many were taken, and why sampling stopped if not at ±5%. "
+        f"{reference_speeds(store + read)} {machine(environment)}",
         "",
     ]
-    lines += _ranked("Which format stores fastest?", "store s", _medians(store, n,
-                     measurement="store"), floor)  # fmt: skip
+    lines += _ranked_timings("Which format stores fastest?", "store s",
+                             _rows(store, n, measurement="store"), floor)  # fmt: skip
     questions = [
         ("warm", "sequential", "reads fastest from a warm cache, in order?"),
         ("cold", "sequential", "reads fastest from a cold cache, in order?"),
@@ -226,18 +275,21 @@ def summary_markdown(tables: Mapping[str, Rows], environment: Mapping[str, Any] 
         ("cold", "random", "reads fastest shuffled, cold cache?"),
     ]
     for cache, order, question in questions:
-        values = _medians(read, n, measurement="read", cache=cache, order=order)
-        lines += _ranked(f"Which format {question}", "read s", values, floor)
+        lines += _ranked_timings(f"Which format {question}", "read s",
+                                 _rows(read, n, measurement="read", cache=cache, order=order),
+                                 floor)  # fmt: skip
     if tables.get("dataloader"):
         loader = tables["dataloader"]
         m = max(r["n"] for r in loader)
-        best: dict[str, float] = {}
+        best: dict[str, dict[str, Any]] = {}
         for row in loader:
-            if row["n"] == m:
-                best[row["format"]] = min(best.get(row["format"], float("inf")),
-                                          float(row["median"]))  # fmt: skip
-        lines += _ranked(f"Which format feeds a shuffled DataLoader epoch fastest (n = {m:,}, "
-                         "best num_workers)?", "epoch s", best, floor)  # fmt: skip
+            if row["n"] == m and row.get("ratio", "") != "":
+                kept = best.get(row["format"])
+                if kept is None or float(row["ratio"]) < float(kept["ratio"]):
+                    best[row["format"]] = row
+        lines += _ranked_timings(f"Which format feeds a shuffled DataLoader epoch fastest "
+                                 f"(n = {m:,}, best num_workers)?", "epoch s",
+                                 list(best.values()), floor)  # fmt: skip
     sizes = {r["format"]: r["allocated_bytes"] / 2**20 for r in usage if r["n"] == n}
     lines += _ranked("Which format is smallest on disk?", "MiB allocated", sizes, floor, 4)
     return "\n".join(lines).rstrip() + "\n"

@@ -10,18 +10,24 @@ from typing import Any
 
 import numpy as np
 
-from storebench.measure import summarize
+from storebench.stats import half_width, median_interval, ratios, summarize
 
+# Every timing row: the ratio to the paired reference (the floor) with its 95%
+# interval first, then the absolute time with its interval, the reference's own
+# time, the CPU probe (the machine's speed while measured) and how sampling ended.
+PAIRED_COLUMNS = (
+    "unit", "pairs", "ratio", "ratio_lo", "ratio_hi", "coverage", "median", "median_lo",
+    "median_hi", "reference", "reference_median", "reference_lo", "reference_hi", "cpu_ms",
+    "stopped", "q1", "q3", "min", "max", "cv",
+)  # fmt: skip
 TIMING_COLUMNS = (
-    "format", "kind", "n", "measurement", "cache", "order", "unit", "repeats",
-    "median", "q1", "q3", "min", "max", "cv", "residency_max", "create_latency_us_max",
+    "format", "kind", "n", "measurement", "cache", "order", *PAIRED_COLUMNS, "images_per_s",
+    "residency_max", "create_latency_us_max", "slow_probes",
 )  # fmt: skip
 LATENCY_COLUMNS = (
     "format", "kind", "n", "mode", "cache", "unit", "samples",
-    "min", "p10", "p25", "p50", "p75", "p90", "p95", "p99", "max",
-)  # fmt: skip
-NOISE_COLUMNS = (
-    "format", "n", "measurement", "cache", "order", "repeats", "median", "cv", "reason",
+    "min", "p10", "p25", "p50", "p75", "p90", "p95", "p99", "max", "reference", "ratio",
+    "ratio_lo", "ratio_hi",
 )  # fmt: skip
 NOT_VERIFIED = "cold (not verified)"
 PERCENTILES = (10, 25, 50, 75, 90, 95, 99)
@@ -37,13 +43,45 @@ def _cache_label(result: dict[str, Any]) -> str:
     return cache
 
 
+def paired_stats(result: dict[str, Any], key: str) -> dict[str, Any]:
+    """The paired statistics of one measurement ``key`` (e.g. ``read_s``) of a result."""
+    values = result["samples"][key]
+    mine = median_interval(values)
+    refs = (result.get("reference_samples") or {}).get(key)
+    reference = result.get("reference") or {}
+    row: dict[str, Any] = {"unit": "s", "pairs": len(values)}
+    if refs:
+        ratio, theirs = median_interval(ratios(values, refs)), median_interval(refs)
+        row |= {"ratio": ratio["median"], "ratio_lo": ratio["lo"], "ratio_hi": ratio["hi"],
+                "coverage": ratio["coverage"]}  # fmt: skip
+    else:
+        theirs = {"median": "", "lo": "", "hi": ""}
+        row |= {"ratio": "", "ratio_lo": "", "ratio_hi": "", "coverage": mine["coverage"]}
+    cpu = result.get("cpu_s") or []
+    sampling = result.get("sampling") or {}
+    return row | {
+        "median": mine["median"],
+        "median_lo": mine["lo"],
+        "median_hi": mine["hi"],
+        "reference": reference.get("format", ""),
+        "reference_median": theirs["median"],
+        "reference_lo": theirs["lo"],
+        "reference_hi": theirs["hi"],
+        "cpu_ms": 1e3 * float(np.median(cpu)) if cpu else "",
+        "stopped": sampling.get("stopped", ""),
+        **{k: v for k, v in summarize(values).items() if k != "median"},
+    }
+
+
 def timing_rows(loaded: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (result file, measurement) with the median and spread of its samples."""
+    """One row per (result file, measurement): its paired statistics and context."""
     rows = []
     for result in loaded:
         resident = result.get("residency_before")
-        probes = [p["create_latency_us"] for p in result.get("filesystem_probe", [])]
-        for measurement, samples in result["samples"].items():
+        probes = result.get("filesystem_probe", [])
+        for measurement in result["samples"]:
+            stats = paired_stats(result, measurement)
+            per_image = measurement in ("read_s", "store_s", "store_durable_s")
             rows.append(
                 {
                     "format": result["format"],
@@ -52,14 +90,25 @@ def timing_rows(loaded: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                     "measurement": measurement.removesuffix("_s"),
                     "cache": _cache_label(result),
                     "order": result.get("order", ""),
-                    "unit": "s",
-                    "repeats": len(samples),
-                    **summarize(samples),
+                    **stats,
+                    "images_per_s": result["n"] / stats["median"] if per_image else "",
                     "residency_max": max(resident) if resident else "",
-                    "create_latency_us_max": max(probes) if probes else "",
+                    "create_latency_us_max": max(p["create_latency_us"] for p in probes)
+                    if probes
+                    else "",
+                    "slow_probes": sum(bool(p.get("slow")) for p in probes) if probes else "",
                 }
             )
     return rows
+
+
+def _latency_ratio(result: dict[str, Any], mode: str) -> dict[str, Any]:
+    refs = (result.get("reference_samples") or {}).get(mode)
+    if not refs:
+        return {"reference": "", "ratio": "", "ratio_lo": "", "ratio_hi": ""}
+    ratio = median_interval(ratios(result["samples"][mode], refs))
+    return {"reference": (result.get("reference") or {}).get("format", ""),
+            "ratio": ratio["median"], "ratio_lo": ratio["lo"], "ratio_hi": ratio["hi"]}  # fmt: skip
 
 
 def latency_rows(loaded: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -80,32 +129,41 @@ def latency_rows(loaded: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                     "min": float(min(samples)),
                     **{f"p{p}": float(v) for p, v in levels.items()},
                     "max": float(max(samples)),
+                    **_latency_ratio(result, mode),
                 }
             )
     return rows
 
 
-def _noise_reason(row: dict[str, Any], max_cv: float, max_create_us: float) -> str:
+NOISE_COLUMNS = (
+    "format", "n", "measurement", "cache", "order", "pairs", "ratio", "ratio_lo", "ratio_hi",
+    "stopped", "reason",
+)  # fmt: skip
+
+
+def _noise_reason(row: dict[str, Any], max_width: float) -> str:
     reasons = []
-    if row["cv"] > max_cv:
-        reasons.append(f"cv {row['cv']:.2f} > {max_cv:g}")
-    probe = row.get("create_latency_us_max", "")
-    if probe != "" and probe > max_create_us:
-        reasons.append(
-            f"file creation slow before a sample ({probe:.0f} us > {max_create_us:g} us)"
-        )
+    if row.get("ratio", "") != "":
+        width = half_width({"median": row["ratio"], "lo": row["ratio_lo"], "hi": row["ratio_hi"]})
+        if width > max_width:
+            reasons.append(f"ratio interval +/-{width:.0%} > {max_width:.0%} "
+                           f"(sampling stopped: {row.get('stopped') or '?'})")  # fmt: skip
+    slow = row.get("slow_probes", "")
+    if slow not in ("", 0):
+        reasons.append(f"file creation slow before {slow} pair(s) "
+                       f"(up to {row['create_latency_us_max']:.0f} us)")  # fmt: skip
     return "; ".join(reasons)
 
 
-def noisy_rows(tables: Iterable[Path], max_cv: float, max_create_us: float) -> list[dict[str, Any]]:
-    """Timing rows too noisy to trust: spread above ``max_cv``, or timed while the
-    filesystem created files slower than ``max_create_us``."""
+def noisy_rows(tables: Iterable[Path], max_width: float) -> list[dict[str, Any]]:
+    """Timing rows too noisy to trust: a ratio interval wider than ``max_width`` either
+    side of the median, or stores timed while file creation was slow."""
     rows = []
     for path in tables:
         for row in read_table(path):
-            reason = _noise_reason(row, max_cv, max_create_us)
+            reason = _noise_reason(row, max_width)
             if reason:
-                rows.append({**{c: row[c] for c in NOISE_COLUMNS if c != "reason"},
+                rows.append({**{c: row.get(c, "") for c in NOISE_COLUMNS if c != "reason"},
                              "reason": reason})  # fmt: skip
     return rows
 
@@ -128,20 +186,19 @@ def usage_rows(loaded: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 PARALLEL_COLUMNS = (
-    "format", "kind", "n", "measurement", "cache", "order", "workers", "unit", "repeats",
-    "median", "q1", "q3", "min", "max", "cv", "images_per_s", "speedup", "residency_max",
+    "format", "kind", "n", "measurement", "cache", "order", "workers", *PAIRED_COLUMNS,
+    "images_per_s", "speedup", "residency_max",
 )  # fmt: skip
 DATALOADER_COLUMNS = (
     "format", "kind", "n", "measurement", "cache", "order", "batch_size", "num_workers",
-    "start_method", "unit", "repeats", "median", "q1", "q3", "min", "max", "cv", "images_per_s",
+    "start_method", *PAIRED_COLUMNS, "images_per_s",
 )  # fmt: skip
 
 
 def _throughput_row(result: dict[str, Any], samples: str, measurement: str,
                     **extra: Any) -> dict[str, Any]:  # fmt: skip
     """A timing row of a whole-store read, with its aggregate images/s."""
-    values = result["samples"][samples]
-    stats = summarize(values)
+    stats = paired_stats(result, samples)
     return {
         "format": result["format"],
         "kind": result["kind"],
@@ -150,8 +207,6 @@ def _throughput_row(result: dict[str, Any], samples: str, measurement: str,
         "cache": _cache_label(result),
         "order": result["order"],
         **extra,
-        "unit": "s",
-        "repeats": len(values),
         **stats,
         "images_per_s": result["n"] / stats["median"],
     }

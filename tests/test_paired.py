@@ -1,0 +1,276 @@
+"""Paired measurement: intervals, adaptive sampling, the floor's reads, ties, compare."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from storebench import compare, measure, pagecache, publish, results, stats, tables
+from storebench.chunks import read_rows
+from storebench.errors import StorebenchError
+from storebench.formats import make_format
+from storebench.sampling import Policy, run_pairs
+
+N = 300
+
+
+@pytest.fixture
+def data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(8)
+    return (rng.integers(0, 256, (N, 32, 32, 3), dtype=np.uint8),
+            rng.integers(0, 10, N, dtype=np.uint8))  # fmt: skip
+
+
+# --- statistics ------------------------------------------------------------------------
+
+
+def test_median_interval_coverage_is_honest() -> None:
+    three = stats.median_interval([3.0, 1.0, 2.0])
+    assert (three["lo"], three["median"], three["hi"]) == (1.0, 2.0, 3.0)
+    assert three["coverage"] == pytest.approx(0.75)  # min..max of 3: not 95%
+    six = stats.median_interval(range(6))
+    assert (six["lo"], six["hi"]) == (0, 5) and six["coverage"] == pytest.approx(1 - 2 / 64)
+    # 100 samples: the classic ranks 40 and 61 (1-based), coverage just above 95%.
+    hundred = stats.median_interval(range(1, 101))
+    assert (hundred["lo"], hundred["hi"]) == (40, 61) and 0.95 <= hundred["coverage"] < 0.97
+
+
+def test_precise_needs_full_coverage_and_a_narrow_interval() -> None:
+    assert not stats.precise([2.0] * 5, 0.05)  # 5 pairs cannot reach 95%
+    assert stats.precise([2.0] * 6, 0.05)
+    assert not stats.precise([1.0, 2.0, 2.0, 2.0, 2.0, 3.0], 0.05)
+
+
+def test_overlapping_intervals_share_a_rank() -> None:
+    rows = [
+        {"ratio": 1.0, "lo": 0.9, "hi": 1.1},
+        {"ratio": 1.05, "lo": 1.0, "hi": 1.2},  # overlaps the leader: tie
+        {"ratio": 1.3, "lo": 1.15, "hi": 1.4},  # overlaps the 2nd, not the leader: new rank
+        {"ratio": 3.0, "lo": 2.9, "hi": 3.1},
+    ]
+    assert stats.tied_ranks(rows, "ratio") == [(1, True), (1, True), (3, False), (4, False)]
+
+
+# --- the paired runner -----------------------------------------------------------------
+
+
+def _trial(values: list[float], calls: list[str], name: str):
+    it = itertools.cycle(values)
+
+    def trial() -> dict[str, float]:
+        calls.append(name)
+        return {"x_s": next(it)}
+
+    return trial
+
+
+def test_pairs_alternate_in_random_order_and_stop_when_precise() -> None:
+    calls: list[str] = []
+    policy = Policy(min_pairs=3, max_pairs=50, precision=0.05, time_cap_s=60)
+    result = run_pairs(_trial([2.0], calls, "A"), _trial([1.0], calls, "B"), policy, seed=1)
+    # A constant ratio of 2 is precise as soon as 6 pairs give 95% coverage.
+    assert result["sampling"]["stopped"] == "precision" and result["sampling"]["pairs"] == 6
+    assert result["samples"]["x_s"] == [2.0] * 6 and result["reference_samples"]["x_s"] == [1.0] * 6
+    pairs = [calls[i : i + 2] for i in range(0, len(calls), 2)]
+    assert all(sorted(p) == ["A", "B"] for p in pairs)  # every pair: one of each
+    assert [{"format": "A", "reference": "B"}[f] for f in result["first"]] == [p[0] for p in pairs]
+    assert len(set(result["first"])) == 2  # both orders occur
+    assert len(result["cpu_s"]) == 6 and min(result["cpu_s"]) > 0
+
+
+def test_noisy_pairs_stop_at_the_time_cap_or_max_pairs() -> None:
+    calls: list[str] = []
+    noisy = _trial([1.0, 3.0, 0.5, 2.0, 5.0], calls, "A")
+    capped = run_pairs(noisy, _trial([1.0], calls, "B"),
+                       Policy(min_pairs=4, max_pairs=1000, precision=0.05, time_cap_s=0.0))  # fmt: skip
+    assert capped["sampling"]["stopped"] == "time_cap" and capped["sampling"]["pairs"] == 4
+    most = run_pairs(noisy, _trial([1.0], calls, "B"),
+                     Policy(min_pairs=2, max_pairs=9, precision=0.05, time_cap_s=60))  # fmt: skip
+    assert most["sampling"]["stopped"] == "max_pairs" and most["sampling"]["pairs"] == 9
+
+
+# --- the floor reads the bytes the fastest way, and right ------------------------------
+
+
+@pytest.mark.parametrize(
+    "indices",
+    [np.arange(N), np.arange(17, 90), np.random.default_rng(0).permutation(N),
+     np.random.default_rng(1).integers(0, N, 40), np.array([5, 5, 4, 3, 3, 200, 6]),
+     np.sort(np.random.default_rng(2).choice(N, 150, replace=False)), np.array([7])],
+    ids=["all", "range", "permutation", "sparse", "repeats", "sorted-half", "one"],
+)  # fmt: skip
+def test_read_rows_scatters_every_row_into_place(indices, data, tmp_path: Path) -> None:
+    images, _ = data
+    path = tmp_path / "rows.bin"
+    path.write_bytes(b"H" * 80 + images.tobytes())
+    out = np.zeros((len(indices), 32, 32, 3), np.uint8)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        read_rows(fd, 80, indices, out)
+    finally:
+        os.close(fd)
+    np.testing.assert_array_equal(out, images[indices])
+
+
+def test_read_rows_refuses_a_short_file(data, tmp_path: Path) -> None:
+    images, _ = data
+    path = tmp_path / "short.bin"
+    path.write_bytes(images[:10].tobytes())
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with pytest.raises(OSError, match="short read"):
+            read_rows(fd, 0, np.arange(20), np.zeros((20, 32, 32, 3), np.uint8))
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("cache", ["warm", "cold"])
+@pytest.mark.parametrize("indices", ["range", "dense", "sparse"])
+def test_the_floor_reads_right_in_every_way(cache, indices, data, tmp_path: Path) -> None:
+    images, labels = data
+    fmt = make_format("raw", {"kind": "npy"})
+    fmt.write(tmp_path, images, labels)
+    wanted = {"range": np.arange(10, 250), "dense": np.random.default_rng(3).permutation(N),
+              "sparse": np.array([3, 290, 150, 151, 7])}[indices]  # fmt: skip
+    if cache == "cold":
+        pagecache.evict(fmt.files(tmp_path))
+    else:
+        pagecache.load(fmt.files(tmp_path))
+    out, out_labels = np.zeros((len(wanted), 32, 32, 3), np.uint8), np.zeros(len(wanted), np.uint8)
+    with fmt.open(tmp_path) as reader:
+        reader.read_into(wanted, out, out_labels)
+        with pytest.raises(IndexError):
+            reader.read_into(np.array([N]), out[:1], out_labels[:1])
+    np.testing.assert_array_equal(out, images[wanted])
+    np.testing.assert_array_equal(out_labels, labels[wanted])
+
+
+# --- paired jobs ----------------------------------------------------------------------
+
+
+def test_a_read_is_paired_with_the_floor_and_both_validated(data, tmp_path: Path) -> None:
+    images, labels = data
+    fmt, floor = make_format("png", {"kind": "png"}), make_format("raw", {"kind": "npy"})
+    (tmp_path / "png").mkdir()
+    (tmp_path / "raw").mkdir()
+    fmt.write(tmp_path / "png", images, labels)
+    floor.write(tmp_path / "raw", images, labels)
+    indices = measure.read_indices(N, "random", 4)
+    result = measure.measure_read(fmt, tmp_path / "png", images, labels, indices, "cold",
+                                  reference=(floor, tmp_path / "raw"),
+                                  policy=Policy(min_pairs=3, max_pairs=4, precision=0.0,
+                                                time_cap_s=0))  # fmt: skip
+    assert len(result["samples"]["read_s"]) == len(result["reference_samples"]["read_s"]) == 3
+    assert len(result["reference_residency_before"]) == 3 and result["cache_verified"]
+    assert result["checksum"] == measure.checksum(images[indices], labels[indices])
+    # PNG decodes every image; the floor copies bytes: every pair says so.
+    ratios = stats.ratios(result["samples"]["read_s"], result["reference_samples"]["read_s"])
+    assert min(ratios) > 1
+
+
+def test_a_wrong_reference_fails_the_job(data, tmp_path: Path) -> None:
+    images, labels = data
+    fmt, floor = make_format("hdf5", {"kind": "hdf5"}), make_format("raw", {"kind": "npy"})
+    (tmp_path / "h").mkdir()
+    (tmp_path / "r").mkdir()
+    fmt.write(tmp_path / "h", images, labels)
+    floor.write(tmp_path / "r", images[::-1].copy(), labels)  # not the dataset
+    with pytest.raises(StorebenchError, match="images differ"):
+        measure.measure_read(fmt, tmp_path / "h", images, labels, np.arange(N), "warm", 2,
+                             reference=(floor, tmp_path / "r"))  # fmt: skip
+
+
+def test_quiet_level_is_the_runs_lowest_probe(tmp_path: Path, monkeypatch) -> None:
+    baseline = tmp_path / "quiet.json"
+    baseline.write_text(json.dumps({"create_latency_us": 10.0}))
+    probes = iter([200.0, 150.0, 25.0])
+    monkeypatch.setattr(measure, "create_latency_us", lambda folder: next(probes))
+    monkeypatch.setattr(measure.time, "sleep", lambda s: None)
+    quiet = measure.QuietFilesystem(tmp_path, max_wait_s=5, factor=3, baseline=baseline)
+    assert quiet.threshold_us() == 30.0  # 3 x 10 us
+    found = quiet.wait()
+    assert found["create_latency_us"] == 25.0 and found["waited_s"] == 1.0 and not found["slow"]
+    # A lower level lowers the run's baseline for later jobs.
+    monkeypatch.setattr(measure, "create_latency_us", lambda folder: 4.0)
+    quiet.wait()
+    assert json.loads(baseline.read_text())["create_latency_us"] == 4.0
+
+
+def test_fingerprint_follows_the_formats_code_and_libraries(monkeypatch) -> None:
+    png, lmdb = make_format("png", {"kind": "png"}), make_format("lmdb", {"kind": "lmdb"})
+    raw = make_format("raw", {"kind": "npy"})
+    before = {"png": results.fingerprint(png, raw), "lmdb": results.fingerprint(lmdb, raw)}
+    assert before["png"] != before["lmdb"]
+    real = results._version
+    monkeypatch.setattr(results, "_version",
+                        lambda p: "99.0" if p == "lmdb" else real(p))  # fmt: skip
+    assert results.fingerprint(png, raw) == before["png"]  # PNG does not run lmdb
+    assert results.fingerprint(lmdb, raw) != before["lmdb"]
+
+
+# --- tables, summary, compare ---------------------------------------------------------
+
+
+def _row(fmt: str, ratio: float, width: float, seconds: float, **extra: Any) -> dict[str, Any]:
+    return {"format": fmt, "kind": "npy" if fmt == "raw" else "x", "n": 10_000,
+            "measurement": "read", "cache": "warm", "order": "random", "workers": "",
+            "num_workers": "", "unit": "s", "pairs": 6, "ratio": ratio,
+            "ratio_lo": ratio * (1 - width), "ratio_hi": ratio * (1 + width), "coverage": 0.97,
+            "median": seconds, "median_lo": seconds * 0.95, "median_hi": seconds * 1.05,
+            "reference": "raw", "reference_median": seconds / ratio,
+            "reference_lo": seconds / ratio * 0.95, "reference_hi": seconds / ratio * 1.05,
+            "cpu_ms": 3.0, "stopped": "precision", **extra}  # fmt: skip
+
+
+def test_summary_ranks_by_ratio_and_marks_ties() -> None:
+    read = [_row("raw", 1.0, 0.03, 0.1), _row("a", 1.02, 0.03, 0.102),
+            _row("b", 5.0, 0.02, 0.5, stopped="time_cap")]  # fmt: skip
+    store = [{**r, "measurement": "store", "cache": "", "order": ""} for r in read]
+    usage = [{"format": f, "kind": "x", "n": 10_000, "allocated_bytes": 2**20}
+             for f in ("raw", "a", "b")]  # fmt: skip
+    text = publish.summary_markdown({"store": store, "read": read, "usage": usage}, None, 3)
+    assert "| 1 (tie) | raw | 1 [0.97–1.03]" in text
+    assert "| 1 (tie) | a | 1.02" in text
+    assert "| 3 | b | 5 [4.9–5.1] | 0.5 [0.475–0.525] | 20,000 | 6 (time_cap) |" in text
+    assert "CPU probe" in text
+
+
+def _run(folder: Path, rows: list[dict[str, Any]]) -> Path:
+    (folder / "tables").mkdir(parents=True)
+    tables.write_table(rows, list(rows[0]), folder / "tables" / "read.csv",
+                       folder / "tables" / "read.md")  # fmt: skip
+    return folder
+
+
+def test_compare_tells_agreement_and_the_worst_cells(tmp_path: Path) -> None:
+    a = _run(tmp_path / "a", [_row("raw", 1.0, 0.02, 0.1), _row("png", 100.0, 0.02, 10.0),
+                              _row("lmdb", 2.0, 0.02, 0.2)])  # fmt: skip
+    # B: the machine is 1.5x slower (absolute times move), ratios hold but lmdb's.
+    b = _run(tmp_path / "b", [_row("raw", 1.0, 0.02, 0.15), _row("png", 104.0, 0.02, 15.6),
+                              _row("lmdb", 2.6, 0.02, 0.39, cpu_ms=4.5)])  # fmt: skip
+    text = compare.report(a, b)
+    assert "ratios: 2/3 cells agree (67%" in text
+    assert "absolute times: 0/3 cells agree" in text
+    worst = text.split("worst 8 cells by ratio:")[1].splitlines()[1]
+    assert "lmdb" in worst and "1.30x" in worst
+    assert "verdict: DIFFER" in text and "floor 1.50x" in text
+    same = compare.report(a, a)
+    assert "verdict: AGREE" in same and "ratios: 3/3" in same
+    with pytest.raises(StorebenchError, match="no timing cells"):
+        compare.report(a, b, min_n=1_000_000)
+
+
+def test_compare_finds_a_ranking_contradiction(tmp_path: Path) -> None:
+    a = _run(tmp_path / "a", [_row("raw", 1.0, 0.01, 0.1), _row("x", 2.0, 0.01, 0.2),
+                              _row("y", 3.0, 0.01, 0.3)])  # fmt: skip
+    b = _run(tmp_path / "b", [_row("raw", 1.0, 0.01, 0.1), _row("x", 3.2, 0.01, 0.32),
+                              _row("y", 2.9, 0.01, 0.29)])  # fmt: skip
+    text = compare.report(a, b)
+    assert "1 of 1 questions" not in text and "0 of 1 questions the same" in text
+    assert "x before y in A, after in B" in text

@@ -1,0 +1,167 @@
+"""Run-to-run check: do two runs' results agree, and if not, did the machine move?
+
+``python -m storebench compare RESULTS_A RESULTS_B`` reads both runs' timing
+tables and prints, per cell (format, n, measurement, cache, order, workers), both
+runs' paired ratios to the floor and absolute times and whether they agree
+(within ``tolerance``, or overlapping 95% intervals); the worst cells; how the
+reference speeds (the CPU probe, the floor's own times) moved between the runs;
+whether the rankings at the largest n contradict each other beyond declared ties;
+and a one-line verdict.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from storebench.errors import StorebenchError
+from storebench.stats import overlap, tied_ranks
+from storebench.tables import read_table
+
+TABLES = ("store", "read", "parallel", "dataloader")
+KEY = ("format", "n", "measurement", "cache", "order", "workers", "num_workers")
+TOLERANCE = 0.10
+
+Row = dict[str, Any]
+
+
+def _load(results: Path, table: str) -> dict[tuple, Row]:
+    path = Path(results) / "tables" / f"{table}.csv"
+    if not path.is_file():
+        return {}
+    return {(table, *(row.get(k, "") for k in KEY)): row for row in read_table(path)}
+
+
+def agree(a: Row, b: Row, value: str, lo: str, hi: str, tolerance: float = TOLERANCE) -> bool:
+    """Within ``tolerance`` of each other, or overlapping intervals."""
+    x, y = float(a[value]), float(b[value])
+    close = y > 0 and abs(x / y - 1) <= tolerance
+    return close or overlap(a, b, lo, hi)
+
+
+def cells(first: Path, second: Path, min_n: int) -> list[dict[str, Any]]:
+    """Every timing cell both runs measured at n >= ``min_n``, with both runs' values."""
+    found = []
+    for table in TABLES:
+        a, b = _load(first, table), _load(second, table)
+        for key in a.keys() & b.keys():
+            row_a, row_b = a[key], b[key]
+            if int(row_a["n"]) < min_n or row_a.get("ratio", "") == "" or \
+                    row_b.get("ratio", "") == "":  # fmt: skip
+                continue
+            found.append({
+                "key": key, "a": row_a, "b": row_b,
+                "ratio_agree": agree(row_a, row_b, "ratio", "ratio_lo", "ratio_hi"),
+                "abs_agree": agree(row_a, row_b, "median", "median_lo", "median_hi"),
+                "ratio_move": float(row_b["ratio"]) / float(row_a["ratio"]),
+                "abs_move": float(row_b["median"]) / float(row_a["median"]),
+            })  # fmt: skip
+    return sorted(found, key=lambda c: c["key"][:3])
+
+
+def _median_of(rows: Iterable[Row], column: str) -> float:
+    values = [float(r[column]) for r in rows if r.get(column, "") != ""]
+    return float(np.median(values)) if values else math.nan
+
+
+def contradictions(first: Path, second: Path) -> tuple[int, int, list[str]]:
+    """Ranking questions at the largest n (store; read per cache and order) where one run
+    puts a format strictly before another and the other run strictly after it."""
+    questions = contradicted = 0
+    notes = []
+    for table, measurement in (("store", "store"), ("read", "read")):
+        a, b = _load(first, table), _load(second, table)
+        if not a or not b:
+            continue
+        n = max(int(r["n"]) for r in a.values())
+        groups: dict[tuple, list[tuple[Row, Row]]] = {}
+        for key, row in a.items():
+            if int(row["n"]) == n and row["measurement"] == measurement and key in b:
+                groups.setdefault((row["cache"], row["order"]), []).append((row, b[key]))
+        for (cache, order), pairs in groups.items():
+            questions += 1
+            rank_a = _ranks([p[0] for p in pairs])
+            rank_b = _ranks([p[1] for p in pairs])
+            flipped = [(f, g) for f in rank_a for g in rank_a
+                       if rank_a[f] < rank_a[g] and rank_b[f] > rank_b[g]]  # fmt: skip
+            if flipped:
+                contradicted += 1
+                where = " ".join(x for x in (table, cache, order) if x)
+                notes.append(f"{where}: " + ", ".join(f"{f} before {g} in A, after in B"
+                                                      for f, g in flipped))  # fmt: skip
+    return questions, contradicted, notes
+
+
+def _ranks(rows: list[Row]) -> dict[str, int]:
+    ordered = sorted(rows, key=lambda r: float(r["ratio"]))
+    ranks = tied_ranks(ordered, "ratio", "ratio_lo", "ratio_hi")
+    return {row["format"]: rank for row, (rank, _) in zip(ordered, ranks, strict=True)}
+
+
+def _cell_name(key: tuple) -> str:
+    table, fmt, n, measurement, cache, order, workers, num_workers = key
+    parts = [table, fmt, f"n={n}", str(measurement)]
+    parts += [str(x) for x in (cache, order) if x != ""]
+    parts += [f"P={workers}"] if workers != "" else []
+    parts += [f"w={num_workers}"] if num_workers != "" else []
+    return " ".join(parts)
+
+
+def report(first: Path, second: Path, min_n: int = 10_000, worst: int = 8) -> str:
+    """The comparison as text (what the ``compare`` command prints)."""
+    found = cells(first, second, min_n)
+    if not found:
+        raise StorebenchError(f"no timing cells at n >= {min_n} with ratios in both {first} "
+                              f"and {second}; compare two finished runs")  # fmt: skip
+    total = len(found)
+    ratio_ok = sum(c["ratio_agree"] for c in found)
+    abs_ok = sum(c["abs_agree"] for c in found)
+    ratio_close = sum(abs(c["ratio_move"] - 1) <= TOLERANCE for c in found)
+    abs_close = sum(abs(c["abs_move"] - 1) <= TOLERANCE for c in found)
+    rows_a = [c["a"] for c in found]
+    rows_b = [c["b"] for c in found]
+    cpu = _median_of(rows_b, "cpu_ms") / _median_of(rows_a, "cpu_ms")
+    floor = float(np.median([float(c["b"]["reference_median"]) / float(c["a"]["reference_median"])
+                             for c in found]))  # fmt: skip
+    lines = [f"A: {first}", f"B: {second}", f"cells at n >= {min_n:,}: {total}", ""]
+    lines.append(f"{'cell':<48} {'ratio A':>9} {'ratio B':>9} {'B/A':>6} {'ok':>3}  "
+                 f"{'s A':>9} {'s B':>9} {'B/A':>6} {'ok':>3}")  # fmt: skip
+    for c in found:
+        a, b = c["a"], c["b"]
+        lines.append(
+            f"{_cell_name(c['key']):<48} {float(a['ratio']):>9.3g} {float(b['ratio']):>9.3g} "
+            f"{c['ratio_move']:>6.2f} {'yes' if c['ratio_agree'] else 'NO':>3}  "
+            f"{float(a['median']):>9.3g} {float(b['median']):>9.3g} {c['abs_move']:>6.2f} "
+            f"{'yes' if c['abs_agree'] else 'NO':>3}"
+        )
+    lines += ["", f"worst {worst} cells by ratio:"]
+    for c in sorted(found, key=lambda c: -abs(math.log(c["ratio_move"])))[:worst]:
+        lines.append(f"  {_cell_name(c['key'])}: ratio {c['ratio_move']:.2f}x, "
+                     f"absolute {c['abs_move']:.2f}x")  # fmt: skip
+    lines += ["", f"worst {worst} cells by absolute time:"]
+    for c in sorted(found, key=lambda c: -abs(math.log(c["abs_move"])))[:worst]:
+        lines.append(f"  {_cell_name(c['key'])}: absolute {c['abs_move']:.2f}x, "
+                     f"ratio {c['ratio_move']:.2f}x")  # fmt: skip
+    questions, contradicted, notes = contradictions(first, second)
+    lines += ["", f"rankings at the largest n: {questions - contradicted} of {questions} "
+              "questions the same up to declared ties"]  # fmt: skip
+    lines += [f"  {note}" for note in notes]
+    moved = abs(cpu - 1) > TOLERANCE or abs(floor - 1) > TOLERANCE
+    lines += [
+        "",
+        f"reference speeds B/A: CPU probe {cpu:.2f}x, floor (median over cells) {floor:.2f}x"
+        + (" -> the machine's speed moved between the runs" if moved else ""),
+        f"ratios: {ratio_ok}/{total} cells agree ({ratio_ok / total:.0%}; within 10%: "
+        f"{ratio_close}, {ratio_close / total:.0%})",
+        f"absolute times: {abs_ok}/{total} cells agree ({abs_ok / total:.0%}; within 10%: "
+        f"{abs_close}, {abs_close / total:.0%})",
+        f"verdict: {'AGREE' if ratio_ok >= 0.95 * total and not contradicted else 'DIFFER'}: "
+        f"paired ratios agree in {ratio_ok / total:.0%} of cells (target 95%), absolute times "
+        f"in {abs_ok / total:.0%}; {contradicted} ranking contradiction(s); CPU {cpu:.2f}x, "
+        f"floor {floor:.2f}x.",
+    ]
+    return "\n".join(lines) + "\n"
