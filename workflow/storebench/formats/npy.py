@@ -1,7 +1,8 @@
 """The raw floor: the images as one ``.npy`` file, read the fastest way this machine can.
 
 No per-image framing, no decoding. Each read picks, by measurement on this VM
-(``python -m storebench benchmark floor-reads``), the fastest way to move the rows:
+(README, "The floor reads the fastest way this machine can"), the fastest way to
+move the rows:
 
 * a contiguous range whose pages are cached: one copy from a memory map (a
   user-space copy runs about 2x the kernel's copy here);
