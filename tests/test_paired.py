@@ -188,18 +188,32 @@ def test_a_wrong_reference_fails_the_job(data, tmp_path: Path) -> None:
 
 def test_quiet_level_is_the_runs_lowest_probe(tmp_path: Path, monkeypatch) -> None:
     baseline = tmp_path / "quiet.json"
-    baseline.write_text(json.dumps({"create_latency_us": 10.0}))
-    probes = iter([200.0, 150.0, 25.0])
-    monkeypatch.setattr(measure, "create_latency_us", lambda folder: next(probes))
+    baseline.write_text(json.dumps({"create_latency_us": 30.0}))
+    probes = iter([200.0, 150.0, 85.0])
+    monkeypatch.setattr(measure, "create_latency_us", lambda folder, keep: next(probes))
     monkeypatch.setattr(measure.time, "sleep", lambda s: None)
     quiet = measure.QuietFilesystem(tmp_path, max_wait_s=5, factor=3, baseline=baseline)
-    assert quiet.threshold_us() == 30.0  # 3 x 10 us
+    assert quiet.threshold_us() == 90.0  # 3 x 30 us
     found = quiet.wait()
-    assert found["create_latency_us"] == 25.0 and found["waited_s"] == 1.0 and not found["slow"]
+    assert found["create_latency_us"] == 85.0 and found["waited_s"] == 1.0 and not found["slow"]
     # A lower level lowers the run's baseline for later jobs.
-    monkeypatch.setattr(measure, "create_latency_us", lambda folder: 4.0)
+    monkeypatch.setattr(measure, "create_latency_us", lambda folder, keep: 4.0)
     quiet.wait()
     assert json.loads(baseline.read_text())["create_latency_us"] == 4.0
+    assert quiet.threshold_us() == 54.0  # at least 50 us above a very quiet level
+
+
+def test_probe_keeps_its_files_in_the_trash(tmp_path: Path) -> None:
+    """Deleting the probe's files would slow the next probe and store down."""
+    (tmp_path / "stores").mkdir()
+    latency = measure.create_latency_us(tmp_path / "stores", files=20, keep=tmp_path / "trash")
+    assert latency > 0
+    assert list((tmp_path / "stores").iterdir()) == []
+    kept = list((tmp_path / "trash").rglob("*"))
+    assert sum(p.is_file() for p in kept) == 20
+    measure.create_latency_us(tmp_path / "stores", files=5)  # no trash: deleted at once
+    assert list((tmp_path / "stores").iterdir()) == []
+    assert sum(p.is_file() for p in (tmp_path / "trash").rglob("*")) == 20
 
 
 def test_fingerprint_follows_the_formats_code_and_libraries(monkeypatch) -> None:

@@ -115,7 +115,7 @@ def cmd_store(args: argparse.Namespace) -> None:
     fmt = _format(args)
     images, labels = _dataset(args)
     quiet = measure.QuietFilesystem(args.out.parent, args.max_wait_s, args.slow_factor,
-                                    args.baseline)  # fmt: skip
+                                    args.baseline, args.trash)  # fmt: skip
     result, staged = measure.measure_store(
         fmt, images, labels, args.out, args.trash, None, quiet,
         reference=_reference(args), policy=_policy(args), seed=args.seed,

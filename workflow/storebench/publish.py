@@ -16,15 +16,17 @@ from storebench.stats import tied_ranks
 Rows = list[dict[str, Any]]
 
 HOW = {
-    "store": "Each of {repeats} repeats writes all n images into a new empty folder. File "
-    "creation latency is probed before each repeat, and a store timed while the file system was "
-    "slow is listed in noise.csv.",
+    "paired": "Every time is one of a pair with the raw floor doing the same work in the same "
+    "job, in random order ({sampling}); the ratio of each pair is kept.",
+    "store": "Each store writes all n images into a new empty folder after earlier writes are "
+    "synced. {paired} File creation latency is probed before each pair, and a store timed while "
+    "the file system was slow is listed in noise.csv.",
     "durable": "Solid: until the writer returns; dotted: until the data are durable (syncfs).",
-    "read": "Each of {repeats} repeats opens the store, reads the n images into a preallocated, "
-    "touched buffer and closes it; every read is checked image by image against the dataset.",
+    "read": "Each read opens the store, reads the n images into a preallocated, touched buffer "
+    "and closes it; every read is checked image by image against the dataset. {paired}",
     "warm": "Warm: one untimed read first, so the store is in the page cache.",
     "cold": "Cold: every file of the store is flushed and evicted from the page cache "
-    "(posix_fadvise DONTNEED) before each repeat; residency (mincore) is recorded.",
+    "(posix_fadvise DONTNEED) before each read; residency (mincore) is recorded.",
     "orders": "Sequential: images 0..n-1; random: a permutation seeded with {seed}, the same for "
     "every format.",
     "spread": "Points: median; band or bar: its 95% interval (order statistics of the "
@@ -72,9 +74,8 @@ FIGURES: dict[str, tuple[str, str]] = {
     ),
     "single_image": (
         "Store",
-        "Storing and reading one image (n = 1): median of {repeats} "
-        "repeats, bar min to max. Store includes creating the store; read includes "
-        "opening it.",
+        "Storing and reading one image (n = 1): median, bar its 95% interval. Store "
+        "includes creating the store; read includes opening it. {paired}",
     ),
     "disk_usage_stacked": (
         "Disk",
@@ -90,8 +91,8 @@ FIGURES: dict[str, tuple[str, str]] = {
         "Parallel",
         "Aggregate images/s of P worker processes (spawned; each "
         "opens its own handle) reading disjoint shards of a seeded permutation "
-        "of n images, P = {workers}; dotted: P times the P = 1 rate. Median of "
-        "{repeats} repeats, band min to max. {warm} {cold}",
+        "of n images, P = {workers}; dotted: P times the P = 1 rate. The same workers "
+        "read the floor's store. {paired} {warm} {cold} {spread}",
     ),
     "workflow_cost": (
         "Cost",
@@ -103,30 +104,32 @@ FIGURES: dict[str, tuple[str, str]] = {
     "dataloader_throughput": (
         "DataLoader",
         "Images/s of one shuffled PyTorch DataLoader epoch "
-        "(batch {batch_size}, num_workers {num_workers}), after one "
-        "untimed warm-up epoch; every batch is copied out and checked. "
-        "Median of {repeats} epochs, bar min to max.",
+        "(batch {batch_size}, num_workers {num_workers}), after the store is loaded into "
+        "the page cache and one untimed epoch of the floor; every batch is copied out and "
+        "checked. {paired} Bar: the 95% interval of the median.",
     ),
 }
 
 # table -> what a row holds
 TABLES: dict[str, str] = {
-    "store": "Store time per format and n: median, quartiles, min, max and coefficient of "
-    "variation of {repeats} repeats (write, and write until durable).",
-    "read": "Read time per format, n, cache state and order: median and spread of {repeats} "
-    "repeats, the largest page-cache residency before a cold read.",
-    "single": "Store and read of one image, {repeats} repeats.",
+    "store": "Store time per format and n (write, and write until durable): the median ratio "
+    "to the floor and its 95% interval, the median time and its interval, the floor's, the CPU "
+    "probe and how sampling ended ({sampling}).",
+    "read": "Read time per format, n, cache state and order: ratio to the floor's read of the "
+    "same n, cache and order, with intervals as in store.csv; the largest page-cache residency "
+    "before a cold read.",
+    "single": "Store and read of one image, paired with the floor ({sampling}).",
     "latency": "Single-image read latency percentiles, {latency_samples} reads.",
     "usage": "Files, apparent and allocated bytes of every store, and allocated bytes per image.",
     "parallel": "Parallel readers: time, images/s and speed-up over one worker.",
     "dataloader": "PyTorch DataLoader epochs: time and images/s per num_workers.",
-    "noise": "Measurements whose samples vary by more than {noise_threshold:.0%} (coefficient of "
-    "variation), or were taken while file creation was slow.",
+    "noise": "Measurements whose ratio interval reaches more than {noise_threshold:.0%} from the "
+    "median ratio, or stores taken while file creation was slow.",
     "cost": "The workflow's own cost per stage and n (Snakemake benchmark files): jobs, wall "
     "and CPU time summed over them, the median job's wall time, the largest peak RSS.",
     "summary": "One table per question at the largest n: which format stores fastest, reads "
-    "fastest (warm, cold, sequential, shuffled) and is smallest on disk, with ratios to the best "
-    "and to the raw floor.",
+    "fastest (warm, cold, sequential, shuffled) and is smallest on disk, ranked by the ratio to "
+    "the raw floor with its 95% interval; overlapping intervals share a rank (tie).",
 }
 
 
@@ -144,10 +147,19 @@ def machine(environment: Mapping[str, Any] | None) -> str:
     )
 
 
+def _sampling(config: Mapping[str, Any]) -> str:
+    sampling = config.get("sampling", {})
+    return (f"at least {config['repeats']} pairs, more until the 95% interval of the median "
+            f"ratio is within ±{sampling.get('precision', 0.05):.0%}, at most "
+            f"{sampling.get('max_pairs', '?')} pairs or {sampling.get('time_cap_s', '?')} s per "
+            "job")  # fmt: skip
+
+
 def _values(config: Mapping[str, Any]) -> dict[str, Any]:
     parallel, dataloader = config.get("parallel", {}), config.get("dataloader", {})
     values = {
         "repeats": config["repeats"],
+        "sampling": _sampling(config),
         "seed": config["seed"],
         "latency_samples": config["latency_samples"],
         "noise_threshold": config["noise_threshold"],
