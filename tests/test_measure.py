@@ -218,3 +218,30 @@ def test_summarize() -> None:
     stats = measure.summarize([1.0, 2.0, 3.0, 4.0, 100.0])
     assert stats["median"] == 3.0 and stats["min"] == 1.0 and stats["max"] == 100.0
     assert stats["q1"] == 2.0 and stats["q3"] == 4.0
+
+
+@pytest.mark.parametrize("size", [N, 16])  # one chunk (expected kept), three chunks
+def test_check_checksums_only_a_complete_in_order_read(data, size: int) -> None:
+    images, labels = data
+    indices = np.random.default_rng(1).permutation(N)
+    check = measure.ChunkedCheck(images, labels, indices, "test read", size)
+    for _ in range(2):  # two repeats, the second served from what the first kept
+        check.restart()
+        for lo, hi in check.spans[:-1]:
+            check.out_images[: hi - lo], check.out_labels[: hi - lo] = images[indices[lo:hi]], \
+                labels[indices[lo:hi]]  # fmt: skip
+            check.check(lo, hi)
+        with pytest.raises(StorebenchError, match="incomplete"):
+            check.checksum()
+        lo, hi = check.spans[-1]
+        check.out_images[: hi - lo] = images[indices[lo:hi]]
+        check.out_labels[: hi - lo] = labels[indices[lo:hi]]
+        check.check(lo, hi)
+        assert check.checksum() == measure.checksum(images[indices], labels[indices])
+    check.restart()
+    with pytest.raises(StorebenchError, match="out of order"):
+        check.check(*check.spans[-1]) if len(check.spans) > 1 else check.check(1, N)
+    check.restart()
+    check.out_images[0] = 255 - images[indices[0]]  # a wrong image fails, kept or not
+    with pytest.raises(StorebenchError, match="differ"):
+        check.check(*check.spans[0])

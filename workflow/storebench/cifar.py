@@ -16,8 +16,8 @@ import numpy as np
 
 from storebench import results, safepickle
 from storebench.chunks import spans, write_npy
-from storebench.download import verify_md5
 from storebench.errors import StorebenchError
+from storebench.integrity import verify_md5
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from storebench import chunks, cifar, config, download, measure, results, tables, usage
+from storebench import chunks, cifar, measure, results, tables, usage
 from storebench.errors import StorebenchError
 from storebench.formats import Format, make_format
 from storebench.sampling import Policy
@@ -100,6 +100,8 @@ def _dataset(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
 
 
 def cmd_download(args: argparse.Namespace) -> None:
+    from storebench import download  # an HTTP client: imported only by the job that needs it
+
     download.download(args.url, args.out, args.md5)
 
 
@@ -247,6 +249,8 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
         benchmarks.memory(args.results)
         return
     if args.what == "interleaved":
+        from storebench import config  # jsonschema: imported only where a config is checked
+
         formats = config.check(yaml.safe_load(args.config.read_text()))
         benchmarks.interleaved(args.results, formats, args.formats or list(formats), args.n,
                                args.rounds, args.floor)  # fmt: skip

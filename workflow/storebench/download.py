@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -11,30 +10,13 @@ from pathlib import Path
 import requests
 
 from storebench.errors import StorebenchError
+from storebench.integrity import md5sum, verify_md5
+
+__all__ = ["download", "md5sum", "verify_md5"]
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
-
-
-def md5sum(path: Path) -> str:
-    """Hex md5 of a file, read in chunks."""
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        while block := handle.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def verify_md5(path: Path, expected: str, key: str = "cifar10.md5") -> None:
-    """Raise if ``path`` does not have md5 ``expected``."""
-    actual = md5sum(path)
-    if actual != expected.lower():
-        raise StorebenchError(
-            f"md5 mismatch for {path}: got {actual}, expected {expected} ({key}); "
-            "the file is corrupt, tampered with or a different archive: replace it or fix "
-            f"{key}"
-        )
 
 
 def _fetch_once(

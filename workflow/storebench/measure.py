@@ -339,8 +339,12 @@ class ChunkedCheck:
     """Validates a read of ``indices`` chunk by chunk against the dataset.
 
     Holds one chunk of output (``out_images``, ``out_labels``) and, while
-    checking, the expected chunk gathered from the (memory-mapped) dataset; the
-    checksum covers the whole read, as if it had been one buffer.
+    checking, the expected chunk gathered from the (memory-mapped) dataset. When
+    the whole read fits in one chunk, the expected images are gathered once and
+    kept for every repeat. The checksum covers the whole read, as if it had been
+    one buffer: every image is validated to equal the dataset's, so it is the
+    checksum of the expected images, computed once per job rather than once per
+    read (a sha256 of 300 MB took about 0.5 s a read here).
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray,
@@ -350,8 +354,9 @@ class ChunkedCheck:
         self.out_images = np.empty((self.size, *images.shape[1:]), images.dtype)
         self.out_labels = np.empty(self.size, labels.dtype)
         self.spans = list(spans(len(indices), self.size))
-        self._digest = hashlib.sha256()
-        self._labels: list[np.ndarray] = []
+        self._checked = 0
+        self._whole: tuple[np.ndarray, np.ndarray] | None = None
+        self._checksum: str | None = None
 
     def clear(self) -> None:
         """Fill the output with values a read must overwrite (touching every page)."""
@@ -360,26 +365,42 @@ class ChunkedCheck:
 
     def restart(self) -> None:
         """Forget the chunks checked so far (a new repeat)."""
-        self._digest = hashlib.sha256()
-        self._labels = []
+        self._checked = 0
+
+    def _expected(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        if (start, stop) != (0, len(self.indices)):
+            wanted = self.indices[start:stop]
+            return gather(self.images, wanted), self.labels[wanted]
+        if self._whole is None:  # the whole read is one chunk: gather it once
+            self._whole = gather(self.images, self.indices), self.labels[self.indices]
+        return self._whole
 
     def check(self, start: int, stop: int) -> None:
-        """Validate the output against images ``indices[start:stop]``, then clear it."""
+        """Validate the output against images ``indices[start:stop]``, then clear it.
+
+        Chunks must be checked in order, each starting where the last one stopped.
+        """
+        if start != self._checked:
+            raise StorebenchError(f"{self.what}: chunk {start}..{stop} checked out of order "
+                                  f"(expected one starting at {self._checked})")  # fmt: skip
         count = stop - start
-        images, labels = self.out_images[:count], self.out_labels[:count]
-        wanted = self.indices[start:stop]
-        validate(images, labels, gather(self.images, wanted), self.labels[wanted], self.what,
-                 start)  # fmt: skip
-        self._digest.update(images.data)
-        self._labels.append(labels.copy())
+        validate(self.out_images[:count], self.out_labels[:count], *self._expected(start, stop),
+                 self.what, start)  # fmt: skip
+        self._checked = stop
         self.clear()
 
     def checksum(self) -> str:
         """:func:`checksum` of every image then every label read, in order."""
-        digest = self._digest.copy()
-        for labels in self._labels:
-            digest.update(labels.data)
-        return digest.hexdigest()
+        if self._checked != len(self.indices):
+            raise StorebenchError(f"{self.what}: {self._checked} of {len(self.indices)} images "
+                                  "were read and checked; the read is incomplete")  # fmt: skip
+        if self._checksum is None:
+            digest = hashlib.sha256()
+            for lo, hi in self.spans:
+                digest.update(self._expected(lo, hi)[0].data)
+            digest.update(np.ascontiguousarray(self.labels[self.indices]).data)
+            self._checksum = digest.hexdigest()
+        return self._checksum
 
 
 def _read_trial(

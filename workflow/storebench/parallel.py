@@ -70,8 +70,10 @@ def _worker(targets: list[tuple[Format, Path]], images_path: Path, labels_path: 
                 reader = None
             end = time.perf_counter_ns()
             check.check(lo, hi)
-            memory = chunks.memory_record() if round_ == rounds - 1 else None
-            conn.send(("done", (start, end, check.checksum(), os.getpid(), memory)))
+            last = round_ == rounds - 1
+            memory = chunks.memory_record() if last else None
+            checksum = check.checksum() if last else None
+            conn.send(("done", (start, end, checksum, os.getpid(), memory)))
     except Exception as exc:  # noqa: BLE001 - any failure is reported to the parent
         message = str(exc) if isinstance(exc, StorebenchError) else f"{type(exc).__name__}: {exc}"
         barrier.abort()  # the other workers stop waiting
