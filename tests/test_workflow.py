@@ -142,7 +142,7 @@ def test_default_plan(tmp_path: Path) -> None:
     n_stores = n_formats * 5
     expected = {
         "download": 1, "extract": 1, "dataset": 1, "store": n_stores, "read": n_stores * 4,
-        "usage": n_stores, "single": n_formats, "latency": n_formats, "parallel": n_formats * 6,
+        "usage": n_stores, "single": n_formats, "latency": n_formats, "parallel": n_formats * 4,  # 2 worker counts x 2 caches
         "dataloader": n_formats * 2, "table": 7, "noise": 1, "figure": len(FIGURES),
         "environment": 1, "summary": 1, "cost": 1, "all": 1,
     }  # fmt: skip
