@@ -136,19 +136,46 @@ def test_lint_and_format() -> None:
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
 
 
-def test_default_plan(tmp_path: Path) -> None:
-    plan = snakemake(tmp_path, "-n", "--configfile", str(ROOT / "config.yaml"))
-    n_formats = len(yaml.safe_load((ROOT / "config.yaml").read_text())["formats"])
-    n_stores = n_formats * 5
+def expected_plan(config: dict) -> dict[str, int]:
+    """Job counts a config's plan must have: one store per format and cutoff, four
+    reads per store, and the parallel and DataLoader grids."""
+    n_formats = len(config["formats"])
+    n_stores = n_formats * len(config["cutoffs"])
+    parallel, dataloader = config["parallel"], config["dataloader"]
     expected = {
-        "download": 1, "extract": 1, "dataset": 1, "store": n_stores, "read": n_stores * 4,
-        "usage": n_stores, "single": n_formats, "latency": n_formats, "parallel": n_formats * 4,  # 2 worker counts x 2 caches
-        "dataloader": n_formats * 2, "table": 7, "noise": 1, "figure": len(FIGURES),
+        "download": 1, "extract": 1, "dataset": 1, "store": n_stores,
+        "read": n_stores * len(config["caches"]) * len(config["orders"]),
+        "usage": n_stores, "single": n_formats, "latency": n_formats,
+        "parallel": n_formats * len(parallel["cutoffs"]) * len(parallel["workers"])
+        * len(parallel["caches"]),
+        "dataloader": n_formats * len(dataloader["cutoffs"]) * len(dataloader["num_workers"]),
+        "table": 7, "noise": 1, "figure": len(FIGURES),
         "environment": 1, "summary": 1, "cost": 1, "all": 1,
     }  # fmt: skip
     if not HAS_TORCH:
         expected.update(dataloader=0, table=6, figure=len(FIGURES) - 1)
-    assert job_counts(plan.stdout) == {k: v for k, v in expected.items() if v}
+    return {k: v for k, v in expected.items() if v}
+
+
+def test_default_plan(tmp_path: Path) -> None:
+    plan = snakemake(tmp_path, "-n", "--configfile", str(ROOT / "config.yaml"))
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    assert job_counts(plan.stdout) == expected_plan(config)
+    # What the default leaves out for time: a 2-core run of about half an hour.
+    assert "png_fast" not in config["formats"]
+    assert config["parallel"]["caches"] == ["warm"]
+    assert config["dataloader"]["num_workers"] == [2]
+
+
+def test_full_config_adds_what_the_default_leaves_out(tmp_path: Path) -> None:
+    full = ROOT / "workflow" / "configs" / "full.yaml"
+    plan = snakemake(tmp_path, "-n", "--configfile", str(ROOT / "config.yaml"), str(full))
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["formats"].update(png_fast={"kind": "png", "compress_level": 1})
+    config["parallel"]["caches"] = ["warm", "cold"]
+    config["dataloader"]["num_workers"] = [0, 2]
+    assert job_counts(plan.stdout) == expected_plan(config)
+    assert "png_fast" in plan.stdout and "cold-p2" in plan.stdout
 
 
 def test_without_torch_the_dataloader_jobs_are_left_out_with_a_notice(tmp_path: Path) -> None:
