@@ -1,28 +1,134 @@
-"""Shared fixtures: the CIFAR-10 sample and a local HTTP server that serves it."""
+"""Shared fixtures: a CIFAR-10 archive in the official layout made here, the real
+sample when ../shared is there, and a local HTTP server that serves either."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.server
+import io
+import os
+import pickle
+import struct
+import tarfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT.parent / "shared" / "data" / "cifar-10-sample-python.tar.gz"
-SAMPLE_MD5 = "7c169e720ae84550ca63fb9379521fdd"
-SAMPLE_TRAIN = 5000
+# The real CIFAR-10 sample (5,000 training images, official layout) beside the
+# repository on the project's machines; anywhere else the tests that need it skip.
+REAL_SAMPLE = ROOT.parent / "shared" / "data" / "cifar-10-sample-python.tar.gz"
+REAL_SAMPLE_MD5 = "7c169e720ae84550ca63fb9379521fdd"
+# The archive the tests make: as many images per batch as the real sample.
+PER_BATCH = 1000
+SAMPLE_TRAIN = 5 * PER_BATCH
+BATCH_DIR = "cifar-10-batches-py"
+LABEL_NAMES = [b"airplane", b"automobile", b"bird", b"cat", b"deer",
+               b"dog", b"frog", b"horse", b"ship", b"truck"]  # fmt: skip
+
+
+def md5_of(path: Path) -> str:
+    return hashlib.md5(Path(path).read_bytes()).hexdigest()
+
+
+class _Python2Pickler(pickle._Pickler):  # the pure-Python pickler, to change one opcode
+    """Writes bytes as Python 2 wrote its ``str`` (BINSTRING), as in the official
+    files, where Python 3's protocol 2 would call ``_codecs.encode``."""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def save_bytes(self, obj: bytes) -> None:
+        if len(obj) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(obj)]) + obj)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_bytes
+
+
+def official_pickle(obj: object) -> bytes:
+    """A protocol-2 pickle with the opcodes and globals of the official batches:
+    bytes as BINSTRING, and numpy 1's ``numpy.core.multiarray`` where numpy 2
+    names ``numpy._core.multiarray``."""
+    buffer = io.BytesIO()
+    _Python2Pickler(buffer, protocol=2).dump(obj)
+    return buffer.getvalue().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+
+
+def synthetic_batch(seed: int, n: int, label: bytes) -> dict[bytes, object]:
+    """``n`` images that look enough like photos for PNG and gzip to compress them
+    (smooth colour fields plus noise), labels cycling through all ten classes."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, size=(n, 3, 4, 4)).astype(np.float32)
+    smooth = coarse.repeat(8, axis=2).repeat(8, axis=3)
+    noisy = smooth + rng.normal(0.0, 12.0, size=smooth.shape)
+    planes = np.clip(noisy, 0, 255).astype(np.uint8)  # (n, 3, 32, 32): R, G, B planes
+    labels = [(seed * 7 + i) % 10 for i in range(n)]
+    return {b"batch_label": label, b"labels": labels, b"data": planes.reshape(n, 3072)}
+
+
+def make_archive(path: Path, per_batch: int = PER_BATCH) -> Path:
+    """Write a ``cifar-10-python.tar.gz`` in the official layout: five training
+    batches, a test batch, ``batches.meta`` and ``readme.html``; made-up images."""
+    members: list[tuple[str, bytes]] = [
+        ("batches.meta", official_pickle({b"num_cases_per_batch": per_batch,
+                                          b"label_names": LABEL_NAMES, b"num_vis": 3072})),
+    ]  # fmt: skip
+    for i in range(1, 6):
+        batch = synthetic_batch(i, per_batch, f"training batch {i} of 5".encode())
+        members.append((f"data_batch_{i}", official_pickle(batch)))
+    members.append(("test_batch", official_pickle(synthetic_batch(6, per_batch, b"testing batch 1 of 1"))))
+    members.append(("readme.html", b"<meta HTTP-EQUIV=\"REFRESH\" content=\"0\">\n"))
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tarfile.open(tmp, "w:gz") as tar:  # files only, like the official archive
+        for name, data in members:
+            info = tarfile.TarInfo(f"{BATCH_DIR}/{name}")
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    os.replace(tmp, path)
+    return path
+
+
+def training_set_of(archive: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Decode an archive's training set the plain way, as the CIFAR-10 page describes."""
+    images, labels = [], []
+    with tarfile.open(archive) as tar:
+        for i in range(1, 6):
+            handle = tar.extractfile(f"{BATCH_DIR}/data_batch_{i}")
+            batch = pickle.load(handle, encoding="bytes")  # trusted test data only
+            for row, label in zip(batch[b"data"], batch[b"labels"], strict=True):
+                images.append(row.reshape(3, 32, 32).transpose(1, 2, 0))
+                labels.append(label)
+    return np.stack(images), np.array(labels, dtype=np.uint8)
 
 
 @pytest.fixture(scope="session")
-def sample() -> Path:
-    """The shared CIFAR-10 sample (official layout, 5,000 training images)."""
-    if not SAMPLE.is_file():
-        pytest.fail(f"{SAMPLE} is missing: the tests need ../shared beside the repository")
-    return SAMPLE
+def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CIFAR-10 archive in the official layout, 5,000 made-up training images."""
+    return make_archive(tmp_path_factory.mktemp("archive") / "cifar-10-python.tar.gz")
+
+
+@pytest.fixture(scope="session")
+def sample_md5(sample: Path) -> str:
+    return md5_of(sample)
+
+
+@pytest.fixture(scope="session")
+def real_sample() -> Path:
+    """The real CIFAR-10 sample in ../shared: skipped where it is not there, except
+    where STOREBENCH_REQUIRE_SHARED=1 (CI) makes its absence a failure."""
+    if not REAL_SAMPLE.is_file():
+        message = f"{REAL_SAMPLE} is not there (the project's machines keep the real sample)"
+        if os.environ.get("STOREBENCH_REQUIRE_SHARED") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return REAL_SAMPLE
 
 
 @dataclass

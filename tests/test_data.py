@@ -17,16 +17,16 @@ from storebench import chunks, cifar, safepickle
 from storebench.download import download, md5sum
 from storebench.errors import StorebenchError
 
-from conftest import SAMPLE_MD5, SAMPLE_TRAIN, Server
+from conftest import REAL_SAMPLE_MD5, SAMPLE_TRAIN, Server, training_set_of
 
 
-def fast(url: str, dest: Path, md5: str = SAMPLE_MD5) -> Path:
+def fast(url: str, dest: Path, md5: str) -> Path:
     return download(url, dest, md5, retries=3, backoff=0.0, timeout=(2.0, 5.0))
 
 
-def test_download_verifies_and_saves(http_server: Server, tmp_path: Path) -> None:
-    dest = fast(http_server.url, tmp_path / "a.tar.gz")
-    assert md5sum(dest) == SAMPLE_MD5
+def test_download_verifies_and_saves(http_server: Server, tmp_path: Path, sample_md5: str) -> None:
+    dest = fast(http_server.url, tmp_path / "a.tar.gz", sample_md5)
+    assert md5sum(dest) == sample_md5
     assert dest.read_bytes() == http_server.payload
     assert not (tmp_path / "a.tar.gz.part").exists()
 
@@ -37,28 +37,30 @@ def test_download_md5_mismatch_leaves_nothing(http_server: Server, tmp_path: Pat
     assert list(tmp_path.iterdir()) == []
 
 
-def test_download_resumes_a_partial_file(http_server: Server, tmp_path: Path) -> None:
+def test_download_resumes_a_partial_file(http_server: Server, tmp_path: Path, sample_md5: str) -> None:
     half = len(http_server.payload) // 2
     (tmp_path / "a.tar.gz.part").write_bytes(http_server.payload[:half])
-    dest = fast(http_server.url, tmp_path / "a.tar.gz")
+    dest = fast(http_server.url, tmp_path / "a.tar.gz", sample_md5)
     assert http_server.ranges == [f"bytes={half}-"]
-    assert md5sum(dest) == SAMPLE_MD5
+    assert md5sum(dest) == sample_md5
 
 
-def test_download_restarts_when_server_ignores_range(http_server: Server, tmp_path: Path) -> None:
+def test_download_restarts_when_server_ignores_range(http_server: Server, tmp_path: Path,
+                                                     sample_md5: str) -> None:  # fmt: skip
     http_server.ignore_range = True
     (tmp_path / "a.tar.gz.part").write_bytes(b"garbage that is not the start of the file")
-    dest = fast(http_server.url, tmp_path / "a.tar.gz")
-    assert md5sum(dest) == SAMPLE_MD5
+    dest = fast(http_server.url, tmp_path / "a.tar.gz", sample_md5)
+    assert md5sum(dest) == sample_md5
 
 
-def test_download_recovers_from_a_dropped_connection(http_server: Server, tmp_path: Path) -> None:
+def test_download_recovers_from_a_dropped_connection(http_server: Server, tmp_path: Path,
+                                                      sample_md5: str) -> None:  # fmt: skip
     http_server.truncate_first = 3_500_000  # after three 1 MiB chunks
-    dest = fast(http_server.url, tmp_path / "a.tar.gz")
+    dest = fast(http_server.url, tmp_path / "a.tar.gz", sample_md5)
     assert http_server.ranges[0] is None
     assert http_server.ranges[1] is not None and http_server.ranges[1].startswith("bytes=")
     assert int(http_server.ranges[1][6:-1]) > 0
-    assert md5sum(dest) == SAMPLE_MD5
+    assert md5sum(dest) == sample_md5
 
 
 def test_unreachable_host_gives_one_clear_error(tmp_path: Path) -> None:
@@ -67,39 +69,26 @@ def test_unreachable_host_gives_one_clear_error(tmp_path: Path) -> None:
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}/cifar.tar.gz"
     with pytest.raises(StorebenchError) as info:
-        fast(url, tmp_path / "a.tar.gz")
+        fast(url, tmp_path / "a.tar.gz", "0" * 32)
     message = str(info.value)
     assert url in message and "cifar10.archive" in message and "\n" not in message
     assert not (tmp_path / "a.tar.gz").exists()
 
 
-def _official_training_set(archive: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Decode the trusted sample the plain way, as the CIFAR-10 page describes."""
-    images, labels = [], []
-    with tarfile.open(archive) as tar:
-        for i in range(1, 6):
-            handle = tar.extractfile(f"cifar-10-batches-py/data_batch_{i}")
-            batch = pickle.load(handle, encoding="bytes")  # trusted test data only
-            for row, label in zip(batch[b"data"], batch[b"labels"], strict=True):
-                images.append(row.reshape(3, 32, 32).transpose(1, 2, 0))
-                labels.append(label)
-    return np.stack(images), np.array(labels, dtype=np.uint8)
-
-
 @pytest.mark.parametrize("chunk", [None, 3_000], ids=["one-chunk", "chunks-of-3000"])
 def test_extract_and_dataset_match_the_official_decoding(chunk: int | None, sample: Path,
-                                                         tmp_path: Path,
+                                                         sample_md5: str, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     if chunk:  # the dataset is written a chunk at a time; boundaries fall mid-repeat
         monkeypatch.setattr(chunks, "CHUNK", chunk)
-    extracted = cifar.extract(sample, tmp_path / "x", SAMPLE_MD5)
+    extracted = cifar.extract(sample, tmp_path / "x", sample_md5)
     assert sorted(p.name for p in (extracted / "cifar-10-batches-py").iterdir())[:5] == [
         "batches.meta", "data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4",
     ]  # fmt: skip
     images_path, labels_path = tmp_path / "images.npy", tmp_path / "labels.npy"
     cifar.build_dataset(extracted, 2 * SAMPLE_TRAIN + 7, images_path, labels_path)
     images, labels = np.load(images_path), np.load(labels_path)
-    expected_images, expected_labels = _official_training_set(sample)
+    expected_images, expected_labels = training_set_of(sample)
     assert images.shape == (2 * SAMPLE_TRAIN + 7, 32, 32, 3) and images.dtype == np.uint8
     assert labels.shape == (2 * SAMPLE_TRAIN + 7,) and labels.dtype == np.uint8
     np.testing.assert_array_equal(images[:SAMPLE_TRAIN], expected_images)
@@ -239,18 +228,36 @@ def test_missing_batch_is_named(tmp_path: Path) -> None:
         cifar.load_training_set(tmp_path)
 
 
-def test_allow_list_is_exactly_the_official_globals(sample: Path) -> None:
-    """The sample's batches use exactly the globals on the allow-list, nothing more."""
+def _layout_and_globals(archive: Path) -> tuple[list[str], set[tuple[str, str]]]:
+    """An archive's member names and the globals its first batch's pickle names."""
     import pickletools
 
-    with tarfile.open(sample) as tar:
+    with tarfile.open(archive) as tar:
+        names = sorted(tar.getnames())
         data = tar.extractfile("cifar-10-batches-py/data_batch_1").read()
     used = set()
     for opcode, arg, _ in pickletools.genops(data):
         if opcode.name == "GLOBAL":
             module, name = arg.split(" ")
             used.add((module, name))
-    assert used == {k for k in safepickle.CIFAR_GLOBALS if not k[0].startswith("numpy._core")}
+    return names, used
+
+
+OFFICIAL_GLOBALS = {k for k in safepickle.CIFAR_GLOBALS if not k[0].startswith("numpy._core")}
+OFFICIAL_NAMES = sorted(f"cifar-10-batches-py/{name}" for name in (
+    "batches.meta", *cifar.TRAIN_BATCHES, "test_batch", "readme.html"))  # fmt: skip
+
+
+def test_made_up_archive_has_the_official_layout_and_globals(sample: Path) -> None:
+    assert _layout_and_globals(sample) == (OFFICIAL_NAMES, OFFICIAL_GLOBALS)
+    assert sample.stat().st_size > 4_000_000  # the truncation tests cut inside it
+
+
+def test_allow_list_is_exactly_the_official_globals(real_sample: Path) -> None:
+    """The real sample's batches use exactly the globals on the allow-list, nothing more."""
+    assert md5sum(real_sample) == REAL_SAMPLE_MD5
+    names, used = _layout_and_globals(real_sample)
+    assert names == OFFICIAL_NAMES and used == OFFICIAL_GLOBALS
 
 
 def test_gzip_garbage_is_reported(tmp_path: Path) -> None:
