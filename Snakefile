@@ -4,7 +4,12 @@ from snakemake.utils import min_version
 min_version("8.0")
 
 
-configfile: "config.yaml"
+# A config file named on the command line replaces config.yaml (shipped configs are
+# complete); name both to layer one on the other:
+#   snakemake --configfile config.yaml workflow/configs/full.yaml
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"
@@ -24,7 +29,7 @@ rule all:
 
 
 onstart:
-    check_disk_space()
+    start_run()
 
 
 onsuccess:

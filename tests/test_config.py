@@ -8,12 +8,14 @@ from typing import Any
 import pytest
 import yaml
 
-from storebench.config import check
+from storebench.config import check, normalize
 from storebench.errors import StorebenchError
 
 from conftest import ROOT
 
-GOOD = yaml.safe_load((ROOT / "config.yaml").read_text())
+SHIPPED = yaml.safe_load((ROOT / "config.yaml").read_text())
+GOOD = copy.deepcopy(SHIPPED)
+normalize(GOOD)
 
 
 def test_shipped_config_is_valid_and_official() -> None:
@@ -41,6 +43,42 @@ def _with(path: str, value: Any) -> dict:
     else:
         node[last] = value
     return config
+
+
+def test_experiment_cutoffs_follow_the_largest_cutoff() -> None:
+    """config.yaml leaves them null, so changing cutoffs alone gives a valid run."""
+    assert SHIPPED["parallel"]["cutoffs"] is None and SHIPPED["dataloader"]["cutoffs"] is None
+    assert GOOD["parallel"]["cutoffs"] == GOOD["dataloader"]["cutoffs"] == [100000]
+    config = copy.deepcopy(SHIPPED) | {"n_images": 1000, "cutoffs": [10, 100]}
+    normalize(config)
+    check(config)
+    assert config["parallel"]["cutoffs"] == config["dataloader"]["cutoffs"] == [100]
+    config = _with("parallel.cutoffs", [])
+    normalize(config)
+    assert config["parallel"]["cutoffs"] == []  # none stays none
+
+
+def test_whole_numbers_typed_as_strings_are_numbers() -> None:
+    """What `snakemake --config n_images=1000 'cutoffs=[10,100]'` hands over."""
+    config = copy.deepcopy(SHIPPED) | {"n_images": "1000", "cutoffs": ["10", " 100"], "seed": "-0"}
+    config["sampling"] = {**config["sampling"], "precision": "0.1", "max_pairs": "8"}
+    normalize(config)
+    check(config)
+    assert config["n_images"] == 1000 and config["cutoffs"] == [10, 100] and config["seed"] == 0
+    assert config["sampling"]["precision"] == 0.1 and config["sampling"]["max_pairs"] == 8
+    assert config["caches"] == ["warm", "cold"]  # strings where strings belong stay
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (["10", "1e2"], r"cutoffs.1: '1e2' is not of type 'integer'"),
+    (["10", "ten"], r"cutoffs.1: 'ten' is not of type 'integer'"),
+    (["10", "10.0"], r"cutoffs.1: '10.0' is not of type 'integer'"),
+])  # fmt: skip
+def test_strings_that_are_not_whole_numbers_are_still_refused(value: list, message: str) -> None:
+    config = copy.deepcopy(SHIPPED) | {"cutoffs": value}
+    normalize(config)
+    with pytest.raises(StorebenchError, match=message):
+        check(config)
 
 
 def test_scale_config_is_complete_valid_and_official() -> None:

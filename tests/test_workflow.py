@@ -1,7 +1,9 @@
-"""The workflow itself: lint, plans, and a real run on the shared sample."""
+"""The workflow itself: lint, plans, a full run on a made-up archive in the official
+layout, and one run on the real CIFAR-10 sample where ../shared holds it."""
 
 from __future__ import annotations
 
+import copy
 import csv
 import html
 import importlib.util
@@ -24,6 +26,7 @@ import yaml
 from PIL import Image
 
 from storebench import publish
+from storebench.config import normalize
 from storebench.diskspace import store_bytes
 from storebench.download import md5sum
 from storebench.figures import FIGURES
@@ -32,11 +35,11 @@ from storebench.measure import checksum, read_indices
 from storebench.results import read_json
 from storebench.tables import read_table_tsv
 
-from conftest import ROOT, SAMPLE_MD5, serve
+from conftest import REAL_SAMPLE_MD5, ROOT, SAMPLE_TRAIN, md5_of, serve, training_set_of
 
-# One format of every kind and the variants most unlike the classic ones, to keep CI quick;
+# One format of every kind (the article's pickled LMDB, chunked gzip HDF5), to keep the run quick;
 # test_formats.py covers every configured variant.
-FORMATS = ["raw", "png", "lmdb", "lmdb_raw", "hdf5", "hdf5_gzip", "tfrecord"]
+FORMATS = ["raw", "png", "lmdb", "hdf5_gzip", "tfrecord"]
 CUTOFFS = [10, 1000]
 REPEATS = 2
 N_IMAGES = 6000  # the 5,000-image sample repeated, then cut: not a multiple
@@ -122,7 +125,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, sample: Path) -> Iterator[Path
     """A full run, downloading the sample from a server on 127.0.0.1."""
     work = tmp_path_factory.mktemp("run")
     with serve(sample.read_bytes()) as server:
-        config = small_config(work, {"url": server.url, "md5": SAMPLE_MD5, "archive": None})
+        config = small_config(work, {"url": server.url, "md5": md5_of(sample), "archive": None})
         snakemake(work, "--cores", "2", "--configfile", str(config))
     yield work
 
@@ -139,6 +142,8 @@ def test_lint_and_format() -> None:
 def expected_plan(config: dict) -> dict[str, int]:
     """Job counts a config's plan must have: one store per format and cutoff, four
     reads per store, and the parallel and DataLoader grids."""
+    config = copy.deepcopy(config)
+    normalize(config)
     n_formats = len(config["formats"])
     n_stores = n_formats * len(config["cutoffs"])
     parallel, dataloader = config["parallel"], config["dataloader"]
@@ -178,6 +183,51 @@ def test_full_config_adds_what_the_default_leaves_out(tmp_path: Path) -> None:
     assert "png_fast" in plan.stdout and "cold-p2" in plan.stdout
 
 
+def per_format(output: str, rule: str) -> dict[str, int]:
+    """How many distinct result files of ``rule`` a plan names for each format."""
+    files = set(re.findall(rf"results/measurements/{rule}/([^/\s,]+)/(\d+)\.json", output))
+    counts: dict[str, int] = {}
+    for name, _ in files:
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def plan_from_root(*configfiles: str) -> subprocess.CompletedProcess:
+    """``snakemake -n`` run where a user runs it: the repository's root."""
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--configfile", *configfiles],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+
+
+def test_scale_config_replaces_config_yaml_and_plans_only_its_formats() -> None:
+    scale = yaml.safe_load((ROOT / "workflow/configs/scale-1m.yaml").read_text())
+    summary = plan_from_root("workflow/configs/scale-1m.yaml").stdout
+    assert job_counts(summary)["store"] == len(scale["formats"]) * len(scale["cutoffs"])
+    stores = per_format(summary, "store")
+    assert stores == {name: len(scale["cutoffs"]) for name in scale["formats"]}
+    assert set(stores) == {"raw", "lmdb_raw", "hdf5", "tfrecord"}  # no PNG at 1,000,000
+
+
+def test_full_config_layers_on_config_yaml() -> None:
+    summary = plan_from_root("config.yaml", "workflow/configs/full.yaml").stdout
+    default = yaml.safe_load((ROOT / "config.yaml").read_text())
+    assert per_format(summary, "store") == {
+        name: len(default["cutoffs"]) for name in [*default["formats"], "png_fast"]
+    }
+
+
+def test_quick_config_plans_every_format_and_every_figure() -> None:
+    summary = plan_from_root("config.yaml", "workflow/configs/quick.yaml").stdout
+    default = yaml.safe_load((ROOT / "config.yaml").read_text())
+    quick = yaml.safe_load((ROOT / "workflow/configs/quick.yaml").read_text())
+    assert per_format(summary, "store") == {name: len(quick["cutoffs"]) for name in default["formats"]}
+    counts = job_counts(summary)
+    assert counts["figure"] == (len(FIGURES) if HAS_TORCH else len(FIGURES) - 1)
+    assert counts["parallel"] == len(default["formats"]) * len(quick["parallel"]["workers"])
+    assert quick["n_images"] <= 2000 and quick["sampling"]["max_pairs"] == 2
+
+
 def test_without_torch_the_dataloader_jobs_are_left_out_with_a_notice(tmp_path: Path) -> None:
     hide = tmp_path / "hide"
     hide.mkdir()
@@ -195,7 +245,7 @@ def test_without_torch_the_dataloader_jobs_are_left_out_with_a_notice(tmp_path: 
 
 def test_local_archive_skips_the_download(tmp_path: Path, sample: Path) -> None:
     config = small_config(tmp_path, {"url": "https://example.invalid/x.tar.gz",
-                                     "md5": SAMPLE_MD5, "archive": str(sample)})  # fmt: skip
+                                     "md5": md5_of(sample), "archive": str(sample)})  # fmt: skip
     plan = snakemake(tmp_path, "-n", "--configfile", str(config))
     counts = job_counts(plan.stdout)
     assert "download" not in counts and counts["extract"] == 1
@@ -203,7 +253,7 @@ def test_local_archive_skips_the_download(tmp_path: Path, sample: Path) -> None:
 
 def test_one_figure_builds_only_what_it_needs(tmp_path: Path, sample: Path) -> None:
     config = small_config(tmp_path, {"url": "https://example.invalid/x.tar.gz",
-                                     "md5": SAMPLE_MD5, "archive": str(sample)})  # fmt: skip
+                                     "md5": md5_of(sample), "archive": str(sample)})  # fmt: skip
     plan = snakemake(
         tmp_path, "results/figures/store_time_log.png", "-n", "--configfile", str(config)
     )
@@ -224,7 +274,7 @@ def test_bad_config_stops_before_any_job(tmp_path: Path) -> None:
 def test_plan_too_big_for_the_disk_is_refused_before_any_job(tmp_path: Path, sample: Path) -> None:
     huge = 10**9  # a billion images: terabytes of stores
     config = write_config(
-        tmp_path, cifar10={"url": "https://example.invalid/x.tar.gz", "md5": SAMPLE_MD5,
+        tmp_path, cifar10={"url": "https://example.invalid/x.tar.gz", "md5": md5_of(sample),
                            "archive": str(sample)},
         n_images=huge, cutoffs=[10, huge], parallel={**PARALLEL, "cutoffs": []},
         dataloader={**DATALOADER, "cutoffs": []},
@@ -276,7 +326,7 @@ def test_a_store_killed_mid_write_is_rebuilt(whole_run: bool, tmp_path: Path,
                                              sample: Path) -> None:  # fmt: skip
     formats = yaml.safe_load((ROOT / "config.yaml").read_text())["formats"]
     config = write_config(
-        tmp_path, cifar10={"url": "https://example.invalid/x.tar.gz", "md5": SAMPLE_MD5,
+        tmp_path, cifar10={"url": "https://example.invalid/x.tar.gz", "md5": md5_of(sample),
                            "archive": str(sample)},
         formats={"raw": formats["raw"], "png": formats["png"]}, n_images=N_IMAGES,
         cutoffs=[5000], repeats=3,
@@ -306,7 +356,7 @@ def test_local_cluster_profile_runs_every_job_as_its_own_process(tmp_path: Path,
                                                                   sample: Path) -> None:  # fmt: skip
     formats = yaml.safe_load((ROOT / "config.yaml").read_text())["formats"]
     config = write_config(
-        tmp_path, cifar10={"url": "https://example.invalid/x.tar.gz", "md5": SAMPLE_MD5,
+        tmp_path, cifar10={"url": "https://example.invalid/x.tar.gz", "md5": md5_of(sample),
                            "archive": str(sample)},
         formats={name: formats[name] for name in ("raw", "hdf5")}, n_images=200,
         cutoffs=[10, 100], repeats=1, caches=["warm"], orders=["sequential"],
@@ -362,7 +412,7 @@ def test_tables_hold_every_measurement(run: Path) -> None:
     # Formats that do work per image take longer to write 100x more images. (Not asserted for
     # bulk formats such as raw .npy, where both stores take about a millisecond of noise.)
     median = {(r["format"], int(r["n"]), r["measurement"]): float(r["median"]) for r in store}
-    for fmt in ("png", "lmdb", "lmdb_raw", "tfrecord"):
+    for fmt in ("png", "lmdb", "tfrecord"):
         assert median[(fmt, 1000, "store")] > median[(fmt, 10, "store")]
 
 
@@ -383,8 +433,32 @@ def test_reads_were_validated_against_the_dataset(run: Path) -> None:
                     assert result["cache_verified"]
 
 
-def test_download_rule_fetched_the_archive(run: Path) -> None:
-    assert md5sum(run / "results/data/cifar-10-python.tar.gz") == SAMPLE_MD5
+def test_real_sample_end_to_end(tmp_path: Path, real_sample: Path) -> None:
+    """The real CIFAR-10 sample, served on 127.0.0.1, through the download code to a
+    dataset equal to its plain decoding, a PNG store and a timed cold read of it."""
+    target = "results/measurements/read/png/1000/cold-random.json"
+    with serve(real_sample.read_bytes()) as server:
+        config = write_config(
+            tmp_path, cifar10={"url": server.url, "md5": REAL_SAMPLE_MD5, "archive": None},
+            formats={"raw": {"kind": "npy"}, "png": {"kind": "png"}}, n_images=N_IMAGES,
+            cutoffs=[1000], repeats=2, filesystem_probe={"slow_factor": 3, "max_wait_s": 0},
+        )  # fmt: skip
+        snakemake(tmp_path, target, "--cores", "2", "--configfile", str(config))
+    assert md5sum(tmp_path / "results/data/cifar-10-python.tar.gz") == REAL_SAMPLE_MD5
+    images = np.load(tmp_path / "results/dataset/images.npy")
+    labels = np.load(tmp_path / "results/dataset/labels.npy")
+    expected_images, expected_labels = training_set_of(real_sample)
+    np.testing.assert_array_equal(images[:SAMPLE_TRAIN], expected_images)
+    np.testing.assert_array_equal(images[SAMPLE_TRAIN:], expected_images[: N_IMAGES - SAMPLE_TRAIN])
+    np.testing.assert_array_equal(labels[:SAMPLE_TRAIN], expected_labels)
+    result = read_json(tmp_path / target)
+    index = read_indices(1000, "random", seed=0)
+    assert result["checksum"] == checksum(images[index], labels[index])
+    assert result["cache_verified"] and len(result["samples"]["read_s"]) == 2
+
+
+def test_download_rule_fetched_the_archive(run: Path, sample_md5: str) -> None:
+    assert md5sum(run / "results/data/cifar-10-python.tar.gz") == sample_md5
     assert "verified md5" in (run / "results/logs/download.log").read_text()
 
 
@@ -407,7 +481,7 @@ def test_figures_are_real_plots(run: Path) -> None:
     for name in DRAWN:
         png = run / f"results/figures/{name}.png"
         with Image.open(png) as image:
-            assert image.width >= 600 and image.height >= 400
+            assert image.width >= 600 and image.height >= 300  # bar charts: 5 formats, 380 px
             pixels = np.asarray(image.convert("L"))
         # A plot: mostly white paper, with a fair amount of ink.
         ink = (pixels < 200).mean()
@@ -471,7 +545,7 @@ def test_tampered_download_fails_clearly_and_leaves_nothing(tmp_path: Path, samp
     tampered = bytearray(sample.read_bytes())
     tampered[len(tampered) // 2] ^= 0xFF
     with serve(bytes(tampered)) as server:
-        config = small_config(tmp_path, {"url": server.url, "md5": SAMPLE_MD5, "archive": None})
+        config = small_config(tmp_path, {"url": server.url, "md5": md5_of(sample), "archive": None})
         proc = snakemake(tmp_path, "--cores", "1", "--configfile", str(config), check=False)
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if line.startswith("storebench: error:")]
@@ -560,7 +634,9 @@ def test_cost_table_counts_every_job_per_stage_and_n(run: Path) -> None:
         assert int(rows[("read", str(n))]["jobs"]) == len(FORMATS) * 4
         assert int(rows[("usage", str(n))]["jobs"]) == len(FORMATS)
         assert float(rows[("read", str(n))]["max_rss_mb"]) > 0  # sampled: short jobs read low
-    assert int(rows[("parallel", str(PARALLEL["cutoffs"][0]))]["jobs"]) == len(FORMATS) * 4
+    assert int(rows[("parallel", str(PARALLEL["cutoffs"][0]))]["jobs"]) == len(FORMATS) * len(
+        PARALLEL["workers"]
+    ) * len(PARALLEL["caches"])
     assert int(rows[("latency", "")]["jobs"]) == len(FORMATS)
     assert int(rows[("dataset", "")]["jobs"]) == 1
     # Summed wall time is the jobs' own, as Snakemake timed them.
@@ -667,14 +743,14 @@ def test_benchmark_interleaved_reads_every_store(run: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "storebench", "benchmark", "interleaved", "--results",
          str(run / "results"), "--config", str(run / "config.yaml"), "--n", "1000",
-         "--rounds", "3", "--formats", "hdf5", "lmdb_raw"],
+         "--rounds", "3", "--formats", "hdf5_gzip", "lmdb"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     rows = [line.split("|")[1:-1] for line in out.stdout.splitlines() if line.startswith("| ")]
     table = {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in rows[1:]}
-    assert list(table) == ["raw", "hdf5", "lmdb_raw"]  # the floor comes first, added
+    assert list(table) == ["raw", "hdf5_gzip", "lmdb"]  # the floor comes first, added
     assert table["raw"][3:] == ["1.00", "1.00", "1.00"]
-    for name in ("hdf5", "lmdb_raw"):
+    for name in ("hdf5_gzip", "lmdb"):
         median, low, high = map(float, table[name][:3])
         assert 0 < low <= median <= high
 

@@ -18,12 +18,14 @@ shell.prefix(
 
 import storebench.config  # noqa: E402
 import storebench.diskspace  # noqa: E402
+import storebench.plan  # noqa: E402
 import storebench.publish  # noqa: E402
 import storebench.resources  # noqa: E402
 from storebench.errors import StorebenchError  # noqa: E402
 from storebench.figures import FIGURES  # noqa: E402
 
 try:
+    storebench.config.normalize(config)
     FORMAT_OBJECTS = storebench.config.check(config)
 except StorebenchError as error:
     raise WorkflowError(f"config.yaml: {error}") from None
@@ -52,6 +54,8 @@ ORDERS = config["orders"]
 PARALLEL = config["parallel"]
 DATALOADER = config["dataloader"]
 HAS_TORCH = importlib.util.find_spec("torch") is not None
+if (notice := storebench.plan.platform_notice()) is not None:
+    logger.warning(notice)
 if DATALOADER["cutoffs"] and not HAS_TORCH:
     logger.warning(
         "storebench: PyTorch is not installed, so the DataLoader jobs are left out "
@@ -262,9 +266,11 @@ def get_bench_threads(wildcards):
         return max(workers, default=1)
 
 
-def check_disk_space():
-    """Refuse to start when the planned stores cannot fit on the disk (onstart)."""
-    jobs = workflow.dag.needrun_jobs()
+def start_run():
+    """Before the first job (onstart): refuse a plan whose stores cannot fit on the
+    disk, then say what the run will do: jobs per stage, disk, and how long these
+    jobs took when they last ran here."""
+    jobs = list(workflow.dag.needrun_jobs())
     stores = [
         (
             FORMAT_OBJECTS[job.wildcards.format],
@@ -282,6 +288,13 @@ def check_disk_space():
         storebench.diskspace.check(need, count, config["repeats"], Path(RESULTS))
     except StorebenchError as error:
         raise WorkflowError(f"storebench: {error}") from None
+    counts = {}
+    for job in jobs:
+        counts[job.rule.name] = counts.get(job.rule.name, 0) + 1
+    last = [storebench.plan.benchmark_seconds(job.benchmark) for job in jobs]
+    free = storebench.diskspace.free_bytes(Path(RESULTS))
+    for line in storebench.plan.describe(counts, need, free, last, Path(RESULTS)):
+        logger.info(line)
 
 
 def _job_n(stage, wildcards):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,49 @@ SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
 def _key(path: Any) -> str:
     return ".".join(str(part) for part in path) or "(top level)"
+
+
+WHOLE = re.compile(r"[+-]?[0-9]+")
+# Experiments that read stores at some cutoffs: null there means the largest cutoff.
+AT_CUTOFFS = ("parallel", "dataloader")
+
+
+def _typed(value: Any, schema: Mapping[str, Any]) -> Any:
+    """``value`` with whole numbers given as strings turned into ints wherever
+    ``schema`` asks for an integer (``--config cutoffs=[10,100]`` hands Snakemake's
+    list items over as strings); anything else is left for validation to judge."""
+    kind = schema.get("type")
+    if kind == "integer" and isinstance(value, str) and WHOLE.fullmatch(value.strip()):
+        return int(value)
+    if kind == "number" and isinstance(value, str):
+        try:
+            return int(value) if WHOLE.fullmatch(value.strip()) else float(value)
+        except ValueError:
+            return value
+    if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        return [_typed(item, schema["items"]) for item in value]
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        return {
+            key: _typed(item, properties.get(key, extra if isinstance(extra, Mapping) else {}))
+            for key, item in value.items()
+        }
+    return value
+
+
+def normalize(config: MutableMapping[str, Any], schema: Path = SCHEMA) -> None:
+    """Make a config as typed on a command line what the schema means, in place:
+    whole numbers given as strings become ints, and ``parallel.cutoffs`` or
+    ``dataloader.cutoffs`` left null become the largest of ``cutoffs``."""
+    typed = _typed(dict(config), yaml.safe_load(Path(schema).read_text()))
+    config.update(typed)
+    cutoffs = config.get("cutoffs")
+    for section in AT_CUTOFFS:
+        part = config.get(section)
+        if isinstance(part, dict) and part.get("cutoffs") is None and isinstance(cutoffs, list):
+            numbers = [c for c in cutoffs if isinstance(c, int)]
+            part["cutoffs"] = [max(numbers)] if numbers else []
 
 
 def check(config: Mapping[str, Any], schema: Path = SCHEMA) -> dict[str, Format]:
