@@ -228,6 +228,16 @@ def test_fingerprint_follows_the_formats_code_and_libraries(monkeypatch) -> None
     assert results.fingerprint(lmdb, raw) != before["lmdb"]
 
 
+def test_fingerprint_ignores_modules_that_measure_nothing(monkeypatch) -> None:
+    """Editing what a run says before it starts, or a figure, reruns no timed job."""
+    read: list[str] = []
+    real = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: (read.append(self.name), real(self))[1])
+    results.fingerprint(make_format("raw", {"kind": "npy"}))
+    assert "measure.py" in read and "sampling.py" in read and "npy.py" in read
+    assert not {"plan.py", "diskspace.py", "figures.py", "tables.py"} & set(read)
+
+
 # --- tables, summary, compare ---------------------------------------------------------
 
 

@@ -18,9 +18,11 @@ from storebench.errors import StorebenchError
 
 PACKAGES = ("numpy", "pillow", "lmdb", "h5py")
 # Modules that only present or compare results: editing them changes no measurement.
+# Modules that measure nothing: presentation, and what a run says or checks before it starts.
 PRESENTATION = frozenset(
-    {"figures.py", "tables.py", "benchmarks.py", "publish.py", "compare.py"}
-)
+    {"figures.py", "tables.py", "benchmarks.py", "publish.py", "compare.py", "plan.py",
+     "diskspace.py"}
+)  # fmt: skip
 
 
 @functools.cache
