@@ -4,7 +4,6 @@ sample when ../shared is there, and a local HTTP server that serves either."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import http.server
 import io
 import os
@@ -19,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from storebench.integrity import md5sum
+
 ROOT = Path(__file__).resolve().parents[1]
 # The real CIFAR-10 sample (5,000 training images, official layout) beside the
 # repository on the project's machines; anywhere else the tests that need it skip.
@@ -30,10 +31,6 @@ SAMPLE_TRAIN = 5 * PER_BATCH
 BATCH_DIR = "cifar-10-batches-py"
 LABEL_NAMES = [b"airplane", b"automobile", b"bird", b"cat", b"deer",
                b"dog", b"frog", b"horse", b"ship", b"truck"]  # fmt: skip
-
-
-def md5_of(path: Path) -> str:
-    return hashlib.md5(Path(path).read_bytes()).hexdigest()
 
 
 class _Python2Pickler(pickle._Pickler):  # the pure-Python pickler, to change one opcode
@@ -116,7 +113,7 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def sample_md5(sample: Path) -> str:
-    return md5_of(sample)
+    return md5sum(sample)
 
 
 @pytest.fixture(scope="session")

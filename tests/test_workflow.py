@@ -35,7 +35,7 @@ from storebench.measure import checksum, read_indices
 from storebench.results import read_json
 from storebench.tables import read_table_tsv
 
-from conftest import REAL_SAMPLE_MD5, ROOT, SAMPLE_TRAIN, md5_of, serve, training_set_of
+from conftest import REAL_SAMPLE_MD5, ROOT, SAMPLE_TRAIN, serve, training_set_of
 
 # One format of every kind (the article's pickled LMDB, chunked gzip HDF5), to keep the run quick;
 # test_formats.py covers every configured variant.
@@ -125,7 +125,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, sample: Path) -> Iterator[Path
     """A full run, downloading the sample from a server on 127.0.0.1."""
     work = tmp_path_factory.mktemp("run")
     with serve(sample.read_bytes()) as server:
-        config = small_config(work, {"url": server.url, "md5": md5_of(sample), "archive": None})
+        config = small_config(work, {"url": server.url, "md5": md5sum(sample), "archive": None})
         snakemake(work, "--cores", "2", "--configfile", str(config))
     yield work
 
@@ -245,7 +245,7 @@ def test_without_torch_the_dataloader_jobs_are_left_out_with_a_notice(tmp_path: 
 
 def test_local_archive_skips_the_download(tmp_path: Path, sample: Path) -> None:
     config = small_config(tmp_path, {"url": "https://example.invalid/x.tar.gz",
-                                     "md5": md5_of(sample), "archive": str(sample)})  # fmt: skip
+                                     "md5": md5sum(sample), "archive": str(sample)})  # fmt: skip
     plan = snakemake(tmp_path, "-n", "--configfile", str(config))
     counts = job_counts(plan.stdout)
     assert "download" not in counts and counts["extract"] == 1
@@ -253,7 +253,7 @@ def test_local_archive_skips_the_download(tmp_path: Path, sample: Path) -> None:
 
 def test_one_figure_builds_only_what_it_needs(tmp_path: Path, sample: Path) -> None:
     config = small_config(tmp_path, {"url": "https://example.invalid/x.tar.gz",
-                                     "md5": md5_of(sample), "archive": str(sample)})  # fmt: skip
+                                     "md5": md5sum(sample), "archive": str(sample)})  # fmt: skip
     plan = snakemake(
         tmp_path, "results/figures/store_time_log.png", "-n", "--configfile", str(config)
     )
@@ -274,7 +274,7 @@ def test_bad_config_stops_before_any_job(tmp_path: Path) -> None:
 def test_plan_too_big_for_the_disk_is_refused_before_any_job(tmp_path: Path, sample: Path) -> None:
     huge = 10**9  # a billion images: terabytes of stores
     config = write_config(
-        tmp_path, cifar10={"url": "https://example.invalid/x.tar.gz", "md5": md5_of(sample),
+        tmp_path, cifar10={"url": "https://example.invalid/x.tar.gz", "md5": md5sum(sample),
                            "archive": str(sample)},
         n_images=huge, cutoffs=[10, huge], parallel={**PARALLEL, "cutoffs": []},
         dataloader={**DATALOADER, "cutoffs": []},
@@ -326,7 +326,7 @@ def test_a_store_killed_mid_write_is_rebuilt(whole_run: bool, tmp_path: Path,
                                              sample: Path) -> None:  # fmt: skip
     formats = yaml.safe_load((ROOT / "config.yaml").read_text())["formats"]
     config = write_config(
-        tmp_path, cifar10={"url": "https://example.invalid/x.tar.gz", "md5": md5_of(sample),
+        tmp_path, cifar10={"url": "https://example.invalid/x.tar.gz", "md5": md5sum(sample),
                            "archive": str(sample)},
         formats={"raw": formats["raw"], "png": formats["png"]}, n_images=N_IMAGES,
         cutoffs=[5000], repeats=3,
@@ -356,7 +356,7 @@ def test_local_cluster_profile_runs_every_job_as_its_own_process(tmp_path: Path,
                                                                   sample: Path) -> None:  # fmt: skip
     formats = yaml.safe_load((ROOT / "config.yaml").read_text())["formats"]
     config = write_config(
-        tmp_path, cifar10={"url": "https://example.invalid/x.tar.gz", "md5": md5_of(sample),
+        tmp_path, cifar10={"url": "https://example.invalid/x.tar.gz", "md5": md5sum(sample),
                            "archive": str(sample)},
         formats={name: formats[name] for name in ("raw", "hdf5")}, n_images=200,
         cutoffs=[10, 100], repeats=1, caches=["warm"], orders=["sequential"],
@@ -545,7 +545,7 @@ def test_tampered_download_fails_clearly_and_leaves_nothing(tmp_path: Path, samp
     tampered = bytearray(sample.read_bytes())
     tampered[len(tampered) // 2] ^= 0xFF
     with serve(bytes(tampered)) as server:
-        config = small_config(tmp_path, {"url": server.url, "md5": md5_of(sample), "archive": None})
+        config = small_config(tmp_path, {"url": server.url, "md5": md5sum(sample), "archive": None})
         proc = snakemake(tmp_path, "--cores", "1", "--configfile", str(config), check=False)
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if line.startswith("storebench: error:")]

@@ -285,14 +285,13 @@ def start_run():
     )
     need, count = storebench.diskspace.plan_bytes(stores, config["repeats"], dataset)
     try:
-        storebench.diskspace.check(need, count, config["repeats"], Path(RESULTS))
+        free = storebench.diskspace.check(need, count, config["repeats"], Path(RESULTS))
     except StorebenchError as error:
         raise WorkflowError(f"storebench: {error}") from None
     counts = {}
     for job in jobs:
         counts[job.rule.name] = counts.get(job.rule.name, 0) + 1
     last = [storebench.plan.benchmark_seconds(job.benchmark) for job in jobs]
-    free = storebench.diskspace.free_bytes(Path(RESULTS))
     for line in storebench.plan.describe(counts, need, free, last, Path(RESULTS)):
         logger.info(line)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
@@ -18,6 +19,11 @@ SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
 def _key(path: Any) -> str:
     return ".".join(str(part) for part in path) or "(top level)"
+
+
+@functools.cache
+def _schema(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(Path(path).read_text())
 
 
 WHOLE = re.compile(r"[+-]?[0-9]+")
@@ -53,7 +59,7 @@ def normalize(config: MutableMapping[str, Any], schema: Path = SCHEMA) -> None:
     """Make a config as typed on a command line what the schema means, in place:
     whole numbers given as strings become ints, and ``parallel.cutoffs`` or
     ``dataloader.cutoffs`` left null become the largest of ``cutoffs``."""
-    typed = _typed(dict(config), yaml.safe_load(Path(schema).read_text()))
+    typed = _typed(dict(config), _schema(schema))
     config.update(typed)
     cutoffs = config.get("cutoffs")
     for section in AT_CUTOFFS:
@@ -68,7 +74,7 @@ def check(config: Mapping[str, Any], schema: Path = SCHEMA) -> dict[str, Format]
 
     Returns the configured formats, built (so every option was checked).
     """
-    validator = jsonschema.Draft202012Validator(yaml.safe_load(Path(schema).read_text()))
+    validator = jsonschema.Draft202012Validator(_schema(schema))
     error = jsonschema.exceptions.best_match(validator.iter_errors(dict(config)))
     if error is not None:
         raise StorebenchError(f"{_key(error.absolute_path)}: {error.message}")

@@ -46,8 +46,9 @@ def free_bytes(path: Path) -> int:
     return shutil.disk_usage(path).free
 
 
-def check(need: int, stores: int, repeats: int, results: Path) -> None:
-    """Raise a one-line error if ``need`` bytes do not fit beside ``results``."""
+def check(need: int, stores: int, repeats: int, results: Path) -> int:
+    """Raise a one-line error if ``need`` bytes do not fit beside ``results``; else
+    return the free bytes found."""
     free = free_bytes(results)
     if need > free * MARGIN:
         raise StorebenchError(
@@ -56,3 +57,4 @@ def check(need: int, stores: int, repeats: int, results: Path) -> None:
             f"{need / GiB:.1f} GiB, but {Path(results).absolute()} has {free / GiB:.1f} GiB "
             "free; free some space, or lower cutoffs, formats or repeats in config.yaml"
         )
+    return free

@@ -3,12 +3,12 @@ needed against free, and how long the jobs took when they last ran here."""
 
 from __future__ import annotations
 
-import csv
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-GiB = 2**30
+from storebench.diskspace import GiB
+from storebench.tables import read_table_tsv
 
 
 def platform_notice(platform: str = sys.platform) -> str | None:
@@ -28,9 +28,7 @@ def benchmark_seconds(path: Path | str | None) -> float | None:
     if path is None or not Path(path).is_file():
         return None
     try:
-        with open(path, newline="") as handle:
-            rows = list(csv.DictReader(handle, delimiter="\t"))
-        values = [float(row["s"]) for row in rows]
+        values = [float(row["s"]) for row in read_table_tsv(Path(path))]
     except (OSError, KeyError, ValueError):
         return None
     return sum(values) / len(values) if values else None
