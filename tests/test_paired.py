@@ -95,6 +95,23 @@ def test_noisy_pairs_stop_at_the_time_cap_or_max_pairs() -> None:
     assert most["sampling"]["stopped"] == "max_pairs" and most["sampling"]["pairs"] == 9
 
 
+def test_a_short_reference_runs_several_times_a_pair_and_gives_its_median() -> None:
+    calls: list[str] = []
+    policy = Policy(min_pairs=4, max_pairs=4, precision=0.0, time_cap_s=60,
+                    reference_share=0.25, max_reference_runs=5)  # fmt: skip
+    reference = _trial([1.0, 1.0, 4.0], calls, "B")  # a slow outlier every third run
+    result = run_pairs(_trial([12.0], calls, "A"), reference, policy, seed=3)
+    # The first pair knows nothing yet (one run); then 0.25 * 12 / 1 = 3 runs a pair.
+    assert [len(block["x_s"]) for block in result["reference_runs"]] == [1, 3, 3, 3]
+    assert calls.count("A") == 4 and calls.count("B") == 10
+    # A pair's reference value is the median of its runs: the outlier does not move it.
+    assert result["reference_samples"]["x_s"] == [1.0, 1.0, 1.0, 1.0]
+    assert len(result["cpu_s"]) == 10  # a CPU probe beside every reference run
+    # A reference as long as the format runs once; the cap bounds a very short one.
+    assert policy.reference_runs([1.0], [1.0]) == 1
+    assert policy.reference_runs([1000.0], [1.0]) == 5
+
+
 # --- the floor reads the bytes the fastest way, and right ------------------------------
 
 
@@ -167,7 +184,11 @@ def test_a_read_is_paired_with_the_floor_and_both_validated(data, tmp_path: Path
                                   policy=Policy(min_pairs=3, max_pairs=4, precision=0.0,
                                                 time_cap_s=0))  # fmt: skip
     assert len(result["samples"]["read_s"]) == len(result["reference_samples"]["read_s"]) == 3
-    assert len(result["reference_residency_before"]) == 3 and result["cache_verified"]
+    # A PNG read is long beside the floor's: the floor runs several times a pair, each
+    # run cold (its residency measured), the pair's value their median.
+    runs = [len(block["read_s"]) for block in result["reference_runs"]]
+    assert runs[0] == 1 and max(runs) > 1
+    assert len(result["reference_residency_before"]) == sum(runs) and result["cache_verified"]
     assert result["checksum"] == measure.checksum(images[indices], labels[indices])
     # PNG decodes every image; the floor copies bytes: every pair says so.
     ratios = stats.ratios(result["samples"]["read_s"], result["reference_samples"]["read_s"])
