@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from test_formats import SPECS
 
-from storebench import chunks, measure, parallel
+from storebench import chunks, host, measure, parallel, validation
 from storebench.errors import StorebenchError
 from storebench.formats import make_format
 from storebench.formats.base import Reader
@@ -37,8 +37,8 @@ def _dataset(folder: Path, n: int, seed: int = 11) -> tuple[np.ndarray, np.ndarr
     return np.load(folder / "images.npy", mmap_mode="r"), np.load(folder / "labels.npy")
 
 
-def quiet(folder: Path) -> measure.QuietFilesystem:
-    return measure.QuietFilesystem(folder, max_wait_s=0)
+def quiet(folder: Path) -> host.QuietFilesystem:
+    return host.QuietFilesystem(folder, max_wait_s=0)
 
 
 def test_spans_cover_everything_once() -> None:
@@ -99,7 +99,7 @@ def test_every_format_is_written_and_read_in_chunks(name: str, small_chunks: int
         read = measure.measure_read(fmt, staged, images, labels, indices, "warm", repeats=1)
         assert read["chunk_images"] == CHUNK
         # The checksum of the chunked read is that of the whole read in one buffer.
-        assert read["checksum"] == measure.checksum(np.array(images)[indices], labels[indices])
+        assert read["checksum"] == validation.checksum(np.array(images)[indices], labels[indices])
 
 
 class CorruptsOneImage(Reader):
@@ -146,7 +146,7 @@ def test_parallel_reads_run_in_rounds_and_match_one_buffer(small_chunks: int,
     # Shards of 15 and 15 indices, 4 per worker per round (ceil(7 / 2)): 4 rounds.
     assert result["rounds"] == 4
     whole = np.array(images)
-    assert result["shard_checksums"] == [measure.checksum(whole[s], labels[s])
+    assert result["shard_checksums"] == [validation.checksum(whole[s], labels[s])
                                          for s in parallel.shards(indices, 2)]  # fmt: skip
     assert len(result["samples"]["read_s"]) == 2
 
@@ -164,7 +164,7 @@ def test_dataloader_epochs_fill_the_buffer_several_times(monkeypatch: pytest.Mon
     result = torchdata.measure_epochs(fmt, store, images, labels, indices, batch_size=8,
                                       num_workers=0, repeats=1)  # fmt: skip
     assert result["chunk_images"] == 40
-    assert result["checksum"] == measure.checksum(np.array(images)[indices], labels[indices])
+    assert result["checksum"] == validation.checksum(np.array(images)[indices], labels[indices])
 
 
 @pytest.mark.parametrize("name", ["npy", "hdf5", "tfrecord", "png", "lmdb_raw"])
@@ -216,4 +216,4 @@ def test_the_readme_example_format_round_trips_in_chunks(small_chunks: int,
                                       tmp_path / "trash", 1, quiet(tmp_path))  # fmt: skip
     indices = measure.read_indices(N, "random", seed=1)
     read = measure.measure_read(fmt, staged, images, labels, indices, "cold", repeats=1)
-    assert read["checksum"] == measure.checksum(np.array(images)[indices], labels[indices])
+    assert read["checksum"] == validation.checksum(np.array(images)[indices], labels[indices])

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from storebench import measure
+from storebench import host, measure, stats, validation
 from storebench.errors import StorebenchError
 from storebench.formats import make_format
 from storebench.formats.base import Reader
@@ -27,8 +27,8 @@ def data() -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-def quiet(folder: Path) -> measure.QuietFilesystem:
-    return measure.QuietFilesystem(folder, max_wait_s=0)
+def quiet(folder: Path) -> host.QuietFilesystem:
+    return host.QuietFilesystem(folder, max_wait_s=0)
 
 
 def test_store_keeps_every_sample_and_the_last_store(data, tmp_path: Path) -> None:
@@ -68,7 +68,7 @@ def test_store_keeps_every_sample_and_the_last_store(data, tmp_path: Path) -> No
 
 def test_a_store_of_many_files_goes_to_the_trash(data, tmp_path: Path, monkeypatch) -> None:
     images, labels = data
-    monkeypatch.setattr(measure, "FEW_FILES", 10)  # 40 PNG files are "many" here
+    monkeypatch.setattr(host, "FEW_FILES", 10)  # 40 PNG files are "many" here
     fmt = make_format("png", {"kind": "png"})
     out, trash = tmp_path / "stores" / "png" / "40", tmp_path / "trash"
     reference = make_format("raw", {"kind": "npy"})  # 2 files: deleted at once
@@ -90,7 +90,7 @@ def test_read_is_validated_and_repeated(kind, cache, order, data, tmp_path: Path
     indices = measure.read_indices(N, order, seed=5)
     result = measure.measure_read(fmt, tmp_path, images, labels, indices, cache, repeats=4)
     assert len(result["samples"]["read_s"]) == 4
-    assert result["checksum"] == measure.checksum(images[indices], labels[indices])
+    assert result["checksum"] == validation.checksum(images[indices], labels[indices])
     assert result["cache"] == cache and len(result["residency_before"]) == 4
     if cache == "cold":
         assert result["cache_verified"] and max(result["residency_before"]) < 0.05
@@ -215,16 +215,16 @@ def test_single_image(data, tmp_path: Path) -> None:
 
 
 def test_summarize() -> None:
-    stats = measure.summarize([1.0, 2.0, 3.0, 4.0, 100.0])
-    assert stats["median"] == 3.0 and stats["min"] == 1.0 and stats["max"] == 100.0
-    assert stats["q1"] == 2.0 and stats["q3"] == 4.0
+    summary = stats.summarize([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert summary["median"] == 3.0 and summary["min"] == 1.0 and summary["max"] == 100.0
+    assert summary["q1"] == 2.0 and summary["q3"] == 4.0
 
 
 @pytest.mark.parametrize("size", [N, 16])  # one chunk (expected kept), three chunks
 def test_check_checksums_only_a_complete_in_order_read(data, size: int) -> None:
     images, labels = data
     indices = np.random.default_rng(1).permutation(N)
-    check = measure.ChunkedCheck(images, labels, indices, "test read", size)
+    check = validation.ChunkedCheck(images, labels, indices, "test read", size)
     for _ in range(2):  # two repeats, the second served from what the first kept
         check.restart()
         for lo, hi in check.spans[:-1]:
@@ -237,7 +237,7 @@ def test_check_checksums_only_a_complete_in_order_read(data, size: int) -> None:
         check.out_images[: hi - lo] = images[indices[lo:hi]]
         check.out_labels[: hi - lo] = labels[indices[lo:hi]]
         check.check(lo, hi)
-        assert check.checksum() == measure.checksum(images[indices], labels[indices])
+        assert check.checksum() == validation.checksum(images[indices], labels[indices])
     check.restart()
     with pytest.raises(StorebenchError, match="out of order"):
         check.check(*check.spans[-1]) if len(check.spans) > 1 else check.check(1, N)

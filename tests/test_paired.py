@@ -11,7 +11,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from storebench import compare, measure, pagecache, publish, results, stats, tables
+from storebench import (
+    compare,
+    host,
+    measure,
+    pagecache,
+    publish,
+    results,
+    stats,
+    tables,
+    validation,
+)
 from storebench.chunks import read_rows
 from storebench.errors import StorebenchError
 from storebench.formats import make_format
@@ -189,7 +199,7 @@ def test_a_read_is_paired_with_the_floor_and_both_validated(data, tmp_path: Path
     runs = [len(block["read_s"]) for block in result["reference_runs"]]
     assert runs[0] == 1 and max(runs) > 1
     assert len(result["reference_residency_before"]) == sum(runs) and result["cache_verified"]
-    assert result["checksum"] == measure.checksum(images[indices], labels[indices])
+    assert result["checksum"] == validation.checksum(images[indices], labels[indices])
     # PNG decodes every image; the floor copies bytes: every pair says so.
     ratios = stats.ratios(result["samples"]["read_s"], result["reference_samples"]["read_s"])
     assert min(ratios) > 1
@@ -211,14 +221,14 @@ def test_quiet_level_is_the_runs_lowest_probe(tmp_path: Path, monkeypatch) -> No
     baseline = tmp_path / "quiet.json"
     baseline.write_text(json.dumps({"create_latency_us": 30.0}))
     probes = iter([200.0, 150.0, 85.0])
-    monkeypatch.setattr(measure, "create_latency_us", lambda folder, keep: next(probes))
-    monkeypatch.setattr(measure.time, "sleep", lambda s: None)
-    quiet = measure.QuietFilesystem(tmp_path, max_wait_s=5, factor=3, baseline=baseline)
+    monkeypatch.setattr(host, "create_latency_us", lambda folder, keep: next(probes))
+    monkeypatch.setattr(host.time, "sleep", lambda s: None)
+    quiet = host.QuietFilesystem(tmp_path, max_wait_s=5, factor=3, baseline=baseline)
     assert quiet.threshold_us() == 90.0  # 3 x 30 us
     found = quiet.wait()
     assert found["create_latency_us"] == 85.0 and found["waited_s"] == 1.0 and not found["slow"]
     # A lower level lowers the run's baseline for later jobs.
-    monkeypatch.setattr(measure, "create_latency_us", lambda folder, keep: 4.0)
+    monkeypatch.setattr(host, "create_latency_us", lambda folder, keep: 4.0)
     quiet.wait()
     assert json.loads(baseline.read_text())["create_latency_us"] == 4.0
     assert quiet.threshold_us() == 54.0  # at least 50 us above a very quiet level
@@ -227,12 +237,12 @@ def test_quiet_level_is_the_runs_lowest_probe(tmp_path: Path, monkeypatch) -> No
 def test_probe_keeps_its_files_in_the_trash(tmp_path: Path) -> None:
     """Deleting the probe's files would slow the next probe and store down."""
     (tmp_path / "stores").mkdir()
-    latency = measure.create_latency_us(tmp_path / "stores", files=20, keep=tmp_path / "trash")
+    latency = host.create_latency_us(tmp_path / "stores", files=20, keep=tmp_path / "trash")
     assert latency > 0
     assert list((tmp_path / "stores").iterdir()) == []
     kept = list((tmp_path / "trash").rglob("*"))
     assert sum(p.is_file() for p in kept) == 20
-    measure.create_latency_us(tmp_path / "stores", files=5)  # no trash: deleted at once
+    host.create_latency_us(tmp_path / "stores", files=5)  # no trash: deleted at once
     assert list((tmp_path / "stores").iterdir()) == []
     assert sum(p.is_file() for p in (tmp_path / "trash").rglob("*")) == 20
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from storebench import measure, parallel
+from storebench import measure, parallel, validation
 from storebench.errors import StorebenchError
 from storebench.formats import make_format
 
@@ -54,7 +54,7 @@ def test_workers_read_their_shards_exactly(name: str, cache: str, dataset, tmp_p
     for wall, workers in zip(result["samples"]["read_s"], result["worker_read_s"], strict=True):
         assert len(workers) == 2
         assert wall >= max(workers) > 0
-    expected = [measure.checksum(images[s], labels[s]) for s in parallel.shards(order, 2)]
+    expected = [validation.checksum(images[s], labels[s]) for s in parallel.shards(order, 2)]
     assert result["shard_checksums"] == expected
     assert len(result["worker_pids"]) == 2
     assert os.getpid() not in result["worker_pids"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from storebench import measure
+from storebench import measure, validation
 from storebench.errors import StorebenchError
 from storebench.formats import make_format
 
@@ -95,7 +95,7 @@ def test_measured_epochs_are_validated(data, tmp_path: Path) -> None:
     order = measure.read_indices(N, "random", 0)
     result = torchdata.measure_epochs(fmt, tmp_path, images, labels, order, 8, 2, 2)
     assert len(result["samples"]["epoch_s"]) == 2
-    assert result["checksum"] == measure.checksum(images[order], labels[order])
+    assert result["checksum"] == validation.checksum(images[order], labels[order])
     tampered = images.copy()
     tampered[0] ^= 1
     with pytest.raises(StorebenchError, match="DataLoader epoch over"):

@@ -31,9 +31,10 @@ from storebench.diskspace import store_bytes
 from storebench.download import md5sum
 from storebench.figures import FIGURES
 from storebench.formats import make_format
-from storebench.measure import checksum, read_indices
+from storebench.measure import read_indices
 from storebench.results import read_json
 from storebench.tables import read_table_tsv
+from storebench.validation import checksum
 
 from conftest import REAL_SAMPLE_MD5, ROOT, SAMPLE_TRAIN, serve, training_set_of
 

@@ -23,13 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from storebench import measure, tables
+from storebench import host, measure, tables
 from storebench.formats import make_format
 
 
 def _store_time(fmt: Any, images: np.ndarray, labels: np.ndarray, parent: Path) -> float:
     target = Path(tempfile.mkdtemp(prefix="store.", dir=parent))
-    measure.sync_filesystem(target)
+    host.sync_filesystem(target)
     start = time.perf_counter()
     fmt.write(target, images, labels)
     return time.perf_counter() - start
@@ -44,16 +44,16 @@ def deletion_trap(work: Path, images: np.ndarray, labels: np.ndarray, files: int
     print(f"{'round':>5} {'state':<13} {'probe us':>9} {'store s':>8}")
     quiet, after = [], []
     for round_ in range(rounds):
-        probe = measure.create_latency_us(work)
+        probe = host.create_latency_us(work)
         quiet.append(_store_time(png, images, labels, work))
         print(f"{round_:>5} {'quiet':<13} {probe:>9.1f} {quiet[-1]:>8.3f}")
         victim = work / "victim"
         victim.mkdir()
         for i in range(files):
             (victim / f"{i}.png").write_bytes(b"x" * 2300)
-        measure.sync_filesystem(victim)
+        host.sync_filesystem(victim)
         shutil.rmtree(victim)
-        probe = measure.create_latency_us(work)
+        probe = host.create_latency_us(work)
         after.append(_store_time(png, images, labels, work))
         print(f"{round_:>5} {'after delete':<13} {probe:>9.1f} {after[-1]:>8.3f}")
         time.sleep(5)

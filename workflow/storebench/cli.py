@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from storebench import chunks, cifar, measure, results, tables, usage
+from storebench import chunks, cifar, host, measure, results, tables, usage
 from storebench.errors import StorebenchError
 from storebench.formats import Format, make_format
 from storebench.sampling import Policy
@@ -116,7 +116,7 @@ def cmd_dataset(args: argparse.Namespace) -> None:
 def cmd_store(args: argparse.Namespace) -> None:
     fmt = _format(args)
     images, labels = _dataset(args)
-    quiet = measure.QuietFilesystem(args.out.parent, args.max_wait_s, args.slow_factor,
+    quiet = host.QuietFilesystem(args.out.parent, args.max_wait_s, args.slow_factor,
                                     args.baseline, args.trash)  # fmt: skip
     result, staged = measure.measure_store(
         fmt, images, labels, args.out, args.trash, None, quiet,

@@ -1,23 +1,18 @@
-"""Timed store, read and single-image jobs, following the measurement protocol.
+"""The protocols of the timed store, read and single-image jobs.
 
 Clock: ``time.perf_counter_ns`` around the operation only. Every sample is
-kept. Every read is validated against the dataset outside the timed region.
-Every job measures its format paired with a reference (the raw floor doing the
-same work) in the same process, alternating (:mod:`storebench.sampling`).
+kept. Every read is validated against the dataset outside the timed region
+(:mod:`storebench.validation`). Every job measures its format paired with a
+reference (the raw floor doing the same work) in the same process, alternating
+(:mod:`storebench.sampling`); stores start from a prepared host
+(:mod:`storebench.host`).
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import dataclasses
-import hashlib
-import json
 import logging
-import os
 import shutil
-import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,220 +21,16 @@ from typing import Any
 import numpy as np
 
 from storebench import chunks, diskspace, pagecache
-from storebench.chunks import Images, gather, sample_memory, spans
+from storebench.chunks import Images, gather, sample_memory
 from storebench.errors import StorebenchError
 from storebench.formats import Format
+from storebench.host import QuietFilesystem, discard, fresh_dir, sync_filesystem, warm_free_memory
 from storebench.sampling import CpuProbe, Policy, run_pairs
-from storebench.stats import summarize  # noqa: F401 - kept importable from here
+from storebench.validation import ChunkedCheck, validate
 
 log = logging.getLogger(__name__)
 
 NS = 1e-9
-
-
-def _libc_syncfs() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
-    if not name:
-        return None
-    func = getattr(ctypes.CDLL(name, use_errno=True), "syncfs", None)
-    return func
-
-
-_SYNCFS = _libc_syncfs()
-
-
-def sync_filesystem(path: Path) -> None:
-    """Make every written file on ``path``'s filesystem durable (syncfs, else sync)."""
-    if _SYNCFS is None:
-        os.sync()
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if _SYNCFS(fd) != 0:
-            os.sync()
-    finally:
-        os.close(fd)
-
-
-def create_latency_us(folder: Path, files: int = 200, keep: Path | None = None) -> float:
-    """Median time to create one empty file in ``folder``, in microseconds.
-
-    ext4 creates files much more slowly for minutes after many files were
-    deleted; this probe tells whether a store timing would measure that. Deleting
-    the probe's own files does the same (here, probes 4 s apart that deleted their
-    500 files went from 65 to 385 us), so with ``keep`` (a trash folder, emptied
-    when the run is over) the files are moved there instead of deleted.
-    """
-    probe = Path(tempfile.mkdtemp(prefix=".probe.", dir=folder))
-    times = []
-    try:
-        for i in range(files):
-            start = time.perf_counter_ns()
-            fd = os.open(probe / str(i), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            os.close(fd)
-            times.append(time.perf_counter_ns() - start)
-    finally:
-        if keep is not None:
-            keep.mkdir(parents=True, exist_ok=True)
-            os.replace(probe, tempfile.mkdtemp(prefix="probe.", dir=keep) + "/files")
-        else:
-            shutil.rmtree(probe)
-    return statistics.median(times) / 1e3
-
-
-class QuietFilesystem:
-    """Waits (a bounded total time) until file creation is back at this machine's quiet level.
-
-    The quiet level is the lowest creation latency seen so far in this run (kept in
-    ``baseline``, a small JSON file every store job of the run shares) or in this
-    job; file creation counts as slow above ``factor`` times it (and at least
-    ``QUIET_MARGIN_US`` above it). A store waits in short steps while it is slow,
-    at most ``max_wait_s`` per job in all, then is timed anyway with the probe
-    recorded (the paired reference store is taken in the same state). With
-    ``trash``, the probe's files are kept there rather than deleted (see
-    :func:`create_latency_us`).
-    """
-
-    QUIET_MARGIN_US = 50.0
-    STEP_S = 0.5
-
-    def __init__(self, folder: Path, max_wait_s: float, factor: float = 3.0,
-                 baseline: Path | None = None, trash: Path | None = None) -> None:  # fmt: skip
-        self.folder = Path(folder)
-        self.trash = Path(trash) if trash else None
-        self.factor = factor
-        self.budget_s = max_wait_s
-        self.baseline = Path(baseline) if baseline else None
-        self.quiet_us = self._load()
-
-    def _load(self) -> float:
-        if self.baseline is None or not self.baseline.is_file():
-            return float("inf")
-        try:
-            return float(json.loads(self.baseline.read_text())["create_latency_us"])
-        except (ValueError, KeyError, TypeError):
-            return float("inf")
-
-    def _note(self, latency: float) -> None:
-        if latency < self.quiet_us:
-            self.quiet_us = latency
-            if self.baseline is not None:
-                self.baseline.parent.mkdir(parents=True, exist_ok=True)
-                tmp = self.baseline.with_name(f".{self.baseline.name}.{os.getpid()}")
-                tmp.write_text(json.dumps({"create_latency_us": latency}))
-                os.replace(tmp, self.baseline)
-
-    def threshold_us(self) -> float:
-        return max(self.factor * self.quiet_us, self.quiet_us + self.QUIET_MARGIN_US)
-
-    def wait(self) -> dict[str, float]:
-        """Probe (and wait while slow) just before a timed store; what was found."""
-        waited = 0.0
-        latency = create_latency_us(self.folder, keep=self.trash)
-        self._note(latency)
-        while latency > self.threshold_us() and self.budget_s > 0:
-            pause = min(self.STEP_S, self.budget_s)
-            time.sleep(pause)
-            self.budget_s -= pause
-            waited += pause
-            latency = create_latency_us(self.folder, keep=self.trash)
-            self._note(latency)
-        slow = latency > self.threshold_us()
-        if slow:
-            log.warning("file creation is slow (%.0f us > %.0f us, %gx this run's quiet level) "
-                        "and did not recover in time; timing the store anyway", latency,
-                        self.threshold_us(), self.factor)  # fmt: skip
-        return {"create_latency_us": latency, "threshold_us": self.threshold_us(),
-                "waited_s": waited, "slow": slow}  # fmt: skip
-
-
-def checksum(images: np.ndarray, labels: np.ndarray) -> str:
-    """sha256 over images then labels, in the order given."""
-    digest = hashlib.sha256()
-    digest.update(np.ascontiguousarray(images).data)
-    digest.update(np.ascontiguousarray(labels).data)
-    return digest.hexdigest()
-
-
-EQUAL_BLOCK_BYTES = 2**21
-
-
-def _equal(a: np.ndarray, b: np.ndarray) -> bool:
-    """``np.array_equal`` of two arrays of one shape, a block of rows at a time: the
-    whole-array comparison allocates a boolean array as large as the images (300 MB
-    at 100,000 images), which cost 0.1 s a read here, once per read of every pair."""
-    rows = max(1, EQUAL_BLOCK_BYTES // max(1, a[:1].nbytes))
-    return all(np.array_equal(a[i : i + rows], b[i : i + rows]) for i in range(0, len(a), rows))
-
-
-def validate(
-    images: np.ndarray,
-    labels: np.ndarray,
-    expected_images: np.ndarray,
-    expected_labels: np.ndarray,
-    what: str,
-    first: int = 0,
-) -> None:
-    """Fail unless the read images and labels are exactly the expected ones.
-
-    ``first``: the position of these images in the whole read (a chunk of it).
-    """
-    if images.shape != expected_images.shape or images.dtype != np.uint8:
-        raise StorebenchError(
-            f"{what}: read {images.shape} {images.dtype}, expected {expected_images.shape} uint8"
-        )
-    if not _equal(images, expected_images):
-        bad = np.flatnonzero((images != expected_images).reshape(len(images), -1).any(axis=1))
-        raise StorebenchError(
-            f"{what}: {len(bad)} of {len(images)} images differ from the dataset "
-            f"(first at position {first + bad[0]}); the store or its reader is wrong"
-        )
-    if not np.array_equal(labels, expected_labels):
-        bad = np.flatnonzero(labels != expected_labels)
-        raise StorebenchError(
-            f"{what}: {len(bad)} of {len(labels)} labels differ from the dataset "
-            f"(first at position {first + bad[0]}); the store or its reader is wrong"
-        )
-
-
-def _fresh_dir(parent: Path, prefix: str) -> Path:
-    parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
-
-
-# A store of at most this many files is deleted at once; a bigger one goes to the trash.
-FEW_FILES = 64
-
-
-def _discard(path: Path, trash: Path) -> None:
-    """Remove a store ``path`` without slowing later stores down.
-
-    Deleting many files slows file creation for minutes (ext4), so a store of many
-    files (PNG) is moved into ``trash``, emptied when the whole workflow is done; a
-    store of a few files (one big file, an LMDB environment) is deleted now, so that
-    repeated copies of large stores do not fill the disk.
-    """
-    path = Path(path)
-    if sum(1 for _ in zip(path.rglob("*"), range(FEW_FILES + 1), strict=False)) <= FEW_FILES:
-        shutil.rmtree(path)
-        return
-    trash.mkdir(parents=True, exist_ok=True)
-    os.replace(path, tempfile.mkdtemp(prefix="old.", dir=trash) + "/store")
-
-
-def warm_free_memory(size: int) -> None:
-    """Touch ``size`` bytes of fresh memory and free them again.
-
-    On this VM memory that has not been used for a while is slow to touch the
-    first time (about 0.5 GB/s, REFERENCE.md), and a new store's page cache is
-    such memory: a 300 MB store took 0.08 or 0.35 s depending on whether the
-    kernel had recently freed pages at hand. Freeing just-touched pages right
-    before the clock starts gives every store the same, warm, start. Callers
-    warm up to one chunk's store, so a job's memory stays bounded.
-    """
-    scratch = np.empty(size, np.uint8)
-    scratch.fill(1)
-    del scratch
 
 
 def _store_trial(fmt: Format, source: Images, labels: np.ndarray, parent: Path,
@@ -247,7 +38,7 @@ def _store_trial(fmt: Format, source: Images, labels: np.ndarray, parent: Path,
     """One timed store of ``fmt`` into a new empty folder under ``parent`` (kept in ``copies``)."""
 
     def trial() -> dict[str, float]:
-        target = _fresh_dir(parent, prefix)
+        target = fresh_dir(parent, prefix)
         warm_free_memory(diskspace.store_bytes(fmt, min(len(source), chunks.CHUNK)))
         source.load_ns = 0
         start = time.perf_counter_ns()
@@ -297,7 +88,7 @@ def measure_store(
                 *out.parent.glob(f".{out.name}.reference.*")]:  # fmt: skip
         if old.exists():
             log.info("discarding %s (an earlier or interrupted store)", old)
-            _discard(old, trash)
+            discard(old, trash)
     # One reference store per pair: every store is written after the same sync and
     # file-creation probe, and copies of the floor do not pile up on the disk.
     policy = dataclasses.replace(policy or Policy.exactly(repeats or 1), max_reference_runs=1)
@@ -310,17 +101,17 @@ def measure_store(
 
     def before_pair() -> dict[str, Any]:
         while len(kept) > 1:  # only the last copy of the format is kept
-            _discard(kept.pop(0), trash)
+            discard(kept.pop(0), trash)
         while references:
-            _discard(references.pop(), trash)
+            discard(references.pop(), trash)
         sync_filesystem(out.parent)  # start with no dirty pages of earlier work
         return quiet.wait()
 
     result = run_pairs(trial, floor, policy, seed, before_pair=before_pair)
     while references:
-        _discard(references.pop(), trash)
+        discard(references.pop(), trash)
     while len(kept) > 1:
-        _discard(kept.pop(0), trash)
+        discard(kept.pop(0), trash)
     result["filesystem_probe"] = result.pop("before_pair")
     result["source_s"] = result["samples"].pop("source_s")
     result["reference_samples"].pop("source_s")
@@ -349,75 +140,6 @@ def read_indices(n: int, order: str, seed: int) -> np.ndarray:
     if order == "random":
         return np.random.default_rng(seed).permutation(n)
     raise StorebenchError(f"unknown read order {order!r}; choose one of {ORDERS}")
-
-
-class ChunkedCheck:
-    """Validates a read of ``indices`` chunk by chunk against the dataset.
-
-    Holds one chunk of output (``out_images``, ``out_labels``) and, while
-    checking, the expected chunk gathered from the (memory-mapped) dataset. When
-    the whole read fits in one chunk, the expected images are gathered once and
-    kept for every repeat. The checksum covers the whole read, as if it had been
-    one buffer: every image is validated to equal the dataset's, so it is the
-    checksum of the expected images, computed once per job rather than once per
-    read (a sha256 of 300 MB took about 0.5 s a read here).
-    """
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray,
-                 what: str, size: int | None = None) -> None:  # fmt: skip
-        self.images, self.labels, self.indices, self.what = images, labels, indices, what
-        self.size = max(1, min(size or chunks.CHUNK, len(indices)))
-        self.out_images = np.empty((self.size, *images.shape[1:]), images.dtype)
-        self.out_labels = np.empty(self.size, labels.dtype)
-        self.spans = list(spans(len(indices), self.size))
-        self._checked = 0
-        self._whole: tuple[np.ndarray, np.ndarray] | None = None
-        self._checksum: str | None = None
-
-    def clear(self) -> None:
-        """Fill the output with values a read must overwrite (touching every page)."""
-        self.out_images.fill(0)
-        self.out_labels.fill(255)
-
-    def restart(self) -> None:
-        """Forget the chunks checked so far (a new repeat)."""
-        self._checked = 0
-
-    def _expected(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        if (start, stop) != (0, len(self.indices)):
-            wanted = self.indices[start:stop]
-            return gather(self.images, wanted), self.labels[wanted]
-        if self._whole is None:  # the whole read is one chunk: gather it once
-            self._whole = gather(self.images, self.indices), self.labels[self.indices]
-        return self._whole
-
-    def check(self, start: int, stop: int) -> None:
-        """Validate the output against images ``indices[start:stop]``, then clear it.
-
-        Chunks must be checked in order, each starting where the last one stopped.
-        """
-        if start != self._checked:
-            raise StorebenchError(f"{self.what}: chunk {start}..{stop} checked out of order "
-                                  f"(expected one starting at {self._checked})")  # fmt: skip
-        count = stop - start
-        validate(self.out_images[:count], self.out_labels[:count], *self._expected(start, stop),
-                 self.what, start)  # fmt: skip
-        self._checked = stop
-        if stop < len(self.indices):  # the next chunk must overwrite (the next read clears)
-            self.clear()
-
-    def checksum(self) -> str:
-        """:func:`checksum` of every image then every label read, in order."""
-        if self._checked != len(self.indices):
-            raise StorebenchError(f"{self.what}: {self._checked} of {len(self.indices)} images "
-                                  "were read and checked; the read is incomplete")  # fmt: skip
-        if self._checksum is None:
-            digest = hashlib.sha256()
-            for lo, hi in self.spans:
-                digest.update(self._expected(lo, hi)[0].data)
-            digest.update(np.ascontiguousarray(self.labels[self.indices]).data)
-            self._checksum = digest.hexdigest()
-        return self._checksum
 
 
 def _read_trial(
@@ -648,7 +370,7 @@ def measure_single(
 
     def single(side_fmt: Format) -> Callable[[], dict[str, float]]:
         def trial() -> dict[str, float]:
-            target = _fresh_dir(scratch, "single.")
+            target = fresh_dir(scratch, "single.")
             start = time.perf_counter_ns()
             side_fmt.write(target, images, labels)
             stored = (time.perf_counter_ns() - start) * NS

@@ -26,8 +26,9 @@ import numpy as np
 from storebench import chunks, cifar, pagecache
 from storebench.errors import StorebenchError
 from storebench.formats import Format
-from storebench.measure import CACHES, NS, ChunkedCheck, cache_verified
+from storebench.measure import CACHES, NS, cache_verified
 from storebench.sampling import Policy, run_pairs
+from storebench.validation import ChunkedCheck
 
 log = logging.getLogger(__name__)
 

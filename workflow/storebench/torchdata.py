@@ -23,8 +23,9 @@ from torch.utils.data import DataLoader, Dataset
 from storebench import chunks, pagecache
 from storebench.errors import StorebenchError
 from storebench.formats import Format, Reader
-from storebench.measure import NS, ChunkedCheck
+from storebench.measure import NS
 from storebench.sampling import Policy, run_pairs
+from storebench.validation import ChunkedCheck
 
 log = logging.getLogger(__name__)
 
