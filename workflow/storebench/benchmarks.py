@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from storebench import host, measure, tables
+from storebench.errors import StorebenchError
 from storebench.formats import make_format
 
 
@@ -203,7 +204,7 @@ def floor(results_dir: Path, floor_format: str) -> None:
     values = {f: {c: get(f) for c, get in columns.items()} for f in formats}
     base = values.get(floor_format)
     if base is None:
-        raise SystemExit(f"no format {floor_format!r} in {tables_dir}; pass --floor NAME")
+        raise StorebenchError(f"no format {floor_format!r} in {tables_dir}; pass --floor NAME")
     print(f"n = {n:,}; ratio = value / {floor_format}'s value in the same run\n")
     print("| format | " + " | ".join(f"{c} | ratio" for c in columns) + " |")
     print("|---|" + "---|---|" * len(columns))
@@ -240,7 +241,9 @@ def interleaved(results_dir: Path, formats: dict[str, Any], names: Sequence[str]
         names = [floor_format, *names]
     unknown = [name for name in names if name not in formats]
     if unknown:
-        raise SystemExit(f"no format {unknown[0]!r} in the config; choose from {list(formats)}")
+        raise StorebenchError(
+            f"no format {unknown[0]!r} in the config; choose from {list(formats)}"
+        )
     from storebench import cifar
 
     images, labels = cifar.load_dataset(results_dir / "dataset/images.npy",
@@ -291,7 +294,7 @@ def memory(results_dir: Path) -> None:
         stage = path.relative_to(Path(results_dir, "measurements")).parts[0]
         rows.setdefault((stage, int(result["n"])), []).append(result)
     if not rows:
-        raise SystemExit(f"no results with a memory record under {results_dir}/measurements")
+        raise StorebenchError(f"no results with a memory record under {results_dir}/measurements")
     print("Peak memory per job (MiB), the largest over the jobs of each stage and n\n")
     print("| stage | n | jobs | peak RSS | anon | file | workers' peak RSS | workers' anon / file "
           "| largest RSS: format |")  # fmt: skip

@@ -230,41 +230,48 @@ def cmd_stages(args: argparse.Namespace) -> None:
     print(f"{'total':<10} {sum(r['jobs'] for r in rows):>5} {total:>9.1f}")
 
 
-MEASURES = ["traps", "deletion", "allocation", "compare", "floor", "host", "interleaved", "memory"]
-
-
-def cmd_benchmark(args: argparse.Namespace) -> None:
+def _benchmarks() -> Any:
+    """The benchmarks module, imported only by the commands that use it."""
     from storebench import benchmarks
 
-    if args.what == "compare":
-        benchmarks.compare(args.tables[0], args.tables[1], args.min_n)
-        return
-    if args.what == "floor":
-        benchmarks.floor(args.results, args.floor)
-        return
-    if args.what == "host":
-        benchmarks.host_stability(args.seconds)
-        return
-    if args.what == "memory":
-        benchmarks.memory(args.results)
-        return
-    if args.what == "interleaved":
-        from storebench import config  # jsonschema: imported only where a config is checked
+    return benchmarks
 
-        formats = config.check(yaml.safe_load(args.config.read_text()))
-        benchmarks.interleaved(args.results, formats, args.formats or list(formats), args.n,
-                               args.rounds, args.floor)  # fmt: skip
-        return
+
+def cmd_benchmark_traps(args: argparse.Namespace) -> None:
     images, labels = _dataset(args)
     args.work.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="benchmark.", dir=args.work))
     try:
         if args.what in ("traps", "allocation"):
-            benchmarks.allocation_trap(images, labels, work)
+            _benchmarks().allocation_trap(images, labels, work)
         if args.what in ("traps", "deletion"):
-            benchmarks.deletion_trap(work, images[: args.store_n], labels[: args.store_n])
+            _benchmarks().deletion_trap(work, images[: args.store_n], labels[: args.store_n])
     finally:
         shutil.rmtree(work)
+
+
+def cmd_benchmark_compare(args: argparse.Namespace) -> None:
+    _benchmarks().compare(args.tables[0], args.tables[1], args.min_n)
+
+
+def cmd_benchmark_floor(args: argparse.Namespace) -> None:
+    _benchmarks().floor(args.results, args.floor)
+
+
+def cmd_benchmark_host(args: argparse.Namespace) -> None:
+    _benchmarks().host_stability(args.seconds)
+
+
+def cmd_benchmark_memory(args: argparse.Namespace) -> None:
+    _benchmarks().memory(args.results)
+
+
+def cmd_benchmark_interleaved(args: argparse.Namespace) -> None:
+    from storebench import config  # jsonschema: imported only where a config is checked
+
+    formats = config.check(yaml.safe_load(args.config.read_text()))
+    _benchmarks().interleaved(args.results, formats, args.formats or list(formats), args.n,
+                              args.rounds, args.floor)  # fmt: skip
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
@@ -323,6 +330,61 @@ def _format_args(parser: argparse.ArgumentParser, store: bool = False,
         parser.add_argument("--store", type=Path, required=True, help="the store's folder")
         parser.add_argument("--reference-store", type=Path, required=True,
                             help="the floor's store of the same n")  # fmt: skip
+
+
+def _benchmark_parsers(sub: Any) -> None:
+    """``benchmark MODE``: one subcommand per measurement of this machine, each with its
+    own options."""
+    bench = sub.add_parser("benchmark", help="print what this machine does (traps, run drift)")
+    modes = bench.add_subparsers(dest="mode", required=True, metavar="MODE")
+
+    def results_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--results", type=Path, default=Path("results"), help="a run's results")
+
+    def floor_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--floor", default="raw", help="the raw floor format's name")
+
+    traps = {
+        "allocation": "an HDF5 read into fresh vs pre-touched memory",
+        "deletion": "file creation and a PNG store, quiet and after a mass delete",
+    }
+    traps["traps"] = " and ".join(traps.values())
+    for what, helptext in traps.items():
+        p = modes.add_parser(what, help=f"{helptext} (a finished run's dataset)")
+        p.add_argument("--images", type=Path, default=Path("results/dataset/images.npy"))
+        p.add_argument("--labels", type=Path, default=Path("results/dataset/labels.npy"))
+        p.add_argument("--n", type=int, default=100_000, help="images read (allocation)")
+        p.add_argument("--store-n", type=int, default=10_000, help="images per PNG store")
+        p.add_argument("--work", type=Path, default=Path("results/scratch"))
+        p.set_defaults(func=cmd_benchmark_traps, what=what)
+
+    p = modes.add_parser("compare", help="how far each median moved between two read tables")
+    p.add_argument("--tables", type=Path, nargs=2, required=True, help="two runs' read.csv")
+    p.add_argument("--min-n", type=int, default=10_000, help="smallest n shown")
+    p.set_defaults(func=cmd_benchmark_compare)
+
+    p = modes.add_parser("floor", help="each format at the largest n, and over the raw floor")
+    results_arg(p)
+    floor_arg(p)
+    p.set_defaults(func=cmd_benchmark_floor)
+
+    p = modes.add_parser("host", help="how much this machine's speed drifts while idle")
+    p.add_argument("--seconds", type=float, default=240, help="how long to probe")
+    p.set_defaults(func=cmd_benchmark_host)
+
+    p = modes.add_parser("memory", help="peak memory of every measuring job")
+    results_arg(p)
+    p.set_defaults(func=cmd_benchmark_memory)
+
+    p = modes.add_parser("interleaved", help="warm sequential reads, every format each round")
+    results_arg(p)
+    floor_arg(p)
+    p.add_argument("--config", type=Path, default=Path("config.yaml"),
+                   help="the run's config (for the formats' options)")  # fmt: skip
+    p.add_argument("--formats", nargs="+", help="formats to read (default: all)")
+    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--n", type=int, default=100_000, help="images read")
+    p.set_defaults(func=cmd_benchmark_interleaved)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -428,30 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmarks", type=Path, default=Path("results/benchmarks"))
     p.set_defaults(func=cmd_stages)
 
-    p = sub.add_parser("benchmark", help="print what this machine does (traps, run drift)")
-    p.add_argument(
-        "what",
-        choices=MEASURES,
-    )
-    p.add_argument("--seconds", type=float, default=240, help="host: how long to probe")
-    p.add_argument("--results", type=Path, default=Path("results"), help="a run's results")
-    p.add_argument("--floor", default="raw", help="floor: the raw-floor format's name")
-    p.add_argument(
-        "--config",
-        type=Path,
-        default=Path("config.yaml"),
-        help="interleaved: the run's config (for the formats' options)",
-    )
-    p.add_argument("--formats", nargs="+", help="interleaved: formats to read (default: all)")
-    p.add_argument("--rounds", type=int, default=15, help="interleaved: rounds")
-    p.add_argument("--images", type=Path, default=Path("results/dataset/images.npy"))
-    p.add_argument("--labels", type=Path, default=Path("results/dataset/labels.npy"))
-    p.add_argument("--n", type=int, default=100_000, help="allocation, interleaved: images read")
-    p.add_argument("--store-n", type=int, default=10_000, help="images per PNG store")
-    p.add_argument("--work", type=Path, default=Path("results/scratch"))
-    p.add_argument("--tables", type=Path, nargs=2, help="compare: two runs' read.csv")
-    p.add_argument("--min-n", type=int, default=10_000, help="compare: smallest n shown")
-    p.set_defaults(func=cmd_benchmark)
+    _benchmark_parsers(sub)
 
     p = sub.add_parser("compare", help="do two runs agree? paired ratios and absolute times")
     p.add_argument("first", type=Path, help="results folder of run A")
@@ -500,6 +539,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("error: %s", exc)
         if args.log:
             print(f"storebench: error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # the reader went away (| head): no traceback, no more output
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except Exception:
         log.exception("unexpected failure (a bug: please report it with this log)")

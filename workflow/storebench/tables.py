@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from storebench.errors import StorebenchError
 from storebench.stats import half_width, median_interval, ratios, summarize
 
 # Every timing row: the ratio to the paired reference (the floor) with its 95%
@@ -273,8 +274,12 @@ def write_table(
 
 def read_table(path: Path) -> list[dict[str, Any]]:
     """Read a table written by :func:`write_table`, numbers as numbers."""
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except FileNotFoundError:
+        message = f"no table {path}; run the workflow first (or check the path)"
+        raise StorebenchError(message) from None
     for row in rows:
         for key, value in row.items():
             for number in (int, float):
