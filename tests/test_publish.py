@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from storebench import figures, publish
+from storebench import catalog, figures, publish
 
 from conftest import ROOT
 
@@ -22,8 +22,8 @@ ENVIRONMENT = {
 
 
 def test_every_figure_and_table_has_a_caption() -> None:
-    assert set(publish.FIGURES) == set(figures.FIGURES)
-    for name in figures.FIGURES:
+    for name, record in catalog.FIGURES.items():
+        assert callable(figures.drawer(name)) and set(record.tables) <= {*catalog.TABLES}
         caption = publish.figure_caption(name, CONFIG, ENVIRONMENT)
         assert "{" not in caption and "}" not in caption, name
         assert caption.endswith(
@@ -80,7 +80,7 @@ def test_examples_replace_the_readme_block_and_copy_the_figures(tmp_path: Path) 
     (results / "figures/store_time_log.png").write_bytes(b"png")
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{publish.START}\nold\n{publish.END}\nrest\n")
-    copied = publish.update_examples(results, readme, tmp_path / "ex", list(figures.FIGURES))
+    copied = publish.update_examples(results, readme, tmp_path / "ex", list(catalog.FIGURES))
     assert readme.read_text() == f"intro\n{publish.START}\n## Summary\n\nnew\n{publish.END}\nrest\n"
     assert (
         copied == ["store_time_log"] and (tmp_path / "ex/store_time_log.png").read_bytes() == b"png"

@@ -25,11 +25,10 @@ import pytest
 import yaml
 from PIL import Image
 
-from storebench import publish
+from storebench.catalog import FIGURES
 from storebench.config import normalize
 from storebench.diskspace import store_bytes
 from storebench.download import md5sum
-from storebench.figures import FIGURES
 from storebench.formats import make_format
 from storebench.measure import read_indices
 from storebench.results import read_json
@@ -48,8 +47,8 @@ PARALLEL = {"cutoffs": [1000], "workers": [1, 2], "caches": ["warm", "cold"]}
 DATALOADER = {"cutoffs": [1000], "batch_size": 64, "num_workers": [0, 2]}
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 TABLES = ["store", "read", "single", "parallel", *(["dataloader"] if HAS_TORCH else [])]
-DRAWN = [name for name, (needed, _) in FIGURES.items()
-         if set(needed) <= {*TABLES, "usage", "latency", "cost"}]  # fmt: skip
+DRAWN = [name for name, figure in FIGURES.items()
+         if set(figure.tables) <= {*TABLES, "usage", "latency", "cost"}]  # fmt: skip
 
 
 def _snakemake_call(work: Path, args: tuple[str, ...],
@@ -575,7 +574,7 @@ def test_publish_builds_the_report_with_every_figure_and_caption(run: Path) -> N
     machine = f"Machine: {environment['machine']['cpu_model']}, "
     for name in DRAWN:
         caption = records[f"results/figures/{name}.png"]["caption"]
-        what = re.split(r"[.{]", publish.FIGURES[name][1])[0]  # its start, up to a value
+        what = re.split(r"[.{]", FIGURES[name].caption)[0]  # its start, up to a value
         assert what in caption and machine in caption, (name, caption)
         assert "{" not in caption  # every placeholder filled
     assert f"at least {REPEATS} pairs" in records["results/figures/store_time_log.png"]["caption"]
@@ -611,7 +610,7 @@ def test_report_shows_every_figure_with_its_caption_in_chromium(run: Path, tmp_p
             # The menu: Figures, then the figure's topic, then the figure's row.
             page.goto(report.as_uri())
             page.get_by_text("Figures", exact=True).first.click()
-            page.get_by_text(publish.FIGURES[name][0], exact=True).first.click()
+            page.get_by_text(FIGURES[name].topic, exact=True).first.click()
             row = page.locator("tr", has_text=name).first
             row.locator("a[iconname=eye]").click()
             image = page.locator("img[src^='data:image/png']").first

@@ -22,7 +22,7 @@ import storebench.plan  # noqa: E402
 import storebench.publish  # noqa: E402
 import storebench.resources  # noqa: E402
 from storebench.errors import StorebenchError  # noqa: E402
-from storebench.figures import FIGURES  # noqa: E402
+from storebench.catalog import FIGURES, TABLES as TABLE_RECORDS  # noqa: E402
 
 try:
     storebench.config.normalize(config)
@@ -153,17 +153,16 @@ def get_cost_inputs():
     return list(dict.fromkeys(files))
 
 
-def get_table_kind(wildcards):
-    """How the table summarises its result files (see storebench.tables.KINDS)."""
-    special = ("usage", "latency", "parallel", "dataloader")
-    return wildcards.table if wildcards.table in special else "timing"
+def get_table_layout(wildcards):
+    """How the table makes rows of its result files (its record in storebench.catalog)."""
+    return TABLE_RECORDS[wildcards.table].layout
 
 
 def get_table_columns(wildcards):
     """The table's columns: a change in layout makes Snakemake rebuild the table."""
-    from storebench.tables import KINDS
+    from storebench.tables import LAYOUTS
 
-    return ",".join(KINDS[get_table_kind(wildcards)][1])
+    return ",".join(LAYOUTS[get_table_layout(wildcards)][1])
 
 
 def get_largest_store(wildcards):
@@ -178,7 +177,7 @@ def get_largest_reference_store(wildcards):
 
 def get_figure_tables(wildcards):
     """The tables one figure is drawn from, by table name."""
-    needed = FIGURES[wildcards.figure][0]
+    needed = FIGURES[wildcards.figure].tables
     return {name: f"{RESULTS}/tables/{name}.csv" for name in needed}
 
 
@@ -197,7 +196,7 @@ def _environment(input):
 
 
 def get_figure_topic(wildcards):
-    return storebench.publish.FIGURES[wildcards.figure][0]
+    return FIGURES[wildcards.figure].topic
 
 
 def get_figure_caption(wildcards, input):
@@ -233,8 +232,8 @@ def get_final_outputs():
     )
     drawn = [
         name
-        for name, (needed, _) in FIGURES.items()
-        if set(needed) <= {*TABLES, "cost"}
+        for name, figure in FIGURES.items()
+        if set(figure.tables) <= {*TABLES, "cost"}
     ]
     figures = expand(
         f"{RESULTS}/figures/{{figure}}.{{ext}}",

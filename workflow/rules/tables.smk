@@ -20,11 +20,11 @@ rule table:
     resources:
         **get_resources("table"),
     params:
-        kind=get_table_kind,
+        layout=get_table_layout,
         columns=get_table_columns,
         caption=get_caption_of(),
     shell:
-        "python -m storebench --log {log:q} table {params.kind} --csv {output.csv:q} --md {output.md:q}"
+        "python -m storebench --log {log:q} table {params.layout} --csv {output.csv:q} --md {output.md:q}"
         " {input.results:q}"
 
 

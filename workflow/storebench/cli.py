@@ -208,7 +208,7 @@ def cmd_usage(args: argparse.Namespace) -> None:
 
 
 def cmd_table(args: argparse.Namespace) -> None:
-    rows_of, columns = tables.KINDS[args.kind]
+    rows_of, columns = tables.LAYOUTS[args.layout]
     tables.write_table(rows_of(results.check_one_run(args.inputs)), columns, args.csv, args.md)
 
 
@@ -304,9 +304,9 @@ def cmd_summary(args: argparse.Namespace) -> None:
 
 
 def cmd_examples(args: argparse.Namespace) -> None:
-    from storebench import figures, publish
+    from storebench import catalog, publish
 
-    copied = publish.update_examples(args.results, args.readme, args.figures, list(figures.FIGURES))
+    copied = publish.update_examples(args.results, args.readme, args.figures, list(catalog.FIGURES))
     print(f"{args.readme}: summary from {args.results}; {len(copied)} figures -> {args.figures}")
 
 
@@ -480,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_usage)
 
     p = sub.add_parser("table", help="tidy CSV + Markdown table from result files")
-    p.add_argument("kind", choices=sorted(tables.KINDS))
+    p.add_argument("layout", choices=sorted(tables.LAYOUTS))
     p.add_argument("--csv", type=Path, required=True)
     p.add_argument("--md", type=Path, required=True)
     p.add_argument("inputs", type=Path, nargs="+")
@@ -499,7 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("figure", help="draw one figure from tables")
-    p.add_argument("name", help="figure name (see storebench.figures.FIGURES)")
+    p.add_argument("name", help="figure name (see storebench.catalog.FIGURES)")
     p.add_argument("--table", action="append", default=[], help="NAME=path.csv")
     p.add_argument("--out", type=Path, nargs="+", required=True, help="paths: .png .svg .pdf")
     p.add_argument("--order", nargs="*", default=[], help="the run's formats, in config order")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,13 +16,13 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
+from storebench.catalog import FIGURES
 from storebench.errors import StorebenchError
 from storebench.tables import PERCENTILES
 
 Rows = list[dict[str, Any]]
 Tables = Mapping[str, Rows]
 
-# Okabe-Ito: distinguishable with the common colour-vision deficiencies.
 # Okabe-Ito, then two of Paul Tol's colours: distinguishable with the common
 # colour-vision deficiencies; every format also gets its own marker.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000",
@@ -31,25 +32,28 @@ WIDTH_IN = 3.5  # one paper column
 DPI = 200
 
 
-# The run's formats in config order: a format's colour and marker come from its
-# place here, so it keeps them in every figure, even one whose table lacks others.
-_order: list[str] = []
+@dataclasses.dataclass(frozen=True)
+class Palette:
+    """The run's formats in config order (``order``): a format's colour and marker come
+    from its place there, so it keeps them in every figure, even one whose table lacks
+    others."""
 
+    order: tuple[str, ...] = ()
 
-def _formats(rows: Rows) -> list[str]:
-    seen: dict[str, None] = {}
-    for row in rows:
-        seen.setdefault(row["format"], None)
-    return sorted(seen, key=lambda f: _order.index(f) if f in _order else len(_order))
+    def formats(self, rows: Rows) -> list[str]:
+        """The formats of ``rows``, in the run's order (unknown ones last)."""
+        seen = dict.fromkeys(row["format"] for row in rows)
+        order = self.order
+        return sorted(seen, key=lambda f: order.index(f) if f in order else len(order))
 
-
-def _style(formats: Sequence[str]) -> dict[str, dict[str, str]]:
-    order = [*_order, *(f for f in formats if f not in _order)]
-    return {
-        name: {"color": PALETTE[i % len(PALETTE)], "marker": MARKERS[i % len(MARKERS)]}
-        for name in formats
-        for i in [order.index(name)]
-    }
+    def styles(self, formats: Sequence[str]) -> dict[str, dict[str, str]]:
+        """Colour and marker of each of ``formats``."""
+        order = [*self.order, *(f for f in formats if f not in self.order)]
+        return {
+            name: {"color": PALETTE[i % len(PALETTE)], "marker": MARKERS[i % len(MARKERS)]}
+            for name in formats
+            for i in [order.index(name)]
+        }
 
 
 def _where(rows: Rows, **conditions: Any) -> Rows:
@@ -128,9 +132,9 @@ def _classic(rows: Rows) -> tuple[str, str]:
     return _values(rows, "cache", "warm")[0], _values(rows, "order", "sequential")[0]
 
 
-def store_time(tables: Tables, log_y: bool) -> Figure:
+def store_time(tables: Tables, palette: Palette, log_y: bool) -> Figure:
     rows = tables["store"]
-    styles = _style(_formats(rows))
+    styles = palette.styles(palette.formats(rows))
     fig, ax = _new(2.4 + _legend_height(len(styles)))
     _time_lines(ax, _where(rows, measurement="store"), styles)
     _time_lines(ax, _where(rows, measurement="store_durable"), styles, ":", " durable")
@@ -141,10 +145,10 @@ def store_time(tables: Tables, log_y: bool) -> Figure:
     return fig
 
 
-def read_time(tables: Tables, log_y: bool) -> Figure:
+def read_time(tables: Tables, palette: Palette, log_y: bool) -> Figure:
     rows = tables["read"]
     cache, order = _classic(rows)
-    styles = _style(_formats(rows))
+    styles = palette.styles(palette.formats(rows))
     fig, ax = _new(2.4 + _legend_height(len(styles)))
     _time_lines(ax, _where(rows, cache=cache, order=order), styles)
     _log_time_axes(ax, log_y)
@@ -154,10 +158,10 @@ def read_time(tables: Tables, log_y: bool) -> Figure:
     return fig
 
 
-def read_write(tables: Tables) -> Figure:
+def read_write(tables: Tables, palette: Palette) -> Figure:
     reads = tables["read"]
     cache, order = _classic(reads)
-    styles = _style(_formats(tables["store"] + reads))
+    styles = palette.styles(palette.formats(tables["store"] + reads))
     fig, ax = _new(2.6 + _legend_height(len(styles)))
     _time_lines(ax, _where(tables["store"], measurement="store"), styles, "-")
     _time_lines(ax, _where(reads, cache=cache, order=order), styles, "--", " read")
@@ -167,11 +171,11 @@ def read_write(tables: Tables) -> Figure:
     return fig
 
 
-def read_cache(tables: Tables) -> Figure:
+def read_cache(tables: Tables, palette: Palette) -> Figure:
     """Warm vs cold page cache, per format, in the classic order."""
     rows = tables["read"]
     order = _classic(rows)[1]
-    styles = _style(_formats(rows))
+    styles = palette.styles(palette.formats(rows))
     fig, ax = _new(2.6 + _legend_height(len(styles)))
     for cache, linestyle in zip(_values(rows, "cache", "warm"), ("-", "--", ":"), strict=False):
         _time_lines(ax, _where(rows, cache=cache, order=order), styles, linestyle)
@@ -182,11 +186,11 @@ def read_cache(tables: Tables) -> Figure:
     return fig
 
 
-def read_order(tables: Tables) -> Figure:
+def read_order(tables: Tables, palette: Palette) -> Figure:
     """Sequential vs random order, one panel per cache state."""
     rows = tables["read"]
     caches = _values(rows, "cache", "warm")
-    styles = _style(_formats(rows))
+    styles = palette.styles(palette.formats(rows))
     fig, axes = _panels(len(caches), 2.2, len(styles))
     for ax, cache in zip(axes, caches, strict=True):
         for order, linestyle in zip(_values(rows, "order", "sequential"), ("-", "--"),
@@ -198,11 +202,11 @@ def read_order(tables: Tables) -> Figure:
     return fig
 
 
-def latency(tables: Tables) -> Figure:
+def latency(tables: Tables, palette: Palette) -> Figure:
     """Distribution (ECDF) of single-image read latency, one panel per mode."""
     rows = tables["latency"]
     modes = _values(rows, "mode", "open_read_close")
-    styles = _style(_formats(rows))
+    styles = palette.styles(palette.formats(rows))
     fig, axes = _panels(len(modes), 2.0, len(styles))
     titles = {"open_read_close": "open the store, read one image, close",
               "lookup": "one image from an already open store"}  # fmt: skip
@@ -224,10 +228,10 @@ def latency(tables: Tables) -> Figure:
     return fig
 
 
-def disk_stacked(tables: Tables) -> Figure:
+def disk_stacked(tables: Tables, palette: Palette) -> Figure:
     """One horizontal bar per format, stacked over the cutoffs (the article's chart)."""
     rows = tables["usage"]
-    formats = _formats(rows)
+    formats = palette.formats(rows)
     cutoffs = sorted({r["n"] for r in rows})
     fig, ax = _new(0.9 + 0.2 * len(formats))
     left = [0.0] * len(formats)
@@ -248,9 +252,9 @@ def disk_stacked(tables: Tables) -> Figure:
     return fig
 
 
-def bytes_per_image(tables: Tables) -> Figure:
+def bytes_per_image(tables: Tables, palette: Palette) -> Figure:
     rows = tables["usage"]
-    styles = _style(_formats(rows))
+    styles = palette.styles(palette.formats(rows))
     fig, ax = _new(2.4 + _legend_height(len(styles) + 1))
     for fmt, style in styles.items():
         series = sorted((r for r in rows if r["format"] == fmt), key=lambda r: r["n"])
@@ -282,10 +286,10 @@ def _bar(ax: Axes, x: float, width: float, low_mid_high: tuple[float, float, flo
     ax.errorbar(x, mid, yerr=[[mid - low], [high - mid]], color="black", linewidth=0.8, capsize=2)
 
 
-def single_image(tables: Tables) -> Figure:
+def single_image(tables: Tables, palette: Palette) -> Figure:
     rows = tables["single"]
-    formats = _formats(rows)
-    styles = _style(formats)
+    formats = palette.formats(rows)
+    styles = palette.styles(formats)
     fig, ax = _new()
     width = 0.38
     for j, (measurement, hatch) in enumerate((("single_store", ""), ("single_read", "//"))):
@@ -308,11 +312,11 @@ def single_image(tables: Tables) -> Figure:
     return fig
 
 
-def parallel_scaling(tables: Tables) -> Figure:
+def parallel_scaling(tables: Tables, palette: Palette) -> Figure:
     """Aggregate images/s against worker processes, one panel per cache state."""
     rows = tables["parallel"]
     caches = _values(rows, "cache", "warm")
-    styles = _style(_formats(rows))
+    styles = palette.styles(palette.formats(rows))
     n = max(r["n"] for r in rows)
     ideal = Line2D([], [], color="grey", linestyle=":", linewidth=1,
                    label="ideal: P × (P = 1)")  # fmt: skip
@@ -346,11 +350,11 @@ def parallel_scaling(tables: Tables) -> Figure:
     return fig
 
 
-def dataloader_throughput(tables: Tables) -> Figure:
+def dataloader_throughput(tables: Tables, palette: Palette) -> Figure:
     """Images/s of one shuffled DataLoader epoch, per format and num_workers."""
     rows = tables["dataloader"]
-    formats = _formats(rows)
-    styles = _style(formats)
+    formats = palette.formats(rows)
+    styles = palette.styles(formats)
     counts = sorted({r["num_workers"] for r in rows})
     n = max(r["n"] for r in rows)
     fig, ax = _new(2.8)
@@ -379,7 +383,7 @@ def dataloader_throughput(tables: Tables) -> Figure:
     return fig
 
 
-def workflow_cost(tables: Tables) -> Figure:
+def workflow_cost(tables: Tables, palette: Palette) -> Figure:
     """The workflow's own wall time and peak memory per stage against n."""
     rows = [r for r in tables["cost"] if r["n"] != ""]
     stages = list(dict.fromkeys(r["stage"] for r in rows))
@@ -408,25 +412,6 @@ def workflow_cost(tables: Tables) -> Figure:
     return fig
 
 
-# figure name -> (tables it needs, how to draw it)
-FIGURES: dict[str, tuple[tuple[str, ...], Callable[[Tables], Figure]]] = {
-    "store_time_linear": (("store",), lambda t: store_time(t, log_y=False)),
-    "store_time_log": (("store",), lambda t: store_time(t, log_y=True)),
-    "read_time_linear": (("read",), lambda t: read_time(t, log_y=False)),
-    "read_time_log": (("read",), lambda t: read_time(t, log_y=True)),
-    "read_write_log": (("store", "read"), read_write),
-    "disk_usage_stacked": (("usage",), disk_stacked),
-    "disk_bytes_per_image": (("usage",), bytes_per_image),
-    "single_image": (("single",), single_image),
-    "read_cold_vs_warm": (("read",), read_cache),
-    "read_order": (("read",), read_order),
-    "latency": (("latency",), latency),
-    "parallel_scaling": (("parallel",), parallel_scaling),
-    "dataloader_throughput": (("dataloader",), dataloader_throughput),
-    "workflow_cost": (("cost",), workflow_cost),
-}
-
-
 def render(name: str, tables: Tables, outputs: Sequence[Path],
            order: Sequence[str] = ()) -> None:  # fmt: skip
     """Draw figure ``name`` from ``tables`` and save it to every path in ``outputs``
@@ -439,13 +424,17 @@ def render(name: str, tables: Tables, outputs: Sequence[Path],
     plt.close(fig)
 
 
-def draw(name: str, tables: Tables, order: Sequence[str] = ()) -> Figure:
-    """Figure ``name`` drawn from ``tables`` (not saved)."""
+def drawer(name: str) -> Callable[..., Figure]:
+    """The function that draws figure ``name`` (its record's ``drawer``)."""
     if name not in FIGURES:
         raise StorebenchError(f"unknown figure {name!r}; known: {sorted(FIGURES)}")
-    needed, draw_figure = FIGURES[name]
-    for table in needed:
+    return globals()[FIGURES[name].drawer]
+
+
+def draw(name: str, tables: Tables, order: Sequence[str] = ()) -> Figure:
+    """Figure ``name`` drawn from ``tables`` (not saved)."""
+    draw_figure = drawer(name)
+    for table in FIGURES[name].tables:
         if not tables.get(table):
             raise StorebenchError(f"figure {name}: table {table!r} is empty")
-    _order[:] = order
-    return draw_figure(tables)
+    return draw_figure(tables, Palette(tuple(order)), **FIGURES[name].options)

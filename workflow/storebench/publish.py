@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from storebench.catalog import FIGURES, TABLES
 from storebench.sampling import CpuProbe
 from storebench.stats import tied_ranks
 
@@ -32,106 +33,6 @@ HOW = {
     "spread": "Points: median; band or bar: its 95% interval (order statistics of the "
     "paired samples; with fewer than 6 pairs, min to max).",
 }
-
-# figure -> (report subcategory, what it shows and how it was measured)
-FIGURES: dict[str, tuple[str, str]] = {
-    "store_time_linear": (
-        "Store",
-        "Time to store n images, linear y axis (the classic "
-        "article's chart). {store} {durable} {spread}",
-    ),
-    "store_time_log": ("Store", "Time to store n images, log-log axes. {store} {durable} {spread}"),
-    "read_time_linear": (
-        "Read",
-        "Time to read n images back, warm cache, sequential order, "
-        "linear y axis (the classic article's chart). {read} {warm} {spread}",
-    ),
-    "read_time_log": (
-        "Read",
-        "Time to read n images back, warm cache, sequential order, "
-        "log-log axes. {read} {warm} {spread}",
-    ),
-    "read_write_log": (
-        "Read",
-        "Store (solid) against warm sequential read (dashed), medians. {store} {read}",
-    ),
-    "read_cold_vs_warm": (
-        "Read",
-        "Warm (solid) against cold (dashed) page cache, sequential "
-        "order. {read} {warm} {cold} {spread}",
-    ),
-    "read_order": (
-        "Read",
-        "Sequential (solid) against random (dashed) order, one panel per "
-        "cache state. {read} {orders} {warm} {cold} {spread}",
-    ),
-    "latency": (
-        "Read",
-        "Single-image read latency: {latency_samples} reads at random indices "
-        "of the largest store, warm; the curve gives the percentiles (10 to 99) and "
-        "min/max. One panel opens the store, reads one image and closes it; the other "
-        "reads from an open store.",
-    ),
-    "single_image": (
-        "Store",
-        "Storing and reading one image (n = 1): median, bar its 95% interval. Store "
-        "includes creating the store; read includes opening it. {paired}",
-    ),
-    "disk_usage_stacked": (
-        "Disk",
-        "Bytes allocated on disk (st_blocks, not apparent size) by "
-        "each store, stacked over the cutoffs {cutoffs}.",
-    ),
-    "disk_bytes_per_image": (
-        "Disk",
-        "Allocated bytes on disk per image against n; the dotted "
-        "line is the 3,072 bytes of pixels.",
-    ),
-    "parallel_scaling": (
-        "Parallel",
-        "Aggregate images/s of P worker processes (spawned; each "
-        "opens its own handle) reading disjoint shards of a seeded permutation "
-        "of n images, P = {workers}; dotted: P times the P = 1 rate. The same workers "
-        "read the floor's store. {paired} {warm} {cold} {spread}",
-    ),
-    "workflow_cost": (
-        "Cost",
-        "What this workflow itself cost per stage, against n, from Snakemake's benchmark files: "
-        "wall time summed over the stage's jobs at each n, and the largest peak RSS of one job. "
-        "Stages without an n (extraction, dataset, latency, single image, tables, figures) are "
-        "in cost.csv only. A line's slope predicts a bigger run.",
-    ),
-    "dataloader_throughput": (
-        "DataLoader",
-        "Images/s of one shuffled PyTorch DataLoader epoch "
-        "(batch {batch_size}, num_workers {num_workers}), after the store is loaded into "
-        "the page cache and one untimed epoch of the floor; every batch is copied out and "
-        "checked. {paired} Bar: the 95% interval of the median.",
-    ),
-}
-
-# table -> what a row holds
-TABLES: dict[str, str] = {
-    "store": "Store time per format and n (write, and write until durable): the median ratio "
-    "to the floor and its 95% interval, the median time and its interval, the floor's, the CPU "
-    "probe and how sampling ended ({sampling}).",
-    "read": "Read time per format, n, cache state and order: ratio to the floor's read of the "
-    "same n, cache and order, with intervals as in store.csv; the largest page-cache residency "
-    "before a cold read.",
-    "single": "Store and read of one image, paired with the floor ({sampling}).",
-    "latency": "Single-image read latency percentiles, {latency_samples} reads.",
-    "usage": "Files, apparent and allocated bytes of every store, and allocated bytes per image.",
-    "parallel": "Parallel readers: time, images/s and speed-up over one worker.",
-    "dataloader": "PyTorch DataLoader epochs: time and images/s per num_workers.",
-    "noise": "Measurements whose ratio interval reaches more than {noise_threshold:.0%} from the "
-    "median ratio, or stores taken while file creation was slow.",
-    "cost": "The workflow's own cost per stage and n (Snakemake benchmark files): jobs, wall "
-    "and CPU time summed over them, the median job's wall time, the largest peak RSS.",
-    "summary": "One table per question at the largest n: which format stores fastest, reads "
-    "fastest (warm, cold, sequential, shuffled) and is smallest on disk, ranked by the ratio to "
-    "the raw floor with its 95% interval; overlapping intervals share a rank (tie).",
-}
-
 
 def machine(environment: Mapping[str, Any] | None) -> str:
     """One sentence naming the machine, file system and versions a run measured on."""
@@ -175,12 +76,12 @@ def _values(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def figure_caption(name: str, config: Mapping[str, Any],
                    environment: Mapping[str, Any] | None) -> str:  # fmt: skip
-    return f"{FIGURES[name][1].format(**_values(config))} {machine(environment)}"
+    return f"{FIGURES[name].caption.format(**_values(config))} {machine(environment)}"
 
 
 def table_caption(name: str, config: Mapping[str, Any],
                   environment: Mapping[str, Any] | None) -> str:  # fmt: skip
-    return f"{TABLES[name].format(**_values(config))} {machine(environment)}"
+    return f"{TABLES[name].caption.format(**_values(config))} {machine(environment)}"
 
 
 # ---------------------------------------------------------------------------------------

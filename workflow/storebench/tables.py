@@ -240,8 +240,8 @@ def dataloader_rows(loaded: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-# table kind -> (rows from result files, columns)
-KINDS: dict[
+# table layout (storebench.catalog.TABLES) -> (rows from result files, columns)
+LAYOUTS: dict[
     str, tuple[Callable[[Iterable[dict[str, Any]]], list[dict[str, Any]]], tuple[str, ...]]
 ] = {
     "timing": (timing_rows, TIMING_COLUMNS),

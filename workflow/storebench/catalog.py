@@ -1,0 +1,244 @@
+"""What the workflow publishes: one record per figure and one per table.
+
+A figure"s record names the tables it is drawn from, the function of
+:mod:`storebench.figures` that draws it (and that function"s options), its topic
+in the report and its caption. A table"s record names its layout (how
+:mod:`storebench.tables` turns result files into rows; ``None`` for the tables
+with their own rule) and its caption. Rules, the report, the README"s examples
+and the tests all read these records, so a figure or table is added in one place.
+
+Captions are templates: ``{paired}``, ``{store}``, ``{spread}`` ... are filled in
+by :mod:`storebench.publish` from the run"s config. No matplotlib here: the
+Snakefile imports this module at parse time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class FigureRecord:
+    """A figure: ``tables`` it reads, ``drawer`` (a function of storebench.figures) with
+    ``options``, and the report"s ``topic`` and ``caption``."""
+
+    tables: tuple[str, ...]
+    drawer: str
+    topic: str
+    caption: str
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class TableRecord:
+    """A table: its ``layout`` (a key of storebench.tables.LAYOUTS; None: made by its own
+    rule) and ``caption`` (what a row holds)."""
+
+    layout: str | None
+    caption: str
+
+
+FIGURES: dict[str, FigureRecord] = {
+    "store_time_linear": FigureRecord(
+        tables=("store",),
+        drawer="store_time",
+        topic="Store",
+        caption=(
+            "Time to store n images, linear y axis (the classic article's chart). "
+            "{store} {durable} {spread}"
+        ),
+        options={"log_y": False},
+    ),
+    "store_time_log": FigureRecord(
+        tables=("store",),
+        drawer="store_time",
+        topic="Store",
+        caption="Time to store n images, log-log axes. {store} {durable} {spread}",
+        options={"log_y": True},
+    ),
+    "read_time_linear": FigureRecord(
+        tables=("read",),
+        drawer="read_time",
+        topic="Read",
+        caption=(
+            "Time to read n images back, warm cache, sequential order, linear y axis "
+            "(the classic article's chart). {read} {warm} {spread}"
+        ),
+        options={"log_y": False},
+    ),
+    "read_time_log": FigureRecord(
+        tables=("read",),
+        drawer="read_time",
+        topic="Read",
+        caption=(
+            "Time to read n images back, warm cache, sequential order, log-log axes. "
+            "{read} {warm} {spread}"
+        ),
+        options={"log_y": True},
+    ),
+    "read_write_log": FigureRecord(
+        tables=("store", "read"),
+        drawer="read_write",
+        topic="Read",
+        caption="Store (solid) against warm sequential read (dashed), medians. {store} {read}",
+    ),
+    "disk_usage_stacked": FigureRecord(
+        tables=("usage",),
+        drawer="disk_stacked",
+        topic="Disk",
+        caption=(
+            "Bytes allocated on disk (st_blocks, not apparent size) by each store, "
+            "stacked over the cutoffs {cutoffs}."
+        ),
+    ),
+    "disk_bytes_per_image": FigureRecord(
+        tables=("usage",),
+        drawer="bytes_per_image",
+        topic="Disk",
+        caption=(
+            "Allocated bytes on disk per image against n; the dotted line is the "
+            "3,072 bytes of pixels."
+        ),
+    ),
+    "single_image": FigureRecord(
+        tables=("single",),
+        drawer="single_image",
+        topic="Store",
+        caption=(
+            "Storing and reading one image (n = 1): median, bar its 95% interval. "
+            "Store includes creating the store; read includes opening it. {paired}"
+        ),
+    ),
+    "read_cold_vs_warm": FigureRecord(
+        tables=("read",),
+        drawer="read_cache",
+        topic="Read",
+        caption=(
+            "Warm (solid) against cold (dashed) page cache, sequential order. {read} "
+            "{warm} {cold} {spread}"
+        ),
+    ),
+    "read_order": FigureRecord(
+        tables=("read",),
+        drawer="read_order",
+        topic="Read",
+        caption=(
+            "Sequential (solid) against random (dashed) order, one panel per cache "
+            "state. {read} {orders} {warm} {cold} {spread}"
+        ),
+    ),
+    "latency": FigureRecord(
+        tables=("latency",),
+        drawer="latency",
+        topic="Read",
+        caption=(
+            "Single-image read latency: {latency_samples} reads at random indices of "
+            "the largest store, warm; the curve gives the percentiles (10 to 99) and "
+            "min/max. One panel opens the store, reads one image and closes it; the "
+            "other reads from an open store."
+        ),
+    ),
+    "parallel_scaling": FigureRecord(
+        tables=("parallel",),
+        drawer="parallel_scaling",
+        topic="Parallel",
+        caption=(
+            "Aggregate images/s of P worker processes (spawned; each opens its own "
+            "handle) reading disjoint shards of a seeded permutation of n images, P ="
+            " {workers}; dotted: P times the P = 1 rate. The same workers read the "
+            "floor's store. {paired} {warm} {cold} {spread}"
+        ),
+    ),
+    "dataloader_throughput": FigureRecord(
+        tables=("dataloader",),
+        drawer="dataloader_throughput",
+        topic="DataLoader",
+        caption=(
+            "Images/s of one shuffled PyTorch DataLoader epoch (batch {batch_size}, "
+            "num_workers {num_workers}), after the store is loaded into the page "
+            "cache and one untimed epoch of the floor; every batch is copied out and "
+            "checked. {paired} Bar: the 95% interval of the median."
+        ),
+    ),
+    "workflow_cost": FigureRecord(
+        tables=("cost",),
+        drawer="workflow_cost",
+        topic="Cost",
+        caption=(
+            "What this workflow itself cost per stage, against n, from Snakemake's "
+            "benchmark files: wall time summed over the stage's jobs at each n, and "
+            "the largest peak RSS of one job. Stages without an n (extraction, "
+            "dataset, latency, single image, tables, figures) are in cost.csv only. A"
+            " line's slope predicts a bigger run."
+        ),
+    ),
+}
+
+TABLES: dict[str, TableRecord] = {
+    "store": TableRecord(
+        layout="timing",
+        caption=(
+            "Store time per format and n (write, and write until durable): the median"
+            " ratio to the floor and its 95% interval, the median time and its "
+            "interval, the floor's, the CPU probe and how sampling ended "
+            "({sampling})."
+        ),
+    ),
+    "read": TableRecord(
+        layout="timing",
+        caption=(
+            "Read time per format, n, cache state and order: ratio to the floor's "
+            "read of the same n, cache and order, with intervals as in store.csv; the"
+            " largest page-cache residency before a cold read."
+        ),
+    ),
+    "single": TableRecord(
+        layout="timing",
+        caption="Store and read of one image, paired with the floor ({sampling}).",
+    ),
+    "latency": TableRecord(
+        layout="latency",
+        caption="Single-image read latency percentiles, {latency_samples} reads.",
+    ),
+    "usage": TableRecord(
+        layout="usage",
+        caption=(
+            "Files, apparent and allocated bytes of every store, and allocated bytes per image."
+        ),
+    ),
+    "parallel": TableRecord(
+        layout="parallel",
+        caption="Parallel readers: time, images/s and speed-up over one worker.",
+    ),
+    "dataloader": TableRecord(
+        layout="dataloader",
+        caption="PyTorch DataLoader epochs: time and images/s per num_workers.",
+    ),
+    "noise": TableRecord(
+        layout=None,
+        caption=(
+            "Measurements whose ratio interval reaches more than "
+            "{noise_threshold:.0%} from the median ratio, or stores taken while file "
+            "creation was slow."
+        ),
+    ),
+    "cost": TableRecord(
+        layout=None,
+        caption=(
+            "The workflow's own cost per stage and n (Snakemake benchmark files): "
+            "jobs, wall and CPU time summed over them, the median job's wall time, "
+            "the largest peak RSS."
+        ),
+    ),
+    "summary": TableRecord(
+        layout=None,
+        caption=(
+            "One table per question at the largest n: which format stores fastest, "
+            "reads fastest (warm, cold, sequential, shuffled) and is smallest on "
+            "disk, ranked by the ratio to the raw floor with its 95% interval; "
+            "overlapping intervals share a rank (tie)."
+        ),
+    ),
+}
