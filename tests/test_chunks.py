@@ -25,7 +25,7 @@ N = 30  # four full chunks and a partial one
 
 @pytest.fixture
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> int:
-    monkeypatch.setattr(chunks, "CHUNK", CHUNK)
+    monkeypatch.setattr(chunks, "CHUNK_IMAGES", CHUNK)
     return CHUNK
 
 
@@ -154,7 +154,7 @@ def test_parallel_reads_run_in_rounds_and_match_one_buffer(small_chunks: int,
 def test_dataloader_epochs_fill_the_buffer_several_times(monkeypatch: pytest.MonkeyPatch,
                                                          tmp_path: Path) -> None:  # fmt: skip
     torchdata = pytest.importorskip("storebench.torchdata")
-    monkeypatch.setattr(chunks, "CHUNK", 40)  # 5 batches of 8 per buffer
+    monkeypatch.setattr(chunks, "CHUNK_IMAGES", 40)  # 5 batches of 8 per buffer
     images, labels = _dataset(tmp_path, 203)
     fmt = make_format("hdf5", {"kind": "hdf5"})
     store = tmp_path / "store"
@@ -176,7 +176,7 @@ def test_memory_held_does_not_grow_with_n(name: str, monkeypatch: pytest.MonkeyP
     images; a job holding all n images (as the workflow did before) allocates
     8 times more.
     """
-    monkeypatch.setattr(chunks, "CHUNK", 500)
+    monkeypatch.setattr(chunks, "CHUNK_IMAGES", 500)
     fmt = make_format(name, SPECS[name])
     peaks = {}
     for n in (1_000, 8_000):

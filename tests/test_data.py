@@ -80,7 +80,7 @@ def test_extract_and_dataset_match_the_official_decoding(chunk: int | None, samp
                                                          sample_md5: str, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     if chunk:  # the dataset is written a chunk at a time; boundaries fall mid-repeat
-        monkeypatch.setattr(chunks, "CHUNK", chunk)
+        monkeypatch.setattr(chunks, "CHUNK_IMAGES", chunk)
     extracted = cifar.extract(sample, tmp_path / "x", sample_md5)
     assert sorted(p.name for p in (extracted / "cifar-10-batches-py").iterdir())[:5] == [
         "batches.meta", "data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4",

@@ -25,12 +25,13 @@ from typing import BinaryIO
 
 import numpy as np
 
-CHUNK = 1 << 17  # images per chunk: 131,072 (384 MiB of pixels)
+CHUNK_IMAGES = 1 << 17  # images per chunk: 131,072 (384 MiB of pixels)
 
 
 def spans(n: int, size: int | None = None) -> Iterator[tuple[int, int]]:
-    """``(start, stop)`` of consecutive chunks (of :data:`CHUNK` images) covering ``0..n``."""
-    size = size or CHUNK
+    """``(start, stop)`` of consecutive chunks of ``size`` (default :data:`CHUNK_IMAGES`)
+    images covering ``0..n``."""
+    size = size or CHUNK_IMAGES
     for start in range(0, n, size):
         yield start, min(start + size, n)
 
@@ -123,7 +124,7 @@ def write_npy(handle: BinaryIO, shape: tuple[int, ...], dtype: np.dtype,
 class Images:
     """The images a store job writes, loaded one slice at a time on demand.
 
-    Formats take slices of at most :data:`CHUNK` images (see
+    Formats take slices of at most :data:`~storebench.chunks.CHUNK_IMAGES` images (see
     :func:`storebench.formats.base.image_chunks`). Slices are loaded into one
     buffer, allocated and touched when this object is made (before a store's
     clock starts), so a slice is valid until the next one is taken; nothing is
@@ -135,7 +136,8 @@ class Images:
     def __init__(self, array: np.ndarray):
         self.array = array
         self.load_ns = 0
-        self._buffer = np.empty((max(1, min(CHUNK, len(array))), *array.shape[1:]), array.dtype)
+        rows = max(1, min(CHUNK_IMAGES, len(array)))
+        self._buffer = np.empty((rows, *array.shape[1:]), array.dtype)
         self._buffer.fill(0)  # touch every page now, not in the timed write
 
     def __len__(self) -> int:

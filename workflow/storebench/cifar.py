@@ -17,13 +17,13 @@ import numpy as np
 from storebench import results, safepickle
 from storebench.chunks import spans, write_npy
 from storebench.errors import StorebenchError
+from storebench.formats.base import IMAGE_BYTES
 from storebench.integrity import verify_md5
 
 log = logging.getLogger(__name__)
 
 BATCH_DIR = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
-IMAGE_BYTES = 32 * 32 * 3
 N_CLASSES = 10
 DATASET_META = "dataset.json"
 

@@ -16,7 +16,7 @@ __all__ = ["download", "md5sum", "verify_md5"]
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1 << 20
+BLOCK_BYTES = 1 << 20  # read from the network this much at a time
 
 
 def _fetch_once(
@@ -39,7 +39,7 @@ def _fetch_once(
         mode = "ab" if have else "wb"
         done, last_report = have, time.monotonic()
         with open(part, mode) as out:
-            for block in resp.iter_content(CHUNK):
+            for block in resp.iter_content(BLOCK_BYTES):
                 out.write(block)
                 done += len(block)
                 now = time.monotonic()

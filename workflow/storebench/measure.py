@@ -39,7 +39,7 @@ def _store_trial(fmt: Format, source: Images, labels: np.ndarray, parent: Path,
 
     def trial() -> dict[str, float]:
         target = fresh_dir(parent, prefix)
-        warm_free_memory(diskspace.store_bytes(fmt, min(len(source), chunks.CHUNK)))
+        warm_free_memory(diskspace.store_bytes(fmt, min(len(source), chunks.CHUNK_IMAGES)))
         source.load_ns = 0
         start = time.perf_counter_ns()
         fmt.write(target, source, labels)
@@ -230,9 +230,9 @@ def measure_read(
     fraction of the store's pages in the cache is measured (mincore) right before
     each timed read, and every read is validated after the clock stops.
 
-    Above :data:`CHUNK` images the store is read a chunk of indices at a time into
-    one chunk-sized buffer (the reader stays open); the clock stops while each
-    chunk is validated.
+    Above :data:`~storebench.chunks.CHUNK_IMAGES` images the store is read a chunk of
+    indices at a time into one chunk-sized buffer (the reader stays open); the clock
+    stops while each chunk is validated.
     """
     if cache not in CACHES:
         raise StorebenchError(f"unknown cache state {cache!r}; choose one of {CACHES}")

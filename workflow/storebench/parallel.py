@@ -129,7 +129,7 @@ def measure_parallel(
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(workers)
     parts = shards(indices, workers)
-    size = math.ceil(chunks.CHUNK / workers)  # all workers together hold about one chunk
+    size = math.ceil(chunks.CHUNK_IMAGES / workers)  # all workers together hold about one chunk
     rounds = max(1, math.ceil(max(len(part) for part in parts) / size))
     pipes = [context.Pipe() for _ in parts]
     processes = []

@@ -1,7 +1,7 @@
 """What each kind of job asks a scheduler for: memory, run time and scratch disk.
 
 Memory is a base plus a multiple of the bytes of the images a job holds at once:
-n images up to one chunk (:data:`storebench.chunks.CHUNK`), then one chunk, since
+n images up to one chunk (:data:`storebench.chunks.CHUNK_IMAGES`), then one chunk, since
 jobs handle larger n a chunk at a time (the slice it writes, the read and the
 expected buffers, and, for parallel readers and DataLoader workers, their
 copies). The multiples are peak RSS per job measured at n = 100,000 on the
@@ -42,7 +42,7 @@ def image_mib(n: int) -> float:
 
 def mem_mb(stage: str, n: int) -> int:
     base, per = MEMORY.get(stage, SMALL)
-    return math.ceil(base + per * image_mib(min(n, chunks.CHUNK)))
+    return math.ceil(base + per * image_mib(min(n, chunks.CHUNK_IMAGES)))
 
 
 def runtime_min(stage: str, n: int) -> int:

@@ -80,7 +80,7 @@ class ChunkedCheck:
     def __init__(self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray,
                  what: str, size: int | None = None) -> None:  # fmt: skip
         self.images, self.labels, self.indices, self.what = images, labels, indices, what
-        self.size = max(1, min(size or chunks.CHUNK, len(indices)))
+        self.size = max(1, min(size or chunks.CHUNK_IMAGES, len(indices)))
         self.out_images = np.empty((self.size, *images.shape[1:]), images.dtype)
         self.out_labels = np.empty(self.size, labels.dtype)
         self.spans = list(spans(len(indices), self.size))

@@ -83,8 +83,8 @@ class Format(ABC):
 
 
 def image_chunks(images: np.ndarray | Images) -> Iterator[tuple[int, np.ndarray]]:
-    """``(start, images[start:start + CHUNK])`` for consecutive chunks of the images."""
-    size = chunks.CHUNK
+    """``(start, images[start:start + CHUNK_IMAGES])`` for consecutive chunks of the images."""
+    size = chunks.CHUNK_IMAGES
     for start in range(0, len(images), size):
         yield start, images[start : start + size]
 
