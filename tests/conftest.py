@@ -29,8 +29,18 @@ REAL_SAMPLE_MD5 = "7c169e720ae84550ca63fb9379521fdd"
 PER_BATCH = 1000
 SAMPLE_TRAIN = 5 * PER_BATCH
 BATCH_DIR = "cifar-10-batches-py"
-LABEL_NAMES = [b"airplane", b"automobile", b"bird", b"cat", b"deer",
-               b"dog", b"frog", b"horse", b"ship", b"truck"]  # fmt: skip
+LABEL_NAMES = [
+    b"airplane",
+    b"automobile",
+    b"bird",
+    b"cat",
+    b"deer",
+    b"dog",
+    b"frog",
+    b"horse",
+    b"ship",
+    b"truck",
+]
 
 
 class _Python2Pickler(pickle._Pickler):  # the pure-Python pickler, to change one opcode
@@ -74,14 +84,20 @@ def make_archive(path: Path, per_batch: int = PER_BATCH) -> Path:
     """Write a ``cifar-10-python.tar.gz`` in the official layout: five training
     batches, a test batch, ``batches.meta`` and ``readme.html``; made-up images."""
     members: list[tuple[str, bytes]] = [
-        ("batches.meta", official_pickle({b"num_cases_per_batch": per_batch,
-                                          b"label_names": LABEL_NAMES, b"num_vis": 3072})),
-    ]  # fmt: skip
+        (
+            "batches.meta",
+            official_pickle(
+                {b"num_cases_per_batch": per_batch, b"label_names": LABEL_NAMES, b"num_vis": 3072}
+            ),
+        ),
+    ]
     for i in range(1, 6):
         batch = synthetic_batch(i, per_batch, f"training batch {i} of 5".encode())
         members.append((f"data_batch_{i}", official_pickle(batch)))
-    members.append(("test_batch", official_pickle(synthetic_batch(6, per_batch, b"testing batch 1 of 1"))))
-    members.append(("readme.html", b"<meta HTTP-EQUIV=\"REFRESH\" content=\"0\">\n"))
+    members.append(
+        ("test_batch", official_pickle(synthetic_batch(6, per_batch, b"testing batch 1 of 1")))
+    )
+    members.append(("readme.html", b'<meta HTTP-EQUIV="REFRESH" content="0">\n'))
     tmp = path.with_name(f".{path.name}.tmp")
     with tarfile.open(tmp, "w:gz") as tar:  # files only, like the official archive
         for name, data in members:

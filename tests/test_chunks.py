@@ -59,12 +59,17 @@ def test_gather_reads_the_rows_from_the_file(tmp_path: Path) -> None:
     images, _ = _dataset(tmp_path, 200)
     plain = np.array(images)
     for view in (images, images[13:170]):
-        for indices in (np.arange(len(view)), np.array([5, 6, 7, 2, 2, 99, 0]),
-                        np.random.default_rng(0).permutation(len(view)), np.array([], int)):  # fmt: skip
+        for indices in (
+            np.arange(len(view)),
+            np.array([5, 6, 7, 2, 2, 99, 0]),
+            np.random.default_rng(0).permutation(len(view)),
+            np.array([], int),
+        ):
             got = chunks.gather(view, indices)
             assert type(got) is np.ndarray
-            assert np.array_equal(got, plain[: len(images)][13:170][indices] if view is not images
-                                  else plain[indices])  # fmt: skip
+            assert np.array_equal(
+                got, plain[: len(images)][13:170][indices] if view is not images else plain[indices]
+            )
     with pytest.raises(IndexError):
         chunks.gather(images, np.array([200]))
 
@@ -85,13 +90,15 @@ def test_gather_does_not_map_the_dataset_into_the_job(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", SPECS)
-def test_every_format_is_written_and_read_in_chunks(name: str, small_chunks: int,
-                                                    tmp_path: Path) -> None:  # fmt: skip
+def test_every_format_is_written_and_read_in_chunks(
+    name: str, small_chunks: int, tmp_path: Path
+) -> None:
     images, labels = _dataset(tmp_path, N)
     fmt = make_format(name, SPECS[name])
     out = tmp_path / "store"
-    result, staged = measure.measure_store(fmt, images, labels, out, tmp_path / "trash", 1,
-                                           quiet(tmp_path))  # fmt: skip
+    result, staged = measure.measure_store(
+        fmt, images, labels, out, tmp_path / "trash", 1, quiet(tmp_path)
+    )
     assert len(result["source_s"]) == 1 and result["source_s"][0] > 0
     assert result["samples"]["store_s"][0] > 0
     for order in ("sequential", "random"):
@@ -133,26 +140,30 @@ def test_a_wrong_image_in_a_later_chunk_fails_the_read(small_chunks: int, tmp_pa
         measure.measure_read(broken, store, images, labels, np.arange(N), "warm", repeats=1)
 
 
-def test_parallel_reads_run_in_rounds_and_match_one_buffer(small_chunks: int,
-                                                           tmp_path: Path) -> None:  # fmt: skip
+def test_parallel_reads_run_in_rounds_and_match_one_buffer(
+    small_chunks: int, tmp_path: Path
+) -> None:
     images, labels = _dataset(tmp_path, N)
     fmt = make_format("lmdb_raw", {"kind": "lmdb", "value": "raw"})
     store = tmp_path / "store"
     store.mkdir()
     fmt.write(store, images, labels)
     indices = measure.read_indices(N, "random", seed=2)
-    result = parallel.measure_parallel(fmt, store, tmp_path / "images.npy",
-                                       tmp_path / "labels.npy", indices, 2, "warm", 2)  # fmt: skip
+    result = parallel.measure_parallel(
+        fmt, store, tmp_path / "images.npy", tmp_path / "labels.npy", indices, 2, "warm", 2
+    )
     # Shards of 15 and 15 indices, 4 per worker per round (ceil(7 / 2)): 4 rounds.
     assert result["rounds"] == 4
     whole = np.array(images)
-    assert result["shard_checksums"] == [validation.checksum(whole[s], labels[s])
-                                         for s in parallel.shards(indices, 2)]  # fmt: skip
+    assert result["shard_checksums"] == [
+        validation.checksum(whole[s], labels[s]) for s in parallel.shards(indices, 2)
+    ]
     assert len(result["samples"]["read_s"]) == 2
 
 
-def test_dataloader_epochs_fill_the_buffer_several_times(monkeypatch: pytest.MonkeyPatch,
-                                                         tmp_path: Path) -> None:  # fmt: skip
+def test_dataloader_epochs_fill_the_buffer_several_times(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     torchdata = pytest.importorskip("storebench.torchdata")
     monkeypatch.setattr(chunks, "CHUNK_IMAGES", 40)  # 5 batches of 8 per buffer
     images, labels = _dataset(tmp_path, 203)
@@ -161,15 +172,17 @@ def test_dataloader_epochs_fill_the_buffer_several_times(monkeypatch: pytest.Mon
     store.mkdir()
     fmt.write(store, images, labels)
     indices = measure.read_indices(203, "random", seed=9)
-    result = torchdata.measure_epochs(fmt, store, images, labels, indices, batch_size=8,
-                                      num_workers=0, repeats=1)  # fmt: skip
+    result = torchdata.measure_epochs(
+        fmt, store, images, labels, indices, batch_size=8, num_workers=0, repeats=1
+    )
     assert result["chunk_images"] == 40
     assert result["checksum"] == validation.checksum(np.array(images)[indices], labels[indices])
 
 
 @pytest.mark.parametrize("name", ["npy", "hdf5", "tfrecord", "png", "lmdb_raw"])
-def test_memory_held_does_not_grow_with_n(name: str, monkeypatch: pytest.MonkeyPatch,
-                                          tmp_path: Path) -> None:  # fmt: skip
+def test_memory_held_does_not_grow_with_n(
+    name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """Peak Python/numpy allocation of a store job and a read job at n and at 8 n.
 
     With chunks of 500 images, both allocate about the same at 1,000 and 8,000
@@ -184,8 +197,9 @@ def test_memory_held_does_not_grow_with_n(name: str, monkeypatch: pytest.MonkeyP
         folder.mkdir()
         images, labels = _dataset(folder, n)
         tracemalloc.start()
-        _, staged = measure.measure_store(fmt, images, labels, folder / "store",
-                                          folder / "trash", 1, quiet(folder))  # fmt: skip
+        _, staged = measure.measure_store(
+            fmt, images, labels, folder / "store", folder / "trash", 1, quiet(folder)
+        )
         store_peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.reset_peak()
         indices = measure.read_indices(n, "random", seed=0)
@@ -202,8 +216,7 @@ def test_memory_held_does_not_grow_with_n(name: str, monkeypatch: pytest.MonkeyP
         assert large < 6 * image_mb * 2**20 + 8_000 * per_image, (job, large)
 
 
-def test_the_readme_example_format_round_trips_in_chunks(small_chunks: int,
-                                                         tmp_path: Path) -> None:  # fmt: skip
+def test_the_readme_example_format_round_trips_in_chunks(small_chunks: int, tmp_path: Path) -> None:
     """The README's "Add your own format" example works as printed."""
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Add your own format", 1)[1]
@@ -212,8 +225,9 @@ def test_the_readme_example_format_round_trips_in_chunks(small_chunks: int,
     exec(compile(code, "README.md", "exec"), namespace)
     fmt = namespace["FlatFormat"]()
     images, labels = _dataset(tmp_path, N)
-    _, staged = measure.measure_store(fmt, images, labels, tmp_path / "store",
-                                      tmp_path / "trash", 1, quiet(tmp_path))  # fmt: skip
+    _, staged = measure.measure_store(
+        fmt, images, labels, tmp_path / "store", tmp_path / "trash", 1, quiet(tmp_path)
+    )
     indices = measure.read_indices(N, "random", seed=1)
     read = measure.measure_read(fmt, staged, images, labels, indices, "cold", repeats=1)
     assert read["checksum"] == validation.checksum(np.array(images)[indices], labels[indices])

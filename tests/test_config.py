@@ -69,11 +69,14 @@ def test_whole_numbers_typed_as_strings_are_numbers() -> None:
     assert config["caches"] == ["warm", "cold"]  # strings where strings belong stay
 
 
-@pytest.mark.parametrize(("value", "message"), [
-    (["10", "1e2"], r"cutoffs.1: '1e2' is not of type 'integer'"),
-    (["10", "ten"], r"cutoffs.1: 'ten' is not of type 'integer'"),
-    (["10", "10.0"], r"cutoffs.1: '10.0' is not of type 'integer'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (["10", "1e2"], r"cutoffs.1: '1e2' is not of type 'integer'"),
+        (["10", "ten"], r"cutoffs.1: 'ten' is not of type 'integer'"),
+        (["10", "10.0"], r"cutoffs.1: '10.0' is not of type 'integer'"),
+    ],
+)
 def test_strings_that_are_not_whole_numbers_are_still_refused(value: list, message: str) -> None:
     config = copy.deepcopy(SHIPPED) | {"cutoffs": value}
     normalize(config)

@@ -37,7 +37,9 @@ def test_download_md5_mismatch_leaves_nothing(http_server: Server, tmp_path: Pat
     assert list(tmp_path.iterdir()) == []
 
 
-def test_download_resumes_a_partial_file(http_server: Server, tmp_path: Path, sample_md5: str) -> None:
+def test_download_resumes_a_partial_file(
+    http_server: Server, tmp_path: Path, sample_md5: str
+) -> None:
     half = len(http_server.payload) // 2
     (tmp_path / "a.tar.gz.part").write_bytes(http_server.payload[:half])
     dest = fast(http_server.url, tmp_path / "a.tar.gz", sample_md5)
@@ -45,16 +47,18 @@ def test_download_resumes_a_partial_file(http_server: Server, tmp_path: Path, sa
     assert md5sum(dest) == sample_md5
 
 
-def test_download_restarts_when_server_ignores_range(http_server: Server, tmp_path: Path,
-                                                     sample_md5: str) -> None:  # fmt: skip
+def test_download_restarts_when_server_ignores_range(
+    http_server: Server, tmp_path: Path, sample_md5: str
+) -> None:
     http_server.ignore_range = True
     (tmp_path / "a.tar.gz.part").write_bytes(b"garbage that is not the start of the file")
     dest = fast(http_server.url, tmp_path / "a.tar.gz", sample_md5)
     assert md5sum(dest) == sample_md5
 
 
-def test_download_recovers_from_a_dropped_connection(http_server: Server, tmp_path: Path,
-                                                      sample_md5: str) -> None:  # fmt: skip
+def test_download_recovers_from_a_dropped_connection(
+    http_server: Server, tmp_path: Path, sample_md5: str
+) -> None:
     http_server.truncate_first = 3_500_000  # after three 1 MiB chunks
     dest = fast(http_server.url, tmp_path / "a.tar.gz", sample_md5)
     assert http_server.ranges[0] is None
@@ -76,15 +80,23 @@ def test_unreachable_host_gives_one_clear_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("chunk", [None, 3_000], ids=["one-chunk", "chunks-of-3000"])
-def test_extract_and_dataset_match_the_official_decoding(chunk: int | None, sample: Path,
-                                                         sample_md5: str, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_extract_and_dataset_match_the_official_decoding(
+    chunk: int | None,
+    sample: Path,
+    sample_md5: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     if chunk:  # the dataset is written a chunk at a time; boundaries fall mid-repeat
         monkeypatch.setattr(chunks, "CHUNK_IMAGES", chunk)
     extracted = cifar.extract(sample, tmp_path / "x", sample_md5)
     assert sorted(p.name for p in (extracted / "cifar-10-batches-py").iterdir())[:5] == [
-        "batches.meta", "data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4",
-    ]  # fmt: skip
+        "batches.meta",
+        "data_batch_1",
+        "data_batch_2",
+        "data_batch_3",
+        "data_batch_4",
+    ]
     images_path, labels_path = tmp_path / "images.npy", tmp_path / "labels.npy"
     cifar.build_dataset(extracted, 2 * SAMPLE_TRAIN + 7, images_path, labels_path)
     images, labels = np.load(images_path), np.load(labels_path)
@@ -244,8 +256,10 @@ def _layout_and_globals(archive: Path) -> tuple[list[str], set[tuple[str, str]]]
 
 
 OFFICIAL_GLOBALS = {k for k in safepickle.CIFAR_GLOBALS if not k[0].startswith("numpy._core")}
-OFFICIAL_NAMES = sorted(f"cifar-10-batches-py/{name}" for name in (
-    "batches.meta", *cifar.TRAIN_BATCHES, "test_batch", "readme.html"))  # fmt: skip
+OFFICIAL_NAMES = sorted(
+    f"cifar-10-batches-py/{name}"
+    for name in ("batches.meta", *cifar.TRAIN_BATCHES, "test_batch", "readme.html")
+)
 
 
 def test_made_up_archive_has_the_official_layout_and_globals(sample: Path) -> None:

@@ -116,7 +116,15 @@ def test_lmdb_grows_its_map(data, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     """A map sized too small is grown, never a MapFullError."""
     images, labels = data
     real_open = lmdb.open
-    monkeypatch.setattr(lmdb, "open", lambda path, **kw: real_open(path, **{**kw, "map_size": 4096 * 4}) if "map_size" in kw else real_open(path, **kw))  # fmt: skip
+    monkeypatch.setattr(
+        lmdb,
+        "open",
+        lambda path, **kw: (
+            real_open(path, **{**kw, "map_size": 4096 * 4})
+            if "map_size" in kw
+            else real_open(path, **kw)
+        ),
+    )
     fmt = make_format("lmdb", {"kind": "lmdb", "value": "raw"})
     fmt.write(tmp_path, images, labels)
     got_images, _ = _read(fmt, tmp_path, np.arange(N))
@@ -178,8 +186,9 @@ def test_lmdb_missing_image_is_named(data, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["hdf5", "hdf5_chunked", "hdf5_lzf"])
-def test_hdf5_scattered_reads_across_many_blocks(name: str, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_hdf5_scattered_reads_across_many_blocks(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Runs of nearby rows, lone rows, repeats and block edges, into the caller's buffer."""
     from storebench.formats import hdf5
 

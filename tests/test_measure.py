@@ -61,7 +61,9 @@ def test_store_keeps_every_sample_and_the_last_store(data, tmp_path: Path) -> No
     assert result["sampling"]["pairs"] == 3
     # The store holds the images; the other copies (few files each) were deleted now,
     # and nothing of the reference's copies is left beside the store.
-    assert sorted(p.name for p in out.iterdir()) == sorted([f"{i}.png" for i in range(N)] + ["labels.csv"])  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"{i}.png" for i in range(N)] + ["labels.csv"]
+    )
     assert not trash.exists() or not list(trash.iterdir())
     assert sorted(p.name for p in out.parent.iterdir()) == ["4", "40"]  # "4" is not ours
 
@@ -72,8 +74,9 @@ def test_a_store_of_many_files_goes_to_the_trash(data, tmp_path: Path, monkeypat
     fmt = make_format("png", {"kind": "png"})
     out, trash = tmp_path / "stores" / "png" / "40", tmp_path / "trash"
     reference = make_format("raw", {"kind": "npy"})  # 2 files: deleted at once
-    _, staged = measure.measure_store(fmt, images, labels, out, trash, 3, quiet(out.parent),
-                                      reference=reference)  # fmt: skip
+    _, staged = measure.measure_store(
+        fmt, images, labels, out, trash, 3, quiet(out.parent), reference=reference
+    )
     kept = list(trash.iterdir())
     assert len(kept) == 2  # the format's 2 superseded copies; the floor's never
     assert all(len(list((k / "store").iterdir())) == N + 1 for k in kept)
@@ -134,10 +137,12 @@ def test_latency_percentiles(data, tmp_path: Path) -> None:
     indices = np.random.default_rng(0).integers(0, N, 200)
     result = measure.measure_latency(fmt, tmp_path, images, labels, indices)
     assert {k: len(v) for k, v in result["samples"].items()} == {
-        "open_read_close_s": 200, "lookup_s": 200,
-    }  # fmt: skip
-    results.write_json({"format": "r", "kind": "lmdb", "n": N, "cache": "warm", **result},
-                       tmp_path / "l.json")  # fmt: skip
+        "open_read_close_s": 200,
+        "lookup_s": 200,
+    }
+    results.write_json(
+        {"format": "r", "kind": "lmdb", "n": N, "cache": "warm", **result}, tmp_path / "l.json"
+    )
     rows = {r["mode"]: r for r in tables.latency_rows([read_json(tmp_path / "l.json")])}
     for row in rows.values():
         assert row["min"] <= row["p50"] <= row["p95"] <= row["p99"] <= row["max"]
@@ -181,9 +186,12 @@ class _ReadsNothing(_WrongOrder):
 
 @pytest.mark.parametrize(
     ("reader", "message"),
-    [(_WrongOrder, "images differ"), (_OneImageChanged, "1 of 40 images differ"),
-     (_ReadsNothing, "images differ")],
-)  # fmt: skip
+    [
+        (_WrongOrder, "images differ"),
+        (_OneImageChanged, "1 of 40 images differ"),
+        (_ReadsNothing, "images differ"),
+    ],
+)
 def test_a_broken_reader_fails_the_read(reader, message, data, tmp_path: Path) -> None:
     images, labels = data
 
@@ -228,8 +236,10 @@ def test_check_checksums_only_a_complete_in_order_read(data, size: int) -> None:
     for _ in range(2):  # two repeats, the second served from what the first kept
         check.restart()
         for lo, hi in check.spans[:-1]:
-            check.out_images[: hi - lo], check.out_labels[: hi - lo] = images[indices[lo:hi]], \
-                labels[indices[lo:hi]]  # fmt: skip
+            check.out_images[: hi - lo], check.out_labels[: hi - lo] = (
+                images[indices[lo:hi]],
+                labels[indices[lo:hi]],
+            )
             check.check(lo, hi)
         with pytest.raises(StorebenchError, match="incomplete"):
             check.checksum()

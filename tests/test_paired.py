@@ -33,8 +33,10 @@ N = 300
 @pytest.fixture
 def data() -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(8)
-    return (rng.integers(0, 256, (N, 32, 32, 3), dtype=np.uint8),
-            rng.integers(0, 10, N, dtype=np.uint8))  # fmt: skip
+    return (
+        rng.integers(0, 256, (N, 32, 32, 3), dtype=np.uint8),
+        rng.integers(0, 10, N, dtype=np.uint8),
+    )
 
 
 # --- statistics ------------------------------------------------------------------------
@@ -97,18 +99,30 @@ def test_pairs_alternate_in_random_order_and_stop_when_precise() -> None:
 def test_noisy_pairs_stop_at_the_time_cap_or_max_pairs() -> None:
     calls: list[str] = []
     noisy = _trial([1.0, 3.0, 0.5, 2.0, 5.0], calls, "A")
-    capped = run_pairs(noisy, _trial([1.0], calls, "B"),
-                       Policy(min_pairs=4, max_pairs=1000, precision=0.05, time_cap_s=0.0))  # fmt: skip
+    capped = run_pairs(
+        noisy,
+        _trial([1.0], calls, "B"),
+        Policy(min_pairs=4, max_pairs=1000, precision=0.05, time_cap_s=0.0),
+    )
     assert capped["sampling"]["stopped"] == "time_cap" and capped["sampling"]["pairs"] == 4
-    most = run_pairs(noisy, _trial([1.0], calls, "B"),
-                     Policy(min_pairs=2, max_pairs=9, precision=0.05, time_cap_s=60))  # fmt: skip
+    most = run_pairs(
+        noisy,
+        _trial([1.0], calls, "B"),
+        Policy(min_pairs=2, max_pairs=9, precision=0.05, time_cap_s=60),
+    )
     assert most["sampling"]["stopped"] == "max_pairs" and most["sampling"]["pairs"] == 9
 
 
 def test_a_short_reference_runs_several_times_a_pair_and_gives_its_median() -> None:
     calls: list[str] = []
-    policy = Policy(min_pairs=4, max_pairs=4, precision=0.0, time_cap_s=60,
-                    reference_share=0.25, max_reference_runs=5)  # fmt: skip
+    policy = Policy(
+        min_pairs=4,
+        max_pairs=4,
+        precision=0.0,
+        time_cap_s=60,
+        reference_share=0.25,
+        max_reference_runs=5,
+    )
     reference = _trial([1.0, 1.0, 4.0], calls, "B")  # a slow outlier every third run
     result = run_pairs(_trial([12.0], calls, "A"), reference, policy, seed=3)
     # The first pair knows nothing yet (one run); then 0.25 * 12 / 1 = 3 runs a pair.
@@ -127,11 +141,17 @@ def test_a_short_reference_runs_several_times_a_pair_and_gives_its_median() -> N
 
 @pytest.mark.parametrize(
     "indices",
-    [np.arange(N), np.arange(17, 90), np.random.default_rng(0).permutation(N),
-     np.random.default_rng(1).integers(0, N, 40), np.array([5, 5, 4, 3, 3, 200, 6]),
-     np.sort(np.random.default_rng(2).choice(N, 150, replace=False)), np.array([7])],
+    [
+        np.arange(N),
+        np.arange(17, 90),
+        np.random.default_rng(0).permutation(N),
+        np.random.default_rng(1).integers(0, N, 40),
+        np.array([5, 5, 4, 3, 3, 200, 6]),
+        np.sort(np.random.default_rng(2).choice(N, 150, replace=False)),
+        np.array([7]),
+    ],
     ids=["all", "range", "permutation", "sparse", "repeats", "sorted-half", "one"],
-)  # fmt: skip
+)
 def test_read_rows_scatters_every_row_into_place(indices, data, tmp_path: Path) -> None:
     images, _ = data
     path = tmp_path / "rows.bin"
@@ -163,8 +183,11 @@ def test_the_floor_reads_right_in_every_way(cache, indices, data, tmp_path: Path
     images, labels = data
     fmt = make_format("raw", {"kind": "npy"})
     fmt.write(tmp_path, images, labels)
-    wanted = {"range": np.arange(10, 250), "dense": np.random.default_rng(3).permutation(N),
-              "sparse": np.array([3, 290, 150, 151, 7])}[indices]  # fmt: skip
+    wanted = {
+        "range": np.arange(10, 250),
+        "dense": np.random.default_rng(3).permutation(N),
+        "sparse": np.array([3, 290, 150, 151, 7]),
+    }[indices]
     if cache == "cold":
         pagecache.evict(fmt.files(tmp_path))
     else:
@@ -189,10 +212,16 @@ def test_a_read_is_paired_with_the_floor_and_both_validated(data, tmp_path: Path
     fmt.write(tmp_path / "png", images, labels)
     floor.write(tmp_path / "raw", images, labels)
     indices = measure.read_indices(N, "random", 4)
-    result = measure.measure_read(fmt, tmp_path / "png", images, labels, indices, "cold",
-                                  reference=(floor, tmp_path / "raw"),
-                                  policy=Policy(min_pairs=3, max_pairs=4, precision=0.0,
-                                                time_cap_s=0))  # fmt: skip
+    result = measure.measure_read(
+        fmt,
+        tmp_path / "png",
+        images,
+        labels,
+        indices,
+        "cold",
+        reference=(floor, tmp_path / "raw"),
+        policy=Policy(min_pairs=3, max_pairs=4, precision=0.0, time_cap_s=0),
+    )
     assert len(result["samples"]["read_s"]) == len(result["reference_samples"]["read_s"]) == 3
     # A PNG read is long beside the floor's: the floor runs several times a pair, each
     # run cold (its residency measured), the pair's value their median.
@@ -213,8 +242,16 @@ def test_a_wrong_reference_fails_the_job(data, tmp_path: Path) -> None:
     fmt.write(tmp_path / "h", images, labels)
     floor.write(tmp_path / "r", images[::-1].copy(), labels)  # not the dataset
     with pytest.raises(StorebenchError, match="images differ"):
-        measure.measure_read(fmt, tmp_path / "h", images, labels, np.arange(N), "warm", 2,
-                             reference=(floor, tmp_path / "r"))  # fmt: skip
+        measure.measure_read(
+            fmt,
+            tmp_path / "h",
+            images,
+            labels,
+            np.arange(N),
+            "warm",
+            2,
+            reference=(floor, tmp_path / "r"),
+        )
 
 
 def test_quiet_level_is_the_runs_lowest_probe(tmp_path: Path, monkeypatch) -> None:
@@ -253,8 +290,7 @@ def test_fingerprint_follows_the_formats_code_and_libraries(monkeypatch) -> None
     before = {"png": results.fingerprint(png, raw), "lmdb": results.fingerprint(lmdb, raw)}
     assert before["png"] != before["lmdb"]
     real = results._version
-    monkeypatch.setattr(results, "_version",
-                        lambda p: "99.0" if p == "lmdb" else real(p))  # fmt: skip
+    monkeypatch.setattr(results, "_version", lambda p: "99.0" if p == "lmdb" else real(p))
     assert results.fingerprint(png, raw) == before["png"]  # PNG does not run lmdb
     assert results.fingerprint(lmdb, raw) != before["lmdb"]
 
@@ -273,22 +309,44 @@ def test_fingerprint_ignores_modules_that_measure_nothing(monkeypatch) -> None:
 
 
 def _row(fmt: str, ratio: float, width: float, seconds: float, **extra: Any) -> dict[str, Any]:
-    return {"format": fmt, "kind": "npy" if fmt == "raw" else "x", "n": 10_000,
-            "measurement": "read", "cache": "warm", "order": "random", "workers": "",
-            "num_workers": "", "unit": "s", "pairs": 6, "ratio": ratio,
-            "ratio_lo": ratio * (1 - width), "ratio_hi": ratio * (1 + width), "coverage": 0.97,
-            "median": seconds, "median_lo": seconds * 0.95, "median_hi": seconds * 1.05,
-            "reference": "raw", "reference_median": seconds / ratio,
-            "reference_lo": seconds / ratio * 0.95, "reference_hi": seconds / ratio * 1.05,
-            "cpu_ms": 3.0, "stopped": "precision", **extra}  # fmt: skip
+    return {
+        "format": fmt,
+        "kind": "npy" if fmt == "raw" else "x",
+        "n": 10_000,
+        "measurement": "read",
+        "cache": "warm",
+        "order": "random",
+        "workers": "",
+        "num_workers": "",
+        "unit": "s",
+        "pairs": 6,
+        "ratio": ratio,
+        "ratio_lo": ratio * (1 - width),
+        "ratio_hi": ratio * (1 + width),
+        "coverage": 0.97,
+        "median": seconds,
+        "median_lo": seconds * 0.95,
+        "median_hi": seconds * 1.05,
+        "reference": "raw",
+        "reference_median": seconds / ratio,
+        "reference_lo": seconds / ratio * 0.95,
+        "reference_hi": seconds / ratio * 1.05,
+        "cpu_ms": 3.0,
+        "stopped": "precision",
+        **extra,
+    }
 
 
 def test_summary_ranks_by_ratio_and_marks_ties() -> None:
-    read = [_row("raw", 1.0, 0.03, 0.1), _row("a", 1.02, 0.03, 0.102),
-            _row("b", 5.0, 0.02, 0.5, stopped="time_cap")]  # fmt: skip
+    read = [
+        _row("raw", 1.0, 0.03, 0.1),
+        _row("a", 1.02, 0.03, 0.102),
+        _row("b", 5.0, 0.02, 0.5, stopped="time_cap"),
+    ]
     store = [{**r, "measurement": "store", "cache": "", "order": ""} for r in read]
-    usage = [{"format": f, "kind": "x", "n": 10_000, "allocated_bytes": 2**20}
-             for f in ("raw", "a", "b")]  # fmt: skip
+    usage = [
+        {"format": f, "kind": "x", "n": 10_000, "allocated_bytes": 2**20} for f in ("raw", "a", "b")
+    ]
     text = publish.summary_markdown({"store": store, "read": read, "usage": usage}, None, 3)
     assert "| 1 (tie) | raw | 1 [0.97–1.03]" in text
     assert "| 1 (tie) | a | 1.02" in text
@@ -298,17 +356,26 @@ def test_summary_ranks_by_ratio_and_marks_ties() -> None:
 
 def _run(folder: Path, rows: list[dict[str, Any]]) -> Path:
     (folder / "tables").mkdir(parents=True)
-    tables.write_table(rows, list(rows[0]), folder / "tables" / "read.csv",
-                       folder / "tables" / "read.md")  # fmt: skip
+    tables.write_table(
+        rows, list(rows[0]), folder / "tables" / "read.csv", folder / "tables" / "read.md"
+    )
     return folder
 
 
 def test_compare_tells_agreement_and_the_worst_cells(tmp_path: Path) -> None:
-    a = _run(tmp_path / "a", [_row("raw", 1.0, 0.02, 0.1), _row("png", 100.0, 0.02, 10.0),
-                              _row("lmdb", 2.0, 0.02, 0.2)])  # fmt: skip
+    a = _run(
+        tmp_path / "a",
+        [_row("raw", 1.0, 0.02, 0.1), _row("png", 100.0, 0.02, 10.0), _row("lmdb", 2.0, 0.02, 0.2)],
+    )
     # B: the machine is 1.5x slower (absolute times move), ratios hold but lmdb's.
-    b = _run(tmp_path / "b", [_row("raw", 1.0, 0.02, 0.15), _row("png", 104.0, 0.02, 15.6),
-                              _row("lmdb", 2.6, 0.02, 0.39, cpu_ms=4.5)])  # fmt: skip
+    b = _run(
+        tmp_path / "b",
+        [
+            _row("raw", 1.0, 0.02, 0.15),
+            _row("png", 104.0, 0.02, 15.6),
+            _row("lmdb", 2.6, 0.02, 0.39, cpu_ms=4.5),
+        ],
+    )
     text = compare.report(a, b)
     assert "ratios: 2/3 cells agree (67%" in text
     assert "absolute times: 0/3 cells agree" in text
@@ -322,10 +389,14 @@ def test_compare_tells_agreement_and_the_worst_cells(tmp_path: Path) -> None:
 
 
 def test_compare_finds_a_ranking_contradiction(tmp_path: Path) -> None:
-    a = _run(tmp_path / "a", [_row("raw", 1.0, 0.01, 0.1), _row("x", 2.0, 0.01, 0.2),
-                              _row("y", 3.0, 0.01, 0.3)])  # fmt: skip
-    b = _run(tmp_path / "b", [_row("raw", 1.0, 0.01, 0.1), _row("x", 3.2, 0.01, 0.32),
-                              _row("y", 2.9, 0.01, 0.29)])  # fmt: skip
+    a = _run(
+        tmp_path / "a",
+        [_row("raw", 1.0, 0.01, 0.1), _row("x", 2.0, 0.01, 0.2), _row("y", 3.0, 0.01, 0.3)],
+    )
+    b = _run(
+        tmp_path / "b",
+        [_row("raw", 1.0, 0.01, 0.1), _row("x", 3.2, 0.01, 0.32), _row("y", 2.9, 0.01, 0.29)],
+    )
     text = compare.report(a, b)
     assert "1 of 1 questions" not in text and "0 of 1 questions the same" in text
     assert "x before y in A, after in B" in text

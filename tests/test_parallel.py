@@ -80,6 +80,7 @@ def test_a_missing_store_is_reported_not_hung(dataset, tmp_path: Path) -> None:
     images_path, labels_path, _, _ = dataset
     fmt = make_format("lmdb_raw", FORMATS["lmdb_raw"])
     with pytest.raises(StorebenchError):
-        parallel.measure_parallel(fmt, tmp_path / "none", images_path, labels_path,
-                                  np.arange(N), 2, "warm", 1)  # fmt: skip
+        parallel.measure_parallel(
+            fmt, tmp_path / "none", images_path, labels_path, np.arange(N), 2, "warm", 1
+        )
     assert not multiprocessing.active_children()

@@ -26,12 +26,16 @@ def test_benchmark_seconds_reads_snakemake_benchmark_files(tmp_path: Path) -> No
 
 
 def test_describe_counts_jobs_disk_and_known_time(tmp_path: Path) -> None:
-    lines = describe({"read": 4, "store": 2}, 3 * GiB, 10 * GiB, [60.0, None, 30.0, None, None, 90.0],
-                     tmp_path)  # fmt: skip
+    lines = describe(
+        {"read": 4, "store": 2}, 3 * GiB, 10 * GiB, [60.0, None, 30.0, None, None, 90.0], tmp_path
+    )
     assert lines[0] == "storebench: 6 jobs planned: read 4, store 2"
-    assert lines[1] == f"storebench: disk: about 3.0 GiB needed at most, 10.0 GiB free at {tmp_path}"
-    assert lines[2] == ("storebench: time: 3 of these jobs took 3.0 min when they last ran here; "
-                        "3 have no record")  # fmt: skip
+    assert (
+        lines[1] == f"storebench: disk: about 3.0 GiB needed at most, 10.0 GiB free at {tmp_path}"
+    )
+    assert lines[2] == (
+        "storebench: time: 3 of these jobs took 3.0 min when they last ran here; 3 have no record"
+    )
 
 
 def test_describe_without_any_earlier_run_points_at_the_readme(tmp_path: Path) -> None:

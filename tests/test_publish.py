@@ -34,24 +34,46 @@ def test_every_figure_and_table_has_a_caption() -> None:
     assert "at least 3 pairs" in caption and "within ±5%" in caption
     assert "seeded with 0" in publish.figure_caption("read_order", CONFIG, ENVIRONMENT)
     assert "P = 1, 2" in publish.figure_caption("parallel_scaling", CONFIG, ENVIRONMENT)
-    for table in ("store", "read", "single", "latency", "usage", "parallel", "dataloader",
-                  "noise", "summary"):  # fmt: skip
+    for table in (
+        "store",
+        "read",
+        "single",
+        "latency",
+        "usage",
+        "parallel",
+        "dataloader",
+        "noise",
+        "summary",
+    ):
         assert "{" not in publish.table_caption(table, CONFIG, None)
 
 
 def _row(fmt: str, kind: str, n: int, median: float, **extra: object) -> dict:
     floor = {"store": 1.0, "read": 0.2}[str(extra["measurement"])]
     ratio = median / floor
-    return {"format": fmt, "kind": kind, "n": n, "median": median, "median_lo": median * 0.9,
-            "median_hi": median * 1.1, "ratio": ratio, "ratio_lo": ratio * 0.99,
-            "ratio_hi": ratio * 1.01, "pairs": 6, "stopped": "precision", **extra}  # fmt: skip
+    return {
+        "format": fmt,
+        "kind": kind,
+        "n": n,
+        "median": median,
+        "median_lo": median * 0.9,
+        "median_hi": median * 1.1,
+        "ratio": ratio,
+        "ratio_lo": ratio * 0.99,
+        "ratio_hi": ratio * 1.01,
+        "pairs": 6,
+        "stopped": "precision",
+        **extra,
+    }
 
 
 def test_summary_ranks_by_the_ratio_to_the_floor() -> None:
-    store = [_row("raw", "npy", 100, 1.0, measurement="store"),
-             _row("png", "png", 100, 8.0, measurement="store"),
-             _row("hdf5", "hdf5", 100, 0.5, measurement="store"),
-             _row("png", "png", 10, 0.01, measurement="store")]  # fmt: skip
+    store = [
+        _row("raw", "npy", 100, 1.0, measurement="store"),
+        _row("png", "png", 100, 8.0, measurement="store"),
+        _row("hdf5", "hdf5", 100, 0.5, measurement="store"),
+        _row("png", "png", 10, 0.01, measurement="store"),
+    ]
     read = [
         _row(f, k, 100, t, measurement="read", cache="warm", order="sequential")
         for f, k, t in (("raw", "npy", 0.2), ("png", "png", 4.0), ("hdf5", "hdf5", 0.3))
@@ -93,9 +115,19 @@ def test_examples_replace_the_readme_block_and_copy_the_figures(tmp_path: Path) 
 def test_figures_are_written_as_png_svg_and_pdf(tmp_path: Path) -> None:
     from PIL import Image
 
-    rows = [{"format": f, "kind": "npy", "n": n, "files": 1, "apparent_bytes": 3072 * n,
-             "allocated_bytes": 4096 * n, "bytes_per_image": 4096.0}
-            for f in ("raw", "png") for n in (10, 100, 1000)]  # fmt: skip
+    rows = [
+        {
+            "format": f,
+            "kind": "npy",
+            "n": n,
+            "files": 1,
+            "apparent_bytes": 3072 * n,
+            "allocated_bytes": 4096 * n,
+            "bytes_per_image": 4096.0,
+        }
+        for f in ("raw", "png")
+        for n in (10, 100, 1000)
+    ]
     paths = [tmp_path / f"f.{ext}" for ext in ("png", "svg", "pdf")]
     figures.render("disk_bytes_per_image", {"usage": rows}, paths, ["raw", "png"])
     with Image.open(paths[0]) as image:

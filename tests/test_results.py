@@ -95,10 +95,23 @@ def test_table_command_refuses_and_writes_nothing(tmp_path: Path) -> None:
     paths = _write(tmp_path, [stale, _result()])
     csv, md = tmp_path / "t.csv", tmp_path / "t.md"
     proc = subprocess.run(
-        [sys.executable, "-m", "storebench", "--log", str(tmp_path / "t.log"), "table", "timing",
-         "--csv", str(csv), "--md", str(md), *map(str, paths)],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "storebench",
+            "--log",
+            str(tmp_path / "t.log"),
+            "table",
+            "timing",
+            "--csv",
+            str(csv),
+            "--md",
+            str(md),
+            *map(str, paths),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1
     assert proc.stderr.startswith("storebench: error: results from different runs")
     assert len(proc.stderr.strip().splitlines()) == 1

@@ -49,14 +49,20 @@ def _epoch(loader: DataLoader) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("name", sorted(FORMATS))
 @pytest.mark.parametrize("start_method", ["fork", "spawn"])
-def test_two_workers_return_exactly_the_shuffled_images(name, start_method, data,
-                                                        tmp_path: Path) -> None:  # fmt: skip
+def test_two_workers_return_exactly_the_shuffled_images(
+    name, start_method, data, tmp_path: Path
+) -> None:
     images, labels = data
     fmt = _store(name, data, tmp_path)
     order = np.random.default_rng(2).permutation(N)
     dataset = torchdata.StoreDataset(fmt, tmp_path, N)
-    loader = DataLoader(dataset, batch_size=5, sampler=order.tolist(), num_workers=2,
-                        multiprocessing_context=start_method)  # fmt: skip
+    loader = DataLoader(
+        dataset,
+        batch_size=5,
+        sampler=order.tolist(),
+        num_workers=2,
+        multiprocessing_context=start_method,
+    )
     got_images, got_labels = _epoch(loader)
     assert got_images.dtype == np.uint8
     assert np.array_equal(got_images, images[order])
@@ -65,16 +71,18 @@ def test_two_workers_return_exactly_the_shuffled_images(name, start_method, data
 
 
 @pytest.mark.parametrize("name", sorted(FORMATS))
-def test_a_handle_opened_before_a_fork_is_replaced_in_the_worker(name, data,
-                                                                  tmp_path: Path) -> None:  # fmt: skip
+def test_a_handle_opened_before_a_fork_is_replaced_in_the_worker(
+    name, data, tmp_path: Path
+) -> None:
     images, labels = data
     fmt = _store(name, data, tmp_path)
     dataset = torchdata.StoreDataset(fmt, tmp_path, N)
     image, label = dataset[7]  # opens a handle in this (the parent) process
     assert np.array_equal(image.numpy(), images[7]) and label == labels[7]
     parent_reader = dataset._reader
-    loader = DataLoader(dataset, batch_size=None, sampler=[3, 9], num_workers=1,
-                        multiprocessing_context="fork")  # fmt: skip
+    loader = DataLoader(
+        dataset, batch_size=None, sampler=[3, 9], num_workers=1, multiprocessing_context="fork"
+    )
     got = [(int(label), image.numpy()) for image, label in loader]
     assert [g[0] for g in got] == [labels[3], labels[9]]
     assert np.array_equal(got[1][1], images[9])

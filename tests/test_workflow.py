@@ -47,28 +47,44 @@ PARALLEL = {"cutoffs": [1000], "workers": [1, 2], "caches": ["warm", "cold"]}
 DATALOADER = {"cutoffs": [1000], "batch_size": 64, "num_workers": [0, 2]}
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 TABLES = ["store", "read", "single", "parallel", *(["dataloader"] if HAS_TORCH else [])]
-DRAWN = [name for name, figure in FIGURES.items()
-         if set(figure.tables) <= {*TABLES, "usage", "latency", "cost"}]  # fmt: skip
+DRAWN = [
+    name
+    for name, figure in FIGURES.items()
+    if set(figure.tables) <= {*TABLES, "usage", "latency", "cost"}
+]
 
 
-def _snakemake_call(work: Path, args: tuple[str, ...],
-                    pythonpath: Path | None = None) -> dict[str, Any]:  # fmt: skip
+def _snakemake_call(
+    work: Path, args: tuple[str, ...], pythonpath: Path | None = None
+) -> dict[str, Any]:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("PYTHONPATH", None)
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
     return {
-        "args": [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
-                 "--directory", str(work), *args],
-        "env": env, "cwd": work, "text": True,
-    }  # fmt: skip
+        "args": [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(work),
+            *args,
+        ],
+        "env": env,
+        "cwd": work,
+        "text": True,
+    }
 
 
-def snakemake(work: Path, *args: str, check: bool = True,
-              pythonpath: Path | None = None) -> subprocess.CompletedProcess:  # fmt: skip
+def snakemake(
+    work: Path, *args: str, check: bool = True, pythonpath: Path | None = None
+) -> subprocess.CompletedProcess:
     """Run snakemake on the repository's Snakefile in ``work``, as the README does."""
-    proc = subprocess.run(**_snakemake_call(work, args, pythonpath), capture_output=True,
-                          timeout=900)  # fmt: skip
+    proc = subprocess.run(
+        **_snakemake_call(work, args, pythonpath), capture_output=True, timeout=900
+    )
     if check and proc.returncode != 0:
         pytest.fail(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -148,15 +164,27 @@ def expected_plan(config: dict) -> dict[str, int]:
     n_stores = n_formats * len(config["cutoffs"])
     parallel, dataloader = config["parallel"], config["dataloader"]
     expected = {
-        "download": 1, "extract": 1, "dataset": 1, "store": n_stores,
+        "download": 1,
+        "extract": 1,
+        "dataset": 1,
+        "store": n_stores,
         "read": n_stores * len(config["caches"]) * len(config["orders"]),
-        "usage": n_stores, "single": n_formats, "latency": n_formats,
-        "parallel": n_formats * len(parallel["cutoffs"]) * len(parallel["workers"])
+        "usage": n_stores,
+        "single": n_formats,
+        "latency": n_formats,
+        "parallel": n_formats
+        * len(parallel["cutoffs"])
+        * len(parallel["workers"])
         * len(parallel["caches"]),
         "dataloader": n_formats * len(dataloader["cutoffs"]) * len(dataloader["num_workers"]),
-        "table": 7, "noise": 1, "figure": len(FIGURES),
-        "environment": 1, "summary": 1, "cost": 1, "all": 1,
-    }  # fmt: skip
+        "table": 7,
+        "noise": 1,
+        "figure": len(FIGURES),
+        "environment": 1,
+        "summary": 1,
+        "cost": 1,
+        "all": 1,
+    }
     if not HAS_TORCH:
         expected.update(dataloader=0, table=6, figure=len(FIGURES) - 1)
     return {k: v for k, v in expected.items() if v}
@@ -196,8 +224,12 @@ def plan_from_root(*configfiles: str) -> subprocess.CompletedProcess:
     """``snakemake -n`` run where a user runs it: the repository's root."""
     return subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "--configfile", *configfiles],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=True,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
 
 
 def test_scale_config_replaces_config_yaml_and_plans_only_its_formats() -> None:
@@ -221,7 +253,9 @@ def test_quick_config_plans_every_format_and_every_figure() -> None:
     summary = plan_from_root("config.yaml", "workflow/configs/quick.yaml").stdout
     default = yaml.safe_load((ROOT / "config.yaml").read_text())
     quick = yaml.safe_load((ROOT / "workflow/configs/quick.yaml").read_text())
-    assert per_format(summary, "store") == {name: len(quick["cutoffs"]) for name in default["formats"]}
+    assert per_format(summary, "store") == {
+        name: len(quick["cutoffs"]) for name in default["formats"]
+    }
     counts = job_counts(summary)
     assert counts["figure"] == (len(FIGURES) if HAS_TORCH else len(FIGURES) - 1)
     assert counts["parallel"] == len(default["formats"]) * len(quick["parallel"]["workers"])
@@ -244,23 +278,31 @@ def test_without_torch_the_dataloader_jobs_are_left_out_with_a_notice(tmp_path: 
 
 
 def test_local_archive_skips_the_download(tmp_path: Path, sample: Path) -> None:
-    config = small_config(tmp_path, {"url": "https://example.invalid/x.tar.gz",
-                                     "md5": md5sum(sample), "archive": str(sample)})  # fmt: skip
+    config = small_config(
+        tmp_path,
+        {"url": "https://example.invalid/x.tar.gz", "md5": md5sum(sample), "archive": str(sample)},
+    )
     plan = snakemake(tmp_path, "-n", "--configfile", str(config))
     counts = job_counts(plan.stdout)
     assert "download" not in counts and counts["extract"] == 1
 
 
 def test_one_figure_builds_only_what_it_needs(tmp_path: Path, sample: Path) -> None:
-    config = small_config(tmp_path, {"url": "https://example.invalid/x.tar.gz",
-                                     "md5": md5sum(sample), "archive": str(sample)})  # fmt: skip
+    config = small_config(
+        tmp_path,
+        {"url": "https://example.invalid/x.tar.gz", "md5": md5sum(sample), "archive": str(sample)},
+    )
     plan = snakemake(
         tmp_path, "results/figures/store_time_log.png", "-n", "--configfile", str(config)
     )
     assert job_counts(plan.stdout) == {
-        "extract": 1, "dataset": 1, "store": len(FORMATS) * len(CUTOFFS), "table": 1, "figure": 1,
+        "extract": 1,
+        "dataset": 1,
+        "store": len(FORMATS) * len(CUTOFFS),
+        "table": 1,
+        "figure": 1,
         "environment": 1,
-    }  # fmt: skip
+    }
 
 
 def test_bad_config_stops_before_any_job(tmp_path: Path) -> None:
@@ -274,11 +316,17 @@ def test_bad_config_stops_before_any_job(tmp_path: Path) -> None:
 def test_plan_too_big_for_the_disk_is_refused_before_any_job(tmp_path: Path, sample: Path) -> None:
     huge = 10**9  # a billion images: terabytes of stores
     config = write_config(
-        tmp_path, cifar10={"url": "https://example.invalid/x.tar.gz", "md5": md5sum(sample),
-                           "archive": str(sample)},
-        n_images=huge, cutoffs=[10, huge], parallel={**PARALLEL, "cutoffs": []},
+        tmp_path,
+        cifar10={
+            "url": "https://example.invalid/x.tar.gz",
+            "md5": md5sum(sample),
+            "archive": str(sample),
+        },
+        n_images=huge,
+        cutoffs=[10, huge],
+        parallel={**PARALLEL, "cutoffs": []},
         dataloader={**DATALOADER, "cutoffs": []},
-    )  # fmt: skip
+    )
     proc = snakemake(tmp_path, "--cores", "1", "--configfile", str(config), check=False)
     assert proc.returncode != 0
     error = next(line for line in proc.stderr.splitlines() if "storebench:" in line)
@@ -293,10 +341,12 @@ def _staging(work: Path, fmt: str, n: int) -> list[Path]:
 
 def _kill_mid_write(work: Path, config: Path, target: str, whole_run: bool) -> None:
     """Start snakemake on ``target``; SIGKILL the store job (or the whole run) mid-write."""
-    proc = subprocess.Popen(**_snakemake_call(work, (target, "--cores", "1", "--configfile",
-                                                     str(config))),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        **_snakemake_call(work, (target, "--cores", "1", "--configfile", str(config))),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         staged = _staging(work, "png", 5000)
@@ -309,8 +359,11 @@ def _kill_mid_write(work: Path, config: Path, target: str, whole_run: bool) -> N
     if whole_run:  # like a power cut: snakemake gets no chance to clean up
         os.killpg(proc.pid, signal.SIGKILL)
     else:  # like the OOM killer: only the job's process
-        found = subprocess.run(["pgrep", "-f", "storebench --log .* store --format png"],
-                               capture_output=True, text=True).stdout.split()  # fmt: skip
+        found = subprocess.run(
+            ["pgrep", "-f", "storebench --log .* store --format png"],
+            capture_output=True,
+            text=True,
+        ).stdout.split()
         pids = [pid for pid in found if Path(f"/proc/{pid}/cwd").resolve() == work.resolve()]
         assert pids, "no store process found"
         for pid in pids:
@@ -322,17 +375,23 @@ def _kill_mid_write(work: Path, config: Path, target: str, whole_run: bool) -> N
 
 
 @pytest.mark.parametrize("whole_run", [False, True], ids=["job-killed", "run-killed"])
-def test_a_store_killed_mid_write_is_rebuilt(whole_run: bool, tmp_path: Path,
-                                             sample: Path) -> None:  # fmt: skip
+def test_a_store_killed_mid_write_is_rebuilt(whole_run: bool, tmp_path: Path, sample: Path) -> None:
     formats = yaml.safe_load((ROOT / "config.yaml").read_text())["formats"]
     config = write_config(
-        tmp_path, cifar10={"url": "https://example.invalid/x.tar.gz", "md5": md5sum(sample),
-                           "archive": str(sample)},
-        formats={"raw": formats["raw"], "png": formats["png"]}, n_images=N_IMAGES,
-        cutoffs=[5000], repeats=3,
-        parallel={**PARALLEL, "cutoffs": []}, dataloader={**DATALOADER, "cutoffs": []},
+        tmp_path,
+        cifar10={
+            "url": "https://example.invalid/x.tar.gz",
+            "md5": md5sum(sample),
+            "archive": str(sample),
+        },
+        formats={"raw": formats["raw"], "png": formats["png"]},
+        n_images=N_IMAGES,
+        cutoffs=[5000],
+        repeats=3,
+        parallel={**PARALLEL, "cutoffs": []},
+        dataloader={**DATALOADER, "cutoffs": []},
         filesystem_probe={"slow_factor": 3, "max_wait_s": 0},
-    )  # fmt: skip
+    )
     snakemake(tmp_path, "results/stores/raw/5000", "--cores", "1", "--configfile", str(config))
     target = "results/measurements/store/png/5000.json"
     _kill_mid_write(tmp_path, config, target, whole_run)
@@ -352,23 +411,40 @@ def test_a_store_killed_mid_write_is_rebuilt(whole_run: bool, tmp_path: Path,
     np.testing.assert_array_equal(got_labels, labels)
 
 
-def test_local_cluster_profile_runs_every_job_as_its_own_process(tmp_path: Path,
-                                                                  sample: Path) -> None:  # fmt: skip
+def test_local_cluster_profile_runs_every_job_as_its_own_process(
+    tmp_path: Path, sample: Path
+) -> None:
     formats = yaml.safe_load((ROOT / "config.yaml").read_text())["formats"]
     config = write_config(
-        tmp_path, cifar10={"url": "https://example.invalid/x.tar.gz", "md5": md5sum(sample),
-                           "archive": str(sample)},
-        formats={name: formats[name] for name in ("raw", "hdf5")}, n_images=200,
-        cutoffs=[10, 100], repeats=1, caches=["warm"], orders=["sequential"],
-        parallel={**PARALLEL, "cutoffs": []}, dataloader={**DATALOADER, "cutoffs": []},
+        tmp_path,
+        cifar10={
+            "url": "https://example.invalid/x.tar.gz",
+            "md5": md5sum(sample),
+            "archive": str(sample),
+        },
+        formats={name: formats[name] for name in ("raw", "hdf5")},
+        n_images=200,
+        cutoffs=[10, 100],
+        repeats=1,
+        caches=["warm"],
+        orders=["sequential"],
+        parallel={**PARALLEL, "cutoffs": []},
+        dataloader={**DATALOADER, "cutoffs": []},
         filesystem_probe={"slow_factor": 3, "max_wait_s": 0},
-    )  # fmt: skip
+    )
     target = "results/tables/read.csv"
-    proc = snakemake(tmp_path, target, "--profile", str(ROOT / "workflow/profiles/local-cluster"),
-                     "--configfile", str(config))  # fmt: skip
+    proc = snakemake(
+        tmp_path,
+        target,
+        "--profile",
+        str(ROOT / "workflow/profiles/local-cluster"),
+        "--configfile",
+        str(config),
+    )
     ran = re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", proc.stdout + proc.stderr)
-    assert sorted(ran) == sorted(["extract", "dataset", "environment", "table"]
-                                 + ["store"] * 4 + ["read"] * 4)  # fmt: skip
+    assert sorted(ran) == sorted(
+        ["extract", "dataset", "environment", "table"] + ["store"] * 4 + ["read"] * 4
+    )
     # Each job was started by the profile's submit script as a process of its own ...
     submissions = (tmp_path / ".snakemake/local-cluster.log").read_text().splitlines()
     scripts = [line.split()[1] for line in submissions]
@@ -378,8 +454,9 @@ def test_local_cluster_profile_runs_every_job_as_its_own_process(tmp_path: Path,
     pids = [r["where"]["pid"] for r in results]
     assert len(results) == 8 and len(set(pids)) == 8
     rows = read_csv(tmp_path / target)
-    assert {(r["format"], r["n"]) for r in rows} == {(f, str(n)) for f in ("raw", "hdf5")
-                                                     for n in (10, 100)}  # fmt: skip
+    assert {(r["format"], r["n"]) for r in rows} == {
+        (f, str(n)) for f in ("raw", "hdf5") for n in (10, 100)
+    }
 
 
 def test_tables_hold_every_measurement(run: Path) -> None:
@@ -392,9 +469,12 @@ def test_tables_hold_every_measurement(run: Path) -> None:
     assert keys == {
         (f, n, m, "", "") for f in FORMATS for n in CUTOFFS for m in ("store", "store_durable")
     } | {
-        (f, n, "read", c, o) for f in FORMATS for n in CUTOFFS
-        for c in ("warm", "cold") for o in ("sequential", "random")
-    }  # fmt: skip
+        (f, n, "read", c, o)
+        for f in FORMATS
+        for n in CUTOFFS
+        for c in ("warm", "cold")
+        for o in ("sequential", "random")
+    }
     # Eviction works on the test machine's filesystem: cold reads start from (almost) nothing.
     for row in read:
         resident = float(row["residency_max"])
@@ -439,10 +519,14 @@ def test_real_sample_end_to_end(tmp_path: Path, real_sample: Path) -> None:
     target = "results/measurements/read/png/1000/cold-random.json"
     with serve(real_sample.read_bytes()) as server:
         config = write_config(
-            tmp_path, cifar10={"url": server.url, "md5": REAL_SAMPLE_MD5, "archive": None},
-            formats={"raw": {"kind": "npy"}, "png": {"kind": "png"}}, n_images=N_IMAGES,
-            cutoffs=[1000], repeats=2, filesystem_probe={"slow_factor": 3, "max_wait_s": 0},
-        )  # fmt: skip
+            tmp_path,
+            cifar10={"url": server.url, "md5": REAL_SAMPLE_MD5, "archive": None},
+            formats={"raw": {"kind": "npy"}, "png": {"kind": "png"}},
+            n_images=N_IMAGES,
+            cutoffs=[1000],
+            repeats=2,
+            filesystem_probe={"slow_factor": 3, "max_wait_s": 0},
+        )
         snakemake(tmp_path, target, "--cores", "2", "--configfile", str(config))
     assert md5sum(tmp_path / "results/data/cifar-10-python.tar.gz") == REAL_SAMPLE_MD5
     images = np.load(tmp_path / "results/dataset/images.npy")
@@ -498,8 +582,9 @@ def test_figures_are_real_plots(run: Path) -> None:
         ("disk_bytes_per_image", "usage", {}, "bytes_per_image"),
     ],
 )
-def test_plotted_lines_are_the_table(run: Path, figure: str, table: str, conditions: dict,
-                                     column: str) -> None:  # fmt: skip
+def test_plotted_lines_are_the_table(
+    run: Path, figure: str, table: str, conditions: dict, column: str
+) -> None:
     from storebench.figures import draw
     from storebench.tables import read_table
 
@@ -507,9 +592,14 @@ def test_plotted_lines_are_the_table(run: Path, figure: str, table: str, conditi
     fig = draw(figure, {table: rows}, FORMATS)
     lines = {line.get_label(): line for line in fig.axes[0].lines}
     for fmt in FORMATS:
-        series = sorted((r for r in rows if r["format"] == fmt
-                         and all(r[k] == v for k, v in conditions.items())),
-                        key=lambda r: r["n"])  # fmt: skip
+        series = sorted(
+            (
+                r
+                for r in rows
+                if r["format"] == fmt and all(r[k] == v for k, v in conditions.items())
+            ),
+            key=lambda r: r["n"],
+        )
         np.testing.assert_allclose(lines[fmt].get_xdata(), [r["n"] for r in series])
         np.testing.assert_allclose(lines[fmt].get_ydata(), [r[column] for r in series])
     # One colour per format, the same in every figure: config order picks it.
@@ -591,8 +681,10 @@ def test_publish_builds_the_report_with_every_figure_and_caption(run: Path) -> N
 CHROMIUM = shutil.which("chromium")
 
 
-@pytest.mark.skipif(CHROMIUM is None and not os.environ.get("STOREBENCH_REQUIRE_CHROMIUM"),
-                    reason="needs Debian's chromium (CI installs it)")  # fmt: skip
+@pytest.mark.skipif(
+    CHROMIUM is None and not os.environ.get("STOREBENCH_REQUIRE_CHROMIUM"),
+    reason="needs Debian's chromium (CI installs it)",
+)
 def test_report_shows_every_figure_with_its_caption_in_chromium(run: Path, tmp_path: Path) -> None:
     """Open the report in headless Chromium and click through it as a reader would."""
     from playwright.sync_api import sync_playwright
@@ -602,9 +694,17 @@ def test_report_shows_every_figure_with_its_caption_in_chromium(run: Path, tmp_p
         snakemake(run, "publish", "--cores", "1", "--configfile", str(run / "config.yaml"))
     records = _report_results(report.read_text())
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])  # fmt: skip
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         for name in DRAWN:
             # The menu: Figures, then the figure's topic, then the figure's row.
@@ -619,7 +719,8 @@ def test_report_shows_every_figure_with_its_caption_in_chromium(run: Path, tmp_p
             assert box and box["width"] > 300 and box["height"] > 200, name
             page.screenshot(path=tmp_path / f"{name}.png")
             page.locator("tr", has_text=name).first.locator(
-                "a[iconname=information-circle]").click()  # fmt: skip
+                "a[iconname=information-circle]"
+            ).click()
             text = page.inner_text("body")
             caption = records[f"results/figures/{name}.png"]["caption"]
             first = html.unescape(re.sub(r"<[^>]+>", "", caption)).split(".")[0]
@@ -640,8 +741,10 @@ def test_cost_table_counts_every_job_per_stage_and_n(run: Path) -> None:
     assert int(rows[("latency", "")]["jobs"]) == len(FORMATS)
     assert int(rows[("dataset", "")]["jobs"]) == 1
     # Summed wall time is the jobs' own, as Snakemake timed them.
-    store_1000 = sum(float(read_table_tsv(p)[0]["s"]) for p in
-                     (run / "results/benchmarks/store").glob("*/1000.tsv"))  # fmt: skip
+    store_1000 = sum(
+        float(read_table_tsv(p)[0]["s"])
+        for p in (run / "results/benchmarks/store").glob("*/1000.tsv")
+    )
     assert float(rows[("store", "1000")]["wall_s"]) == pytest.approx(store_1000)
 
 
@@ -652,13 +755,21 @@ def test_summary_ranks_every_format(run: Path) -> None:
     assert questions[0] == "Which format stores fastest?"
     assert questions[-1] == "Which format is smallest on disk?"
     assert len(questions) == 6 + HAS_TORCH
-    store = {r["format"]: r for r in read_csv(run / "results/tables/store.csv")
-             if int(r["n"]) == max(CUTOFFS) and r["measurement"] == "store"}  # fmt: skip
+    store = {
+        r["format"]: r
+        for r in read_csv(run / "results/tables/store.csv")
+        if int(r["n"]) == max(CUTOFFS) and r["measurement"] == "store"
+    }
     rows = [line.split("|")[1:-1] for line in sections[0].splitlines() if line.startswith("| ")]
-    assert [c.strip() for c in rows[0]][:4] == ["rank", "format", "× raw [95% interval]",
-                                                "store s [95% interval]"]  # fmt: skip
-    ranked = [(cells[1].strip(), cells[2].split("[")[0], cells[3].split("[")[0])
-              for cells in rows[1:]]  # fmt: skip
+    assert [c.strip() for c in rows[0]][:4] == [
+        "rank",
+        "format",
+        "× raw [95% interval]",
+        "store s [95% interval]",
+    ]
+    ranked = [
+        (cells[1].strip(), cells[2].split("[")[0], cells[3].split("[")[0]) for cells in rows[1:]
+    ]
     ratio = {fmt: float(r["ratio"]) for fmt, r in store.items()}
     assert [f for f, _, _ in ranked] == sorted(ratio, key=ratio.get)  # lowest ratio first
     for fmt, r, seconds in ranked:
@@ -673,12 +784,23 @@ def test_stage_summary_from_benchmarks(run: Path) -> None:
     rows = {r["stage"]: r for r in stage_rows(run / "results/benchmarks")}
     jobs = len(FORMATS) * len(CUTOFFS)
     assert rows["store"]["jobs"] == jobs and rows["read"]["jobs"] >= jobs * 4
-    assert rows["usage"]["jobs"] == jobs and rows["figures"]["jobs"] == len(DRAWN)  # 13 without torch
+    assert rows["usage"]["jobs"] == jobs and rows["figures"]["jobs"] == len(
+        DRAWN
+    )  # 13 without torch
     assert all(r["wall_s"] > 0 for r in rows.values())
     out = subprocess.run(
-        [sys.executable, "-m", "storebench", "stages", "--benchmarks", str(run / "results/benchmarks")],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "storebench",
+            "stages",
+            "--benchmarks",
+            str(run / "results/benchmarks"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.splitlines()[0].split()[:2] == ["stage", "jobs"]
     assert out.stdout.splitlines()[-1].startswith("total")
 
@@ -696,8 +818,10 @@ def test_latency_table(run: Path) -> None:
 def test_noise_table_lists_exactly_the_noisy_rows(run: Path) -> None:
     config = yaml.safe_load((run / "config.yaml").read_text())
     threshold = config["noise_threshold"]
-    noisy = {(r["format"], r["n"], r["measurement"], r["cache"], r["order"]): r["reason"]
-             for r in read_csv(run / "results/tables/noise.csv")}  # fmt: skip
+    noisy = {
+        (r["format"], r["n"], r["measurement"], r["cache"], r["order"]): r["reason"]
+        for r in read_csv(run / "results/tables/noise.csv")
+    }
     expected = {}
     for table in TABLES:
         for r in read_csv(run / f"results/tables/{table}.csv"):
@@ -728,10 +852,22 @@ def test_environment(run: Path) -> None:
 def test_benchmark_compare_of_a_run_with_itself(run: Path) -> None:
     table = str(run / "results/tables/read.csv")
     out = subprocess.run(
-        [sys.executable, "-m", "storebench", "benchmark", "compare", "--tables", table, table,
-         "--min-n", "100"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "storebench",
+            "benchmark",
+            "compare",
+            "--tables",
+            table,
+            table,
+            "--min-n",
+            "100",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     lines = out.stdout.splitlines()
     rows = len(FORMATS) * 1 * 4  # n = 1000 only, 2 caches x 2 orders
     assert len(lines) == rows + 2
@@ -741,11 +877,28 @@ def test_benchmark_compare_of_a_run_with_itself(run: Path) -> None:
 
 def test_benchmark_interleaved_reads_every_store(run: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "storebench", "benchmark", "interleaved", "--results",
-         str(run / "results"), "--config", str(run / "config.yaml"), "--n", "1000",
-         "--rounds", "3", "--formats", "hdf5_gzip", "lmdb"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "storebench",
+            "benchmark",
+            "interleaved",
+            "--results",
+            str(run / "results"),
+            "--config",
+            str(run / "config.yaml"),
+            "--n",
+            "1000",
+            "--rounds",
+            "3",
+            "--formats",
+            "hdf5_gzip",
+            "lmdb",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     rows = [line.split("|")[1:-1] for line in out.stdout.splitlines() if line.startswith("| ")]
     table = {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in rows[1:]}
     assert list(table) == ["raw", "hdf5_gzip", "lmdb"]  # the floor comes first, added
@@ -760,16 +913,26 @@ def test_parallel_readers(run: Path) -> None:
     labels = np.load(run / "results/dataset/labels.npy")
     rows = read_csv(run / "results/tables/parallel.csv")
     keys = {(r["format"], int(r["n"]), r["cache"], int(r["workers"])) for r in rows}
-    assert keys == {(f, n, c, p) for f in FORMATS for n in PARALLEL["cutoffs"]
-                    for c in PARALLEL["caches"] for p in PARALLEL["workers"]}  # fmt: skip
+    assert keys == {
+        (f, n, c, p)
+        for f in FORMATS
+        for n in PARALLEL["cutoffs"]
+        for c in PARALLEL["caches"]
+        for p in PARALLEL["workers"]
+    }
     for row in rows:
         n, median = int(row["n"]), float(row["median"])
         assert float(row["images_per_s"]) == pytest.approx(n / median)
         if row["workers"] == "1":
             assert float(row["speedup"]) == 1.0
         assert float(row["residency_max"]) < 0.05 if row["cache"] == "cold" else True
-        path = (run / "results/measurements/parallel" / row["format"] / row["n"]
-                / f"{row['cache']}-p{row['workers']}.json")  # fmt: skip
+        path = (
+            run
+            / "results/measurements/parallel"
+            / row["format"]
+            / row["n"]
+            / f"{row['cache']}-p{row['workers']}.json"
+        )
         result = yaml.safe_load(path.read_text())
         order = read_indices(n, "random", seed=0)
         shards = np.array_split(order, int(row["workers"]))
@@ -789,8 +952,13 @@ def test_dataloader_epochs(run: Path) -> None:
         n = int(row["n"])
         assert int(row["batch_size"]) == DATALOADER["batch_size"] and int(row["pairs"]) == REPEATS
         assert float(row["images_per_s"]) == pytest.approx(n / float(row["median"]))
-        path = (run / "results/measurements/dataloader" / row["format"] / row["n"]
-                / f"b{row['batch_size']}-w{row['num_workers']}.json")  # fmt: skip
+        path = (
+            run
+            / "results/measurements/dataloader"
+            / row["format"]
+            / row["n"]
+            / f"b{row['batch_size']}-w{row['num_workers']}.json"
+        )
         order = read_indices(n, "random", seed=0)
         result = yaml.safe_load(path.read_text())
         assert result["checksum"] == checksum(images[order], labels[order])

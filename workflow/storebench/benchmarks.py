@@ -36,8 +36,9 @@ def _store_time(fmt: Any, images: np.ndarray, labels: np.ndarray, parent: Path) 
     return time.perf_counter() - start
 
 
-def deletion_trap(work: Path, images: np.ndarray, labels: np.ndarray, files: int = 100_000,
-                  rounds: int = 3) -> None:  # fmt: skip
+def deletion_trap(
+    work: Path, images: np.ndarray, labels: np.ndarray, files: int = 100_000, rounds: int = 3
+) -> None:
     """Print create latency and PNG store time when quiet and right after a mass delete."""
     png = make_format("png", {"kind": "png"})
     work.mkdir(parents=True, exist_ok=True)
@@ -59,8 +60,10 @@ def deletion_trap(work: Path, images: np.ndarray, labels: np.ndarray, files: int
         print(f"{round_:>5} {'after delete':<13} {probe:>9.1f} {after[-1]:>8.3f}")
         time.sleep(5)
     ratio = statistics.median(after) / statistics.median(quiet)
-    print(f"median store: quiet {statistics.median(quiet):.3f} s, after delete "
-          f"{statistics.median(after):.3f} s, ratio {ratio:.2f}")  # fmt: skip
+    print(
+        f"median store: quiet {statistics.median(quiet):.3f} s, after delete "
+        f"{statistics.median(after):.3f} s, ratio {ratio:.2f}"
+    )
 
 
 def allocation_trap(images: np.ndarray, labels: np.ndarray, work: Path, repeats: int = 5) -> None:
@@ -83,12 +86,18 @@ def allocation_trap(images: np.ndarray, labels: np.ndarray, work: Path, repeats:
         with hdf5.open(store) as reader:
             reader.read_into(indices, buffer, label_buffer)
         touched.append(time.perf_counter() - start)
-    print(f"HDF5 read of {len(images)} images ({images.nbytes / 1e6:.0f} MB), warm cache, "
-          f"median of {repeats}:")  # fmt: skip
-    print(f"  into a freshly allocated array: {statistics.median(fresh):.3f} s "
-          f"(all: {', '.join(f'{t:.3f}' for t in fresh)})")  # fmt: skip
-    print(f"  into a pre-touched buffer:      {statistics.median(touched):.3f} s "
-          f"(all: {', '.join(f'{t:.3f}' for t in touched)})")  # fmt: skip
+    print(
+        f"HDF5 read of {len(images)} images ({images.nbytes / 1e6:.0f} MB), warm cache, "
+        f"median of {repeats}:"
+    )
+    print(
+        f"  into a freshly allocated array: {statistics.median(fresh):.3f} s "
+        f"(all: {', '.join(f'{t:.3f}' for t in fresh)})"
+    )
+    print(
+        f"  into a pre-touched buffer:      {statistics.median(touched):.3f} s "
+        f"(all: {', '.join(f'{t:.3f}' for t in touched)})"
+    )
     print(f"  ratio {statistics.median(fresh) / statistics.median(touched):.2f}")
 
 
@@ -127,8 +136,10 @@ def host_stability(seconds: float, interval_s: float = 0.05) -> None:
             bins = (t // window).astype(int)
             medians = np.array([np.median(array[bins == b]) for b in np.unique(bins)])
             p10, p90 = np.percentile(medians, [10, 90])
-            print(f"{name:<22} {window:>5}s {len(medians):>7} "
-                  f"{medians.max() / medians.min():>8.2f} {p90 / p10:>8.2f}")  # fmt: skip
+            print(
+                f"{name:<22} {window:>5}s {len(medians):>7} "
+                f"{medians.max() / medians.min():>8.2f} {p90 / p10:>8.2f}"
+            )
         p10, p50, p90 = np.percentile(array, [10, 50, 90]) * 1e3
         print(f"{name:<22} single probes (ms): p10 {p10:.2f}, median {p50:.2f}, p90 {p90:.2f}")
 
@@ -148,8 +159,10 @@ def compare(first: Path, second: Path, min_n: int, columns: Sequence[str] = ("me
         for column in columns:
             ratio = b[k][column] / a[k][column]
             rows.append((abs(ratio - 1), k, a[k][column], b[k][column], ratio))
-    print(f"{'format':<9} {'n':>7} {'measurement':<14} {'cache':<6} {'order':<10} "
-          f"{'run 1':>9} {'run 2':>9} {'ratio':>6}")  # fmt: skip
+    print(
+        f"{'format':<9} {'n':>7} {'measurement':<14} {'cache':<6} {'order':<10} "
+        f"{'run 1':>9} {'run 2':>9} {'ratio':>6}"
+    )
     for _, k, x, y, ratio in sorted(rows, key=lambda r: -r[0]):
         print(
             f"{k[0]:<9} {k[1]:>7} {k[2]:<14} {k[3]:<6} {k[4]:<10} {x:>9.4g} {y:>9.4g} {ratio:>6.3f}"
@@ -159,12 +172,17 @@ def compare(first: Path, second: Path, min_n: int, columns: Sequence[str] = ("me
     print(f"{within} of {len(rows)} medians within 10%; worst: {worst[1]} ratio {worst[4]:.3f}")
 
 
-def _median(rows: list[dict[str, Any]], fmt: str, n: int, measurement: str, cache: str = "",
-            order: str = "") -> float | None:  # fmt: skip
+def _median(
+    rows: list[dict[str, Any]], fmt: str, n: int, measurement: str, cache: str = "", order: str = ""
+) -> float | None:
     for row in rows:
         if (row["format"], row["n"], row["measurement"], row["cache"], row["order"]) == (
-            fmt, n, measurement, cache, order,
-        ):  # fmt: skip
+            fmt,
+            n,
+            measurement,
+            cache,
+            order,
+        ):
             return float(row["median"])
     return None
 
@@ -222,13 +240,22 @@ def floor(results_dir: Path, floor_format: str) -> None:
             rate = png_decode_rate(folder)
             read_s = values[fmt]["warm seq read s"]
             ratio = read_s / (n / rate)
-            print(f"\n{fmt}: Pillow decodes {rate:,.0f} images/s on one core (in memory); "
-                  f"the warm sequential read of {n:,} took {read_s:.3g} s = "
-                  f"{n / read_s:,.0f} images/s, {ratio:.2f}x the decode time")  # fmt: skip
+            print(
+                f"\n{fmt}: Pillow decodes {rate:,.0f} images/s on one core (in memory); "
+                f"the warm sequential read of {n:,} took {read_s:.3g} s = "
+                f"{n / read_s:,.0f} images/s, {ratio:.2f}x the decode time"
+            )
 
 
-def interleaved(results_dir: Path, formats: dict[str, Any], names: Sequence[str], n: int,
-                rounds: int, floor_format: str, seed: int = 0) -> None:  # fmt: skip
+def interleaved(
+    results_dir: Path,
+    formats: dict[str, Any],
+    names: Sequence[str],
+    n: int,
+    rounds: int,
+    floor_format: str,
+    seed: int = 0,
+) -> None:
     """Warm sequential reads of n images, every format once per round in a shuffled order.
 
     Each sample is the workflow's own read (``measure.measure_read``: one untimed
@@ -246,8 +273,9 @@ def interleaved(results_dir: Path, formats: dict[str, Any], names: Sequence[str]
         )
     from storebench import cifar
 
-    images, labels = cifar.load_dataset(results_dir / "dataset/images.npy",
-                                        results_dir / "dataset/labels.npy")  # fmt: skip
+    images, labels = cifar.load_dataset(
+        results_dir / "dataset/images.npy", results_dir / "dataset/labels.npy"
+    )
     images, labels = np.array(images[:n]), np.array(labels[:n])
     indices = measure.read_indices(n, "sequential", seed)
     rng = np.random.default_rng(seed)
@@ -255,20 +283,25 @@ def interleaved(results_dir: Path, formats: dict[str, Any], names: Sequence[str]
     for _ in range(rounds):
         for name in rng.permutation(names):
             store = results_dir / "stores" / name / str(n)
-            result = measure.measure_read(formats[name], store, images, labels, indices,
-                                          "warm", repeats=1)  # fmt: skip
+            result = measure.measure_read(
+                formats[name], store, images, labels, indices, "warm", repeats=1
+            )
             times[name].append(result["samples"]["read_s"][0])
     floor_times = np.array(times[floor_format])
-    print(f"n = {n:,}, warm sequential read, {rounds} rounds; ratio = the format's time / "
-          f"{floor_format}'s time in the same round\n")  # fmt: skip
+    print(
+        f"n = {n:,}, warm sequential read, {rounds} rounds; ratio = the format's time / "
+        f"{floor_format}'s time in the same round\n"
+    )
     print("| format | median s | min s | max s | median ratio | p10 ratio | p90 ratio |")
     print("|---|---|---|---|---|---|---|")
     for name in names:
         t = np.array(times[name])
         ratio = t / floor_times
         p10, p50, p90 = np.percentile(ratio, [10, 50, 90])
-        print(f"| {name} | {np.median(t):.4g} | {t.min():.4g} | {t.max():.4g} | "
-              f"{p50:.2f} | {p10:.2f} | {p90:.2f} |")  # fmt: skip
+        print(
+            f"| {name} | {np.median(t):.4g} | {t.min():.4g} | {t.max():.4g} | "
+            f"{p50:.2f} | {p10:.2f} | {p90:.2f} |"
+        )
 
 
 def memory(results_dir: Path) -> None:
@@ -296,8 +329,10 @@ def memory(results_dir: Path) -> None:
     if not rows:
         raise StorebenchError(f"no results with a memory record under {results_dir}/measurements")
     print("Peak memory per job (MiB), the largest over the jobs of each stage and n\n")
-    print("| stage | n | jobs | peak RSS | anon | file | workers' peak RSS | workers' anon / file "
-          "| largest RSS: format |")  # fmt: skip
+    print(
+        "| stage | n | jobs | peak RSS | anon | file | workers' peak RSS | workers' anon / file "
+        "| largest RSS: format |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for (stage, n), found in sorted(rows.items()):
         memo = [r["memory"] for r in found]
@@ -311,11 +346,13 @@ def memory(results_dir: Path) -> None:
             if workers
             else "-"
         )
-        print(f"| {stage} | {n:,} | {len(found)} | {max(m['peak_rss_mb'] for m in memo):,.0f} | "
-              f"{max(m['sampled_anon_mb'] for m in memo):,.0f} | "
-              f"{max(m['sampled_file_mb'] for m in memo):,.0f} | "
-              f"{max(m['peak_child_rss_mb'] for m in memo):,.0f} | {split} | "
-              f"{top['format']} |")  # fmt: skip
+        print(
+            f"| {stage} | {n:,} | {len(found)} | {max(m['peak_rss_mb'] for m in memo):,.0f} | "
+            f"{max(m['sampled_anon_mb'] for m in memo):,.0f} | "
+            f"{max(m['sampled_file_mb'] for m in memo):,.0f} | "
+            f"{max(m['peak_child_rss_mb'] for m in memo):,.0f} | {split} | "
+            f"{top['format']} |"
+        )
     largest = max(n for _, n in rows)
     print(f"\nPer format at n = {largest:,} (largest over its jobs): peak RSS / anon / file\n")
     stages = sorted({stage for stage, n in rows if n == largest})
@@ -327,8 +364,11 @@ def memory(results_dir: Path) -> None:
         for stage in stages:
             memo = [r["memory"] for r in rows.get((stage, largest), []) if r["format"] == name]
             cells.append(
-                " / ".join(f"{max(m[k] for m in memo):,.0f}"
-                           for k in ("peak_rss_mb", "sampled_anon_mb", "sampled_file_mb"))
-                if memo else "-"
-            )  # fmt: skip
+                " / ".join(
+                    f"{max(m[k] for m in memo):,.0f}"
+                    for k in ("peak_rss_mb", "sampled_anon_mb", "sampled_file_mb")
+                )
+                if memo
+                else "-"
+            )
         print(f"| {name} | " + " | ".join(cells) + " |")

@@ -101,8 +101,9 @@ def gather(array: np.ndarray, indices: np.ndarray, out: np.ndarray | None = None
     starts, stops = np.r_[0, breaks], np.r_[breaks, len(indices)]
     with open(filename, "rb", buffering=0) as handle:
         fd = handle.fileno()
-        for lo, hi, first in zip(starts.tolist(), stops.tolist(), indices[starts].tolist(),
-                                 strict=True):  # fmt: skip
+        for lo, hi, first in zip(
+            starts.tolist(), stops.tolist(), indices[starts].tolist(), strict=True
+        ):
             wanted = (hi - lo) * row
             if os.preadv(fd, [out[lo * row : hi * row]], offset + first * row) != wanted:
                 raise OSError(f"{filename}: short read (the file is shorter than its header says)")
@@ -110,12 +111,16 @@ def gather(array: np.ndarray, indices: np.ndarray, out: np.ndarray | None = None
     return values
 
 
-def write_npy(handle: BinaryIO, shape: tuple[int, ...], dtype: np.dtype,
-              parts: Iterable[np.ndarray]) -> None:  # fmt: skip
+def write_npy(
+    handle: BinaryIO, shape: tuple[int, ...], dtype: np.dtype, parts: Iterable[np.ndarray]
+) -> None:
     """Write a ``.npy`` file as ``np.save`` does (a version 1.0 header, then the C-order
     bytes), from ``parts`` that together are the array: a chunk at a time."""
-    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
-              "shape": tuple(shape)}  # fmt: skip
+    header = {
+        "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+        "fortran_order": False,
+        "shape": tuple(shape),
+    }
     np.lib.format.write_array_header_1_0(handle, header)
     for part in parts:
         handle.write(np.ascontiguousarray(part).data)
@@ -228,7 +233,10 @@ def read_rows(fd: int, offset: int, indices: np.ndarray, out: np.ndarray) -> Non
             got = _preadv(fd, base + part * 16, end - part, position)
             if got != wanted:
                 error = ctypes.get_errno() if got < 0 else 0
-                raise OSError(error, f"short read ({got} of {wanted} bytes at {position}); "
-                                     "the file is shorter than its header says")  # fmt: skip
+                raise OSError(
+                    error,
+                    f"short read ({got} of {wanted} bytes at {position}); "
+                    "the file is shorter than its header says",
+                )
             position += wanted
     del junk

@@ -38,8 +38,12 @@ def _reference(args: argparse.Namespace) -> Format:
 
 
 def _policy(args: argparse.Namespace) -> Policy:
-    return Policy(min_pairs=args.repeats, max_pairs=max(args.repeats, args.max_pairs),
-                  precision=args.precision, time_cap_s=args.time_cap_s)  # fmt: skip
+    return Policy(
+        min_pairs=args.repeats,
+        max_pairs=max(args.repeats, args.max_pairs),
+        precision=args.precision,
+        time_cap_s=args.time_cap_s,
+    )
 
 
 def _paired(args: argparse.Namespace) -> dict[str, Any]:
@@ -86,8 +90,9 @@ def _meta(args: argparse.Namespace, fmt: Format) -> dict[str, Any]:
 
 def _write_read(args: argparse.Namespace, fmt: Format, order: str, result: dict[str, Any]) -> None:
     """Save a read's result with the order and seed of the indices it read."""
-    results.write_json({**_meta(args, fmt), "order": order, "seed": args.seed, **result},
-                       args.result)  # fmt: skip
+    results.write_json(
+        {**_meta(args, fmt), "order": order, "seed": args.seed, **result}, args.result
+    )
 
 
 def _dataset(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
@@ -116,12 +121,21 @@ def cmd_dataset(args: argparse.Namespace) -> None:
 def cmd_store(args: argparse.Namespace) -> None:
     fmt = _format(args)
     images, labels = _dataset(args)
-    quiet = host.QuietFilesystem(args.out.parent, args.max_wait_s, args.slow_factor,
-                                    args.baseline, args.trash)  # fmt: skip
+    quiet = host.QuietFilesystem(
+        args.out.parent, args.max_wait_s, args.slow_factor, args.baseline, args.trash
+    )
     result, staged = measure.measure_store(
-        fmt, images, labels, args.out, args.trash, None, quiet,
-        reference=_reference(args), policy=_policy(args), seed=args.seed,
-    )  # fmt: skip
+        fmt,
+        images,
+        labels,
+        args.out,
+        args.trash,
+        None,
+        quiet,
+        reference=_reference(args),
+        policy=_policy(args),
+        seed=args.seed,
+    )
     results.write_json({**_meta(args, fmt), **result}, args.result)
     os.replace(staged, args.out)  # last: a job killed before this leaves no store behind
 
@@ -130,8 +144,9 @@ def cmd_read(args: argparse.Namespace) -> None:
     fmt = _format(args)
     images, labels = _dataset(args)
     indices = measure.read_indices(args.n, args.order, args.seed)
-    result = measure.measure_read(fmt, args.store, images, labels, indices, args.cache,
-                                  **_paired(args))  # fmt: skip
+    result = measure.measure_read(
+        fmt, args.store, images, labels, indices, args.cache, **_paired(args)
+    )
     _write_read(args, fmt, args.order, result)
 
 
@@ -140,8 +155,16 @@ def cmd_parallel(args: argparse.Namespace) -> None:
 
     fmt = _format(args)
     indices = measure.read_indices(args.n, "random", args.seed)
-    result = parallel.measure_parallel(fmt, args.store, args.images, args.labels, indices,
-                                       args.workers, args.cache, **_paired(args))  # fmt: skip
+    result = parallel.measure_parallel(
+        fmt,
+        args.store,
+        args.images,
+        args.labels,
+        indices,
+        args.workers,
+        args.cache,
+        **_paired(args),
+    )
     _write_read(args, fmt, "random", result)
 
 
@@ -153,8 +176,9 @@ def cmd_dataloader(args: argparse.Namespace) -> None:
     fmt = _format(args)
     images, labels = _dataset(args)
     indices = measure.read_indices(args.n, "random", args.seed)
-    result = torchdata.measure_epochs(fmt, args.store, images, labels, indices, args.batch_size,
-                                      args.num_workers, **_paired(args))  # fmt: skip
+    result = torchdata.measure_epochs(
+        fmt, args.store, images, labels, indices, args.batch_size, args.num_workers, **_paired(args)
+    )
     _write_read(args, fmt, "random", result)
 
 
@@ -163,11 +187,18 @@ def cmd_latency(args: argparse.Namespace) -> None:
     images, labels = _dataset(args)
     rng = np.random.default_rng(args.seed)
     indices = rng.integers(0, args.n, args.samples)
-    result = measure.measure_latency(fmt, args.store, images, labels, indices,
-                                     reference=(_reference(args), args.reference_store),
-                                     seed=args.seed)  # fmt: skip
-    results.write_json({**_meta(args, fmt), "cache": "warm", "seed": args.seed, **result},
-                       args.result)  # fmt: skip
+    result = measure.measure_latency(
+        fmt,
+        args.store,
+        images,
+        labels,
+        indices,
+        reference=(_reference(args), args.reference_store),
+        seed=args.seed,
+    )
+    results.write_json(
+        {**_meta(args, fmt), "cache": "warm", "seed": args.seed, **result}, args.result
+    )
 
 
 def cmd_environment(args: argparse.Namespace) -> None:
@@ -192,9 +223,15 @@ def cmd_single(args: argparse.Namespace) -> None:
     args.scratch.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="single.", dir=args.scratch))
     try:
-        result = measure.measure_single(fmt, images[0], labels[0], scratch,
-                                        reference=_reference(args), policy=_policy(args),
-                                        seed=args.seed)  # fmt: skip
+        result = measure.measure_single(
+            fmt,
+            images[0],
+            labels[0],
+            scratch,
+            reference=_reference(args),
+            policy=_policy(args),
+            seed=args.seed,
+        )
     finally:
         shutil.rmtree(scratch)
     results.write_json({**_meta(args, fmt), **result}, args.result)
@@ -270,8 +307,9 @@ def cmd_benchmark_interleaved(args: argparse.Namespace) -> None:
     from storebench import config  # jsonschema: imported only where a config is checked
 
     formats = config.check(yaml.safe_load(args.config.read_text()))
-    _benchmarks().interleaved(args.results, formats, args.formats or list(formats), args.n,
-                              args.rounds, args.floor)  # fmt: skip
+    _benchmarks().interleaved(
+        args.results, formats, args.formats or list(formats), args.n, args.rounds, args.floor
+    )
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
@@ -310,8 +348,9 @@ def cmd_examples(args: argparse.Namespace) -> None:
     print(f"{args.readme}: summary from {args.results}; {len(copied)} figures -> {args.figures}")
 
 
-def _format_args(parser: argparse.ArgumentParser, store: bool = False,
-                 sampled: bool = True) -> None:  # fmt: skip
+def _format_args(
+    parser: argparse.ArgumentParser, store: bool = False, sampled: bool = True
+) -> None:
     parser.add_argument("--format", required=True, help="format name in config.yaml")
     parser.add_argument("--spec", required=True, help="the format's config entry, as JSON")
     parser.add_argument("--n", type=int, required=True, help="number of images")
@@ -323,13 +362,18 @@ def _format_args(parser: argparse.ArgumentParser, store: bool = False,
     if sampled:
         parser.add_argument("--repeats", type=int, default=3, help="fewest pairs")
         parser.add_argument("--max-pairs", type=int, default=200)
-        parser.add_argument("--precision", type=float, default=0.05,
-                            help="stop when the median ratio's 95%% interval is within +/- this")
+        parser.add_argument(
+            "--precision",
+            type=float,
+            default=0.05,
+            help="stop when the median ratio's 95%% interval is within +/- this",
+        )
         parser.add_argument("--time-cap-s", type=float, default=30.0, help="per job")
     if store:
         parser.add_argument("--store", type=Path, required=True, help="the store's folder")
-        parser.add_argument("--reference-store", type=Path, required=True,
-                            help="the floor's store of the same n")  # fmt: skip
+        parser.add_argument(
+            "--reference-store", type=Path, required=True, help="the floor's store of the same n"
+        )
 
 
 def _benchmark_parsers(sub: Any) -> None:
@@ -379,8 +423,12 @@ def _benchmark_parsers(sub: Any) -> None:
     p = modes.add_parser("interleaved", help="warm sequential reads, every format each round")
     results_arg(p)
     floor_arg(p)
-    p.add_argument("--config", type=Path, default=Path("config.yaml"),
-                   help="the run's config (for the formats' options)")  # fmt: skip
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=Path("config.yaml"),
+        help="the run's config (for the formats' options)",
+    )
     p.add_argument("--formats", nargs="+", help="formats to read (default: all)")
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--n", type=int, default=100_000, help="images read")
@@ -418,8 +466,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, required=True, help="which of a pair goes first")
     p.add_argument("--slow-factor", type=float, required=True, help="filesystem_probe")
     p.add_argument("--max-wait-s", type=float, required=True, help="filesystem_probe")
-    p.add_argument("--baseline", type=Path, required=True,
-                   help="the run's quiet file-creation level (shared JSON)")  # fmt: skip
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        required=True,
+        help="the run's quiet file-creation level (shared JSON)",
+    )
     p.set_defaults(func=cmd_store)
 
     p = sub.add_parser("read", help="timed: read a whole store back and validate it")
@@ -458,8 +510,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_environment)
 
     p = sub.add_parser("noise", help="list measurements whose spread is too wide to trust")
-    p.add_argument("--threshold", type=float, required=True,
-                   help="largest half-width of a ratio's interval (relative)")  # fmt: skip
+    p.add_argument(
+        "--threshold",
+        type=float,
+        required=True,
+        help="largest half-width of a ratio's interval (relative)",
+    )
     p.add_argument("--csv", type=Path, required=True)
     p.add_argument("--md", type=Path, required=True)
     p.add_argument("inputs", type=Path, nargs="+", help="timing tables (CSV)")

@@ -50,16 +50,23 @@ def cells(first: Path, second: Path, min_n: int) -> list[dict[str, Any]]:
         a, b = _load(first, table), _load(second, table)
         for key in a.keys() & b.keys():
             row_a, row_b = a[key], b[key]
-            if int(row_a["n"]) < min_n or row_a.get("ratio", "") == "" or \
-                    row_b.get("ratio", "") == "":  # fmt: skip
+            if (
+                int(row_a["n"]) < min_n
+                or row_a.get("ratio", "") == ""
+                or row_b.get("ratio", "") == ""
+            ):
                 continue
-            found.append({
-                "key": key, "a": row_a, "b": row_b,
-                "ratio_agree": agree(row_a, row_b, "ratio", "ratio_lo", "ratio_hi"),
-                "abs_agree": agree(row_a, row_b, "median", "median_lo", "median_hi"),
-                "ratio_move": float(row_b["ratio"]) / float(row_a["ratio"]),
-                "abs_move": float(row_b["median"]) / float(row_a["median"]),
-            })  # fmt: skip
+            found.append(
+                {
+                    "key": key,
+                    "a": row_a,
+                    "b": row_b,
+                    "ratio_agree": agree(row_a, row_b, "ratio", "ratio_lo", "ratio_hi"),
+                    "abs_agree": agree(row_a, row_b, "median", "median_lo", "median_hi"),
+                    "ratio_move": float(row_b["ratio"]) / float(row_a["ratio"]),
+                    "abs_move": float(row_b["median"]) / float(row_a["median"]),
+                }
+            )
     return sorted(found, key=lambda c: c["key"][:3])
 
 
@@ -86,13 +93,18 @@ def contradictions(first: Path, second: Path) -> tuple[int, int, list[str]]:
             questions += 1
             rank_a = _ranks([p[0] for p in pairs])
             rank_b = _ranks([p[1] for p in pairs])
-            flipped = [(f, g) for f in rank_a for g in rank_a
-                       if rank_a[f] < rank_a[g] and rank_b[f] > rank_b[g]]  # fmt: skip
+            flipped = [
+                (f, g)
+                for f in rank_a
+                for g in rank_a
+                if rank_a[f] < rank_a[g] and rank_b[f] > rank_b[g]
+            ]
             if flipped:
                 contradicted += 1
                 where = " ".join(x for x in (table, cache, order) if x)
-                notes.append(f"{where}: " + ", ".join(f"{f} before {g} in A, after in B"
-                                                      for f, g in flipped))  # fmt: skip
+                notes.append(
+                    f"{where}: " + ", ".join(f"{f} before {g} in A, after in B" for f, g in flipped)
+                )
     return questions, contradicted, notes
 
 
@@ -115,8 +127,10 @@ def report(first: Path, second: Path, min_n: int = 10_000, worst: int = 8) -> st
     """The comparison as text (what the ``compare`` command prints)."""
     found = cells(first, second, min_n)
     if not found:
-        raise StorebenchError(f"no timing cells at n >= {min_n} with ratios in both {first} "
-                              f"and {second}; compare two finished runs")  # fmt: skip
+        raise StorebenchError(
+            f"no timing cells at n >= {min_n} with ratios in both {first} "
+            f"and {second}; compare two finished runs"
+        )
     total = len(found)
     ratio_ok = sum(c["ratio_agree"] for c in found)
     abs_ok = sum(c["abs_agree"] for c in found)
@@ -125,11 +139,16 @@ def report(first: Path, second: Path, min_n: int = 10_000, worst: int = 8) -> st
     rows_a = [c["a"] for c in found]
     rows_b = [c["b"] for c in found]
     cpu = _median_of(rows_b, "cpu_ms") / _median_of(rows_a, "cpu_ms")
-    floor = float(np.median([float(c["b"]["reference_median"]) / float(c["a"]["reference_median"])
-                             for c in found]))  # fmt: skip
+    floor = float(
+        np.median(
+            [float(c["b"]["reference_median"]) / float(c["a"]["reference_median"]) for c in found]
+        )
+    )
     lines = [f"A: {first}", f"B: {second}", f"cells at n >= {min_n:,}: {total}", ""]
-    lines.append(f"{'cell':<48} {'ratio A':>9} {'ratio B':>9} {'B/A':>6} {'ok':>3}  "
-                 f"{'s A':>9} {'s B':>9} {'B/A':>6} {'ok':>3}")  # fmt: skip
+    lines.append(
+        f"{'cell':<48} {'ratio A':>9} {'ratio B':>9} {'B/A':>6} {'ok':>3}  "
+        f"{'s A':>9} {'s B':>9} {'B/A':>6} {'ok':>3}"
+    )
     for c in found:
         a, b = c["a"], c["b"]
         lines.append(
@@ -140,15 +159,20 @@ def report(first: Path, second: Path, min_n: int = 10_000, worst: int = 8) -> st
         )
     lines += ["", f"worst {worst} cells by ratio:"]
     for c in sorted(found, key=lambda c: -abs(math.log(c["ratio_move"])))[:worst]:
-        lines.append(f"  {_cell_name(c['key'])}: ratio {c['ratio_move']:.2f}x, "
-                     f"absolute {c['abs_move']:.2f}x")  # fmt: skip
+        lines.append(
+            f"  {_cell_name(c['key'])}: ratio {c['ratio_move']:.2f}x, absolute {c['abs_move']:.2f}x"
+        )
     lines += ["", f"worst {worst} cells by absolute time:"]
     for c in sorted(found, key=lambda c: -abs(math.log(c["abs_move"])))[:worst]:
-        lines.append(f"  {_cell_name(c['key'])}: absolute {c['abs_move']:.2f}x, "
-                     f"ratio {c['ratio_move']:.2f}x")  # fmt: skip
+        lines.append(
+            f"  {_cell_name(c['key'])}: absolute {c['abs_move']:.2f}x, ratio {c['ratio_move']:.2f}x"
+        )
     questions, contradicted, notes = contradictions(first, second)
-    lines += ["", f"rankings at the largest n: {questions - contradicted} of {questions} "
-              "questions the same up to declared ties"]  # fmt: skip
+    lines += [
+        "",
+        f"rankings at the largest n: {questions - contradicted} of {questions} "
+        "questions the same up to declared ties",
+    ]
     lines += [f"  {note}" for note in notes]
     moved = abs(cpu - 1) > TOLERANCE or abs(floor - 1) > TOLERANCE
     lines += [

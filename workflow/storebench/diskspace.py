@@ -19,8 +19,9 @@ def store_bytes(fmt: Format, n: int) -> int:
     return fmt.disk_bytes_per_image * n + 2**20
 
 
-def plan_bytes(stores: Iterable[tuple[Format, int, bool]], repeats: int,
-               dataset_images: int | None) -> tuple[int, int]:  # fmt: skip
+def plan_bytes(
+    stores: Iterable[tuple[Format, int, bool]], repeats: int, dataset_images: int | None
+) -> tuple[int, int]:
     """Bytes the planned jobs add to the disk, and the number of store jobs.
 
     ``stores``: (format, n, whether the store exists now) for each planned store

@@ -25,8 +25,18 @@ Tables = Mapping[str, Rows]
 
 # Okabe-Ito, then two of Paul Tol's colours: distinguishable with the common
 # colour-vision deficiencies; every format also gets its own marker.
-PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000",
-           "#882255", "#44AA99", "#F0E442")  # fmt: skip
+PALETTE = (
+    "#0072B2",
+    "#E69F00",
+    "#009E73",
+    "#D55E00",
+    "#CC79A7",
+    "#56B4E9",
+    "#000000",
+    "#882255",
+    "#44AA99",
+    "#F0E442",
+)
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<")
 WIDTH_IN = 3.5  # one paper column
 DPI = 200
@@ -77,28 +87,52 @@ def _time_lines(
         if not series:
             continue
         n = [r["n"] for r in series]
-        ax.plot(n, [r["median"] for r in series], linestyle=linestyle, markersize=3.5,
-                linewidth=1.2, label=fmt + label_suffix, **style)  # fmt: skip
-        ax.fill_between(n, [r["median_lo"] for r in series], [r["median_hi"] for r in series],
-                        color=style["color"], alpha=0.18, linewidth=0)  # fmt: skip
+        ax.plot(
+            n,
+            [r["median"] for r in series],
+            linestyle=linestyle,
+            markersize=3.5,
+            linewidth=1.2,
+            label=fmt + label_suffix,
+            **style,
+        )
+        ax.fill_between(
+            n,
+            [r["median_lo"] for r in series],
+            [r["median_hi"] for r in series],
+            color=style["color"],
+            alpha=0.18,
+            linewidth=0,
+        )
 
 
 def _new(height: float = 2.6, rows: int = 1) -> tuple[Figure, Any]:
-    fig, axes = plt.subplots(rows, 1, figsize=(WIDTH_IN, height), layout="constrained",
-                             sharex=True, squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        rows, 1, figsize=(WIDTH_IN, height), layout="constrained", sharex=True, squeeze=False
+    )
     for ax in axes.flat:
         ax.grid(True, which="major", linewidth=0.4, alpha=0.5)
     return fig, axes[0, 0] if rows == 1 else axes[:, 0]
 
 
-def _format_legend(fig: Figure, styles: Mapping[str, Mapping[str, str]],
-                   extra: Sequence[Line2D] = ()) -> None:  # fmt: skip
+def _format_legend(
+    fig: Figure, styles: Mapping[str, Mapping[str, str]], extra: Sequence[Line2D] = ()
+) -> None:
     """One legend entry per format (colour and marker), below the axes, off the data."""
-    handles = [Line2D([], [], linewidth=1.2, markersize=3.5, label=name, **style)
-               for name, style in styles.items()]  # fmt: skip
+    handles = [
+        Line2D([], [], linewidth=1.2, markersize=3.5, label=name, **style)
+        for name, style in styles.items()
+    ]
     handles += list(extra)
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(4, len(handles)),
-               fontsize=6, frameon=False, handlelength=1.8, columnspacing=1.0)  # fmt: skip
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncol=min(4, len(handles)),
+        fontsize=6,
+        frameon=False,
+        handlelength=1.8,
+        columnspacing=1.0,
+    )
 
 
 def _legend_height(entries: int) -> float:
@@ -139,8 +173,9 @@ def store_time(tables: Tables, palette: Palette, log_y: bool) -> Figure:
     _time_lines(ax, _where(rows, measurement="store"), styles)
     _time_lines(ax, _where(rows, measurement="store_durable"), styles, ":", " durable")
     _log_time_axes(ax, log_y)
-    ax.set_title("Store: writer returns (solid), durable (dotted)\n"
-                 "median, band = 95% interval", fontsize=8)  # fmt: skip
+    ax.set_title(
+        "Store: writer returns (solid), durable (dotted)\nmedian, band = 95% interval", fontsize=8
+    )
     _format_legend(fig, styles)
     return fig
 
@@ -152,8 +187,10 @@ def read_time(tables: Tables, palette: Palette, log_y: bool) -> Figure:
     fig, ax = _new(2.4 + _legend_height(len(styles)))
     _time_lines(ax, _where(rows, cache=cache, order=order), styles)
     _log_time_axes(ax, log_y)
-    ax.set_title(f"Read n images back ({cache} cache, {order} order)\n"
-                 "median, band = 95% interval", fontsize=8)  # fmt: skip
+    ax.set_title(
+        f"Read n images back ({cache} cache, {order} order)\nmedian, band = 95% interval",
+        fontsize=8,
+    )
     _format_legend(fig, styles)
     return fig
 
@@ -180,8 +217,10 @@ def read_cache(tables: Tables, palette: Palette) -> Figure:
     for cache, linestyle in zip(_values(rows, "cache", "warm"), ("-", "--", ":"), strict=False):
         _time_lines(ax, _where(rows, cache=cache, order=order), styles, linestyle)
     _log_time_axes(ax)
-    ax.set_title(f"Warm (solid) vs cold (dashed) page cache\n"
-                 f"{order} order; median, band = 95% interval", fontsize=8)  # fmt: skip
+    ax.set_title(
+        f"Warm (solid) vs cold (dashed) page cache\n{order} order; median, band = 95% interval",
+        fontsize=8,
+    )
     _format_legend(fig, styles)
     return fig
 
@@ -193,8 +232,9 @@ def read_order(tables: Tables, palette: Palette) -> Figure:
     styles = palette.styles(palette.formats(rows))
     fig, axes = _panels(len(caches), 2.2, len(styles))
     for ax, cache in zip(axes, caches, strict=True):
-        for order, linestyle in zip(_values(rows, "order", "sequential"), ("-", "--"),
-                                    strict=False):  # fmt: skip
+        for order, linestyle in zip(
+            _values(rows, "order", "sequential"), ("-", "--"), strict=False
+        ):
             _time_lines(ax, _where(rows, cache=cache, order=order), styles, linestyle)
         _log_time_axes(ax, xlabel=ax is axes[-1])
         ax.set_title(f"{cache} cache: sequential (solid) vs random (dashed)", fontsize=8)
@@ -208,8 +248,10 @@ def latency(tables: Tables, palette: Palette) -> Figure:
     modes = _values(rows, "mode", "open_read_close")
     styles = palette.styles(palette.formats(rows))
     fig, axes = _panels(len(modes), 2.0, len(styles))
-    titles = {"open_read_close": "open the store, read one image, close",
-              "lookup": "one image from an already open store"}  # fmt: skip
+    titles = {
+        "open_read_close": "open the store, read one image, close",
+        "lookup": "one image from an already open store",
+    }
     for ax, mode in zip(axes, modes, strict=True):
         for fmt, style in styles.items():
             row = next((r for r in rows if r["format"] == fmt and r["mode"] == mode), None)
@@ -239,16 +281,28 @@ def disk_stacked(tables: Tables, palette: Palette) -> Figure:
     for i, n in enumerate(cutoffs):
         allocated = {r["format"]: r["allocated_bytes"] / 2**20 for r in rows if r["n"] == n}
         values = [allocated.get(f, 0.0) for f in formats]
-        ax.barh(formats, values, left=left, edgecolor="black", linewidth=0.4,
-                color=shades(0.2 + 0.7 * i / max(1, len(cutoffs) - 1)),
-                label=f"n = {n:,}")  # fmt: skip
+        ax.barh(
+            formats,
+            values,
+            left=left,
+            edgecolor="black",
+            linewidth=0.4,
+            color=shades(0.2 + 0.7 * i / max(1, len(cutoffs) - 1)),
+            label=f"n = {n:,}",
+        )
         left = [a + v for a, v in zip(left, values, strict=True)]
     ax.invert_yaxis()  # first format on top
     ax.set_xlabel("allocated on disk (MiB)")
     ax.tick_params(axis="y", labelsize=7)
     ax.set_title("Disk usage, stacked over the cutoffs", fontsize=8)
-    fig.legend(loc="outside lower center", ncol=min(5, len(cutoffs)), fontsize=6, frameon=False,
-               handlelength=1.2, columnspacing=0.8)  # fmt: skip
+    fig.legend(
+        loc="outside lower center",
+        ncol=min(5, len(cutoffs)),
+        fontsize=6,
+        frameon=False,
+        handlelength=1.2,
+        columnspacing=0.8,
+    )
     return fig
 
 
@@ -266,8 +320,9 @@ def bytes_per_image(tables: Tables, palette: Palette) -> Figure:
             label=fmt,
             **style,
         )
-    raw = ax.axhline(32 * 32 * 3, color="grey", linestyle=":", linewidth=1,
-                     label="3,072 B of pixels")  # fmt: skip
+    raw = ax.axhline(
+        32 * 32 * 3, color="grey", linestyle=":", linewidth=1, label="3,072 B of pixels"
+    )
     ax.set_xscale("log")
     ax.set_ylim(bottom=0)  # less than a decade: linear, from zero
     ax.set_xlabel("images stored (n)")
@@ -277,12 +332,19 @@ def bytes_per_image(tables: Tables, palette: Palette) -> Figure:
     return fig
 
 
-def _bar(ax: Axes, x: float, width: float, low_mid_high: tuple[float, float, float],
-         color: str, hatch: str) -> None:  # fmt: skip
+def _bar(
+    ax: Axes,
+    x: float,
+    width: float,
+    low_mid_high: tuple[float, float, float],
+    color: str,
+    hatch: str,
+) -> None:
     """One bar at the median, with its 95% interval as an error bar."""
     low, mid, high = low_mid_high
-    ax.bar(x, mid, width, color=color, hatch=hatch, edgecolor="black", hatchcolor="0.6",
-           linewidth=0.4)  # fmt: skip
+    ax.bar(
+        x, mid, width, color=color, hatch=hatch, edgecolor="black", hatchcolor="0.6", linewidth=0.4
+    )
     ax.errorbar(x, mid, yerr=[[mid - low], [high - mid]], color="black", linewidth=0.8, capsize=2)
 
 
@@ -296,19 +358,26 @@ def single_image(tables: Tables, palette: Palette) -> Figure:
         for i, fmt in enumerate(formats):
             row = next(r for r in rows if r["format"] == fmt and r["measurement"] == measurement)
             x = i + (j - 0.5) * width
-            _bar(ax, x, width, (row["median_lo"], row["median"], row["median_hi"]),
-                 styles[fmt]["color"],
-                 hatch)  # fmt: skip
-    ax.set_xticks(range(len(formats)), formats, fontsize=6, rotation=40, ha="right",
-                  rotation_mode="anchor")  # fmt: skip
+            _bar(
+                ax,
+                x,
+                width,
+                (row["median_lo"], row["median"], row["median_hi"]),
+                styles[fmt]["color"],
+                hatch,
+            )
+    ax.set_xticks(
+        range(len(formats)), formats, fontsize=6, rotation=40, ha="right", rotation_mode="anchor"
+    )
     ax.set_yscale("log")
     # After set_yscale, which resets them: ticks at 1, 2, 5 per decade, plain labels.
     ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
     ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_ylabel("time (s)")
-    ax.set_title("One image: store (plain) and read (hatched)\nmedian, bar = 95% interval",
-                 fontsize=8)  # fmt: skip
+    ax.set_title(
+        "One image: store (plain) and read (hatched)\nmedian, bar = 95% interval", fontsize=8
+    )
     return fig
 
 
@@ -318,26 +387,43 @@ def parallel_scaling(tables: Tables, palette: Palette) -> Figure:
     caches = _values(rows, "cache", "warm")
     styles = palette.styles(palette.formats(rows))
     n = max(r["n"] for r in rows)
-    ideal = Line2D([], [], color="grey", linestyle=":", linewidth=1,
-                   label="ideal: P × (P = 1)")  # fmt: skip
+    ideal = Line2D([], [], color="grey", linestyle=":", linewidth=1, label="ideal: P × (P = 1)")
     fig, axes = _panels(len(caches), 2.2, len(styles) + 1)
     for ax, cache in zip(axes, caches, strict=True):
         for fmt, style in styles.items():
-            series = sorted((r for r in rows if r["format"] == fmt and r["cache"] == cache
-                             and r["n"] == n), key=lambda r: r["workers"])  # fmt: skip
+            series = sorted(
+                (r for r in rows if r["format"] == fmt and r["cache"] == cache and r["n"] == n),
+                key=lambda r: r["workers"],
+            )
             if not series:
                 continue
             workers = [r["workers"] for r in series]
-            ax.plot(workers, [r["images_per_s"] for r in series], markersize=3.5,
-                    linewidth=1.2, label=fmt, **style)  # fmt: skip
+            ax.plot(
+                workers,
+                [r["images_per_s"] for r in series],
+                markersize=3.5,
+                linewidth=1.2,
+                label=fmt,
+                **style,
+            )
             # Spread: the rate at the slowest and fastest sample.
-            ax.fill_between(workers, [n / r["median_hi"] for r in series],
-                            [n / r["median_lo"] for r in series], color=style["color"],
-                            alpha=0.18, linewidth=0)  # fmt: skip
+            ax.fill_between(
+                workers,
+                [n / r["median_hi"] for r in series],
+                [n / r["median_lo"] for r in series],
+                color=style["color"],
+                alpha=0.18,
+                linewidth=0,
+            )
             one = next((r for r in series if r["workers"] == 1), None)
             if one is not None:
-                ax.plot(workers, [one["images_per_s"] * w for w in workers],
-                        color=style["color"], linestyle=":", linewidth=0.8)  # fmt: skip
+                ax.plot(
+                    workers,
+                    [one["images_per_s"] * w for w in workers],
+                    color=style["color"],
+                    linestyle=":",
+                    linewidth=0.8,
+                )
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted({r["workers"] for r in rows}))
         ax.xaxis.set_major_formatter(FormatStrFormatter("%d"))
@@ -362,24 +448,40 @@ def dataloader_throughput(tables: Tables, palette: Palette) -> Figure:
     hatches = ("", "//", "..", "xx")
     for j, count in enumerate(counts):
         for i, fmt in enumerate(formats):
-            row = next((r for r in rows if r["format"] == fmt and r["num_workers"] == count
-                        and r["n"] == n), None)  # fmt: skip
+            row = next(
+                (
+                    r
+                    for r in rows
+                    if r["format"] == fmt and r["num_workers"] == count and r["n"] == n
+                ),
+                None,
+            )
             if row is None:
                 continue
             x = i + (j - (len(counts) - 1) / 2) * width
             rate = row["images_per_s"]
-            _bar(ax, x, width, (n / row["median_hi"], rate, n / row["median_lo"]),
-                 styles[fmt]["color"],
-                 hatches[j % len(hatches)])  # fmt: skip
-    ax.set_xticks(range(len(formats)), formats, fontsize=6, rotation=40, ha="right",
-                  rotation_mode="anchor")  # fmt: skip
+            _bar(
+                ax,
+                x,
+                width,
+                (n / row["median_hi"], rate, n / row["median_lo"]),
+                styles[fmt]["color"],
+                hatches[j % len(hatches)],
+            )
+    ax.set_xticks(
+        range(len(formats)), formats, fontsize=6, rotation=40, ha="right", rotation_mode="anchor"
+    )
     ax.set_yscale("log")
     ax.set_ylabel("images/s")
     batch = rows[0]["batch_size"]
-    legend = ", ".join(f"{c} {('plain', 'hatched', 'dotted', 'crossed')[j % 4]}"
-                       for j, c in enumerate(counts))  # fmt: skip
-    ax.set_title(f"DataLoader epoch of {n:,} shuffled images\n"
-                 f"batch {batch}; workers: {legend}\nbar = 95% interval", fontsize=8)  # fmt: skip
+    legend = ", ".join(
+        f"{c} {('plain', 'hatched', 'dotted', 'crossed')[j % 4]}" for j, c in enumerate(counts)
+    )
+    ax.set_title(
+        f"DataLoader epoch of {n:,} shuffled images\n"
+        f"batch {batch}; workers: {legend}\nbar = 95% interval",
+        fontsize=8,
+    )
     return fig
 
 
@@ -387,16 +489,25 @@ def workflow_cost(tables: Tables, palette: Palette) -> Figure:
     """The workflow's own wall time and peak memory per stage against n."""
     rows = [r for r in tables["cost"] if r["n"] != ""]
     stages = list(dict.fromkeys(r["stage"] for r in rows))
-    styles = {stage: {"color": PALETTE[i % len(PALETTE)], "marker": MARKERS[i % len(MARKERS)]}
-              for i, stage in enumerate(stages)}  # fmt: skip
+    styles = {
+        stage: {"color": PALETTE[i % len(PALETTE)], "marker": MARKERS[i % len(MARKERS)]}
+        for i, stage in enumerate(stages)
+    }
     fig, axes = _panels(2, 2.0, len(stages))
     for stage, style in styles.items():
         series = sorted((r for r in rows if r["stage"] == stage), key=lambda r: r["n"])
         n = [r["n"] for r in series]
-        axes[0].plot(n, [r["wall_s"] for r in series], markersize=3.5, linewidth=1.2,
-                     label=stage, **style)  # fmt: skip
-        axes[1].plot(n, [r["max_rss_mb"] for r in series], markersize=3.5, linewidth=1.2,
-                     label=stage, **style)  # fmt: skip
+        axes[0].plot(
+            n, [r["wall_s"] for r in series], markersize=3.5, linewidth=1.2, label=stage, **style
+        )
+        axes[1].plot(
+            n,
+            [r["max_rss_mb"] for r in series],
+            markersize=3.5,
+            linewidth=1.2,
+            label=stage,
+            **style,
+        )
     for ax in axes:
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -412,8 +523,7 @@ def workflow_cost(tables: Tables, palette: Palette) -> Figure:
     return fig
 
 
-def render(name: str, tables: Tables, outputs: Sequence[Path],
-           order: Sequence[str] = ()) -> None:  # fmt: skip
+def render(name: str, tables: Tables, outputs: Sequence[Path], order: Sequence[str] = ()) -> None:
     """Draw figure ``name`` from ``tables`` and save it to every path in ``outputs``
     (PNG at 200 dpi, SVG, PDF: by suffix). ``order``: every format of the run, in
     config order, which fixes each format's colour and marker."""

@@ -91,8 +91,14 @@ class QuietFilesystem:
     QUIET_MARGIN_US = 50.0
     STEP_S = 0.5
 
-    def __init__(self, folder: Path, max_wait_s: float, factor: float = 3.0,
-                 baseline: Path | None = None, trash: Path | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        folder: Path,
+        max_wait_s: float,
+        factor: float = 3.0,
+        baseline: Path | None = None,
+        trash: Path | None = None,
+    ) -> None:
         self.folder = Path(folder)
         self.trash = Path(trash) if trash else None
         self.factor = factor
@@ -134,11 +140,19 @@ class QuietFilesystem:
             self._note(latency)
         slow = latency > self.threshold_us()
         if slow:
-            log.warning("file creation is slow (%.0f us > %.0f us, %gx this run's quiet level) "
-                        "and did not recover in time; timing the store anyway", latency,
-                        self.threshold_us(), self.factor)  # fmt: skip
-        return {"create_latency_us": latency, "threshold_us": self.threshold_us(),
-                "waited_s": waited, "slow": slow}  # fmt: skip
+            log.warning(
+                "file creation is slow (%.0f us > %.0f us, %gx this run's quiet level) "
+                "and did not recover in time; timing the store anyway",
+                latency,
+                self.threshold_us(),
+                self.factor,
+            )
+        return {
+            "create_latency_us": latency,
+            "threshold_us": self.threshold_us(),
+            "waited_s": waited,
+            "slow": slow,
+        }
 
 
 def fresh_dir(parent: Path, prefix: str) -> Path:

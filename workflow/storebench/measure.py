@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 NS = 1e-9
 
 
-def _store_trial(fmt: Format, source: Images, labels: np.ndarray, parent: Path,
-                 prefix: str, copies: list[Path]) -> Callable[[], dict[str, float]]:  # fmt: skip
+def _store_trial(
+    fmt: Format, source: Images, labels: np.ndarray, parent: Path, prefix: str, copies: list[Path]
+) -> Callable[[], dict[str, float]]:
     """One timed store of ``fmt`` into a new empty folder under ``parent`` (kept in ``copies``)."""
 
     def trial() -> dict[str, float]:
@@ -48,9 +49,11 @@ def _store_trial(fmt: Format, source: Images, labels: np.ndarray, parent: Path,
         durable = time.perf_counter_ns()
         sample_memory()  # what the job still maps after a write (a writemap LMDB: its pages)
         copies.append(target)
-        return {"store_s": (written - start - source.load_ns) * NS,
-                "store_durable_s": (durable - start - source.load_ns) * NS,
-                "source_s": source.load_ns * NS}  # fmt: skip
+        return {
+            "store_s": (written - start - source.load_ns) * NS,
+            "store_durable_s": (durable - start - source.load_ns) * NS,
+            "source_s": source.load_ns * NS,
+        }
 
     return trial
 
@@ -84,8 +87,11 @@ def measure_store(
     """
     out, trash = Path(out), Path(trash)
     out.parent.mkdir(parents=True, exist_ok=True)
-    for old in [out, *out.parent.glob(f".{out.name}.store.*"),
-                *out.parent.glob(f".{out.name}.reference.*")]:  # fmt: skip
+    for old in [
+        out,
+        *out.parent.glob(f".{out.name}.store.*"),
+        *out.parent.glob(f".{out.name}.reference.*"),
+    ]:
         if old.exists():
             log.info("discarding %s (an earlier or interrupted store)", old)
             discard(old, trash)
@@ -96,8 +102,9 @@ def measure_store(
     kept: list[Path] = []
     references: list[Path] = []
     trial = _store_trial(fmt, source, labels, out.parent, f".{out.name}.store.", kept)
-    floor = _store_trial(reference or fmt, source, labels, out.parent,
-                         f".{out.name}.reference.", references)  # fmt: skip
+    floor = _store_trial(
+        reference or fmt, source, labels, out.parent, f".{out.name}.reference.", references
+    )
 
     def before_pair() -> dict[str, Any]:
         while len(kept) > 1:  # only the last copy of the format is kept
@@ -170,8 +177,9 @@ def _read_trial(
         reader = fmt.open(store)
         try:
             for lo, hi in check.spans:
-                reader.read_into(indices[lo:hi], check.out_images[: hi - lo],
-                                 check.out_labels[: hi - lo])  # fmt: skip
+                reader.read_into(
+                    indices[lo:hi], check.out_images[: hi - lo], check.out_labels[: hi - lo]
+                )
                 if hi < len(indices):  # stop the clock to validate this chunk
                     elapsed += time.perf_counter_ns() - start
                     check.check(lo, hi)
@@ -191,8 +199,9 @@ def _read_trial(
 WARM_UP_IMAGES = 256
 
 
-def _warm_up(fmt: Format, store: Path, files: list[Path], indices: np.ndarray,
-             check: ChunkedCheck) -> None:  # fmt: skip
+def _warm_up(
+    fmt: Format, store: Path, files: list[Path], indices: np.ndarray, check: ChunkedCheck
+) -> None:
     """Make a warm read warm, untimed: every file of ``store`` into the page cache, then
     one read of the first :data:`WARM_UP_IMAGES` of ``indices`` (the reader's code and
     libraries initialised). A full read would do the same at up to ten seconds a time
@@ -246,15 +255,17 @@ def measure_read(
     files = fmt.files(Path(store))  # one list when the store is its own reference
     ref_files = files if Path(ref_store) == Path(store) else ref_fmt.files(Path(ref_store))
     trial = _read_trial(fmt, Path(store), indices, cache, check, resident, sums, files)
-    floor = _read_trial(ref_fmt, Path(ref_store), indices, cache, check, ref_resident, ref_sums,
-                        ref_files)  # fmt: skip
+    floor = _read_trial(
+        ref_fmt, Path(ref_store), indices, cache, check, ref_resident, ref_sums, ref_files
+    )
     if cache == "warm":
         _warm_up(fmt, Path(store), files, indices, check)
         _warm_up(ref_fmt, Path(ref_store), ref_files, indices, check)
     result = run_pairs(trial, floor, policy, seed)
     if set(sums) != set(ref_sums) or len(set(sums)) != 1:
-        raise StorebenchError(f"read of {store}: reads of the same images gave different "
-                              "checksums; a reader is wrong")  # fmt: skip
+        raise StorebenchError(
+            f"read of {store}: reads of the same images gave different checksums; a reader is wrong"
+        )
     return {
         "cache": cache,
         "cache_verified": cache_verified(cache, resident + ref_resident),
@@ -290,8 +301,10 @@ def measure_latency(
     image = np.empty((1, *images.shape[1:]), np.uint8)
     label = np.empty(1, np.uint8)
     rng = np.random.default_rng(seed)
-    orders = [("format", "reference") if rng.random() < 0.5 else ("reference", "format")
-              for _ in range(len(indices))]  # fmt: skip
+    orders = [
+        ("format", "reference") if rng.random() < 0.5 else ("reference", "format")
+        for _ in range(len(indices))
+    ]
     cpu = CpuProbe()
     cpu_s: list[float] = []
     times: dict[str, dict[str, list[float]]] = {side: {} for side in sides}
@@ -386,5 +399,6 @@ def measure_single(
 
         return trial
 
-    return run_pairs(single(fmt), single(reference or fmt),
-                     policy or Policy.exactly(repeats or 1), seed)
+    return run_pairs(
+        single(fmt), single(reference or fmt), policy or Policy.exactly(repeats or 1), seed
+    )

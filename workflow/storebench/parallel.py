@@ -40,9 +40,15 @@ def shards(indices: np.ndarray, workers: int) -> list[np.ndarray]:
     return [np.ascontiguousarray(s) for s in np.array_split(indices, workers)]
 
 
-def _worker(targets: list[tuple[Format, Path]], images_path: Path, labels_path: Path,
-            shard: np.ndarray, size: int, barrier: Any,
-            conn: multiprocessing.connection.Connection) -> None:  # fmt: skip
+def _worker(
+    targets: list[tuple[Format, Path]],
+    images_path: Path,
+    labels_path: Path,
+    shard: np.ndarray,
+    size: int,
+    barrier: Any,
+    conn: multiprocessing.connection.Connection,
+) -> None:
     """Serve timed rounds of reads of ``shard`` (``size`` indices each) from one of
     ``targets`` (the format's store, the reference's) until the parent sends ``None``;
     a read's round 0 opens its store, its last round closes it."""
@@ -64,8 +70,7 @@ def _worker(targets: list[tuple[Format, Path]], images_path: Path, labels_path: 
             if round_ == 0:
                 reader = fmt.open(store)
             assert reader is not None
-            reader.read_into(shard[lo:hi], check.out_images[: hi - lo],
-                             check.out_labels[: hi - lo])  # fmt: skip
+            reader.read_into(shard[lo:hi], check.out_images[: hi - lo], check.out_labels[: hi - lo])
             if round_ == rounds - 1:
                 reader.close()
                 reader = None
@@ -138,8 +143,7 @@ def measure_parallel(
         processes.append(context.Process(target=_worker, args=args, daemon=True))
         processes[-1].start()
     record: list[dict[str, Any]] = [
-        {"worker_s": [], "resident": [], "sums": [], "pids": set(), "memory": []}
-        for _ in targets
+        {"worker_s": [], "resident": [], "sums": [], "pids": set(), "memory": []} for _ in targets
     ]
 
     def trial_of(target: int) -> Callable[[], dict[str, float]]:
@@ -162,8 +166,14 @@ def measure_parallel(
             seen["resident"].append(fraction)
             seen["sums"] = [d[2] for d in done]
             seen["pids"] |= {d[3] for d in done}
-            log.info("%s read of %s with %d workers: %.4f s (%.1f%% cached before)", cache,
-                     targets[target][1], workers, wall, 100 * fraction)  # fmt: skip
+            log.info(
+                "%s read of %s with %d workers: %.4f s (%.1f%% cached before)",
+                cache,
+                targets[target][1],
+                workers,
+                wall,
+                100 * fraction,
+            )
             return {"read_s": wall}
 
         return trial
@@ -206,7 +216,5 @@ def measure_parallel(
         "worker_read_s": mine["worker_s"],
         "shard_checksums": mine["sums"],
         "worker_pids": sorted(mine["pids"]),
-        "worker_memory": {key: max(m[key] for m in memory) for key in memory[0]}
-        if memory
-        else {},
+        "worker_memory": {key: max(m[key] for m in memory) for key in memory[0]} if memory else {},
     }

@@ -34,8 +34,13 @@ def benchmark_seconds(path: Path | str | None) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def describe(counts: Mapping[str, int], need_bytes: int, free_bytes: int,
-             last_seconds: Iterable[float | None], where: Path) -> list[str]:  # fmt: skip
+def describe(
+    counts: Mapping[str, int],
+    need_bytes: int,
+    free_bytes: int,
+    last_seconds: Iterable[float | None],
+    where: Path,
+) -> list[str]:
     """The lines said at the start of a run.
 
     ``counts``: planned jobs per stage; ``last_seconds``: for each planned job, how

@@ -34,6 +34,7 @@ HOW = {
     "paired samples; with fewer than 6 pairs, min to max).",
 }
 
+
 def machine(environment: Mapping[str, Any] | None) -> str:
     """One sentence naming the machine, file system and versions a run measured on."""
     if not environment:
@@ -50,10 +51,12 @@ def machine(environment: Mapping[str, Any] | None) -> str:
 
 def _sampling(config: Mapping[str, Any]) -> str:
     sampling = config.get("sampling", {})
-    return (f"at least {config['repeats']} pairs, more until the 95% interval of the median "
-            f"ratio is within ±{sampling.get('precision', 0.05):.0%}, at most "
-            f"{sampling.get('max_pairs', '?')} pairs or {sampling.get('time_cap_s', '?')} s per "
-            "job")  # fmt: skip
+    return (
+        f"at least {config['repeats']} pairs, more until the 95% interval of the median "
+        f"ratio is within ±{sampling.get('precision', 0.05):.0%}, at most "
+        f"{sampling.get('max_pairs', '?')} pairs or {sampling.get('time_cap_s', '?')} s per "
+        "job"
+    )
 
 
 def _values(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -74,13 +77,15 @@ def _values(config: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
-def figure_caption(name: str, config: Mapping[str, Any],
-                   environment: Mapping[str, Any] | None) -> str:  # fmt: skip
+def figure_caption(
+    name: str, config: Mapping[str, Any], environment: Mapping[str, Any] | None
+) -> str:
     return f"{FIGURES[name].caption.format(**_values(config))} {machine(environment)}"
 
 
-def table_caption(name: str, config: Mapping[str, Any],
-                  environment: Mapping[str, Any] | None) -> str:  # fmt: skip
+def table_caption(
+    name: str, config: Mapping[str, Any], environment: Mapping[str, Any] | None
+) -> str:
     return f"{TABLES[name].caption.format(**_values(config))} {machine(environment)}"
 
 
@@ -104,10 +109,13 @@ def _ranked_timings(title: str, unit: str, rows: Rows, floor: str | None) -> lis
         return []
     rows = sorted(rows, key=lambda r: float(r["ratio"]))
     ranks = tied_ranks(rows, "ratio", "ratio_lo", "ratio_hi")
-    lines = [f"### {title}", "",
-             f"| rank | format | × {floor or 'floor'} [95% interval] | {unit} [95% interval] "
-             "| images/s | pairs |",
-             "|---:|---|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        f"### {title}",
+        "",
+        f"| rank | format | × {floor or 'floor'} [95% interval] | {unit} [95% interval] "
+        "| images/s | pairs |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
     for row, (rank, tied) in zip(rows, ranks, strict=True):
         rate = row["n"] / float(row["median"])
         stop = "" if row.get("stopped") in ("precision", "") else f" ({row['stopped']})"
@@ -120,8 +128,9 @@ def _ranked_timings(title: str, unit: str, rows: Rows, floor: str | None) -> lis
     return [*lines, ""]
 
 
-def _ranked(title: str, unit: str, values: dict[str, float], floor: str | None,
-            digits: int = 3) -> list[str]:  # fmt: skip
+def _ranked(
+    title: str, unit: str, values: dict[str, float], floor: str | None, digits: int = 3
+) -> list[str]:
     """A markdown table of ``values`` ranked ascending, with ratios to the best and floor."""
     if not values:
         return []
@@ -161,8 +170,9 @@ def reference_speeds(rows: Rows) -> str:
 CPU_PROBE_IMAGES = CpuProbe.IMAGES
 
 
-def summary_markdown(tables: Mapping[str, Rows], environment: Mapping[str, Any] | None,
-                     repeats: int) -> str:  # fmt: skip
+def summary_markdown(
+    tables: Mapping[str, Rows], environment: Mapping[str, Any] | None, repeats: int
+) -> str:
     """One ranked table per question, at the largest n measured."""
     store, read, usage = tables["store"], tables["read"], tables["usage"]
     n = max(r["n"] for r in store + read)
@@ -179,8 +189,9 @@ def summary_markdown(tables: Mapping[str, Rows], environment: Mapping[str, Any] 
         f"{reference_speeds(store + read)} {machine(environment)}",
         "",
     ]
-    lines += _ranked_timings("Which format stores fastest?", "store s",
-                             _rows(store, n, measurement="store"), floor)  # fmt: skip
+    lines += _ranked_timings(
+        "Which format stores fastest?", "store s", _rows(store, n, measurement="store"), floor
+    )
     questions = [
         ("warm", "sequential", "reads fastest from a warm cache, in order?"),
         ("cold", "sequential", "reads fastest from a cold cache, in order?"),
@@ -188,9 +199,12 @@ def summary_markdown(tables: Mapping[str, Rows], environment: Mapping[str, Any] 
         ("cold", "random", "reads fastest shuffled, cold cache?"),
     ]
     for cache, order, question in questions:
-        lines += _ranked_timings(f"Which format {question}", "read s",
-                                 _rows(read, n, measurement="read", cache=cache, order=order),
-                                 floor)  # fmt: skip
+        lines += _ranked_timings(
+            f"Which format {question}",
+            "read s",
+            _rows(read, n, measurement="read", cache=cache, order=order),
+            floor,
+        )
     if tables.get("dataloader"):
         loader = tables["dataloader"]
         m = max(r["n"] for r in loader)
@@ -200,9 +214,13 @@ def summary_markdown(tables: Mapping[str, Rows], environment: Mapping[str, Any] 
                 kept = best.get(row["format"])
                 if kept is None or float(row["ratio"]) < float(kept["ratio"]):
                     best[row["format"]] = row
-        lines += _ranked_timings(f"Which format feeds a shuffled DataLoader epoch fastest "
-                                 f"(n = {m:,}, best num_workers)?", "epoch s",
-                                 list(best.values()), floor)  # fmt: skip
+        lines += _ranked_timings(
+            f"Which format feeds a shuffled DataLoader epoch fastest "
+            f"(n = {m:,}, best num_workers)?",
+            "epoch s",
+            list(best.values()),
+            floor,
+        )
     sizes = {r["format"]: r["allocated_bytes"] / 2**20 for r in usage if r["n"] == n}
     lines += _ranked("Which format is smallest on disk?", "MiB allocated", sizes, floor, 4)
     return "\n".join(lines).rstrip() + "\n"
@@ -214,8 +232,9 @@ def summary_markdown(tables: Mapping[str, Rows], environment: Mapping[str, Any] 
 START, END = "<!-- summary:start -->", "<!-- summary:end -->"
 
 
-def update_examples(results: Path, readme: Path, figures_dir: Path,
-                    names: Sequence[str]) -> list[str]:  # fmt: skip
+def update_examples(
+    results: Path, readme: Path, figures_dir: Path, names: Sequence[str]
+) -> list[str]:
     """Copy a run's figures (PNG) into ``figures_dir`` and its summary into ``readme``
     between the summary markers. Returns the figures copied."""
     summary = (Path(results) / "tables" / "summary.md").read_text()

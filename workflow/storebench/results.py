@@ -20,9 +20,17 @@ PACKAGES = ("numpy", "pillow", "lmdb", "h5py")
 # Modules that only present or compare results: editing them changes no measurement.
 # Modules that measure nothing: presentation, and what a run says or checks before it starts.
 PRESENTATION = frozenset(
-    {"figures.py", "tables.py", "benchmarks.py", "publish.py", "compare.py", "plan.py",
-     "diskspace.py", "catalog.py"}
-)  # fmt: skip
+    {
+        "figures.py",
+        "tables.py",
+        "benchmarks.py",
+        "publish.py",
+        "compare.py",
+        "plan.py",
+        "diskspace.py",
+        "catalog.py",
+    }
+)
 
 
 @functools.cache
@@ -53,8 +61,7 @@ def fingerprint(*formats: Any) -> str:
     Rules pass it as a param, so Snakemake reruns exactly the jobs it changes.
     """
     root = Path(storebench.__file__).parent
-    own = {f"formats/{Path(sys.modules[type(f).__module__].__file__ or '').name}"
-           for f in formats}  # fmt: skip
+    own = {f"formats/{Path(sys.modules[type(f).__module__].__file__ or '').name}" for f in formats}
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         name = path.relative_to(root).as_posix()
@@ -113,8 +120,11 @@ def _provenance(result: dict[str, Any]) -> dict[str, Any]:
 def _format_provenance(result: dict[str, Any]) -> dict[str, Any]:
     """What must be the same for every result of one format in one table."""
     code = (result.get("versions") or {}).get("storebench_code")
-    return {"kind": result.get("kind"), "options": result.get("options"),
-            "versions": {"storebench_code": code}}  # fmt: skip
+    return {
+        "kind": result.get("kind"),
+        "options": result.get("options"),
+        "versions": {"storebench_code": code},
+    }
 
 
 def _differences(a: Any, b: Any, prefix: str) -> list[tuple[str, Any, Any]]:

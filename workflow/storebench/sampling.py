@@ -153,9 +153,13 @@ def run_pairs(
         first.append(order[0])
         primary = next(iter(samples))
         pairs = len(first)
-        log.info("pair %d (%s first, reference x%d): %s", pairs, order[0], count,
-                 ", ".join(f"{k} {samples[k][-1]:.4g} s / {references[k][-1]:.4g} s"
-                           for k in samples))  # fmt: skip
+        log.info(
+            "pair %d (%s first, reference x%d): %s",
+            pairs,
+            order[0],
+            count,
+            ", ".join(f"{k} {samples[k][-1]:.4g} s / {references[k][-1]:.4g} s" for k in samples),
+        )
         if pairs < policy.min_pairs:
             continue
         if stats.precise(stats.ratios(samples[primary], references[primary]), policy.precision):

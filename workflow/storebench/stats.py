@@ -54,8 +54,7 @@ def median_rank(m: int, confidence: float = CONFIDENCE) -> tuple[int, float]:
     return k, 1 - 2 * _binomial_cdf(k - 1, m)
 
 
-def median_interval(samples: Sequence[float],
-                    confidence: float = CONFIDENCE) -> dict[str, float]:  # fmt: skip
+def median_interval(samples: Sequence[float], confidence: float = CONFIDENCE) -> dict[str, float]:
     """The median, its confidence interval (``lo``, ``hi``) and the interval's coverage."""
     values = np.sort(np.asarray(samples, dtype=float))
     m = len(values)
@@ -76,8 +75,7 @@ def half_width(interval: dict[str, float]) -> float:
     return max(interval["hi"] / median - 1, 1 - interval["lo"] / median)
 
 
-def precise(samples: Sequence[float], precision: float,
-            confidence: float = CONFIDENCE) -> bool:  # fmt: skip
+def precise(samples: Sequence[float], precision: float, confidence: float = CONFIDENCE) -> bool:
     """Whether the median's interval is within +/- ``precision`` of it, at full coverage."""
     if not len(samples):
         return False
@@ -97,8 +95,9 @@ def ratios(numerators: Sequence[float], denominators: Sequence[float]) -> list[f
     return [a / b if b > 0 else math.inf for a, b in zip(numerators, denominators, strict=True)]
 
 
-def tied_ranks(rows: Sequence[dict[str, Any]], value: str = "median", lo: str = "lo",
-               hi: str = "hi") -> list[tuple[int, bool]]:  # fmt: skip
+def tied_ranks(
+    rows: Sequence[dict[str, Any]], value: str = "median", lo: str = "lo", hi: str = "hi"
+) -> list[tuple[int, bool]]:
     """Ranks of ``rows`` (already sorted best first): a row whose interval overlaps the
     interval of its group's leader (the first row of the rank) shares that rank.
 

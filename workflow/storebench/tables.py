@@ -17,24 +17,73 @@ from storebench.stats import half_width, median_interval, ratios, summarize
 # interval first, then the absolute time with its interval, the reference's own
 # time, the CPU probe (the machine's speed while measured) and how sampling ended.
 PAIRED_COLUMNS = (
-    "unit", "pairs", "ratio", "ratio_lo", "ratio_hi", "coverage", "median", "median_lo",
-    "median_hi", "reference", "reference_median", "reference_lo", "reference_hi", "cpu_ms",
-    "stopped", "q1", "q3", "min", "max", "cv",
-)  # fmt: skip
+    "unit",
+    "pairs",
+    "ratio",
+    "ratio_lo",
+    "ratio_hi",
+    "coverage",
+    "median",
+    "median_lo",
+    "median_hi",
+    "reference",
+    "reference_median",
+    "reference_lo",
+    "reference_hi",
+    "cpu_ms",
+    "stopped",
+    "q1",
+    "q3",
+    "min",
+    "max",
+    "cv",
+)
 TIMING_COLUMNS = (
-    "format", "kind", "n", "measurement", "cache", "order", *PAIRED_COLUMNS, "images_per_s",
-    "residency_max", "create_latency_us_max", "slow_probes",
-)  # fmt: skip
+    "format",
+    "kind",
+    "n",
+    "measurement",
+    "cache",
+    "order",
+    *PAIRED_COLUMNS,
+    "images_per_s",
+    "residency_max",
+    "create_latency_us_max",
+    "slow_probes",
+)
 LATENCY_COLUMNS = (
-    "format", "kind", "n", "mode", "cache", "unit", "samples",
-    "min", "p10", "p25", "p50", "p75", "p90", "p95", "p99", "max", "reference", "ratio",
-    "ratio_lo", "ratio_hi",
-)  # fmt: skip
+    "format",
+    "kind",
+    "n",
+    "mode",
+    "cache",
+    "unit",
+    "samples",
+    "min",
+    "p10",
+    "p25",
+    "p50",
+    "p75",
+    "p90",
+    "p95",
+    "p99",
+    "max",
+    "reference",
+    "ratio",
+    "ratio_lo",
+    "ratio_hi",
+)
 NOT_VERIFIED = "cold (not verified)"
 PERCENTILES = (10, 25, 50, 75, 90, 95, 99)
 USAGE_COLUMNS = (
-    "format", "kind", "n", "files", "apparent_bytes", "allocated_bytes", "bytes_per_image",
-)  # fmt: skip
+    "format",
+    "kind",
+    "n",
+    "files",
+    "apparent_bytes",
+    "allocated_bytes",
+    "bytes_per_image",
+)
 
 
 def _cache_label(result: dict[str, Any]) -> str:
@@ -53,8 +102,12 @@ def paired_stats(result: dict[str, Any], key: str) -> dict[str, Any]:
     row: dict[str, Any] = {"unit": "s", "pairs": len(values)}
     if refs:
         ratio, theirs = median_interval(ratios(values, refs)), median_interval(refs)
-        row |= {"ratio": ratio["median"], "ratio_lo": ratio["lo"], "ratio_hi": ratio["hi"],
-                "coverage": ratio["coverage"]}  # fmt: skip
+        row |= {
+            "ratio": ratio["median"],
+            "ratio_lo": ratio["lo"],
+            "ratio_hi": ratio["hi"],
+            "coverage": ratio["coverage"],
+        }
     else:
         theirs = {"median": "", "lo": "", "hi": ""}
         row |= {"ratio": "", "ratio_lo": "", "ratio_hi": "", "coverage": mine["coverage"]}
@@ -108,8 +161,12 @@ def _latency_ratio(result: dict[str, Any], mode: str) -> dict[str, Any]:
     if not refs:
         return {"reference": "", "ratio": "", "ratio_lo": "", "ratio_hi": ""}
     ratio = median_interval(ratios(result["samples"][mode], refs))
-    return {"reference": (result.get("reference") or {}).get("format", ""),
-            "ratio": ratio["median"], "ratio_lo": ratio["lo"], "ratio_hi": ratio["hi"]}  # fmt: skip
+    return {
+        "reference": (result.get("reference") or {}).get("format", ""),
+        "ratio": ratio["median"],
+        "ratio_lo": ratio["lo"],
+        "ratio_hi": ratio["hi"],
+    }
 
 
 def latency_rows(loaded: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -137,9 +194,18 @@ def latency_rows(loaded: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 NOISE_COLUMNS = (
-    "format", "n", "measurement", "cache", "order", "pairs", "ratio", "ratio_lo", "ratio_hi",
-    "stopped", "reason",
-)  # fmt: skip
+    "format",
+    "n",
+    "measurement",
+    "cache",
+    "order",
+    "pairs",
+    "ratio",
+    "ratio_lo",
+    "ratio_hi",
+    "stopped",
+    "reason",
+)
 
 
 def _noise_reason(row: dict[str, Any], max_width: float) -> str:
@@ -147,12 +213,16 @@ def _noise_reason(row: dict[str, Any], max_width: float) -> str:
     if row.get("ratio", "") != "":
         width = half_width({"median": row["ratio"], "lo": row["ratio_lo"], "hi": row["ratio_hi"]})
         if width > max_width:
-            reasons.append(f"ratio interval +/-{width:.0%} > {max_width:.0%} "
-                           f"(sampling stopped: {row.get('stopped') or '?'})")  # fmt: skip
+            reasons.append(
+                f"ratio interval +/-{width:.0%} > {max_width:.0%} "
+                f"(sampling stopped: {row.get('stopped') or '?'})"
+            )
     slow = row.get("slow_probes", "")
     if slow not in ("", 0):
-        reasons.append(f"file creation slow before {slow} pair(s) "
-                       f"(up to {row['create_latency_us_max']:.0f} us)")  # fmt: skip
+        reasons.append(
+            f"file creation slow before {slow} pair(s) "
+            f"(up to {row['create_latency_us_max']:.0f} us)"
+        )
     return "; ".join(reasons)
 
 
@@ -164,8 +234,12 @@ def noisy_rows(tables: Iterable[Path], max_width: float) -> list[dict[str, Any]]
         for row in read_table(path):
             reason = _noise_reason(row, max_width)
             if reason:
-                rows.append({**{c: row.get(c, "") for c in NOISE_COLUMNS if c != "reason"},
-                             "reason": reason})  # fmt: skip
+                rows.append(
+                    {
+                        **{c: row.get(c, "") for c in NOISE_COLUMNS if c != "reason"},
+                        "reason": reason,
+                    }
+                )
     return rows
 
 
@@ -187,17 +261,36 @@ def usage_rows(loaded: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 PARALLEL_COLUMNS = (
-    "format", "kind", "n", "measurement", "cache", "order", "workers", *PAIRED_COLUMNS,
-    "images_per_s", "speedup", "residency_max",
-)  # fmt: skip
+    "format",
+    "kind",
+    "n",
+    "measurement",
+    "cache",
+    "order",
+    "workers",
+    *PAIRED_COLUMNS,
+    "images_per_s",
+    "speedup",
+    "residency_max",
+)
 DATALOADER_COLUMNS = (
-    "format", "kind", "n", "measurement", "cache", "order", "batch_size", "num_workers",
-    "start_method", *PAIRED_COLUMNS, "images_per_s",
-)  # fmt: skip
+    "format",
+    "kind",
+    "n",
+    "measurement",
+    "cache",
+    "order",
+    "batch_size",
+    "num_workers",
+    "start_method",
+    *PAIRED_COLUMNS,
+    "images_per_s",
+)
 
 
-def _throughput_row(result: dict[str, Any], samples: str, measurement: str,
-                    **extra: Any) -> dict[str, Any]:  # fmt: skip
+def _throughput_row(
+    result: dict[str, Any], samples: str, measurement: str, **extra: Any
+) -> dict[str, Any]:
     """A timing row of a whole-store read, with its aggregate images/s."""
     stats = paired_stats(result, samples)
     return {
@@ -218,10 +311,12 @@ def parallel_rows(loaded: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for result in loaded:
         workers = result["workers"]
-        rows.append({
-            **_throughput_row(result, "read_s", f"read_p{workers}", workers=workers),
-            "residency_max": max(result["residency_before"]),
-        })  # fmt: skip
+        rows.append(
+            {
+                **_throughput_row(result, "read_s", f"read_p{workers}", workers=workers),
+                "residency_max": max(result["residency_before"]),
+            }
+        )
     one = {(r["format"], r["n"], r["cache"]): r["median"] for r in rows if r["workers"] == 1}
     for row in rows:
         base = one.get((row["format"], row["n"], row["cache"]))
@@ -234,9 +329,16 @@ def dataloader_rows(loaded: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for result in loaded:
         count = result["num_workers"]
-        rows.append(_throughput_row(result, "epoch_s", f"epoch_w{count}",
-                                    batch_size=result["batch_size"], num_workers=count,
-                                    start_method=result["start_method"]))  # fmt: skip
+        rows.append(
+            _throughput_row(
+                result,
+                "epoch_s",
+                f"epoch_w{count}",
+                batch_size=result["batch_size"],
+                num_workers=count,
+                start_method=result["start_method"],
+            )
+        )
     return rows
 
 
@@ -316,11 +418,17 @@ def cost_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
         walls = [float(r["s"]) for r in records]
         rss = [float(r["max_rss"]) for r in records if r.get("max_rss") not in ("-", "NA", "")]
         cpu = [float(r["cpu_time"]) for r in records if r.get("cpu_time") not in ("-", "NA", "")]
-        rows.append({
-            "stage": stage, "n": "" if n is None else n, "jobs": len(records),
-            "wall_s": sum(walls), "wall_s_median": statistics.median(walls),
-            "cpu_s": sum(cpu), "max_rss_mb": max(rss) if rss else "",
-        })  # fmt: skip
+        rows.append(
+            {
+                "stage": stage,
+                "n": "" if n is None else n,
+                "jobs": len(records),
+                "wall_s": sum(walls),
+                "wall_s_median": statistics.median(walls),
+                "cpu_s": sum(cpu),
+                "max_rss_mb": max(rss) if rss else "",
+            }
+        )
     return sorted(rows, key=lambda r: (r["stage"], r["n"] == "", r["n"] or 0))
 
 

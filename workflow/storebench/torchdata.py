@@ -128,9 +128,13 @@ def measure_epochs(
             check.clear()
             check.restart()
             dataset = StoreDataset(side_fmt, side_store, len(images))
-            loader = DataLoader(dataset, batch_size=batch_size, sampler=indices.tolist(),
-                                num_workers=num_workers,
-                                multiprocessing_context=context)  # fmt: skip
+            loader = DataLoader(
+                dataset,
+                batch_size=batch_size,
+                sampler=indices.tolist(),
+                num_workers=num_workers,
+                multiprocessing_context=context,
+            )
             paused = 0
             start = time.perf_counter_ns()
             done = filled = 0
@@ -148,11 +152,14 @@ def measure_epochs(
             dataset.close()
             check.check(done, done + filled)
             if done + filled != len(indices):
-                raise StorebenchError(f"the DataLoader gave {done + filled} of {len(indices)} "
-                                      f"images from {side_store}")  # fmt: skip
+                raise StorebenchError(
+                    f"the DataLoader gave {done + filled} of {len(indices)} "
+                    f"images from {side_store}"
+                )
             sums[id(side_store)] = check.checksum()
-            log.info("epoch over %s: %.4f s (%.0f images/s)", side_store, elapsed,
-                     len(indices) / elapsed)  # fmt: skip
+            log.info(
+                "epoch over %s: %.4f s (%.0f images/s)", side_store, elapsed, len(indices) / elapsed
+            )
             return {"epoch_s": elapsed}
 
         return epoch

@@ -77,8 +77,14 @@ class ChunkedCheck:
     read (a sha256 of 300 MB took about 0.5 s a read here).
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray,
-                 what: str, size: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        indices: np.ndarray,
+        what: str,
+        size: int | None = None,
+    ) -> None:
         self.images, self.labels, self.indices, self.what = images, labels, indices, what
         self.size = max(1, min(size or chunks.CHUNK_IMAGES, len(indices)))
         self.out_images = np.empty((self.size, *images.shape[1:]), images.dtype)
@@ -111,11 +117,18 @@ class ChunkedCheck:
         Chunks must be checked in order, each starting where the last one stopped.
         """
         if start != self._checked:
-            raise StorebenchError(f"{self.what}: chunk {start}..{stop} checked out of order "
-                                  f"(expected one starting at {self._checked})")  # fmt: skip
+            raise StorebenchError(
+                f"{self.what}: chunk {start}..{stop} checked out of order "
+                f"(expected one starting at {self._checked})"
+            )
         count = stop - start
-        validate(self.out_images[:count], self.out_labels[:count], *self._expected(start, stop),
-                 self.what, start)  # fmt: skip
+        validate(
+            self.out_images[:count],
+            self.out_labels[:count],
+            *self._expected(start, stop),
+            self.what,
+            start,
+        )
         self._checked = stop
         if stop < len(self.indices):  # the next chunk must overwrite (the next read clears)
             self.clear()
@@ -123,8 +136,10 @@ class ChunkedCheck:
     def checksum(self) -> str:
         """:func:`checksum` of every image then every label read, in order."""
         if self._checked != len(self.indices):
-            raise StorebenchError(f"{self.what}: {self._checked} of {len(self.indices)} images "
-                                  "were read and checked; the read is incomplete")  # fmt: skip
+            raise StorebenchError(
+                f"{self.what}: {self._checked} of {len(self.indices)} images "
+                "were read and checked; the read is incomplete"
+            )
         if self._checksum is None:
             digest = hashlib.sha256()
             for lo, hi in self.spans:

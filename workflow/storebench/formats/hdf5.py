@@ -61,11 +61,13 @@ class Hdf5Reader(Reader):
             images[order] = self.images[unique][inverse]
             return
         block = self._block()
-        for lo, hi in zip(np.r_[0, bounds].tolist(), np.r_[bounds, len(wanted)].tolist(),
-                          strict=True):  # fmt: skip
+        for lo, hi in zip(
+            np.r_[0, bounds].tolist(), np.r_[bounds, len(wanted)].tolist(), strict=True
+        ):
             start, stop = int(wanted[lo]), int(wanted[hi - 1]) + 1
-            self.images.read_direct(block, source_sel=np.s_[start:stop],
-                                    dest_sel=np.s_[0 : stop - start])  # fmt: skip
+            self.images.read_direct(
+                block, source_sel=np.s_[start:stop], dest_sel=np.s_[0 : stop - start]
+            )
             images[order[lo:hi]] = block[wanted[lo:hi] - start]
 
     def close(self) -> None:
@@ -107,11 +109,13 @@ class Hdf5Format(Format):
                 "compression_opts": self.level,
             }
         with h5py.File(Path(directory) / FILE, "w") as file:
-            dataset = file.create_dataset("images", shape=images.shape, dtype=images.dtype,
-                                          **layout)  # fmt: skip
+            dataset = file.create_dataset(
+                "images", shape=images.shape, dtype=images.dtype, **layout
+            )
             for start, chunk in image_chunks(images):
-                dataset.write_direct(np.ascontiguousarray(chunk),
-                                     dest_sel=np.s_[start : start + len(chunk)])  # fmt: skip
+                dataset.write_direct(
+                    np.ascontiguousarray(chunk), dest_sel=np.s_[start : start + len(chunk)]
+                )
             file.create_dataset("labels", data=labels)
 
     def open(self, directory: Path) -> Reader:

@@ -67,8 +67,9 @@ class LmdbReader(Reader):
                 images[k] = item.get_image()
                 labels[k] = item.label
 
-    def _read_raw(self, txn: lmdb.Transaction, indices: np.ndarray, images: np.ndarray,
-                  labels: np.ndarray) -> None:  # fmt: skip
+    def _read_raw(
+        self, txn: lmdb.Transaction, indices: np.ndarray, images: np.ndarray, labels: np.ndarray
+    ) -> None:
         """Copy each value's bytes straight into the caller's buffer: no per-image object."""
         if not len(indices):
             return
@@ -140,8 +141,11 @@ class LmdbFormat(Format):
                         with env.begin(write=True) as txn:
                             put = txn.put
                             for index, image in enumerate(chunk, start):
-                                put(key(index), self.encode(image, int(labels[index])),
-                                    append=self.append)  # fmt: skip
+                                put(
+                                    key(index),
+                                    self.encode(image, int(labels[index])),
+                                    append=self.append,
+                                )
                         break
                     except lmdb.MapFullError:
                         map_size *= 2

@@ -35,8 +35,11 @@ def _header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
     """Shape, dtype and data offset of a C-order ``.npy`` file."""
     with open(path, "rb") as handle:
         version = np.lib.format.read_magic(handle)
-        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                else np.lib.format.read_array_header_2_0)  # fmt: skip
+        read = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
         shape, fortran, dtype = read(handle)
         if fortran or dtype.hasobject:
             raise StorebenchError(f"{path}: not a C-order array of plain values")
@@ -67,8 +70,9 @@ class NpyReader(Reader):
             raise IndexError(f"index out of range 0..{self.shape[0] - 1}")
         span = high - low + 1
         if is_range(indices) and images.flags.c_contiguous:
-            cached = pagecache.resident_fraction(self.fd, self.offset + low * self.row,
-                                                 span * self.row)  # fmt: skip
+            cached = pagecache.resident_fraction(
+                self.fd, self.offset + low * self.row, span * self.row
+            )
             if cached >= CACHED:
                 images[:] = self.images[low : high + 1]
             else:
@@ -93,8 +97,9 @@ class NpyFormat(Format):
 
     def write(self, directory: Path, images: np.ndarray | Images, labels: np.ndarray) -> None:
         with open(Path(directory) / IMAGES, "wb") as handle:
-            write_npy(handle, images.shape, images.dtype,
-                      (chunk for _, chunk in image_chunks(images)))  # fmt: skip
+            write_npy(
+                handle, images.shape, images.dtype, (chunk for _, chunk in image_chunks(images))
+            )
         np.save(Path(directory) / LABELS, labels)
 
     def open(self, directory: Path) -> Reader:
