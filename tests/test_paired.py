@@ -16,8 +16,8 @@ from storebench import (
     host,
     measure,
     pagecache,
+    provenance,
     publish,
-    results,
     stats,
     tables,
     validation,
@@ -287,12 +287,31 @@ def test_probe_keeps_its_files_in_the_trash(tmp_path: Path) -> None:
 def test_fingerprint_follows_the_formats_code_and_libraries(monkeypatch) -> None:
     png, lmdb = make_format("png", {"kind": "png"}), make_format("lmdb", {"kind": "lmdb"})
     raw = make_format("raw", {"kind": "npy"})
-    before = {"png": results.fingerprint(png, raw), "lmdb": results.fingerprint(lmdb, raw)}
+    before = {"png": provenance.fingerprint(png, raw), "lmdb": provenance.fingerprint(lmdb, raw)}
     assert before["png"] != before["lmdb"]
-    real = results._version
-    monkeypatch.setattr(results, "_version", lambda p: "99.0" if p == "lmdb" else real(p))
-    assert results.fingerprint(png, raw) == before["png"]  # PNG does not run lmdb
-    assert results.fingerprint(lmdb, raw) != before["lmdb"]
+    real = provenance.package_version
+    monkeypatch.setattr(provenance, "package_version", lambda p: "99.0" if p == "lmdb" else real(p))
+    assert provenance.fingerprint(png, raw) == before["png"]  # PNG does not run lmdb
+    assert provenance.fingerprint(lmdb, raw) != before["lmdb"]
+
+
+def test_a_tfrecord_result_records_and_fingerprints_its_own_libraries(monkeypatch) -> None:
+    tfrecord, raw = (
+        make_format("tfrecord", {"kind": "tfrecord"}),
+        make_format("raw", {"kind": "npy"}),
+    )
+    made = provenance.describe("tfrecord", tfrecord, 10, reference=("raw", raw), dataset={"x": 1})
+    for library in ("tfrecord", "protobuf", "crc32c", "numpy", "pillow"):
+        assert made["versions"][library][0].isdigit(), library
+    assert made["reference"] == {"format": "raw", "kind": "npy", "options": {}}
+    assert made["run"] == {"dataset": {"x": 1}} and made["n"] == 10
+    before = made["versions"]["storebench_code"]
+    assert before == provenance.fingerprint(tfrecord, raw)
+    real = provenance.package_version
+    monkeypatch.setattr(
+        provenance, "package_version", lambda p: "99.0" if p == "protobuf" else real(p)
+    )
+    assert provenance.fingerprint(tfrecord, raw) != before  # a new protobuf reruns its jobs
 
 
 def test_fingerprint_ignores_modules_that_measure_nothing(monkeypatch) -> None:
@@ -300,7 +319,7 @@ def test_fingerprint_ignores_modules_that_measure_nothing(monkeypatch) -> None:
     read: list[str] = []
     real = Path.read_bytes
     monkeypatch.setattr(Path, "read_bytes", lambda self: (read.append(self.name), real(self))[1])
-    results.fingerprint(make_format("raw", {"kind": "npy"}))
+    provenance.fingerprint(make_format("raw", {"kind": "npy"}))
     assert "measure.py" in read and "sampling.py" in read and "npy.py" in read
     assert not {"plan.py", "diskspace.py", "figures.py", "tables.py"} & set(read)
 

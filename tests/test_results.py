@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from storebench import results
+from storebench import provenance, results
 from storebench.errors import StorebenchError
 
 
@@ -21,7 +21,7 @@ def _result(fmt: str = "png", n: int = 10, **changes: Any) -> dict[str, Any]:
         "kind": "png",
         "options": {"compress_level": 6},
         "n": n,
-        "versions": results.versions(),
+        "versions": provenance.versions(),
         "run": {
             "dataset": {"training_set_sha256": "ab" * 8, "n_images": 1000},
             "repeats": 3,
@@ -59,9 +59,9 @@ def test_results_of_one_run_pass(tmp_path: Path) -> None:
 
 
 def test_code_version_is_recorded() -> None:
-    version = results.versions()["storebench_code"]
+    version = provenance.versions()["storebench_code"]
     assert len(version) == 12 and int(version, 16) >= 0
-    assert version == results.code_version()
+    assert version == provenance.code_version()
 
 
 @pytest.mark.parametrize(

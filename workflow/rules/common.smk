@@ -130,9 +130,9 @@ def get_fingerprint(wildcards):
     """The code, modules and library versions a timed job's numbers depend on: a
     change reruns the job (Snakemake's params trigger) instead of reusing a stale result.
     """
-    import storebench.results
+    import storebench.provenance
 
-    return storebench.results.fingerprint(
+    return storebench.provenance.fingerprint(
         FORMAT_OBJECTS[wildcards.format], FORMAT_OBJECTS[FLOOR]
     )
 

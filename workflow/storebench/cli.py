@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from storebench import chunks, cifar, host, measure, results, tables, usage
+from storebench import cifar, host, measure, provenance, results, tables, usage
 from storebench.errors import StorebenchError
 from storebench.formats import Format, make_format
 from storebench.sampling import Policy
@@ -56,36 +55,22 @@ def _paired(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _meta(args: argparse.Namespace, fmt: Format) -> dict[str, Any]:
-    """What made a result: the format, n, versions and the run's settings."""
+    """What made a result (:func:`storebench.provenance.describe`)."""
     images = getattr(args, "images", None)
-    reference = _reference(args) if getattr(args, "reference_format", None) else None
-    return {
-        "format": args.format,
-        "kind": fmt.kind,
-        "options": fmt.options(),
-        "n": args.n,
-        "reference": {
-            "format": args.reference_format,
-            "kind": reference.kind,
-            "options": reference.options(),
-        }
-        if reference
-        else None,
-        "versions": {
-            **results.versions(),
-            "storebench_code": results.fingerprint(fmt, *([reference] if reference else [])),
-        },
-        "where": {"host": socket.gethostname(), "pid": os.getpid()},
-        "memory": chunks.memory_record(),
-        "run": {
-            "dataset": cifar.dataset_identity(images) if images else None,
+    paired = getattr(args, "reference_format", None)
+    sampling = {key: getattr(args, key, None) for key in ("max_pairs", "precision", "time_cap_s")}
+    return provenance.describe(
+        args.format,
+        fmt,
+        args.n,
+        reference=(paired, _reference(args)) if paired else None,
+        dataset=cifar.dataset_identity(images) if images else None,
+        settings={
             "repeats": getattr(args, "repeats", None),
-            "sampling": {
-                key: getattr(args, key, None) for key in ("max_pairs", "precision", "time_cap_s")
-            },
+            "sampling": sampling,
             "seed": getattr(args, "seed", None),
         },
-    }
+    )
 
 
 def _write_read(args: argparse.Namespace, fmt: Format, order: str, result: dict[str, Any]) -> None:

@@ -7,7 +7,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from storebench.results import versions
+from storebench.provenance import versions
 
 
 def _cpu_model() -> str:

@@ -2,95 +2,13 @@
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import os
-import platform
-import sys
 from collections.abc import Iterable
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import storebench
 from storebench.errors import StorebenchError
-
-PACKAGES = ("numpy", "pillow", "lmdb", "h5py")
-# Modules that only present or compare results: editing them changes no measurement.
-# Modules that measure nothing: presentation, and what a run says or checks before it starts.
-PRESENTATION = frozenset(
-    {
-        "figures.py",
-        "tables.py",
-        "benchmarks.py",
-        "publish.py",
-        "compare.py",
-        "plan.py",
-        "diskspace.py",
-        "catalog.py",
-    }
-)
-
-
-@functools.cache
-def code_version() -> str:
-    """A fingerprint of the code that measures: every module of the package but
-    :data:`PRESENTATION`. Results made by different code get different fingerprints."""
-    root = Path(storebench.__file__).parent
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        name = path.relative_to(root).as_posix()
-        if name not in PRESENTATION:
-            digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:12]
-
-
-def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def fingerprint(*formats: Any) -> str:
-    """What a timed job's numbers depend on: the measuring code (every module but the
-    presentation and the other formats' modules), the modules of ``formats`` (a job's
-    format and its reference) and the versions of the libraries they declare.
-
-    Rules pass it as a param, so Snakemake reruns exactly the jobs it changes.
-    """
-    root = Path(storebench.__file__).parent
-    own = {f"formats/{Path(sys.modules[type(f).__module__].__file__ or '').name}" for f in formats}
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        name = path.relative_to(root).as_posix()
-        if name in PRESENTATION:
-            continue
-        if name.startswith("formats/") and name not in own | FORMAT_SHARED:
-            continue
-        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
-    for package in sorted({"numpy", "pillow", *(p for f in formats for p in type(f).libraries)}):
-        digest.update(f"{package}={_version(package)}\0".encode())
-    return digest.hexdigest()[:12]
-
-
-FORMAT_SHARED = frozenset({"formats/__init__.py", "formats/base.py"})
-
-
-def versions() -> dict[str, str]:
-    """Versions of Python, storebench (and its code's fingerprint) and the storage libraries."""
-    found = {
-        "python": platform.python_version(),
-        "storebench": storebench.__version__,
-        "storebench_code": code_version(),
-    }
-    from storebench.formats import available_kinds
-
-    libraries = [p for kind in available_kinds().values() for p in kind.libraries]
-    for package in dict.fromkeys([*PACKAGES, *libraries]):
-        found[package] = _version(package)
-    return found
 
 
 def write_text(text: str, path: Path) -> None:

@@ -1,0 +1,132 @@
+"""Provenance: what made a result, built in one place.
+
+Every result file records the format and its options, n, the reference (the
+floor) it was paired with, the versions of Python, storebench and every library
+a format declares (``Format.libraries``), the fingerprint of the code its numbers
+depend on, where it ran and with which settings. The fingerprint is also a rule
+parameter, so a change to the measuring code, a format's module or its
+libraries reruns exactly the jobs it affects.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import platform
+import socket
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import storebench
+from storebench import chunks
+
+# What the measuring code itself runs on, whatever the format: numpy everywhere, Pillow
+# in the CPU probe. Each format declares its own libraries (Format.libraries).
+CORE_LIBRARIES = ("numpy", "pillow")
+# Modules that only present or compare results: editing them changes no measurement.
+# Modules that measure nothing: presentation, and what a run says or checks before it starts.
+PRESENTATION = frozenset(
+    {
+        "figures.py",
+        "tables.py",
+        "benchmarks.py",
+        "publish.py",
+        "compare.py",
+        "plan.py",
+        "diskspace.py",
+        "catalog.py",
+    }
+)
+
+
+@functools.cache
+def code_version() -> str:
+    """A fingerprint of the code that measures: every module of the package but
+    :data:`PRESENTATION`. Results made by different code get different fingerprints."""
+    root = Path(storebench.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        name = path.relative_to(root).as_posix()
+        if name not in PRESENTATION:
+            digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def package_version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def fingerprint(*formats: Any) -> str:
+    """What a timed job's numbers depend on: the measuring code (every module but the
+    presentation and the other formats' modules), the modules of ``formats`` (a job's
+    format and its reference) and the versions of the libraries they declare.
+
+    Rules pass it as a param, so Snakemake reruns exactly the jobs it changes.
+    """
+    root = Path(storebench.__file__).parent
+    own = {f"formats/{Path(sys.modules[type(f).__module__].__file__ or '').name}" for f in formats}
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        name = path.relative_to(root).as_posix()
+        if name in PRESENTATION:
+            continue
+        if name.startswith("formats/") and name not in own | FORMAT_SHARED:
+            continue
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for package in sorted({*CORE_LIBRARIES, *(p for f in formats for p in type(f).libraries)}):
+        digest.update(f"{package}={package_version(package)}\0".encode())
+    return digest.hexdigest()[:12]
+
+
+FORMAT_SHARED = frozenset({"formats/__init__.py", "formats/base.py"})
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python, storebench (and its code's fingerprint) and the storage libraries."""
+    found = {
+        "python": platform.python_version(),
+        "storebench": storebench.__version__,
+        "storebench_code": code_version(),
+    }
+    from storebench.formats import available_kinds
+
+    libraries = [p for kind in available_kinds().values() for p in kind.libraries]
+    for package in dict.fromkeys([*CORE_LIBRARIES, *libraries]):
+        found[package] = package_version(package)
+    return found
+
+
+def describe(
+    name: str,
+    fmt: Any,
+    n: int,
+    reference: tuple[str, Any] | None = None,
+    dataset: dict[str, Any] | None = None,
+    settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The provenance of one result: format ``name`` (a Format) at ``n`` images, paired
+    with ``reference`` (its name and Format), made from ``dataset`` (its identity) with
+    the run's ``settings`` (repeats, sampling, seed)."""
+    ref_name, ref_fmt = reference or (None, None)
+    return {
+        "format": name,
+        "kind": fmt.kind,
+        "options": fmt.options(),
+        "n": n,
+        "reference": {"format": ref_name, "kind": ref_fmt.kind, "options": ref_fmt.options()}
+        if ref_fmt is not None
+        else None,
+        "versions": {
+            **versions(),
+            "storebench_code": fingerprint(fmt, *([ref_fmt] if ref_fmt is not None else [])),
+        },
+        "where": {"host": socket.gethostname(), "pid": os.getpid()},
+        "memory": chunks.memory_record(),
+        "run": {"dataset": dataset, **(settings or {})},
+    }
