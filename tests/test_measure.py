@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from storebench import host, measure, stats, validation
+from storebench import host, measure, single, stats, validation
 from storebench.errors import StorebenchError
 from storebench.formats import make_format
 from storebench.formats.base import Reader
@@ -135,7 +135,7 @@ def test_latency_percentiles(data, tmp_path: Path) -> None:
     fmt = make_format("lmdb", {"kind": "lmdb", "value": "raw"})
     fmt.write(tmp_path, images, labels)
     indices = np.random.default_rng(0).integers(0, N, 200)
-    result = measure.measure_latency(fmt, tmp_path, images, labels, indices)
+    result = single.measure_latency(fmt, tmp_path, images, labels, indices)
     assert {k: len(v) for k, v in result["samples"].items()} == {
         "open_read_close_s": 200,
         "lookup_s": 200,
@@ -157,7 +157,7 @@ def test_latency_validates(data, tmp_path: Path) -> None:
     wrong = images.copy()
     wrong[3] ^= 1
     with pytest.raises(StorebenchError, match="single read"):
-        measure.measure_latency(fmt, tmp_path, wrong, labels, np.array([1, 3]))
+        single.measure_latency(fmt, tmp_path, wrong, labels, np.array([1, 3]))
 
 
 class _WrongOrder(Reader):
@@ -217,7 +217,7 @@ def test_wrong_labels_fail_the_read(data, tmp_path: Path) -> None:
 def test_single_image(data, tmp_path: Path) -> None:
     images, labels = data
     fmt = make_format("lmdb", {"kind": "lmdb"})
-    result = measure.measure_single(fmt, images[0], labels[0], tmp_path, repeats=3)
+    result = single.measure_single(fmt, images[0], labels[0], tmp_path, repeats=3)
     assert len(result["samples"]["single_store_s"]) == 3
     assert len(result["samples"]["single_read_s"]) == 3
 

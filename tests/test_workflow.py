@@ -27,12 +27,12 @@ from PIL import Image
 
 from storebench.catalog import FIGURES
 from storebench.config import normalize
+from storebench.cost import read_table_tsv
 from storebench.diskspace import store_bytes
 from storebench.download import md5sum
 from storebench.formats import make_format
 from storebench.measure import read_indices
 from storebench.results import read_json
-from storebench.tables import read_table_tsv
 from storebench.validation import checksum
 
 from conftest import REAL_SAMPLE_MD5, ROOT, SAMPLE_TRAIN, serve, training_set_of
@@ -779,7 +779,7 @@ def test_summary_ranks_every_format(run: Path) -> None:
 
 
 def test_stage_summary_from_benchmarks(run: Path) -> None:
-    from storebench.tables import stage_rows
+    from storebench.cost import stage_rows
 
     rows = {r["stage"]: r for r in stage_rows(run / "results/benchmarks")}
     jobs = len(FORMATS) * len(CUTOFFS)

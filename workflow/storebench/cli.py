@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from storebench import cifar, host, measure, provenance, results, tables, usage
+from storebench import cifar, cost, host, measure, provenance, results, single, tables, usage
 from storebench.errors import StorebenchError
 from storebench.formats import Format, make_format
 from storebench.sampling import Policy
@@ -172,7 +172,7 @@ def cmd_latency(args: argparse.Namespace) -> None:
     images, labels = _dataset(args)
     rng = np.random.default_rng(args.seed)
     indices = rng.integers(0, args.n, args.samples)
-    result = measure.measure_latency(
+    result = single.measure_latency(
         fmt,
         args.store,
         images,
@@ -208,7 +208,7 @@ def cmd_single(args: argparse.Namespace) -> None:
     args.scratch.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="single.", dir=args.scratch))
     try:
-        result = measure.measure_single(
+        result = single.measure_single(
             fmt,
             images[0],
             labels[0],
@@ -235,11 +235,11 @@ def cmd_table(args: argparse.Namespace) -> None:
 
 
 def cmd_cost(args: argparse.Namespace) -> None:
-    tables.write_table(tables.cost_rows(args.inputs), tables.COST_COLUMNS, args.csv, args.md)
+    tables.write_table(cost.cost_rows(args.inputs), cost.COST_COLUMNS, args.csv, args.md)
 
 
 def cmd_stages(args: argparse.Namespace) -> None:
-    rows = tables.stage_rows(args.benchmarks)
+    rows = cost.stage_rows(args.benchmarks)
     if not rows:
         raise StorebenchError(f"no benchmark files under {args.benchmarks}; run the workflow first")
     total = sum(r["wall_s"] for r in rows)

@@ -7,8 +7,8 @@ import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from storebench.cost import read_table_tsv
 from storebench.diskspace import GiB
-from storebench.tables import read_table_tsv
 
 
 def platform_notice(platform: str = sys.platform) -> str | None:

@@ -38,6 +38,7 @@ PRESENTATION = frozenset(
         "plan.py",
         "diskspace.py",
         "catalog.py",
+        "cost.py",
     }
 )
 
