@@ -156,3 +156,12 @@ def dataset_identity(images: Path) -> dict[str, Any] | None:
 def load_dataset(images: Path, labels: Path) -> tuple[np.ndarray, np.ndarray]:
     """Memory-map the dataset written by :func:`build_dataset`."""
     return np.load(images, mmap_mode="r"), np.load(labels, mmap_mode="r")
+
+
+def load_first(images: Path, labels: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` images (memory-mapped; jobs take them a chunk at a time) and labels
+    (one byte each, in memory) of the dataset."""
+    all_images, all_labels = load_dataset(images, labels)
+    if n > len(all_images):
+        raise StorebenchError(f"n={n} exceeds the dataset's {len(all_images)} images")
+    return all_images[:n], np.array(all_labels[:n])

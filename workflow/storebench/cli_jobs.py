@@ -1,0 +1,325 @@
+"""The subcommands the workflow's data and measuring jobs run: download, extract,
+dataset, the timed store, read, parallel, DataLoader, latency and single-image
+jobs, disk usage and the environment. Each loads its input, calls the measuring
+code and writes one result file with its provenance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from storebench import cifar, host, measure, provenance, results, single, usage
+from storebench.errors import StorebenchError
+from storebench.formats import Format, make_format
+from storebench.sampling import Policy
+
+
+def _format(args: argparse.Namespace) -> Format:
+    return make_format(args.format, json.loads(args.spec))
+
+
+def _reference(args: argparse.Namespace) -> Format:
+    """The reference every sample is paired with (the raw floor)."""
+    return make_format(args.reference_format, json.loads(args.reference_spec))
+
+
+def _policy(args: argparse.Namespace) -> Policy:
+    return Policy(
+        min_pairs=args.repeats,
+        max_pairs=max(args.repeats, args.max_pairs),
+        precision=args.precision,
+        time_cap_s=args.time_cap_s,
+    )
+
+
+def _paired(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments of a measuring function: reference store, policy, seed."""
+    return {
+        "reference": (_reference(args), args.reference_store),
+        "policy": _policy(args),
+        "seed": args.seed,
+    }
+
+
+def _meta(args: argparse.Namespace, fmt: Format) -> dict[str, Any]:
+    """What made a result (:func:`storebench.provenance.describe`)."""
+    images = getattr(args, "images", None)
+    paired = getattr(args, "reference_format", None)
+    sampling = {key: getattr(args, key, None) for key in ("max_pairs", "precision", "time_cap_s")}
+    return provenance.describe(
+        args.format,
+        fmt,
+        args.n,
+        reference=(paired, _reference(args)) if paired else None,
+        dataset=cifar.dataset_identity(images) if images else None,
+        settings={
+            "repeats": getattr(args, "repeats", None),
+            "sampling": sampling,
+            "seed": getattr(args, "seed", None),
+        },
+    )
+
+
+def _write_read(args: argparse.Namespace, fmt: Format, order: str, result: dict[str, Any]) -> None:
+    """Save a read's result with the order and seed of the indices it read."""
+    results.write_json(
+        {**_meta(args, fmt), "order": order, "seed": args.seed, **result}, args.result
+    )
+
+
+def cmd_download(args: argparse.Namespace) -> None:
+    from storebench import download  # an HTTP client: imported only by the job that needs it
+
+    download.download(args.url, args.out, args.md5)
+
+
+def cmd_extract(args: argparse.Namespace) -> None:
+    cifar.extract(args.archive, args.out, args.md5)
+
+
+def cmd_dataset(args: argparse.Namespace) -> None:
+    cifar.build_dataset(args.extracted, args.n_images, args.images, args.labels)
+
+
+def cmd_store(args: argparse.Namespace) -> None:
+    fmt = _format(args)
+    images, labels = cifar.load_first(args.images, args.labels, args.n)
+    quiet = host.QuietFilesystem(
+        args.out.parent, args.max_wait_s, args.slow_factor, args.baseline, args.trash
+    )
+    result, staged = measure.measure_store(
+        fmt,
+        images,
+        labels,
+        args.out,
+        args.trash,
+        None,
+        quiet,
+        reference=_reference(args),
+        policy=_policy(args),
+        seed=args.seed,
+    )
+    results.write_json({**_meta(args, fmt), **result}, args.result)
+    os.replace(staged, args.out)  # last: a job killed before this leaves no store behind
+
+
+def cmd_read(args: argparse.Namespace) -> None:
+    fmt = _format(args)
+    images, labels = cifar.load_first(args.images, args.labels, args.n)
+    indices = measure.read_indices(args.n, args.order, args.seed)
+    result = measure.measure_read(
+        fmt, args.store, images, labels, indices, args.cache, **_paired(args)
+    )
+    _write_read(args, fmt, args.order, result)
+
+
+def cmd_parallel(args: argparse.Namespace) -> None:
+    from storebench import parallel
+
+    fmt = _format(args)
+    indices = measure.read_indices(args.n, "random", args.seed)
+    result = parallel.measure_parallel(
+        fmt,
+        args.store,
+        args.images,
+        args.labels,
+        indices,
+        args.workers,
+        args.cache,
+        **_paired(args),
+    )
+    _write_read(args, fmt, "random", result)
+
+
+def cmd_dataloader(args: argparse.Namespace) -> None:
+    try:
+        from storebench import torchdata
+    except ImportError as exc:
+        raise StorebenchError(f"{exc}; install the extra: pip install -e '.[torch]'") from None
+    fmt = _format(args)
+    images, labels = cifar.load_first(args.images, args.labels, args.n)
+    indices = measure.read_indices(args.n, "random", args.seed)
+    result = torchdata.measure_epochs(
+        fmt, args.store, images, labels, indices, args.batch_size, args.num_workers, **_paired(args)
+    )
+    _write_read(args, fmt, "random", result)
+
+
+def cmd_latency(args: argparse.Namespace) -> None:
+    fmt = _format(args)
+    images, labels = cifar.load_first(args.images, args.labels, args.n)
+    rng = np.random.default_rng(args.seed)
+    indices = rng.integers(0, args.n, args.samples)
+    result = single.measure_latency(
+        fmt,
+        args.store,
+        images,
+        labels,
+        indices,
+        reference=(_reference(args), args.reference_store),
+        seed=args.seed,
+    )
+    results.write_json(
+        {**_meta(args, fmt), "cache": "warm", "seed": args.seed, **result}, args.result
+    )
+
+
+def cmd_single(args: argparse.Namespace) -> None:
+    fmt = _format(args)
+    images, labels = cifar.load_first(args.images, args.labels, args.n)
+    args.scratch.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="single.", dir=args.scratch))
+    try:
+        result = single.measure_single(
+            fmt,
+            images[0],
+            labels[0],
+            scratch,
+            reference=_reference(args),
+            policy=_policy(args),
+            seed=args.seed,
+        )
+    finally:
+        shutil.rmtree(scratch)
+    results.write_json({**_meta(args, fmt), **result}, args.result)
+
+
+def cmd_usage(args: argparse.Namespace) -> None:
+    fmt = _format(args)
+    results.write_json(
+        {**_meta(args, fmt), "usage": usage.disk_usage(fmt, args.store)}, args.result
+    )
+
+
+def cmd_environment(args: argparse.Namespace) -> None:
+    from storebench import environment
+
+    info = environment.describe(args.results_dir)
+    info["versions"]["snakemake"] = args.snakemake_version
+    results.write_json(info, args.out)
+    if args.config_out:  # the run's effective config, for the report and for `publish`
+        config_yaml = yaml.safe_dump(json.loads(args.config_json), sort_keys=False)
+        results.write_text(config_yaml, args.config_out)
+
+
+def _format_args(
+    parser: argparse.ArgumentParser, store: bool = False, sampled: bool = True
+) -> None:
+    parser.add_argument("--format", required=True, help="format name in config.yaml")
+    parser.add_argument("--spec", required=True, help="the format's config entry, as JSON")
+    parser.add_argument("--n", type=int, required=True, help="number of images")
+    parser.add_argument("--images", type=Path, required=True)
+    parser.add_argument("--labels", type=Path, required=True)
+    parser.add_argument("--result", type=Path, required=True, help="JSON result file")
+    parser.add_argument("--reference-format", required=True, help="the floor's name")
+    parser.add_argument("--reference-spec", required=True, help="the floor's entry, as JSON")
+    if sampled:
+        parser.add_argument("--repeats", type=int, default=3, help="fewest pairs")
+        parser.add_argument("--max-pairs", type=int, default=200)
+        parser.add_argument(
+            "--precision",
+            type=float,
+            default=0.05,
+            help="stop when the median ratio's 95%% interval is within +/- this",
+        )
+        parser.add_argument("--time-cap-s", type=float, default=30.0, help="per job")
+    if store:
+        parser.add_argument("--store", type=Path, required=True, help="the store's folder")
+        parser.add_argument(
+            "--reference-store", type=Path, required=True, help="the floor's store of the same n"
+        )
+
+
+def add_commands(sub: Any) -> None:
+    """Add these subcommands to the parser's ``sub`` (subparsers)."""
+    p = sub.add_parser("download", help="download the archive (resumed, md5-verified)")
+    p.add_argument("--url", required=True)
+    p.add_argument("--md5", required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("extract", help="verify and safely extract the archive")
+    p.add_argument("--archive", type=Path, required=True)
+    p.add_argument("--md5", required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("dataset", help="unpickle the training set and expand it")
+    p.add_argument("--extracted", type=Path, required=True)
+    p.add_argument("--n-images", type=int, required=True)
+    p.add_argument("--images", type=Path, required=True)
+    p.add_argument("--labels", type=Path, required=True)
+    p.set_defaults(func=cmd_dataset)
+
+    p = sub.add_parser("store", help="timed: write a store (repeated; keeps the last)")
+    _format_args(p)
+    p.add_argument("--out", type=Path, required=True, help="the store's folder")
+    p.add_argument("--trash", type=Path, required=True, help="where replaced stores go")
+    p.add_argument("--seed", type=int, required=True, help="which of a pair goes first")
+    p.add_argument("--slow-factor", type=float, required=True, help="filesystem_probe")
+    p.add_argument("--max-wait-s", type=float, required=True, help="filesystem_probe")
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        required=True,
+        help="the run's quiet file-creation level (shared JSON)",
+    )
+    p.set_defaults(func=cmd_store)
+
+    p = sub.add_parser("read", help="timed: read a whole store back and validate it")
+    _format_args(p, store=True)
+    p.add_argument("--cache", choices=measure.CACHES, required=True)
+    p.add_argument("--order", choices=measure.ORDERS, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.set_defaults(func=cmd_read)
+
+    p = sub.add_parser("parallel", help="timed: P processes read disjoint shuffled shards")
+    _format_args(p, store=True)
+    p.add_argument("--cache", choices=measure.CACHES, required=True)
+    p.add_argument("--workers", type=int, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.set_defaults(func=cmd_parallel)
+
+    p = sub.add_parser("dataloader", help="timed: shuffled epochs through a PyTorch DataLoader")
+    _format_args(p, store=True)
+    p.add_argument("--batch-size", type=int, required=True)
+    p.add_argument("--num-workers", type=int, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.set_defaults(func=cmd_dataloader)
+
+    p = sub.add_parser("latency", help="timed: single-image reads from a store")
+    _format_args(p, store=True, sampled=False)
+    p.add_argument("--samples", type=int, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.set_defaults(func=cmd_latency)
+
+    p = sub.add_parser("single", help="timed: store and read one image on its own")
+    _format_args(p)
+    p.add_argument("--scratch", type=Path, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.set_defaults(func=cmd_single)
+
+    p = sub.add_parser("usage", help="disk usage of a store")
+    p.add_argument("--format", required=True)
+    p.add_argument("--spec", required=True)
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--store", type=Path, required=True)
+    p.add_argument("--result", type=Path, required=True)
+    p.set_defaults(func=cmd_usage)
+
+    p = sub.add_parser("environment", help="describe the machine and library versions")
+    p.add_argument("--results-dir", type=Path, required=True)
+    p.add_argument("--snakemake-version", required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--config-json", default="{}", help="the run's config, as JSON")
+    p.add_argument("--config-out", type=Path, help="where to write it as YAML")
+    p.set_defaults(func=cmd_environment)

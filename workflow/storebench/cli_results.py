@@ -1,0 +1,245 @@
+"""The subcommands that turn results into tables, figures and the summary, and those
+a person runs to check a run or this machine: ``stages``, ``compare`` and
+``benchmark MODE``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from storebench import cifar, cost, results, tables
+from storebench.errors import StorebenchError
+
+
+def cmd_table(args: argparse.Namespace) -> None:
+    rows_of, columns = tables.LAYOUTS[args.layout]
+    tables.write_table(rows_of(results.check_one_run(args.inputs)), columns, args.csv, args.md)
+
+
+def cmd_noise(args: argparse.Namespace) -> None:
+    rows = tables.noisy_rows(args.inputs, args.threshold)
+    tables.write_table(rows, tables.NOISE_COLUMNS, args.csv, args.md)
+
+
+def cmd_cost(args: argparse.Namespace) -> None:
+    tables.write_table(cost.cost_rows(args.inputs), cost.COST_COLUMNS, args.csv, args.md)
+
+
+def cmd_summary(args: argparse.Namespace) -> None:
+    from storebench import publish
+
+    environment = results.read_json(args.environment) if args.environment else None
+    text = publish.summary_markdown(_named_tables(args.table), environment, args.repeats)
+    results.write_text(text, args.out)
+
+
+def cmd_figure(args: argparse.Namespace) -> None:
+    from storebench import figures  # matplotlib: imported only by the jobs that draw
+
+    figures.render(args.name, _named_tables(args.table), args.out, args.order)
+
+
+def _named_tables(items: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """``NAME=path.csv`` arguments, loaded."""
+    loaded = {}
+    for item in items:
+        name, _, path = item.partition("=")
+        loaded[name] = tables.read_table(Path(path))
+    return loaded
+
+
+def cmd_examples(args: argparse.Namespace) -> None:
+    from storebench import catalog, publish
+
+    copied = publish.update_examples(args.results, args.readme, args.figures, list(catalog.FIGURES))
+    print(f"{args.readme}: summary from {args.results}; {len(copied)} figures -> {args.figures}")
+
+
+def cmd_stages(args: argparse.Namespace) -> None:
+    rows = cost.stage_rows(args.benchmarks)
+    if not rows:
+        raise StorebenchError(f"no benchmark files under {args.benchmarks}; run the workflow first")
+    total = sum(r["wall_s"] for r in rows)
+    print(f"{'stage':<10} {'jobs':>5} {'wall s':>9} {'share':>6} {'peak RSS MB':>12}")
+    for row in sorted(rows, key=lambda r: -r["wall_s"]):
+        print(
+            f"{row['stage']:<10} {row['jobs']:>5} {row['wall_s']:>9.1f} "
+            f"{row['wall_s'] / total:>6.0%} {row['max_rss_mb']:>12.0f}"
+        )
+    print(f"{'total':<10} {sum(r['jobs'] for r in rows):>5} {total:>9.1f}")
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from storebench import compare
+
+    print(compare.report(args.first, args.second, args.min_n), end="")
+
+
+def _benchmarks() -> Any:
+    """The benchmarks module, imported only by the commands that use it."""
+    from storebench import benchmarks
+
+    return benchmarks
+
+
+def cmd_benchmark_traps(args: argparse.Namespace) -> None:
+    images, labels = cifar.load_first(args.images, args.labels, args.n)
+    args.work.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="benchmark.", dir=args.work))
+    try:
+        if args.what in ("traps", "allocation"):
+            _benchmarks().allocation_trap(images, labels, work)
+        if args.what in ("traps", "deletion"):
+            _benchmarks().deletion_trap(work, images[: args.store_n], labels[: args.store_n])
+    finally:
+        shutil.rmtree(work)
+
+
+def cmd_benchmark_compare(args: argparse.Namespace) -> None:
+    _benchmarks().compare(args.tables[0], args.tables[1], args.min_n)
+
+
+def cmd_benchmark_floor(args: argparse.Namespace) -> None:
+    _benchmarks().floor(args.results, args.floor)
+
+
+def cmd_benchmark_host(args: argparse.Namespace) -> None:
+    _benchmarks().host_stability(args.seconds)
+
+
+def cmd_benchmark_memory(args: argparse.Namespace) -> None:
+    _benchmarks().memory(args.results)
+
+
+def cmd_benchmark_interleaved(args: argparse.Namespace) -> None:
+    from storebench import config  # jsonschema: imported only where a config is checked
+
+    formats = config.check(yaml.safe_load(args.config.read_text()))
+    _benchmarks().interleaved(
+        args.results, formats, args.formats or list(formats), args.n, args.rounds, args.floor
+    )
+
+
+def _benchmark_parsers(sub: Any) -> None:
+    """``benchmark MODE``: one subcommand per measurement of this machine, each with its
+    own options."""
+    bench = sub.add_parser("benchmark", help="print what this machine does (traps, run drift)")
+    modes = bench.add_subparsers(dest="mode", required=True, metavar="MODE")
+
+    def results_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--results", type=Path, default=Path("results"), help="a run's results")
+
+    def floor_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--floor", default="raw", help="the raw floor format's name")
+
+    traps = {
+        "allocation": "an HDF5 read into fresh vs pre-touched memory",
+        "deletion": "file creation and a PNG store, quiet and after a mass delete",
+    }
+    traps["traps"] = " and ".join(traps.values())
+    for what, helptext in traps.items():
+        p = modes.add_parser(what, help=f"{helptext} (a finished run's dataset)")
+        p.add_argument("--images", type=Path, default=Path("results/dataset/images.npy"))
+        p.add_argument("--labels", type=Path, default=Path("results/dataset/labels.npy"))
+        p.add_argument("--n", type=int, default=100_000, help="images read (allocation)")
+        p.add_argument("--store-n", type=int, default=10_000, help="images per PNG store")
+        p.add_argument("--work", type=Path, default=Path("results/scratch"))
+        p.set_defaults(func=cmd_benchmark_traps, what=what)
+
+    p = modes.add_parser("compare", help="how far each median moved between two read tables")
+    p.add_argument("--tables", type=Path, nargs=2, required=True, help="two runs' read.csv")
+    p.add_argument("--min-n", type=int, default=10_000, help="smallest n shown")
+    p.set_defaults(func=cmd_benchmark_compare)
+
+    p = modes.add_parser("floor", help="each format at the largest n, and over the raw floor")
+    results_arg(p)
+    floor_arg(p)
+    p.set_defaults(func=cmd_benchmark_floor)
+
+    p = modes.add_parser("host", help="how much this machine's speed drifts while idle")
+    p.add_argument("--seconds", type=float, default=240, help="how long to probe")
+    p.set_defaults(func=cmd_benchmark_host)
+
+    p = modes.add_parser("memory", help="peak memory of every measuring job")
+    results_arg(p)
+    p.set_defaults(func=cmd_benchmark_memory)
+
+    p = modes.add_parser("interleaved", help="warm sequential reads, every format each round")
+    results_arg(p)
+    floor_arg(p)
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=Path("config.yaml"),
+        help="the run's config (for the formats' options)",
+    )
+    p.add_argument("--formats", nargs="+", help="formats to read (default: all)")
+    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--n", type=int, default=100_000, help="images read")
+    p.set_defaults(func=cmd_benchmark_interleaved)
+
+
+def add_commands(sub: Any) -> None:
+    """Add these subcommands to the parser's ``sub`` (subparsers)."""
+    _benchmark_parsers(sub)
+    p = sub.add_parser("table", help="tidy CSV + Markdown table from result files")
+    p.add_argument("layout", choices=sorted(tables.LAYOUTS))
+    p.add_argument("--csv", type=Path, required=True)
+    p.add_argument("--md", type=Path, required=True)
+    p.add_argument("inputs", type=Path, nargs="+")
+    p.set_defaults(func=cmd_table)
+
+    p = sub.add_parser("noise", help="list measurements whose spread is too wide to trust")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        required=True,
+        help="largest half-width of a ratio's interval (relative)",
+    )
+    p.add_argument("--csv", type=Path, required=True)
+    p.add_argument("--md", type=Path, required=True)
+    p.add_argument("inputs", type=Path, nargs="+", help="timing tables (CSV)")
+    p.set_defaults(func=cmd_noise)
+
+    p = sub.add_parser("cost", help="the workflow's cost per stage and n (benchmark files)")
+    p.add_argument("--csv", type=Path, required=True)
+    p.add_argument("--md", type=Path, required=True)
+    p.add_argument("inputs", type=Path, nargs="+", help="Snakemake benchmark .tsv files")
+    p.set_defaults(func=cmd_cost)
+
+    p = sub.add_parser("summary", help="summary.md: one ranked table per question")
+    p.add_argument("--table", action="append", default=[], help="NAME=path.csv")
+    p.add_argument("--environment", type=Path, help="the run's environment.json")
+    p.add_argument("--repeats", type=int, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("figure", help="draw one figure from tables")
+    p.add_argument("name", help="figure name (see storebench.catalog.FIGURES)")
+    p.add_argument("--table", action="append", default=[], help="NAME=path.csv")
+    p.add_argument("--out", type=Path, nargs="+", required=True, help="paths: .png .svg .pdf")
+    p.add_argument("--order", nargs="*", default=[], help="the run's formats, in config order")
+    p.set_defaults(func=cmd_figure)
+
+    p = sub.add_parser("examples", help="copy a run's figures and summary into the README")
+    p.add_argument("--results", type=Path, default=Path("results"))
+    p.add_argument("--readme", type=Path, default=Path("README.md"))
+    p.add_argument("--figures", type=Path, default=Path("workflow/report/examples"))
+    p.set_defaults(func=cmd_examples)
+
+    p = sub.add_parser("stages", help="print wall time and peak memory per stage")
+    p.add_argument("--benchmarks", type=Path, default=Path("results/benchmarks"))
+    p.set_defaults(func=cmd_stages)
+
+    p = sub.add_parser("compare", help="do two runs agree? paired ratios and absolute times")
+    p.add_argument("first", type=Path, help="results folder of run A")
+    p.add_argument("second", type=Path, help="results folder of run B")
+    p.add_argument("--min-n", type=int, default=10_000, help="smallest n compared")
+    p.set_defaults(func=cmd_compare)
