@@ -25,7 +25,7 @@ N = 30  # four full chunks and a partial one
 
 @pytest.fixture
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> int:
-    monkeypatch.setattr(chunks, "CHUNK_IMAGES", CHUNK)
+    monkeypatch.setattr(chunks, "CHUNK_BYTES", CHUNK * 3072)
     return CHUNK
 
 
@@ -165,7 +165,7 @@ def test_dataloader_epochs_fill_the_buffer_several_times(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     torchdata = pytest.importorskip("storebench.torchdata")
-    monkeypatch.setattr(chunks, "CHUNK_IMAGES", 40)  # 5 batches of 8 per buffer
+    monkeypatch.setattr(chunks, "CHUNK_BYTES", 40 * 3072)  # 5 batches of 8 per buffer
     images, labels = _dataset(tmp_path, 203)
     fmt = make_format("hdf5", {"kind": "hdf5"})
     store = tmp_path / "store"
@@ -189,7 +189,7 @@ def test_memory_held_does_not_grow_with_n(
     images; a job holding all n images (as the workflow did before) allocates
     8 times more.
     """
-    monkeypatch.setattr(chunks, "CHUNK_IMAGES", 500)
+    monkeypatch.setattr(chunks, "CHUNK_BYTES", 500 * 3072)
     fmt = make_format(name, SPECS[name])
     peaks = {}
     for n in (1_000, 8_000):

@@ -88,7 +88,7 @@ def test_extract_and_dataset_match_the_official_decoding(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     if chunk:  # the dataset is written a chunk at a time; boundaries fall mid-repeat
-        monkeypatch.setattr(chunks, "CHUNK_IMAGES", chunk)
+        monkeypatch.setattr(chunks, "CHUNK_BYTES", chunk * 3072)
     extracted = cifar.extract(sample, tmp_path / "x", sample_md5)
     assert sorted(p.name for p in (extracted / "cifar-10-batches-py").iterdir())[:5] == [
         "batches.meta",

@@ -21,17 +21,31 @@ import os
 import resource
 import time
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
-CHUNK_IMAGES = 1 << 17  # images per chunk: 131,072 (384 MiB of pixels)
+CHUNK_BYTES = 384 * 2**20  # a chunk holds this many bytes of images (131,072 CIFAR images)
 
 
-def spans(n: int, size: int | None = None) -> Iterator[tuple[int, int]]:
-    """``(start, stop)`` of consecutive chunks of ``size`` (default :data:`CHUNK_IMAGES`)
-    images covering ``0..n``."""
-    size = size or CHUNK_IMAGES
+def chunk_images(row_bytes: int) -> int:
+    """How many images of ``row_bytes`` bytes each make one chunk (at least one)."""
+    return max(1, CHUNK_BYTES // max(1, int(row_bytes)))
+
+
+def row_bytes(images: Any) -> int:
+    """Bytes of one image of ``images`` (an array or :class:`Images`: anything with a
+    shape and a dtype)."""
+    return int(np.prod(images.shape[1:], dtype=np.int64)) * np.dtype(images.dtype).itemsize
+
+
+def chunk_of(images: Any) -> int:
+    """Images per chunk for ``images``."""
+    return chunk_images(row_bytes(images))
+
+
+def spans(n: int, size: int) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` of consecutive chunks of ``size`` images covering ``0..n``."""
     for start in range(0, n, size):
         yield start, min(start + size, n)
 
@@ -129,7 +143,7 @@ def write_npy(
 class Images:
     """The images a store job writes, loaded one slice at a time on demand.
 
-    Formats take slices of at most :data:`~storebench.chunks.CHUNK_IMAGES` images (see
+    Formats take slices of at most one chunk (:func:`chunk_images`) of images (see
     :func:`storebench.formats.base.image_chunks`). Slices are loaded into one
     buffer, allocated and touched when this object is made (before a store's
     clock starts), so a slice is valid until the next one is taken; nothing is
@@ -141,12 +155,17 @@ class Images:
     def __init__(self, array: np.ndarray):
         self.array = array
         self.load_ns = 0
-        rows = max(1, min(CHUNK_IMAGES, len(array)))
+        rows = max(1, min(chunk_of(array), len(array)))
         self._buffer = np.empty((rows, *array.shape[1:]), array.dtype)
         self._buffer.fill(0)  # touch every page now, not in the timed write
 
     def __len__(self) -> int:
         return len(self.array)
+
+    @property
+    def chunk(self) -> int:
+        """Images per slice (the buffer's rows)."""
+        return len(self._buffer)
 
     @property
     def shape(self) -> tuple[int, ...]:

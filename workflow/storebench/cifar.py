@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from storebench import results, safepickle
-from storebench.chunks import spans, write_npy
+from storebench.chunks import chunk_of, spans, write_npy
 from storebench.errors import StorebenchError
 from storebench.formats.base import IMAGE_BYTES
 from storebench.integrity import verify_md5
@@ -123,7 +123,8 @@ def save_repeated(array: np.ndarray, n: int, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as handle:
-        rows = (array[np.arange(start, stop) % len(array)] for start, stop in spans(n))
+        size = chunk_of(array)
+        rows = (array[np.arange(start, stop) % len(array)] for start, stop in spans(n, size))
         write_npy(handle, (n, *array.shape[1:]), array.dtype, rows)
         handle.flush()
         os.fsync(handle.fileno())

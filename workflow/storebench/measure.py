@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from storebench import chunks, diskspace, pagecache
+from storebench import diskspace, pagecache
 from storebench.chunks import Images, sample_memory
 from storebench.errors import StorebenchError
 from storebench.formats import Format
@@ -39,7 +39,7 @@ def _store_trial(
 
     def trial() -> dict[str, float]:
         target = fresh_dir(parent, prefix)
-        warm_free_memory(diskspace.store_bytes(fmt, min(len(source), chunks.CHUNK_IMAGES)))
+        warm_free_memory(diskspace.store_bytes(fmt, min(len(source), source.chunk)))
         source.load_ns = 0
         start = time.perf_counter_ns()
         fmt.write(target, source, labels)
@@ -238,7 +238,7 @@ def measure_read(
     fraction of the store's pages in the cache is measured (mincore) right before
     each timed read, and every read is validated after the clock stops.
 
-    Above :data:`~storebench.chunks.CHUNK_IMAGES` images the store is read a chunk of
+    Above one chunk of images (:data:`~storebench.chunks.CHUNK_BYTES`) the store is read a chunk of
     indices at a time into one chunk-sized buffer (the reader stays open); the clock
     stops while each chunk is validated.
     """

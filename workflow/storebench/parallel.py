@@ -134,7 +134,8 @@ def measure_parallel(
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(workers)
     parts = shards(indices, workers)
-    size = math.ceil(chunks.CHUNK_IMAGES / workers)  # all workers together hold about one chunk
+    # all workers together hold about one chunk
+    size = math.ceil(chunks.chunk_of(np.load(images_path, mmap_mode="r")) / workers)
     rounds = max(1, math.ceil(max(len(part) for part in parts) / size))
     pipes = [context.Pipe() for _ in parts]
     processes = []

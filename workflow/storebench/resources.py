@@ -1,7 +1,7 @@
 """What each kind of job asks a scheduler for: memory, run time and scratch disk.
 
 Memory is a base plus a multiple of the bytes of the images a job holds at once:
-n images up to one chunk (:data:`storebench.chunks.CHUNK_IMAGES`), then one chunk, since
+n images up to one chunk (:data:`storebench.chunks.CHUNK_BYTES`), then one chunk, since
 jobs handle larger n a chunk at a time (the slice it writes, the read and the
 expected buffers, and, for parallel readers and DataLoader workers, their
 copies). The multiples are peak RSS per job measured at n = 100,000 on the
@@ -36,13 +36,15 @@ MEMORY = {
 SMALL = (500, 0.0)  # tables, figures, environment
 
 
-def image_mib(n: int) -> float:
-    return n * (IMAGE_BYTES + 1) / MiB
+def image_mib(n: int, image_bytes: int = IMAGE_BYTES) -> float:
+    """MiB of ``n`` images of ``image_bytes`` each and their labels."""
+    return n * (image_bytes + 1) / MiB
 
 
-def mem_mb(stage: str, n: int) -> int:
+def mem_mb(stage: str, n: int, image_bytes: int = IMAGE_BYTES) -> int:
     base, per = MEMORY.get(stage, SMALL)
-    return math.ceil(base + per * image_mib(min(n, chunks.CHUNK_IMAGES)))
+    held = min(n, chunks.chunk_images(image_bytes))
+    return math.ceil(base + per * image_mib(held, image_bytes))
 
 
 def runtime_min(stage: str, n: int) -> int:

@@ -112,13 +112,14 @@ def measure_epochs(
     in training without persistent workers). The loop copies every batch into a
     preallocated buffer, which is validated against the dataset after the clock stops.
 
-    The buffer holds whole batches, up to :data:`~storebench.chunks.CHUNK_IMAGES` images;
-    a longer epoch fills it several times and the clock stops while each full buffer is
-    validated. Workers may prefetch during such a pause (at most
-    ``2 * num_workers`` batches per buffer of ``CHUNK_IMAGES / batch_size`` batches).
+    The buffer holds whole batches, up to one chunk of images
+    (:func:`~storebench.chunks.chunk_of`); a longer epoch fills it several times and
+    the clock stops while each full buffer is validated. Workers may prefetch during
+    such a pause (at most ``2 * num_workers`` batches per buffer of
+    ``chunk / batch_size`` batches).
     """
     policy = policy or Policy.exactly(repeats or 1)
-    chunk = max(batch_size, chunks.CHUNK_IMAGES // batch_size * batch_size)
+    chunk = max(batch_size, chunks.chunk_of(images) // batch_size * batch_size)
     check = ChunkedCheck(images, labels, indices, f"DataLoader epoch over {store}", chunk)
     context = start_method if num_workers else None
     sums: dict[int, str] = {}

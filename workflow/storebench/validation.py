@@ -86,7 +86,7 @@ class ChunkedCheck:
         size: int | None = None,
     ) -> None:
         self.images, self.labels, self.indices, self.what = images, labels, indices, what
-        self.size = max(1, min(size or chunks.CHUNK_IMAGES, len(indices)))
+        self.size = max(1, min(size or chunks.chunk_of(images), len(indices)))
         self.out_images = np.empty((self.size, *images.shape[1:]), images.dtype)
         self.out_labels = np.empty(self.size, labels.dtype)
         self.spans = list(spans(len(indices), self.size))

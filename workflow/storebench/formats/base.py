@@ -83,8 +83,9 @@ class Format(ABC):
 
 
 def image_chunks(images: np.ndarray | Images) -> Iterator[tuple[int, np.ndarray]]:
-    """``(start, images[start:start + CHUNK_IMAGES])`` for consecutive chunks of the images."""
-    size = chunks.CHUNK_IMAGES
+    """``(start, images[start:start + size])`` for consecutive chunks of the images (a
+    chunk: :data:`~storebench.chunks.CHUNK_BYTES` of them)."""
+    size = chunks.chunk_of(images)
     for start in range(0, len(images), size):
         yield start, images[start : start + size]
 
