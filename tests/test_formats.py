@@ -77,6 +77,30 @@ def test_round_trip(name: str, order: str, data, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", SPECS)
+def test_any_image_shape_round_trips_and_another_dataset_is_refused(
+    name: str, tmp_path: Path
+) -> None:
+    """Nothing assumes CIFAR's 32x32x3: a store of 17x23 images reads back exactly; read
+    with the buffers of another image size (a store from another dataset), it fails
+    with one line naming the store. (Raw bytes of the same size in another shape are
+    caught by validation: their pixels differ from the dataset's.)"""
+    rng = np.random.default_rng(5)
+    images = rng.integers(0, 256, (9, 17, 23, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, 9, dtype=np.uint8)
+    fmt = make_format(name, SPECS[name])
+    fmt.write(tmp_path, images, labels)
+    indices = np.array([8, 0, 3, 3, 5])
+    out, out_labels = np.zeros((5, 17, 23, 3), np.uint8), np.zeros(5, np.uint8)
+    with fmt.open(tmp_path) as reader:
+        reader.read_into(indices, out, out_labels)
+        np.testing.assert_array_equal(out, images[indices])
+        np.testing.assert_array_equal(out_labels, labels[indices])
+        for shape in ((32, 32, 3), (17, 23, 1)):
+            with pytest.raises(StorebenchError, match="another dataset"):
+                reader.read_into(indices, np.zeros((5, *shape), np.uint8), out_labels)
+
+
+@pytest.mark.parametrize("name", SPECS)
 def test_files_are_the_store(name: str, data, tmp_path: Path) -> None:
     images, labels = data
     fmt = make_format(name, SPECS[name])

@@ -14,9 +14,9 @@ ARCHIVE_BYTES = 200 * 2**20  # the official archive is 163 MiB, its extraction 1
 MARGIN = 0.95  # leave 5% of the free space to everything else
 
 
-def store_bytes(fmt: Format, n: int) -> int:
-    """An upper estimate of one store of ``n`` images on disk."""
-    return fmt.disk_bytes_per_image * n + 2**20
+def store_bytes(fmt: Format, n: int, image_bytes: int = IMAGE_BYTES) -> int:
+    """An upper estimate of one store of ``n`` images of ``image_bytes`` each on disk."""
+    return fmt.disk_bytes_per_image(image_bytes) * n + 2**20
 
 
 def plan_bytes(

@@ -12,8 +12,9 @@ import numpy as np
 
 from storebench import chunks
 from storebench.chunks import Images
+from storebench.errors import StorebenchError
 
-IMAGE_BYTES = 32 * 32 * 3  # one CIFAR image, (32, 32, 3) uint8
+IMAGE_BYTES = 32 * 32 * 3  # one CIFAR image, (32, 32, 3) uint8: the default image size
 
 # Files that tools put into a store's folder but that are not part of the store
 # (Snakemake marks directory outputs with a timestamp file).
@@ -27,8 +28,10 @@ class Reader(ABC):
     def read_into(self, indices: np.ndarray, images: np.ndarray, labels: np.ndarray) -> None:
         """Write image ``indices[k]`` to ``images[k]`` and its label to ``labels[k]``.
 
-        ``images`` is ``(len(indices), 32, 32, 3) uint8`` and ``labels``
-        ``(len(indices),) uint8``; indices come in any order and may repeat.
+        ``images`` is ``(len(indices), height, width, channels) uint8`` (the dataset's
+        image shape) and ``labels`` ``(len(indices),) uint8``; indices come in any
+        order and may repeat. A store whose images have another size fails
+        (:func:`wrong_size`).
         """
 
     @abstractmethod
@@ -54,13 +57,14 @@ class Format(ABC):
     # Distributions (PyPI names) whose code this format runs: their versions are
     # recorded with every result and fingerprinted, so an upgrade reruns the jobs.
     libraries: ClassVar[tuple[str, ...]] = ("numpy",)
-    # An upper estimate of a store's bytes on disk per image, for the free-space
-    # check before a run: one 4 KiB file-system block or LMDB page, plus a quarter.
-    disk_bytes_per_image: ClassVar[int] = 5 * 1024
+    # Bytes a store adds per image beside the image's own bytes (keys, record framing,
+    # headers), for the free-space check before a run (:meth:`disk_bytes_per_image`).
+    overhead_bytes_per_image: ClassVar[int] = 128
 
     @abstractmethod
     def write(self, directory: Path, images: np.ndarray | Images, labels: np.ndarray) -> None:
-        """Store ``images (n,32,32,3) uint8`` and ``labels (n,) uint8`` in an empty folder.
+        """Store ``images (n, height, width, channels) uint8`` and ``labels (n,) uint8`` in an
+        empty folder.
 
         Take the images through :func:`image_chunks` (a chunk at a time), so that
         a store of any size is written with bounded memory; ``labels`` (one byte
@@ -77,6 +81,18 @@ class Format(ABC):
             p for p in Path(directory).rglob("*") if p.is_file() and p.name not in FOREIGN
         )
 
+    def disk_bytes_per_image(self, image_bytes: int = IMAGE_BYTES) -> int:
+        """An upper estimate of a store's bytes on disk per image of ``image_bytes``: the
+        image, the format's overhead, rounded up to whole 4 KiB blocks per image where
+        every image takes its own blocks (:attr:`blocks_per_image`), plus 7%."""
+        per = image_bytes + self.overhead_bytes_per_image
+        if self.blocks_per_image:
+            per = -(-per // 4096) * 4096 + 1024
+        return int(per * 1.07)
+
+    # Whether every image takes whole file-system blocks or LMDB pages of its own.
+    blocks_per_image: ClassVar[bool] = True
+
     def options(self) -> dict[str, object]:
         """The options this format was configured with (defaults filled in)."""
         return dataclasses.asdict(self)
@@ -88,6 +104,24 @@ def image_chunks(images: np.ndarray | Images) -> Iterator[tuple[int, np.ndarray]
     size = chunks.chunk_of(images)
     for start in range(0, len(images), size):
         yield start, images[start : start + size]
+
+
+def wrong_size(store: Path, index: int, found: int, expected: int) -> StorebenchError:
+    """The error for a store image whose size is not the dataset's."""
+    return StorebenchError(
+        f"{store}: image {index} holds {found} bytes, but the dataset's images hold "
+        f"{expected}; the store was written from another dataset: rerun its store job"
+    )
+
+
+def check_shape(store: Path, shape: tuple[int, ...], images: np.ndarray) -> None:
+    """Fail unless a store's image ``shape`` is that of the caller's buffer ``images``."""
+    if tuple(shape) != tuple(images.shape[1:]):
+        raise StorebenchError(
+            f"{store}: its images are {tuple(shape)}, but the dataset's are "
+            f"{tuple(images.shape[1:])}; the store was written from another dataset: "
+            "rerun its store job"
+        )
 
 
 def is_range(indices: np.ndarray) -> bool:

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 
 from storebench.chunks import Images
-from storebench.formats.base import Format, Reader, image_chunks, is_range
+from storebench.formats.base import Format, Reader, check_shape, image_chunks, is_range
 
 FILE = "data.h5"
 
@@ -22,7 +22,8 @@ GAP = 16
 
 class Hdf5Reader(Reader):
     def __init__(self, directory: Path):
-        self.file = h5py.File(Path(directory) / FILE, "r")
+        self.path = Path(directory) / FILE
+        self.file = h5py.File(self.path, "r")
         self.images = self.file["images"]
         self.labels = self.file["labels"]
         self._scratch: np.ndarray | None = None
@@ -34,6 +35,8 @@ class Hdf5Reader(Reader):
         return self._scratch
 
     def read_into(self, indices: np.ndarray, images: np.ndarray, labels: np.ndarray) -> None:
+        if len(indices):
+            check_shape(self.path, self.images.shape[1:], images)
         if is_range(indices):
             if len(indices):
                 source = np.s_[int(indices[0]) : int(indices[-1]) + 1]
@@ -85,7 +88,8 @@ class Hdf5Format(Format):
 
     kind = "hdf5"
     libraries = ("numpy", "h5py")
-    disk_bytes_per_image = 3_300  # 3,073 bytes of image and label, plus 7%
+    overhead_bytes_per_image = 1  # the label
+    blocks_per_image = False
     chunk: int | None = None
     compression: str | None = None
     level: int | None = None

@@ -1,7 +1,7 @@
 """One LMDB environment, one value per image (py-lmdb).
 
 ``value: pickle`` stores the classic article's pickled image object;
-``value: raw`` stores the 3,072 image bytes followed by one label byte.
+``value: raw`` stores the image's bytes followed by one label byte.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 from storebench import safepickle
 from storebench.chunks import Images
 from storebench.errors import StorebenchError
-from storebench.formats.base import IMAGE_BYTES, Format, Reader, image_chunks, is_range
+from storebench.formats.base import Format, Reader, image_chunks, is_range, wrong_size
 
 PAGE = 4096
 
@@ -64,7 +64,10 @@ class LmdbReader(Reader):
                 return
             for k, index in enumerate(indices.tolist()):
                 item = safepickle.loads(txn.get(key(index)), PICKLE_GLOBALS, "lmdb value")
-                images[k] = item.get_image()
+                image = item.get_image()
+                if image.shape != images.shape[1:]:
+                    raise wrong_size(self.path, index, image.nbytes, images[0].nbytes)
+                images[k] = image
                 labels[k] = item.label
 
     def _read_raw(
@@ -73,7 +76,8 @@ class LmdbReader(Reader):
         """Copy each value's bytes straight into the caller's buffer: no per-image object."""
         if not len(indices):
             return
-        flat = memoryview(images.reshape(len(images), IMAGE_BYTES)).cast("B")
+        row = images[0].nbytes
+        flat = memoryview(images.reshape(len(images), row)).cast("B")
         label_bytes = bytearray(len(indices))
         if is_range(indices):
             # In key order: walk a cursor instead of searching the tree per image.
@@ -86,9 +90,11 @@ class LmdbReader(Reader):
         for value in itertools.islice(values, len(indices)):
             if value is None:
                 break
-            flat[offset : offset + IMAGE_BYTES] = value[:IMAGE_BYTES]
-            label_bytes[k] = value[IMAGE_BYTES]
-            offset += IMAGE_BYTES
+            if len(value) != row + 1:
+                raise wrong_size(self.path, int(indices[k]), len(value) - 1, row)
+            flat[offset : offset + row] = value[:row]
+            label_bytes[k] = value[row]
+            offset += row
             k += 1
         if k != len(indices):
             raise StorebenchError(f"{self.path}: no image {indices[k]}; the store is incomplete")

@@ -26,7 +26,7 @@ import numpy as np
 from storebench import pagecache
 from storebench.chunks import Images, read_rows, write_npy
 from storebench.errors import StorebenchError
-from storebench.formats.base import Format, Reader, image_chunks, is_range
+from storebench.formats.base import Format, Reader, check_shape, image_chunks, is_range
 
 IMAGES, LABELS = "images.npy", "labels.npy"
 
@@ -55,6 +55,7 @@ CACHED = 0.9
 class NpyReader(Reader):
     def __init__(self, directory: Path):
         path = Path(directory) / IMAGES
+        self.path = path
         self.shape, self.dtype, self.offset = _header(path)
         self.labels = np.load(Path(directory) / LABELS)  # one byte per image
         self.fd = os.open(path, os.O_RDONLY)
@@ -65,6 +66,7 @@ class NpyReader(Reader):
         count = len(indices)
         if not count:
             return
+        check_shape(self.path, self.shape[1:], images)
         low, high = int(indices.min()), int(indices.max())
         if low < 0 or high >= self.shape[0]:
             raise IndexError(f"index out of range 0..{self.shape[0] - 1}")
@@ -93,7 +95,8 @@ class NpyFormat(Format):
     """Two ``.npy`` files (images, labels), memory-mapped for reading."""
 
     kind = "npy"
-    disk_bytes_per_image = 3_300  # 3,073 bytes of image and label, plus 7%
+    overhead_bytes_per_image = 1  # the label
+    blocks_per_image = False
 
     def write(self, directory: Path, images: np.ndarray | Images, labels: np.ndarray) -> None:
         with open(Path(directory) / IMAGES, "wb") as handle:

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from storebench.chunks import Images
-from storebench.formats.base import Format, Reader, image_chunks
+from storebench.formats.base import Format, Reader, check_shape, image_chunks
 
 LABELS = "labels.csv"
 PNG_ONLY = ("PNG",)
@@ -29,11 +29,16 @@ class PngReader(Reader):
         # Read each file whole, then decode from memory with the PNG plugin only:
         # 1.1x Pillow's in-memory decode time here, against 1.2x for Image.open(path).
         shape = images.shape[1:]
+        width_height, row = (shape[1], shape[0]), int(np.prod(shape))
         for k, index in enumerate(indices.tolist()):
             with open(_image_path(self.directory, index), "rb") as handle:
                 data = handle.read()
             with Image.open(io.BytesIO(data), formats=PNG_ONLY) as image:
-                images[k] = np.frombuffer(image.tobytes(), np.uint8).reshape(shape)
+                pixels = image.tobytes()
+                if image.size != width_height or len(pixels) != row:
+                    size = (image.height, image.width, len(image.getbands()))
+                    check_shape(_image_path(self.directory, index), size, images)
+                images[k] = np.frombuffer(pixels, np.uint8).reshape(shape)
         labels[:] = self.labels[indices]
 
     def close(self) -> None:

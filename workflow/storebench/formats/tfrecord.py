@@ -23,7 +23,7 @@ import numpy as np
 
 from storebench.chunks import Images
 from storebench.errors import StorebenchError
-from storebench.formats.base import IMAGE_BYTES, Format, Reader, image_chunks
+from storebench.formats.base import Format, Reader, image_chunks, wrong_size
 
 # The tfrecord package imports its PyTorch integration whenever torch is installed
 # (1.3 s of start-up in every job). We use only its writer and protobuf schema, so
@@ -64,13 +64,17 @@ class TfrecordReader(Reader):
     def read_into(self, indices: np.ndarray, images: np.ndarray, labels: np.ndarray) -> None:
         if not len(indices):
             return
-        flat = memoryview(images.reshape(len(images), IMAGE_BYTES)).cast("B")
+        row = images[0].nbytes
+        flat = memoryview(images.reshape(len(images), row)).cast("B")
         example = example_pb2.Example()
         offsets = self.offsets
         for k, index in enumerate(indices.tolist()):
             example.ParseFromString(self._record(int(offsets[index])))
             feature = example.features.feature
-            flat[k * IMAGE_BYTES : (k + 1) * IMAGE_BYTES] = feature["image_raw"].bytes_list.value[0]
+            image = feature["image_raw"].bytes_list.value[0]
+            if len(image) != row:
+                raise wrong_size(self.path, index, len(image), row)
+            flat[k * row : (k + 1) * row] = image
             labels[k] = feature["label"].int64_list.value[0]
 
     def close(self) -> None:
@@ -86,7 +90,8 @@ class TfrecordFormat(Format):
 
     kind = "tfrecord"
     libraries = ("numpy", "tfrecord", "protobuf", "crc32c")
-    disk_bytes_per_image = 3_500  # image, label and record framing (~3,190 bytes), plus 10%
+    overhead_bytes_per_image = 120  # label, shape and record framing
+    blocks_per_image = False
 
     def write(self, directory: Path, images: np.ndarray | Images, labels: np.ndarray) -> None:
         offsets = np.empty(len(images), dtype=np.int64)
