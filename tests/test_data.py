@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from storebench import chunks, cifar, safepickle
+from storebench import chunks, cifar, dataset, safepickle
 from storebench.download import download, md5sum
 from storebench.errors import StorebenchError
 
@@ -98,7 +98,7 @@ def test_extract_and_dataset_match_the_official_decoding(
         "data_batch_4",
     ]
     images_path, labels_path = tmp_path / "images.npy", tmp_path / "labels.npy"
-    cifar.build_dataset(extracted, 2 * SAMPLE_TRAIN + 7, images_path, labels_path)
+    dataset.build("cifar10", extracted, 2 * SAMPLE_TRAIN + 7, images_path, labels_path)
     images, labels = np.load(images_path), np.load(labels_path)
     expected_images, expected_labels = training_set_of(sample)
     assert images.shape == (2 * SAMPLE_TRAIN + 7, 32, 32, 3) and images.dtype == np.uint8

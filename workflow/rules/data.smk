@@ -56,5 +56,5 @@ rule dataset:
     params:
         n_images=config["n_images"],
     shell:
-        "python -m storebench --log {log:q} dataset --extracted {input:q} --n-images {params.n_images}"
+        "python -m storebench --log {log:q} dataset --source {input:q} --n-images {params.n_images}"
         " --images {output.images:q} --labels {output.labels:q}"

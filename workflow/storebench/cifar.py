@@ -1,8 +1,7 @@
-"""CIFAR-10: safe extraction, allow-listed unpickling, conversion and expansion."""
+"""CIFAR-10: safe extraction, allow-listed unpickling and conversion; reading the dataset."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -131,31 +130,15 @@ def save_repeated(array: np.ndarray, n: int, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def build_dataset(extracted: Path, n_images: int, images_out: Path, labels_out: Path) -> None:
-    """Unpickle the training set, expand it to ``n_images`` and save it.
-
-    ``dataset.json`` beside the images names the data: the training set's sha256
-    and ``n_images``. Every result records it, so a table never mixes datasets.
-    """
-    images, labels = load_training_set(extracted)
-    log.info("training set: %d images", len(images))
-    digest = hashlib.sha256(images.tobytes())
-    digest.update(labels.tobytes())
-    identity = {"training_set_sha256": digest.hexdigest()[:16], "n_images": n_images}
-    save_repeated(images, n_images, images_out)
-    save_repeated(labels, n_images, labels_out)
-    results.write_json(identity, Path(images_out).with_name(DATASET_META))
-    log.info("dataset: %d images -> %s, %s", n_images, images_out, labels_out)
-
-
 def dataset_identity(images: Path) -> dict[str, Any] | None:
-    """What :func:`build_dataset` recorded about the dataset at ``images`` (None if nothing)."""
+    """What :func:`storebench.dataset.build` recorded about the dataset at ``images`` (None
+    if nothing)."""
     meta = Path(images).with_name(DATASET_META)
     return results.read_json(meta) if meta.exists() else None
 
 
 def load_dataset(images: Path, labels: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Memory-map the dataset written by :func:`build_dataset`."""
+    """Memory-map the dataset written by :func:`storebench.dataset.build`."""
     return np.load(images, mmap_mode="r"), np.load(labels, mmap_mode="r")
 
 

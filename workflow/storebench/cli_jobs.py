@@ -87,7 +87,10 @@ def cmd_extract(args: argparse.Namespace) -> None:
 
 
 def cmd_dataset(args: argparse.Namespace) -> None:
-    cifar.build_dataset(args.extracted, args.n_images, args.images, args.labels)
+    from storebench import dataset
+
+    size = tuple(args.size) if args.size else None
+    dataset.build(args.kind, args.source, args.n_images, args.images, args.labels, size)
 
 
 def cmd_store(args: argparse.Namespace) -> None:
@@ -253,8 +256,12 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_extract)
 
-    p = sub.add_parser("dataset", help="unpickle the training set and expand it")
-    p.add_argument("--extracted", type=Path, required=True)
+    p = sub.add_parser("dataset", help="the dataset: CIFAR-10 or your images, repeated to n")
+    p.add_argument("--kind", choices=("cifar10", "imagefolder"), default="cifar10")
+    p.add_argument(
+        "--source", type=Path, required=True, help="the extracted archive, or the image folder"
+    )
+    p.add_argument("--size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), help="resize to")
     p.add_argument("--n-images", type=int, required=True)
     p.add_argument("--images", type=Path, required=True)
     p.add_argument("--labels", type=Path, required=True)

@@ -1,0 +1,189 @@
+"""Your own images: an image folder (and CIFAR-10 resized) becomes the dataset every job
+reads; bad images are refused with one line naming the file, leaving nothing behind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from storebench import chunks, dataset, imagefolder
+from storebench.errors import StorebenchError
+
+from conftest import training_set_of
+
+
+def make_folder(root: Path, per_class: int = 4, seed: int = 3) -> Path:
+    """Three classes of JPEG, PNG and WebP files of mixed sizes and modes (RGB, grey,
+    palette, RGBA, 16-bit grey)."""
+    rng = np.random.default_rng(seed)
+    modes = ["RGB", "L", "P", "RGBA", "I;16"]
+    for c, name in enumerate(["cat", "dog", "eel"]):
+        folder = root / name
+        folder.mkdir(parents=True)
+        for k in range(per_class):
+            height, width = int(rng.integers(20, 70)), int(rng.integers(20, 70))
+            rgb = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+            image = Image.fromarray(rgb)
+            mode = modes[(c + k) % len(modes)]
+            if mode == "I;16":
+                grey = (rng.integers(0, 65536, (height, width))).astype(np.uint16)
+                image = Image.fromarray(grey)
+                image.save(folder / f"{k}.png")
+                continue
+            image = image.convert(mode)
+            suffix = [".png", ".jpg", ".webp"][k % 3] if mode in ("RGB", "L") else ".png"
+            image.save(folder / f"{k}{suffix}")
+    (root / "cat" / "nested").mkdir()
+    Image.fromarray(rng.integers(0, 256, (30, 30, 3), dtype=np.uint8)).save(
+        root / "cat" / "nested" / "deep.png"
+    )
+    (root / ".hidden").mkdir()  # hidden folders and files are not classes or images
+    (root / "dog" / ".DS_Store").write_bytes(b"x")
+    return root
+
+
+def _expected(folder: Path, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    _, files = imagefolder.scan(folder)
+    images = np.stack([imagefolder.load(path, size) for path, _ in files])
+    return images, np.array([label for _, label in files], np.uint8)
+
+
+@pytest.mark.parametrize("chunk", [None, 5], ids=["one-chunk", "chunks-of-5"])
+def test_an_image_folder_becomes_the_dataset(
+    chunk: int | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if chunk:
+        monkeypatch.setattr(chunks, "CHUNK_BYTES", chunk * 24 * 32 * 3)
+    folder = make_folder(tmp_path / "images")
+    out = tmp_path / "dataset"
+    out.mkdir()
+    identity = dataset.build(
+        "imagefolder", folder, 30, out / "images.npy", out / "labels.npy", size=(24, 32)
+    )
+    images, labels = np.load(out / "images.npy"), np.load(out / "labels.npy")
+    expected, expected_labels = _expected(folder, (24, 32))
+    assert len(expected) == 13 and images.shape == (30, 24, 32, 3)
+    np.testing.assert_array_equal(images[:13], expected)
+    np.testing.assert_array_equal(images[13:26], expected)  # repeated in order
+    np.testing.assert_array_equal(labels[:13], expected_labels)
+    assert list(np.unique(labels)) == [0, 1, 2]
+    assert labels[0] == 0 and labels[-1] == expected_labels[30 - 27]
+    assert json.loads((out / "dataset.json").read_text()) == identity
+    assert identity["shape"] == [24, 32, 3] and identity["classes"] == 3
+    assert identity["source_images"] == 13 and identity["n_images"] == 30
+    assert sorted(p.name for p in out.iterdir()) == ["dataset.json", "images.npy", "labels.npy"]
+
+
+def test_conversions_are_the_documented_ones(tmp_path: Path) -> None:
+    grey = np.arange(20 * 20, dtype=np.uint8).reshape(20, 20)
+    Image.fromarray(grey).save(tmp_path / "grey.png")
+    deep = (np.arange(20 * 20, dtype=np.uint16) * 100).reshape(20, 20)
+    Image.fromarray(deep).save(tmp_path / "deep.png")
+    rgba = np.zeros((20, 20, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 200, 10
+    Image.fromarray(rgba).save(tmp_path / "alpha.png")
+    np.testing.assert_array_equal(
+        imagefolder.load(tmp_path / "grey.png", None), np.dstack([grey] * 3)
+    )
+    np.testing.assert_array_equal(
+        imagefolder.load(tmp_path / "deep.png", None), np.dstack([(deep >> 8).astype(np.uint8)] * 3)
+    )
+    assert (imagefolder.load(tmp_path / "alpha.png", None) == [200, 0, 0]).all()  # alpha dropped
+
+
+def test_native_size_needs_one_size(tmp_path: Path) -> None:
+    folder = tmp_path / "same"
+    for name in ("a", "b"):
+        (folder / name).mkdir(parents=True)
+        for k in range(3):
+            Image.new("RGB", (40, 30), (k, 2, 3)).save(folder / name / f"{k}.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    identity = dataset.build("imagefolder", folder, 6, out / "i.npy", out / "l.npy")
+    assert identity["shape"] == [30, 40, 3] and np.load(out / "i.npy").shape == (6, 30, 40, 3)
+    Image.new("RGB", (41, 30)).save(folder / "b" / "odd.png")
+    with pytest.raises(StorebenchError, match=r"odd\.png: 41x30 pixels.*set dataset\.size"):
+        dataset.build("imagefolder", folder, 6, tmp_path / "i2.npy", tmp_path / "l2.npy")
+    assert not (tmp_path / "i2.npy").exists() and not list(tmp_path.glob(".*.npy"))
+
+
+def _break(folder: Path, case: str) -> str:
+    """Spoil an image folder in one way; the message expected."""
+    cat = folder / "cat"
+    if case == "truncated":
+        data = (cat / "0.png").read_bytes()
+        (cat / "0.png").write_bytes(data[: len(data) // 2])
+        return r"cat/0\.png: not a readable JPEG, PNG or WebP image"
+    if case == "text_named_jpg":
+        (cat / "zz.jpg").write_text("not an image")
+        return r"cat/zz\.jpg: not a readable JPEG, PNG or WebP image"
+    if case == "gif_named_png":
+        Image.new("RGB", (8, 8)).save(cat / "zz.png", format="GIF")
+        return r"cat/zz\.png: not a readable JPEG, PNG or WebP image"
+    if case == "non_image":
+        (cat / "notes.txt").write_text("hello")
+        return r"cat/notes\.txt: not an image file"
+    if case == "empty_class":
+        (folder / "fox").mkdir()
+        return r"fox: the class folder holds no images"
+    if case == "link_out":
+        outside = folder.parent / "secret.png"
+        Image.new("RGB", (8, 8)).save(outside)
+        (cat / "link.png").symlink_to(outside)
+        return r"cat/link\.png: a symbolic link out of the image folder"
+    if case == "no_classes":
+        for child in folder.iterdir():
+            if not child.name.startswith("."):
+                child.rename(folder.parent / f"moved-{child.name}")
+        return "no class subfolders"
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "truncated",
+        "text_named_jpg",
+        "gif_named_png",
+        "non_image",
+        "empty_class",
+        "link_out",
+        "no_classes",
+    ],
+)
+def test_bad_image_folders_are_refused_in_one_line(case: str, tmp_path: Path) -> None:
+    folder = make_folder(tmp_path / "images")
+    expected = _break(folder, case)
+    out = tmp_path / "dataset"
+    out.mkdir()
+    with pytest.raises(StorebenchError, match=expected) as error:
+        dataset.build("imagefolder", folder, 20, out / "images.npy", out / "labels.npy", (16, 16))
+    assert "\n" not in str(error.value)
+    assert list(out.iterdir()) == []  # nothing half built, no staging file
+
+
+def test_cifar_resized_is_the_bicubic_resize_of_the_training_set(
+    sample: Path, sample_md5: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from storebench import cifar
+
+    monkeypatch.setattr(chunks, "CHUNK_BYTES", 700 * 48 * 40 * 3)  # chunks end mid-batch
+    extracted = cifar.extract(sample, tmp_path / "x", sample_md5)
+    out = tmp_path / "dataset"
+    out.mkdir()
+    identity = dataset.build(
+        "cifar10", extracted, 5100, out / "images.npy", out / "labels.npy", size=(48, 40)
+    )
+    images = np.load(out / "images.npy", mmap_mode="r")
+    originals, labels = training_set_of(sample)
+    assert images.shape == (5100, 48, 40, 3) and identity["shape"] == [48, 40, 3]
+    for k in (0, 699, 700, len(originals) - 1):
+        resized = Image.fromarray(originals[k]).resize((40, 48), Image.Resampling.BICUBIC)
+        np.testing.assert_array_equal(images[k], np.asarray(resized))
+    np.testing.assert_array_equal(images[len(originals)], images[0])
+    np.testing.assert_array_equal(np.load(out / "labels.npy")[: len(labels)], labels)
+    assert sorted(p.name for p in out.iterdir()) == ["dataset.json", "images.npy", "labels.npy"]

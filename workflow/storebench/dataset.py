@@ -1,0 +1,120 @@
+"""The dataset every job reads: ``images.npy`` (n, height, width, 3) uint8, ``labels.npy``
+and ``dataset.json``, built from CIFAR-10 or from a folder of your own images.
+
+The source's images (CIFAR-10's training set, or every image of the folder) are
+repeated in order to ``n_images`` (the classic article doubles CIFAR-10's
+50,000 to 100,000), optionally resized to one ``size`` first. ``dataset.json``
+says what the dataset is (source, image shape, counts, a checksum of the source
+images); every result records it and every later job takes the image shape from
+the dataset itself. Memory stays bounded: a resized or folder source is written
+a chunk at a time to a staging file that is then repeated from its memory map.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from storebench import cifar, imagefolder, results
+from storebench.chunks import chunk_images, write_npy
+from storebench.errors import StorebenchError
+
+log = logging.getLogger(__name__)
+
+KINDS = ("cifar10", "imagefolder")
+META = cifar.DATASET_META
+
+
+def _resized(images: np.ndarray, size: tuple[int, int], rows: int) -> Iterator[np.ndarray]:
+    """``images`` resized to ``size`` (bicubic), ``rows`` at a time."""
+    for start in range(0, len(images), rows):
+        part = images[start : start + rows]
+        out = np.empty((len(part), size[0], size[1], images.shape[3]), np.uint8)
+        for k, image in enumerate(part):
+            resized = Image.fromarray(image).resize((size[1], size[0]), Image.Resampling.BICUBIC)
+            out[k] = np.asarray(resized)
+        yield out
+
+
+def _stage(
+    parts: Iterator[tuple[np.ndarray, np.ndarray]], count: int, shape: tuple[int, ...], path: Path
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Write the source's images to ``path`` (a .npy) a chunk at a time; its labels and the
+    sha256 of its images and labels (first 16 hex digits)."""
+    digest = hashlib.sha256()
+    labels: list[np.ndarray] = []
+
+    def images() -> Iterator[np.ndarray]:
+        written = 0
+        for part_images, part_labels in parts:
+            digest.update(np.ascontiguousarray(part_images).data)
+            labels.append(part_labels)
+            written += len(part_images)
+            yield part_images
+        if written != count:
+            raise StorebenchError(f"{path}: {written} images written, {count} expected")
+
+    with open(path, "wb") as handle:
+        write_npy(handle, (count, *shape), np.dtype(np.uint8), images())
+    all_labels = np.concatenate(labels) if labels else np.empty(0, np.uint8)
+    digest.update(all_labels.tobytes())
+    return np.load(path, mmap_mode="r"), all_labels, digest.hexdigest()[:16]
+
+
+def build(
+    kind: str,
+    source: Path,
+    n_images: int,
+    images_out: Path,
+    labels_out: Path,
+    size: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    """Build the dataset from ``source`` (an extracted CIFAR-10 archive, or an image
+    folder) and return what ``dataset.json`` records."""
+    if kind not in KINDS:
+        raise StorebenchError(f"dataset.kind: unknown kind {kind!r}; choose one of {KINDS}")
+    images_out = Path(images_out)
+    staging = images_out.with_name(f".{images_out.stem}.source.npy")
+    identity: dict[str, Any] = {"kind": kind, "size": list(size) if size else None}
+    try:
+        if kind == "cifar10":
+            images, labels = cifar.load_training_set(source)
+            identity.update(source=cifar.BATCH_DIR, classes=cifar.N_CLASSES)
+            if size is not None:
+                shape = (size[0], size[1], images.shape[3])
+                rows = chunk_images(int(np.prod(shape)))
+                label_parts = (labels[s : s + rows] for s in range(0, len(labels), rows))
+                parts = zip(_resized(images, size, rows), label_parts, strict=True)
+                images, labels, sha = _stage(parts, len(labels), shape, staging)
+            else:
+                digest = hashlib.sha256(images.tobytes())
+                digest.update(labels.tobytes())
+                sha = digest.hexdigest()[:16]
+        else:
+            classes, files = imagefolder.scan(source)
+            shape = imagefolder.shape_of(files, size)
+            rows = chunk_images(int(np.prod(shape)))
+            parts = imagefolder.chunks_of(files, size, rows)
+            images, labels, sha = _stage(parts, len(files), shape, staging)
+            identity.update(source=str(Path(source).resolve()), classes=len(classes))
+        log.info("source: %d images of %s", len(images), images.shape[1:])
+        cifar.save_repeated(images, n_images, images_out)
+        cifar.save_repeated(labels, n_images, labels_out)
+    finally:
+        staging.unlink(missing_ok=True)
+    identity.update(
+        sha256=sha,
+        source_images=len(labels),
+        shape=list(images.shape[1:]),
+        dtype="uint8",
+        n_images=n_images,
+    )
+    results.write_json(identity, images_out.with_name(META))
+    log.info("dataset: %d images -> %s, %s", n_images, images_out, labels_out)
+    return identity
