@@ -17,6 +17,7 @@ shell.prefix(
 )
 
 import storebench.config  # noqa: E402
+import storebench.dataset  # noqa: E402
 import storebench.diskspace  # noqa: E402
 import storebench.plan  # noqa: E402
 import storebench.publish  # noqa: E402
@@ -40,6 +41,15 @@ DATASET = dict(
     labels=f"{RESULTS}/dataset/labels.npy",
     meta=f"{RESULTS}/dataset/dataset.json",
 )
+# What the dataset will be; its image shape sizes the disk and memory plans.
+DATASET_SPEC = config["dataset"]
+try:
+    IMAGE_SHAPE = storebench.dataset.planned_shape(DATASET_SPEC)
+except StorebenchError as error:
+    raise WorkflowError(f"config.yaml: {error}") from None
+IMAGE_BYTES = IMAGE_SHAPE[0] * IMAGE_SHAPE[1] * IMAGE_SHAPE[2]
+# A resized or folder source is staged on disk before it is repeated.
+STAGED = DATASET_SPEC["kind"] != "cifar10" or bool(DATASET_SPEC.get("size"))
 FORMATS = list(config["formats"])
 # The reference every timed job pairs its format with: the raw floor (kind npy).
 FLOOR = next((f for f, o in FORMAT_OBJECTS.items() if o.kind == "npy"), None)
@@ -103,6 +113,34 @@ wildcard_constraints:
 def get_archive():
     """The archive to extract: the local one from config, else the download."""
     return config["cifar10"].get("archive") or f"{RESULTS}/data/cifar-10-python.tar.gz"
+
+
+def get_dataset_input():
+    """What the dataset is built from: CIFAR-10's extracted archive; nothing for an image
+    folder (its state is a parameter, see get_dataset_args)."""
+    if DATASET_SPEC["kind"] == "cifar10":
+        return rules.extract.output
+    return []
+
+
+def get_dataset_args(wildcards):
+    """The dataset command's source, kind and size; an image folder's fingerprint rides
+    along as a comment, so a changed folder rebuilds the dataset."""
+    if DATASET_SPEC["kind"] == "cifar10":
+        source = rules.extract.output[0]
+    else:
+        source = DATASET_SPEC["path"]
+    size = DATASET_SPEC.get("size")
+    return " ".join(
+        [
+            f"--kind {DATASET_SPEC['kind']} --source {shlex.quote(str(source))}",
+            f"--size {size[0]} {size[1]}" if size else "",
+        ]
+    )
+
+
+def get_source_state(wildcards):
+    return storebench.dataset.source_state(DATASET_SPEC)
 
 
 def get_format_spec(wildcards):
@@ -282,7 +320,9 @@ def start_run():
     dataset = (
         config["n_images"] if any(j.rule.name == "dataset" for j in jobs) else None
     )
-    need, count = storebench.diskspace.plan_bytes(stores, config["repeats"], dataset)
+    need, count = storebench.diskspace.plan_bytes(
+        stores, config["repeats"], dataset, IMAGE_BYTES, staged=STAGED
+    )
     try:
         free = storebench.diskspace.check(need, count, config["repeats"], Path(RESULTS))
     except StorebenchError as error:
@@ -308,7 +348,7 @@ def get_resources(stage):
     """mem_mb, runtime (min) and disk_mb of a ``stage`` job, for schedulers (profiles)."""
 
     def mem_mb(wildcards):
-        return storebench.resources.mem_mb(stage, _job_n(stage, wildcards))
+        return storebench.resources.mem_mb(stage, _job_n(stage, wildcards), IMAGE_BYTES)
 
     def runtime(wildcards):
         return storebench.resources.runtime_min(stage, _job_n(stage, wildcards))
@@ -316,6 +356,8 @@ def get_resources(stage):
     def disk_mb(wildcards):
         fmt = FORMAT_OBJECTS.get(wildcards.get("format"))
         n = _job_n(stage, wildcards)
-        return storebench.resources.disk_mb(stage, n, fmt, config["repeats"])
+        return storebench.resources.disk_mb(
+            stage, n, fmt, config["repeats"], IMAGE_BYTES
+        )
 
     return {"mem_mb": mem_mb, "runtime": runtime, "disk_mb": disk_mb}

@@ -41,7 +41,7 @@ rule extract:
 
 rule dataset:
     input:
-        rules.extract.output,
+        get_dataset_input(),
     output:
         **DATASET,
     log:
@@ -55,6 +55,8 @@ rule dataset:
         **get_resources("dataset"),
     params:
         n_images=config["n_images"],
+        source=get_dataset_args,
+        state=get_source_state,
     shell:
-        "python -m storebench --log {log:q} dataset --source {input:q} --n-images {params.n_images}"
+        "python -m storebench --log {log:q} dataset {params.source} --n-images {params.n_images}"
         " --images {output.images:q} --labels {output.labels:q}"

@@ -1,6 +1,7 @@
 rule usage:
     input:
         store=rules.store.output.store,
+        meta=DATASET["meta"],
     output:
         result=f"{RESULTS}/measurements/usage/{{format}}/{{n}}.json",
     log:
@@ -16,4 +17,5 @@ rule usage:
         spec=get_format_spec,
     shell:
         "python -m storebench --log {log:q} usage --format {wildcards.format} --spec {params.spec:q}"
-        " --n {wildcards.n} --store {input.store:q} --result {output.result:q}"
+        " --n {wildcards.n} --store {input.store:q} --dataset-meta {input.meta:q}"
+        " --result {output.result:q}"

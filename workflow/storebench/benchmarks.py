@@ -194,7 +194,8 @@ def png_decode_rate(store: Path, count: int = 5000, repeats: int = 5) -> float:
     from PIL import Image
 
     blobs = [(store / f"{i}.png").read_bytes() for i in range(count)]
-    out = np.empty((32, 32, 3), np.uint8)
+    with Image.open(io.BytesIO(blobs[0])) as first:
+        out = np.empty((first.height, first.width, len(first.getbands())), np.uint8)
     rates = []
     for _ in range(repeats):
         start = time.perf_counter()

@@ -99,7 +99,7 @@ FIGURES: dict[str, FigureRecord] = {
         topic="Disk",
         caption=(
             "Allocated bytes on disk per image against n; the dotted line is the "
-            "3,072 bytes of pixels."
+            "bytes of one image's pixels."
         ),
     ),
     "single_image": FigureRecord(

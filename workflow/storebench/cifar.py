@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 BATCH_DIR = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 N_CLASSES = 10
+IMAGE_SHAPE = (32, 32, 3)
 DATASET_META = "dataset.json"
 
 

@@ -50,9 +50,18 @@ def _paired(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _dataset_identity(args: argparse.Namespace) -> dict[str, Any] | None:
+    """What dataset.json says of the dataset a job used (its --dataset-meta, or the one
+    beside its --images)."""
+    meta = getattr(args, "dataset_meta", None)
+    if meta is not None:
+        return results.read_json(meta)
+    images = getattr(args, "images", None)
+    return cifar.dataset_identity(images) if images else None
+
+
 def _meta(args: argparse.Namespace, fmt: Format) -> dict[str, Any]:
     """What made a result (:func:`storebench.provenance.describe`)."""
-    images = getattr(args, "images", None)
     paired = getattr(args, "reference_format", None)
     sampling = {key: getattr(args, key, None) for key in ("max_pairs", "precision", "time_cap_s")}
     return provenance.describe(
@@ -60,7 +69,7 @@ def _meta(args: argparse.Namespace, fmt: Format) -> dict[str, Any]:
         fmt,
         args.n,
         reference=(paired, _reference(args)) if paired else None,
-        dataset=cifar.dataset_identity(images) if images else None,
+        dataset=_dataset_identity(args),
         settings={
             "repeats": getattr(args, "repeats", None),
             "sampling": sampling,
@@ -320,6 +329,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--spec", required=True)
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--store", type=Path, required=True)
+    p.add_argument("--dataset-meta", type=Path, help="the dataset's dataset.json")
     p.add_argument("--result", type=Path, required=True)
     p.set_defaults(func=cmd_usage)
 

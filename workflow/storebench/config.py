@@ -27,6 +27,8 @@ def _schema(path: Path) -> dict[str, Any]:
 
 
 WHOLE = re.compile(r"[+-]?[0-9]+")
+# A config without a dataset section measures CIFAR-10 at its own size.
+DEFAULT_DATASET = {"kind": "cifar10", "path": None, "size": None}
 # Experiments that read stores at some cutoffs: null there means the largest cutoff.
 AT_CUTOFFS = ("parallel", "dataloader")
 
@@ -57,10 +59,18 @@ def _typed(value: Any, schema: Mapping[str, Any]) -> Any:
 
 def normalize(config: MutableMapping[str, Any], schema: Path = SCHEMA) -> None:
     """Make a config as typed on a command line what the schema means, in place:
-    whole numbers given as strings become ints, and ``parallel.cutoffs`` or
-    ``dataloader.cutoffs`` left null become the largest of ``cutoffs``."""
+    whole numbers given as strings become ints, ``parallel.cutoffs`` or
+    ``dataloader.cutoffs`` left null become the largest of ``cutoffs``, a missing
+    ``dataset`` section is CIFAR-10 and a square ``dataset.size`` becomes
+    ``[side, side]``."""
     typed = _typed(dict(config), _schema(schema))
     config.update(typed)
+    dataset = config.setdefault("dataset", dict(DEFAULT_DATASET))
+    if isinstance(dataset, dict):
+        for key, value in DEFAULT_DATASET.items():
+            dataset.setdefault(key, value)
+        if isinstance(dataset.get("size"), int) and not isinstance(dataset["size"], bool):
+            dataset["size"] = [dataset["size"], dataset["size"]]
     cutoffs = config.get("cutoffs")
     for section in AT_CUTOFFS:
         part = config.get(section)
@@ -78,6 +88,17 @@ def check(config: Mapping[str, Any], schema: Path = SCHEMA) -> dict[str, Format]
     error = jsonschema.exceptions.best_match(validator.iter_errors(dict(config)))
     if error is not None:
         raise StorebenchError(f"{_key(error.absolute_path)}: {error.message}")
+    dataset = config.get("dataset") or DEFAULT_DATASET
+    if dataset["kind"] == "imagefolder" and not dataset.get("path"):
+        raise StorebenchError(
+            "dataset.path: kind imagefolder needs the folder of your images (one subfolder "
+            "per class)"
+        )
+    if dataset["kind"] == "cifar10" and dataset.get("path"):
+        raise StorebenchError(
+            "dataset.path: kind cifar10 reads the cifar10 archive; set kind: imagefolder "
+            "to read a folder"
+        )
     n_images = config["n_images"]
     cutoffs = config["cutoffs"]
     too_big = [c for c in cutoffs if c > n_images]

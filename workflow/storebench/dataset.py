@@ -85,6 +85,7 @@ def build(
     try:
         if kind == "cifar10":
             images, labels = cifar.load_training_set(source)
+            images, labels = images[:n_images], labels[:n_images]  # no more than needed
             identity.update(source=cifar.BATCH_DIR, classes=cifar.N_CLASSES)
             if size is not None:
                 shape = (size[0], size[1], images.shape[3])
@@ -98,6 +99,7 @@ def build(
                 sha = digest.hexdigest()[:16]
         else:
             classes, files = imagefolder.scan(source)
+            files = files[:n_images]  # the first n, in order, when the folder holds more
             shape = imagefolder.shape_of(files, size)
             rows = chunk_images(int(np.prod(shape)))
             parts = imagefolder.chunks_of(files, size, rows)
@@ -118,3 +120,30 @@ def build(
     results.write_json(identity, images_out.with_name(META))
     log.info("dataset: %d images -> %s, %s", n_images, images_out, labels_out)
     return identity
+
+
+def planned_shape(spec: dict[str, Any]) -> tuple[int, int, int]:
+    """The image shape a ``dataset`` config section will give, known before the dataset
+    is built (for the free-space check and schedulers' memory): its ``size``, else
+    CIFAR-10's 32x32 or the first image of the folder."""
+    if spec.get("size"):
+        height, width = spec["size"]
+        return (height, width, 3)
+    if spec["kind"] == "cifar10":
+        return cifar.IMAGE_SHAPE
+    _, files = imagefolder.scan(Path(spec["path"]))
+    return imagefolder.shape_of(files, None)
+
+
+def source_state(spec: dict[str, Any]) -> str:
+    """A fingerprint of an image folder's files (names, sizes, modification times), so
+    that adding, removing or editing an image rebuilds the dataset; "" for CIFAR-10
+    (its archive is the rule's input)."""
+    if spec["kind"] != "imagefolder":
+        return ""
+    _, files = imagefolder.scan(Path(spec["path"]))
+    digest = hashlib.sha256()
+    for path, label in files:
+        stat = path.stat()
+        digest.update(f"{path}\0{label}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]

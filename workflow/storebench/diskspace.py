@@ -20,7 +20,11 @@ def store_bytes(fmt: Format, n: int, image_bytes: int = IMAGE_BYTES) -> int:
 
 
 def plan_bytes(
-    stores: Iterable[tuple[Format, int, bool]], repeats: int, dataset_images: int | None
+    stores: Iterable[tuple[Format, int, bool]],
+    repeats: int,
+    dataset_images: int | None,
+    image_bytes: int = IMAGE_BYTES,
+    staged: bool = False,
 ) -> tuple[int, int]:
     """Bytes the planned jobs add to the disk, and the number of store jobs.
 
@@ -28,14 +32,17 @@ def plan_bytes(
     job. A store job writes ``repeats`` copies; the ones it does not keep, and an
     existing store it replaces, go to the trash, which is emptied when the run
     succeeds, so all of them count. ``dataset_images``: the dataset's size if the
-    dataset is planned too (it then needs the archive and its extraction as well).
+    dataset is planned too (it then needs the archive and its extraction as well, and
+    with ``staged`` a copy of up to as many source images: a resized or folder source).
+    ``image_bytes``: one image's bytes.
     """
     need = count = 0
     for fmt, n, exists in stores:
-        need += store_bytes(fmt, n) * (repeats + exists)
+        need += store_bytes(fmt, n, image_bytes) * (repeats + exists)
         count += 1
     if dataset_images is not None:
-        need += dataset_images * (IMAGE_BYTES + 1) + 2 * ARCHIVE_BYTES
+        copies = 2 if staged else 1
+        need += copies * dataset_images * (image_bytes + 1) + 2 * ARCHIVE_BYTES
     return need, count
 
 

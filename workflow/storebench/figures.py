@@ -320,8 +320,9 @@ def bytes_per_image(tables: Tables, palette: Palette) -> Figure:
             label=fmt,
             **style,
         )
+    pixels = int(rows[0].get("image_bytes") or 3072) if rows else 3072
     raw = ax.axhline(
-        32 * 32 * 3, color="grey", linestyle=":", linewidth=1, label="3,072 B of pixels"
+        pixels, color="grey", linestyle=":", linewidth=1, label=f"{pixels:,} B of pixels"
     )
     ax.set_xscale("log")
     ax.set_ylim(bottom=0)  # less than a decade: linear, from zero

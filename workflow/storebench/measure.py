@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from storebench import diskspace, pagecache
-from storebench.chunks import Images, sample_memory
+from storebench.chunks import Images, row_bytes, sample_memory
 from storebench.errors import StorebenchError
 from storebench.formats import Format
 from storebench.host import QuietFilesystem, discard, fresh_dir, sync_filesystem, warm_free_memory
@@ -39,7 +39,8 @@ def _store_trial(
 
     def trial() -> dict[str, float]:
         target = fresh_dir(parent, prefix)
-        warm_free_memory(diskspace.store_bytes(fmt, min(len(source), source.chunk)))
+        rows = min(len(source), source.chunk)
+        warm_free_memory(diskspace.store_bytes(fmt, rows, row_bytes(source)))
         source.load_ns = 0
         start = time.perf_counter_ns()
         fmt.write(target, source, labels)

@@ -54,11 +54,13 @@ def runtime_min(stage: str, n: int) -> int:
     return 10
 
 
-def disk_mb(stage: str, n: int, fmt: Format | None = None, repeats: int = 1) -> int:
+def disk_mb(
+    stage: str, n: int, fmt: Format | None = None, repeats: int = 1, image_bytes: int = IMAGE_BYTES
+) -> int:
     """Scratch disk: a store job's copies (``repeats`` and the store it replaces, as in the
     free-space check), the archive and dataset for the data jobs, little for the rest."""
     if stage == "store" and fmt is not None:
-        return diskspace.store_bytes(fmt, n) * (repeats + 1) // MiB + 1
+        return diskspace.store_bytes(fmt, n, image_bytes) * (repeats + 1) // MiB + 1
     if stage in ("download", "extract", "dataset"):
-        return math.ceil((2 * diskspace.ARCHIVE_BYTES + image_mib(n) * MiB) / MiB)
+        return math.ceil((2 * diskspace.ARCHIVE_BYTES + image_mib(n, image_bytes) * MiB) / MiB)
     return 100

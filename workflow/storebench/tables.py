@@ -82,6 +82,7 @@ USAGE_COLUMNS = (
     "apparent_bytes",
     "allocated_bytes",
     "bytes_per_image",
+    "image_bytes",
 )
 
 
@@ -242,6 +243,12 @@ def noisy_rows(tables: Iterable[Path], max_width: float) -> list[dict[str, Any]]
     return rows
 
 
+def _image_bytes(result: dict[str, Any]) -> int:
+    """Bytes of one image of the dataset a result was made from (CIFAR-10's if unrecorded)."""
+    shape = ((result.get("run") or {}).get("dataset") or {}).get("shape") or [32, 32, 3]
+    return int(np.prod(shape))
+
+
 def usage_rows(loaded: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per store with its allocated and apparent bytes."""
     rows = []
@@ -254,6 +261,7 @@ def usage_rows(loaded: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                 "n": result["n"],
                 **usage,
                 "bytes_per_image": usage["allocated_bytes"] / result["n"],
+                "image_bytes": _image_bytes(result),
             }
         )
     return rows

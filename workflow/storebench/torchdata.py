@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from storebench import chunks, pagecache
+from storebench import chunks, cifar, pagecache
 from storebench.errors import StorebenchError
 from storebench.formats import Format, Reader
 from storebench.measure import NS
@@ -33,10 +33,13 @@ Sample = tuple[torch.Tensor, int]
 
 
 class StoreDataset(Dataset[Sample]):
-    """Image ``i`` of a store as ``(uint8 tensor (32, 32, 3), label)``."""
+    """Image ``i`` of a store as ``(uint8 tensor of ``shape``, label)``; ``shape`` is the
+    dataset's image shape (CIFAR-10's (32, 32, 3) by default)."""
 
-    def __init__(self, fmt: Format, store: Path, n: int):
-        self.fmt, self.store, self.n = fmt, Path(store), n
+    def __init__(
+        self, fmt: Format, store: Path, n: int, shape: tuple[int, ...] = cifar.IMAGE_SHAPE
+    ):
+        self.fmt, self.store, self.n, self.shape = fmt, Path(store), n, tuple(shape)
         self._reader: Reader | None = None
         self._pid: int | None = None
 
@@ -60,7 +63,7 @@ class StoreDataset(Dataset[Sample]):
         index = np.asarray(indices, dtype=np.int64)
         if len(index) and (index.min() < 0 or index.max() >= self.n):
             raise IndexError(f"index out of range 0..{self.n - 1} for {self.store}")
-        images = np.empty((len(index), 32, 32, 3), np.uint8)
+        images = np.empty((len(index), *self.shape), np.uint8)
         labels = np.empty(len(index), np.uint8)
         self._open().read_into(index, images, labels)
         return images, labels
@@ -128,7 +131,7 @@ def measure_epochs(
         def epoch() -> dict[str, float]:
             check.clear()
             check.restart()
-            dataset = StoreDataset(side_fmt, side_store, len(images))
+            dataset = StoreDataset(side_fmt, side_store, len(images), images.shape[1:])
             loader = DataLoader(
                 dataset,
                 batch_size=batch_size,
