@@ -120,9 +120,30 @@ def test_scale_config_is_complete_valid_and_official() -> None:
         ("dataloader.num_workers", [-1], "dataloader.num_workers.0: -1 is less than the minimum"),
         ("dataloader.batch_size", 0, "dataloader.batch_size: 0 is less than the minimum of 1"),
         ("dataloader", KeyError, "'dataloader' is a required property"),
+        ("dataset.kind", "mnist", "dataset.kind: 'mnist' is not one of"),
+        ("dataset.kind", "imagefolder", "dataset.path: kind imagefolder needs the folder"),
+        ("dataset.path", "/data/images", "dataset.path: kind cifar10 reads the cifar10 archive"),
+        ("dataset.size", 0, "dataset.size: 0 is less than the minimum of 1"),
+        ("dataset.size", [32, 32, 3], r"dataset.size: \[32, 32, 3\] is too long"),
+        ("dataset.size", [9000, 32], "dataset.size.0: 9000 is greater than the maximum of 8192"),
+        ("dataset.colour", "red", "dataset: Additional properties"),
     ],
 )
 def test_bad_values_are_named(path: str, value: Any, message: str) -> None:
     with pytest.raises(StorebenchError, match=message) as info:
         check(_with(path, value))
     assert "\n" not in str(info.value)
+
+
+def test_a_dataset_section_is_optional_and_a_square_size_is_two_sides() -> None:
+    config = copy.deepcopy(SHIPPED)
+    del config["dataset"]
+    normalize(config)
+    check(config)
+    assert config["dataset"] == {"kind": "cifar10", "path": None, "size": None}
+    config["dataset"]["size"] = 64
+    normalize(config)
+    assert config["dataset"]["size"] == [64, 64]
+    config = copy.deepcopy(SHIPPED) | {"dataset": {"kind": "imagefolder", "path": "x"}}
+    normalize(config)
+    assert config["dataset"] == {"kind": "imagefolder", "path": "x", "size": None}

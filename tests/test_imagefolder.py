@@ -8,12 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from storebench import chunks, dataset, imagefolder
 from storebench.errors import StorebenchError
 
-from conftest import training_set_of
+from conftest import ROOT, training_set_of
 
 
 def make_folder(root: Path, per_class: int = 4, seed: int = 3) -> Path:
@@ -187,3 +188,89 @@ def test_cifar_resized_is_the_bicubic_resize_of_the_training_set(
     np.testing.assert_array_equal(images[len(originals)], images[0])
     np.testing.assert_array_equal(np.load(out / "labels.npy")[: len(labels)], labels)
     assert sorted(p.name for p in out.iterdir()) == ["dataset.json", "images.npy", "labels.npy"]
+
+
+# --- the workflow on your own images ------------------------------------------------
+
+
+def _folder_config(work: Path, folder: Path, size: list[int] | None, n_images: int) -> Path:
+    from test_workflow import write_config
+
+    formats = yaml.safe_load((ROOT / "config.yaml").read_text())["formats"]
+    return write_config(
+        work,
+        dataset={"kind": "imagefolder", "path": str(folder), "size": size},
+        formats={name: formats[name] for name in ("raw", "png", "lmdb_raw", "hdf5_gzip")},
+        n_images=n_images,
+        cutoffs=[10, 100],
+        repeats=2,
+        filesystem_probe={"slow_factor": 3, "max_wait_s": 0},
+        latency_samples=20,
+        parallel={"cutoffs": [], "workers": [1], "caches": ["warm"]},
+        dataloader={"cutoffs": [], "batch_size": 8, "num_workers": [0]},
+    )
+
+
+def test_the_workflow_runs_on_an_image_folder_resized(tmp_path: Path) -> None:
+    """A few hundred images of mixed sizes and kinds, resized to 24x32: every store holds
+    the folder's images, every table and figure is drawn."""
+    from test_workflow import snakemake
+
+    folder = make_folder(tmp_path / "images", per_class=70)  # 211 files
+    work = tmp_path / "run"
+    work.mkdir()
+    config = _folder_config(work, folder, [24, 32], 300)
+    snakemake(work, "--cores", "2", "--configfile", str(config))
+    results = work / "results"
+    meta = json.loads((results / "dataset/dataset.json").read_text())
+    assert meta["kind"] == "imagefolder" and meta["shape"] == [24, 32, 3]
+    assert meta["source_images"] == 211 and meta["classes"] == 3
+    expected, expected_labels = _expected(folder, (24, 32))
+    images = np.load(results / "dataset/images.npy")
+    np.testing.assert_array_equal(images[:211], expected)
+    np.testing.assert_array_equal(images[211:300], expected[:89])
+    labels = np.load(results / "dataset/labels.npy")
+    np.testing.assert_array_equal(labels[:211], expected_labels)
+    png = Image.open(results / "stores/png/100/42.png")
+    np.testing.assert_array_equal(np.asarray(png), expected[42])
+    reads = {
+        (r["format"], r["n"], r["cache"], r["order"]) for r in _csv(results / "tables/read.csv")
+    }
+    assert len(reads) == 4 * 2 * 2 * 2
+    usage = _csv(results / "tables/usage.csv")
+    assert {int(r["image_bytes"]) for r in usage} == {24 * 32 * 3}
+    for name in ("read_time_log", "disk_bytes_per_image", "latency"):
+        assert (results / f"figures/{name}.png").stat().st_size > 10_000
+
+
+def test_the_workflow_keeps_native_sizes_or_says_which_image_differs(tmp_path: Path) -> None:
+    from test_workflow import snakemake
+
+    folder = tmp_path / "same"
+    rng = np.random.default_rng(8)
+    for c in range(2):
+        (folder / f"c{c}").mkdir(parents=True)
+        for k in range(30):
+            pixels = rng.integers(0, 256, (20, 28, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"c{c}" / f"{k}.png")
+    work = tmp_path / "run"
+    work.mkdir()
+    config = _folder_config(work, folder, None, 100)
+    snakemake(work, "--cores", "2", "--configfile", str(config), "results/tables/read.csv")
+    images = np.load(work / "results/dataset/images.npy")
+    assert images.shape == (100, 20, 28, 3)
+    np.testing.assert_array_equal(images[:60], _expected(folder, None)[0])
+    assert len(_csv(work / "results/tables/read.csv")) == 4 * 2 * 2 * 2
+
+    Image.new("RGB", (30, 20)).save(folder / "c1" / "wide.png")  # one image of another size
+    failed = snakemake(work, "--cores", "2", "--configfile", str(config), check=False)
+    assert failed.returncode != 0
+    assert "wide.png: 30x20 pixels" in failed.stdout + failed.stderr
+    assert not (work / "results/dataset/images.npy").exists()  # not left for a rerun
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
