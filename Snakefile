@@ -20,6 +20,7 @@ include: "workflow/rules/read.smk"
 include: "workflow/rules/usage.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/sweep.smk"
 
 
 rule all:

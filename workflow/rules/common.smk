@@ -59,6 +59,9 @@ if FLOOR is None:
         "raw floor, so add one (e.g. raw: {kind: npy})"
     )
 CUTOFFS = config["cutoffs"]
+# The image-size sweep: one run of the workflow per size, under results/sizes/.
+SWEEP = config["size_sweep"]
+SIZES = SWEEP["sizes"]
 CACHES = config["caches"]
 ORDERS = config["orders"]
 PARALLEL = config["parallel"]
@@ -136,6 +139,38 @@ def get_dataset_args(wildcards):
             f"--kind {DATASET_SPEC['kind']} --source {shlex.quote(str(source))}",
             f"--size {size[0]} {size[1]}" if size else "",
         ]
+    )
+
+
+def get_sweep_archive():
+    """The CIFAR-10 archive every size's run reads (none for an image folder)."""
+    return [get_archive()] if DATASET_SPEC["kind"] == "cifar10" else []
+
+
+def get_sweep_archive_arg(wildcards, input):
+    archive = list(input.archive)
+    return f"--archive {shlex.quote(archive[0])}" if archive else ""
+
+
+def get_sweep_config(wildcards):
+    """The outer run's config, as JSON for the command line (each size derives its own)."""
+    return shlex.quote(json.dumps(config))
+
+
+def get_sweep_tables(wildcards):
+    """Every size's store, read and usage tables, by name."""
+    return {
+        f"{table}_{size}": f"{RESULTS}/sizes/{size}/results/tables/{table}.csv"
+        for size in SIZES
+        for table in ("store", "read", "usage")
+    }
+
+
+def get_sweep_table_args(wildcards, input):
+    return " ".join(
+        f"--table {name.rsplit('_', 1)[1]}={shlex.quote(path)}"
+        for name, path in input.items()
+        if name != "environment"
     )
 
 
@@ -265,13 +300,13 @@ def get_final_outputs():
     """Every table and figure of a full run, and the environment it ran in."""
     tables = expand(
         f"{RESULTS}/tables/{{table}}.{{ext}}",
-        table=(*TABLES, "noise"),
+        table=(*TABLES, "noise", *(["image_size"] if SIZES else [])),
         ext=("csv", "md"),
     )
     drawn = [
         name
         for name, figure in FIGURES.items()
-        if set(figure.tables) <= {*TABLES, "cost"}
+        if set(figure.tables) <= {*TABLES, "cost", *(["image_size"] if SIZES else [])}
     ]
     figures = expand(
         f"{RESULTS}/figures/{{figure}}.{{ext}}",

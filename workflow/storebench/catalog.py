@@ -41,6 +41,17 @@ class TableRecord:
 
 
 FIGURES: dict[str, FigureRecord] = {
+    "image_size": FigureRecord(
+        tables=("image_size",),
+        drawer="image_size",
+        topic="Image size",
+        caption=(
+            "How each format's cost moves with image size (the image-size sweep: the "
+            "dataset resized to each size, the same MiB of pixels at every size). Time per "
+            "image to store and to read back shuffled (warm and cold), and the warm "
+            "shuffled read's MB/s of pixels; median, band its 95% interval. {read} {spread}"
+        ),
+    ),
     "store_time_linear": FigureRecord(
         tables=("store",),
         drawer="store_time",
@@ -177,6 +188,14 @@ FIGURES: dict[str, FigureRecord] = {
 }
 
 TABLES: dict[str, TableRecord] = {
+    "image_size": TableRecord(
+        layout=None,
+        caption=(
+            "The image-size sweep: per size (square, px), format and measurement, the "
+            "median time per image with its 95% interval, MB/s of pixels, the ratio to the "
+            "floor and bytes on disk per image; the same MiB of pixels at every size."
+        ),
+    ),
     "store": TableRecord(
         layout="timing",
         caption=(

@@ -205,6 +205,14 @@ def cmd_single(args: argparse.Namespace) -> None:
     results.write_json({**_meta(args, fmt), **result}, args.result)
 
 
+def cmd_size_run(args: argparse.Namespace) -> None:
+    from storebench import sweep
+
+    config = json.loads(args.config_json)
+    sub = sweep.sub_config(config, args.size, args.archive)
+    sweep.run(args.size, sub, args.work, args.cores, args.snakefile, args.run_log)
+
+
 def cmd_usage(args: argparse.Namespace) -> None:
     fmt = _format(args)
     results.write_json(
@@ -332,6 +340,16 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--dataset-meta", type=Path, help="the dataset's dataset.json")
     p.add_argument("--result", type=Path, required=True)
     p.set_defaults(func=cmd_usage)
+
+    p = sub.add_parser("size-run", help="the experiment at one image size (the size sweep)")
+    p.add_argument("--size", type=int, required=True, help="square image side, px")
+    p.add_argument("--config-json", required=True, help="the outer run's config, as JSON")
+    p.add_argument("--archive", help="the outer run's CIFAR-10 archive")
+    p.add_argument("--work", type=Path, required=True, help="the size's run folder")
+    p.add_argument("--cores", type=int, required=True)
+    p.add_argument("--snakefile", type=Path, required=True)
+    p.add_argument("--run-log", type=Path, required=True, help="the inner run's output")
+    p.set_defaults(func=cmd_size_run)
 
     p = sub.add_parser("environment", help="describe the machine and library versions")
     p.add_argument("--results-dir", type=Path, required=True)

@@ -23,6 +23,19 @@ def cmd_table(args: argparse.Namespace) -> None:
     tables.write_table(rows_of(results.check_one_run(args.inputs)), columns, args.csv, args.md)
 
 
+def cmd_size_table(args: argparse.Namespace) -> None:
+    from storebench import sweep
+
+    found: dict[int, dict[str, list[dict[str, Any]]]] = {}
+    for item in args.table:
+        size, _, path = item.partition("=")
+        name = Path(path).stem
+        found.setdefault(int(size), {})[name] = tables.read_table(Path(path))
+    rows = sweep.rows(found)
+    tables.write_csv(rows, sweep.COLUMNS, args.csv)
+    results.write_text(sweep.markdown(rows, args.megabytes), args.md)
+
+
 def cmd_noise(args: argparse.Namespace) -> None:
     rows = tables.noisy_rows(args.inputs, args.threshold)
     tables.write_table(rows, tables.NOISE_COLUMNS, args.csv, args.md)
@@ -195,6 +208,13 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--md", type=Path, required=True)
     p.add_argument("inputs", type=Path, nargs="+")
     p.set_defaults(func=cmd_table)
+
+    p = sub.add_parser("size-table", help="the size sweep's table: time per image by size")
+    p.add_argument("--table", action="append", default=[], help="SIZE=path.csv (repeated)")
+    p.add_argument("--megabytes", type=float, required=True)
+    p.add_argument("--csv", type=Path, required=True)
+    p.add_argument("--md", type=Path, required=True)
+    p.set_defaults(func=cmd_size_table)
 
     p = sub.add_parser("noise", help="list measurements whose spread is too wide to trust")
     p.add_argument(

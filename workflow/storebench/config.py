@@ -29,6 +29,8 @@ def _schema(path: Path) -> dict[str, Any]:
 WHOLE = re.compile(r"[+-]?[0-9]+")
 # A config without a dataset section measures CIFAR-10 at its own size.
 DEFAULT_DATASET = {"kind": "cifar10", "path": None, "size": None}
+# A config without a size_sweep section runs no sweep.
+DEFAULT_SWEEP = {"sizes": [], "megabytes": 60, "formats": None}
 # Experiments that read stores at some cutoffs: null there means the largest cutoff.
 AT_CUTOFFS = ("parallel", "dataloader")
 
@@ -65,6 +67,10 @@ def normalize(config: MutableMapping[str, Any], schema: Path = SCHEMA) -> None:
     ``[side, side]``."""
     typed = _typed(dict(config), _schema(schema))
     config.update(typed)
+    sweep = config.setdefault("size_sweep", dict(DEFAULT_SWEEP))
+    if isinstance(sweep, dict):
+        for key, value in DEFAULT_SWEEP.items():
+            sweep.setdefault(key, value)
     dataset = config.setdefault("dataset", dict(DEFAULT_DATASET))
     if isinstance(dataset, dict):
         for key, value in DEFAULT_DATASET.items():
@@ -98,6 +104,12 @@ def check(config: Mapping[str, Any], schema: Path = SCHEMA) -> dict[str, Format]
         raise StorebenchError(
             "dataset.path: kind cifar10 reads the cifar10 archive; set kind: imagefolder "
             "to read a folder"
+        )
+    sweep = config.get("size_sweep") or DEFAULT_SWEEP
+    unknown = [name for name in sweep.get("formats") or [] if name not in config["formats"]]
+    if unknown:
+        raise StorebenchError(
+            f"size_sweep.formats: {unknown} are not in formats {list(config['formats'])}"
         )
     n_images = config["n_images"]
     cutoffs = config["cutoffs"]

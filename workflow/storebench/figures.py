@@ -333,6 +333,74 @@ def bytes_per_image(tables: Tables, palette: Palette) -> Figure:
     return fig
 
 
+def image_size(tables: Tables, palette: Palette) -> Figure:
+    """Time per image against image size (store; warm and cold shuffled reads) and the
+    warm shuffled read's MB/s, one line per format."""
+    rows = tables["image_size"]
+    styles = palette.styles(palette.formats(rows))
+    panels = [
+        ("store", {"measurement": "store"}, "s_per_image", "store: s per image"),
+        (
+            "warm random read",
+            {"cache": "warm", "order": "random"},
+            "s_per_image",
+            "read, warm, shuffled: s per image",
+        ),
+        (
+            "cold random read",
+            {"cache": "cold", "order": "random"},
+            "s_per_image",
+            "read, cold, shuffled: s per image",
+        ),
+        (
+            "warm random MB/s",
+            {"cache": "warm", "order": "random"},
+            "mb_per_s",
+            "read, warm, shuffled: MB/s",
+        ),
+    ]
+    fig, axes = _panels(len(panels), 1.7, len(styles))
+    for ax, (_, where, column, title) in zip(axes, panels, strict=True):
+        for fmt, style in styles.items():
+            series = sorted(
+                (
+                    r
+                    for r in rows
+                    if r["format"] == fmt and all(r[k] == v for k, v in where.items())
+                ),
+                key=lambda r: r["size"],
+            )
+            if not series:
+                continue
+            sizes = [r["size"] for r in series]
+            ax.plot(
+                sizes,
+                [r[column] for r in series],
+                markersize=3.5,
+                linewidth=1.2,
+                label=fmt,
+                **style,
+            )
+            if column == "s_per_image":
+                ax.fill_between(
+                    sizes,
+                    [r["s_per_image_lo"] for r in series],
+                    [r["s_per_image_hi"] for r in series],
+                    color=style["color"],
+                    alpha=0.18,
+                    linewidth=0,
+                )
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xticks(sorted({r["size"] for r in rows}))
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%d"))
+        ax.set_title(title, fontsize=7)
+        ax.tick_params(labelsize=6)
+    axes[-1].set_xlabel("image size (px, square)")
+    _format_legend(fig, styles)
+    return fig
+
+
 def _bar(
     ax: Axes,
     x: float,

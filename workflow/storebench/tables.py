@@ -367,15 +367,20 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def write_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str], path: Path) -> None:
+    """Write rows as CSV, full precision."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def write_table(
     rows: Sequence[dict[str, Any]], columns: Sequence[str], csv_path: Path, md_path: Path
 ) -> None:
     """Write rows as CSV (full precision) and as a Markdown table (4 significant digits)."""
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(csv_path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(columns))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(rows, columns, csv_path)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(row[c]) for c in columns) + " |" for row in rows]
     md_path.write_text("\n".join(lines) + "\n")
