@@ -127,6 +127,16 @@ def test_scale_config_is_complete_valid_and_official() -> None:
         ("dataset.size", [32, 32, 3], r"dataset.size: \[32, 32, 3\] is too long"),
         ("dataset.size", [9000, 32], "dataset.size.0: 9000 is greater than the maximum of 8192"),
         ("dataset.colour", "red", "dataset: Additional properties"),
+        ("n_images", 3000.0, "n_images: 3000.0 is not of type 'integer'"),
+        ("n_images", True, "n_images: True is not of type 'integer'"),
+        ("n_images", 10**9, "n_images: 1000000000 is greater than the maximum"),
+        ("noise_threshold", float("nan"), "noise_threshold: nan is not of type 'number'"),
+        ("filesystem_probe.max_wait_s", float("inf"), "max_wait_s: inf is not of type 'number'"),
+        ("cifar10.md5", "c58f30108f718f92721af3b95e74349a\n", "cifar10.md5: .* control character"),
+        ("cifar10.url", "https://x/a.tar.gz\r", "cifar10.url: .* control character"),
+        ("parallel.workers", [1, 4096], "parallel.workers.1: 4096 is greater than the maximum"),
+        ("formats.png.compress_level", True, "formats.png.compress_level: True is not a whole"),
+        ("formats.hdf5_gzip.level", 4.0, "formats.hdf5_gzip.level: 4.0 is not a whole number"),
     ],
 )
 def test_bad_values_are_named(path: str, value: Any, message: str) -> None:

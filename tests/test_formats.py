@@ -31,6 +31,7 @@ VARIANTS = {
     "hdf5_lzf": {"kind": "hdf5", "chunk": 100, "compression": "lzf"},
     "tfrecord": {"kind": "tfrecord"},
     "npy": {"kind": "npy"},
+    "sqlite_mmap_8k": {"kind": "sqlite", "page_size": 8192, "mmap": True},
 }
 _TESTED = {spec["kind"] for spec in VARIANTS.values()}
 SPECS = {**VARIANTS, **{k: {"kind": k} for k in available_kinds() if k not in _TESTED}}

@@ -124,7 +124,7 @@ rule publish:
     resources:
         **get_resources("publish"),
     params:
-        snakemake=f"{sys.executable} -m snakemake --snakefile {workflow.main_snakefile} --nolock",
+        snakemake=f"{shlex.quote(sys.executable)} -m snakemake --snakefile {shlex.quote(str(workflow.main_snakefile))} --nolock",
     shell:
         "({params.snakemake} --configfile {input.config:q} --report {output.html:q}"
         " && {params.snakemake} --configfile {input.config:q} --report {output.zip:q}) > {log:q} 2>&1"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
+import math
 import re
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -85,15 +86,52 @@ def normalize(config: MutableMapping[str, Any], schema: Path = SCHEMA) -> None:
             part["cutoffs"] = [max(numbers)] if numbers else []
 
 
+def _integer(checker: Any, value: Any) -> bool:
+    """Integers only: not 3.0, not true (JSON Schema would take both)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(checker: Any, value: Any) -> bool:
+    """Finite numbers only: not NaN, not infinity, not true."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# The schema's validator with strict integer and number types.
+STRICT = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
+        {"integer": _integer, "number": _number}
+    ),
+)
+
+
+def _strings(value: Any, path: tuple = ()) -> Iterator[tuple[tuple, str]]:
+    """Every string in a config (keys included) with the path to it."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _strings(key, (*path, key))
+            yield from _strings(item, (*path, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _strings(item, (*path, i))
+
+
 def check(config: Mapping[str, Any], schema: Path = SCHEMA) -> dict[str, Format]:
     """Raise a one-line :class:`StorebenchError` naming the key of the first bad value.
 
     Returns the configured formats, built (so every option was checked).
     """
-    validator = jsonschema.Draft202012Validator(_schema(schema))
+    validator = STRICT(_schema(schema))
     error = jsonschema.exceptions.best_match(validator.iter_errors(dict(config)))
     if error is not None:
         raise StorebenchError(f"{_key(error.absolute_path)}: {error.message}")
+    for path, text in _strings(config):
+        if any(ord(c) < 32 or ord(c) == 127 for c in text):
+            raise StorebenchError(
+                f"{_key(path)}: {text!r} holds a control character (a newline?); remove it"
+            )
     dataset = config.get("dataset") or DEFAULT_DATASET
     if dataset["kind"] == "imagefolder" and not dataset.get("path"):
         raise StorebenchError(

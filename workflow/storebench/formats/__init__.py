@@ -62,6 +62,13 @@ def make_format(name: str, spec: Mapping[str, Any]) -> Format:
         raise StorebenchError(
             f"formats.{name}: unknown option(s) {unknown} for kind {kind!r}; allowed: {allowed}"
         )
+    for field in dataclasses.fields(cls):
+        # An option typed int takes whole numbers only: not 4.0, not true.
+        declared = str(field.type)
+        whole = "int" in declared and "float" not in declared and "bool" not in declared
+        value = spec.get(field.name)
+        if field.name in spec and whole and isinstance(value, (bool, float)):
+            raise StorebenchError(f"formats.{name}.{field.name}: {value!r} is not a whole number")
     try:
         return cls(**spec)
     except (TypeError, ValueError) as exc:
