@@ -17,7 +17,7 @@ from storebench import chunks, cifar, dataset, safepickle
 from storebench.download import download, md5sum
 from storebench.errors import StorebenchError
 
-from conftest import REAL_SAMPLE_MD5, SAMPLE_TRAIN, Server, training_set_of
+from conftest import REAL_SAMPLE_MD5, SAMPLE_TRAIN, Server, official_pickle, training_set_of
 
 
 def fast(url: str, dest: Path, md5: str) -> Path:
@@ -279,3 +279,110 @@ def test_gzip_garbage_is_reported(tmp_path: Path) -> None:
     archive.write_bytes(gzip.compress(b"this is not a tar stream" * 100))
     with pytest.raises(StorebenchError, match="cannot read the archive"):
         cifar.extract(archive, tmp_path / "x", md5sum(archive))
+
+
+# --- hostile input, round two: archives and batches ----------------------------------
+
+
+class _Alloc:
+    """A pickled 'array' made by numpy's own _reconstruct with a shape and no data."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        self.shape = shape
+
+    def __reduce__(self) -> tuple[object, tuple]:
+        from numpy._core.multiarray import _reconstruct
+
+        return (_reconstruct, (np.ndarray, self.shape, b"B"))
+
+
+@pytest.mark.parametrize("shape", [(10_000, 3072), (10**9, 3072)], ids=["zeros", "huge"])
+def test_an_array_made_from_nothing_is_refused(shape: tuple[int, int], tmp_path: Path) -> None:
+    """It passes the allow-list (numpy's _reconstruct), but would become 10,000 zero images
+    (or ask for 3 TB) from a file of a few hundred bytes."""
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({b"data": _Alloc(shape), b"labels": [0]}, protocol=2))
+    assert path.stat().st_size < 300
+    with pytest.raises(StorebenchError, match="made from nothing") as info:
+        cifar.load_batch(path)
+    assert "\n" not in str(info.value)
+
+
+def test_a_batch_of_too_many_rows_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "data_batch_2"
+    batch = {b"data": np.zeros((10_001, 3072), np.uint8), b"labels": [0] * 10_001}
+    path.write_bytes(official_pickle(batch))
+    with pytest.raises(StorebenchError, match="holds 10001 rows"):
+        cifar.load_batch(path)
+
+
+def _archive_of(tmp_path: Path, data: bytes) -> tuple[Path, str]:
+    path = tmp_path / "archive.tar.gz"
+    path.write_bytes(data)
+    return path, hashlib.md5(data).hexdigest()
+
+
+HOSTILE_ARCHIVES = {
+    "empty": (lambda: b"", "not a readable tar archive"),
+    "html": (lambda: b"<!DOCTYPE html><html><body>Moved</body></html>", "not a readable tar"),
+    "not-tar": (lambda: gzip.compress(b"just some text"), "not a readable tar archive"),
+    "many-members": (
+        lambda: _tar([_file(f"cifar-10-batches-py/f{i}") for i in range(65)]),
+        "65 members",
+    ),
+    "huge-member": (
+        lambda: _tar([_file("cifar-10-batches-py/big", bytes(65 * 2**20))]),
+        "'cifar-10-batches-py/big' is 65 MiB",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE_ARCHIVES)
+def test_an_archive_with_a_matching_md5_but_no_cifar_inside_is_refused(
+    case: str, tmp_path: Path
+) -> None:
+    """The md5 in the config was set to match the file, so only the contents can tell."""
+    build, message = HOSTILE_ARCHIVES[case]
+    archive, md5 = _archive_of(tmp_path, build())
+    with pytest.raises(StorebenchError, match=message) as info:
+        cifar.extract(archive, tmp_path / "x", md5)
+    assert "\n" not in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["archive.tar.gz"]  # nothing left
+
+
+def test_what_is_extracted_is_what_was_verified(
+    sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The archive is swapped for another right after its md5 was checked: the open file
+    that was verified is the one extracted."""
+    archive = tmp_path / "archive.tar.gz"
+    archive.write_bytes(sample.read_bytes())
+    md5 = md5sum(archive)
+    evil = tmp_path / "evil.tar.gz"
+    evil.write_bytes(_tar([_file("cifar-10-batches-py/evil", b"x")]))
+    real_md5_of = cifar.md5_of
+
+    def md5_then_swap(handle):
+        digest = real_md5_of(handle)
+        evil.replace(archive)
+        return digest
+
+    monkeypatch.setattr(cifar, "md5_of", md5_then_swap)
+    extracted = cifar.extract(archive, tmp_path / "x", md5)
+    names = sorted(p.name for p in (extracted / "cifar-10-batches-py").iterdir())
+    assert "evil" not in names and "data_batch_1" in names
+
+
+def test_a_full_disk_is_not_called_a_corrupt_archive(
+    sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", full)
+    with pytest.raises(StorebenchError, match="no space left on the device") as info:
+        cifar.extract(sample, tmp_path / "x", md5sum(sample))
+    assert "corrupt" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []  # the staging folder is gone

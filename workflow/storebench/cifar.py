@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import gzip
 import logging
 import os
 import shutil
@@ -17,13 +19,14 @@ from storebench import results, safepickle
 from storebench.chunks import chunk_of, spans, write_npy
 from storebench.errors import StorebenchError
 from storebench.formats.base import IMAGE_BYTES
-from storebench.integrity import verify_md5
+from storebench.integrity import check_md5, md5_of
 
 log = logging.getLogger(__name__)
 
 BATCH_DIR = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 N_CLASSES = 10
+BATCH_ROWS = 10_000  # images per official batch
 IMAGE_SHAPE = (32, 32, 3)
 DATASET_META = "dataset.json"
 
@@ -43,38 +46,83 @@ def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
         )
 
 
+# Bounds on what an archive may hold: the official one has 8 members, the largest
+# 31 MB, 178 MB in all. Anything far beyond is refused before a byte is written.
+MAX_MEMBERS = 64
+MAX_MEMBER_BYTES = 64 * 2**20
+MAX_TOTAL_BYTES = 512 * 2**20
+
+
+def _bounded(members: list[tarfile.TarInfo], archive: Path) -> None:
+    if len(members) > MAX_MEMBERS:
+        raise StorebenchError(
+            f"{archive}: {len(members)} members (the official archive has 8); it is not "
+            "the CIFAR-10 archive"
+        )
+    for member in members:
+        if member.size > MAX_MEMBER_BYTES:
+            raise StorebenchError(
+                f"{archive}: member {member.name!r} is {member.size / 2**20:.0f} MiB (the "
+                "official batches are 31 MB); it is not the CIFAR-10 archive"
+            )
+    if sum(m.size for m in members) > MAX_TOTAL_BYTES:
+        raise StorebenchError(f"{archive}: its members add up to more than the official 178 MB")
+
+
 def extract(archive: Path, dest: Path, md5: str) -> Path:
     """Verify ``archive`` and extract it to ``dest`` (created atomically).
 
-    Every member is checked before anything is written; only plain files and
-    folders under ``dest`` are allowed.
+    The archive is opened once: its md5 is computed from that open file and the
+    same file is then extracted, so what is extracted is what was verified. Every
+    member is checked before anything is written: only plain files and folders
+    under ``dest``, at most :data:`MAX_MEMBERS` of bounded size.
     """
     archive, dest = Path(archive), Path(dest)
     if not archive.is_file():
         raise StorebenchError(
             f"archive {archive} does not exist; fix cifar10.archive or unset it to download"
         )
-    verify_md5(archive, md5)
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
-        with tarfile.open(archive, "r:*") as tar:
-            members = tar.getmembers()
-            for member in members:
-                _check_member(member, archive)
-            tar.extractall(staging, members=members, filter="data")
+        with open(archive, "rb") as handle:
+            check_md5(md5_of(handle), md5, archive)
+            handle.seek(0)
+            try:
+                with tarfile.open(fileobj=handle, mode="r:*") as tar:
+                    members = tar.getmembers()
+                    _bounded(members, archive)
+                    for member in members:
+                        _check_member(member, archive)
+                    tar.extractall(staging, members=members, filter="data")
+            except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+                # tarfile lists every compression it tried, one per line: say it once.
+                reason = (
+                    "no compression or tar layout fits"
+                    if isinstance(exc, tarfile.ReadError)
+                    else str(exc).splitlines()[0]
+                )
+                raise StorebenchError(
+                    f"{archive}: not a readable tar archive ({reason}); it is corrupt or not "
+                    "the CIFAR-10 archive: delete it and download it again"
+                ) from None
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(staging, dest)
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise StorebenchError(
+                f"no space left on the device while extracting {archive} to {dest.parent}; "
+                "free some space and run again"
+            ) from None
         raise StorebenchError(
-            f"{archive}: cannot read the archive ({exc}); it is corrupt: delete it and download "
-            "it again"
-        ) from exc
+            f"cannot extract {archive} to {dest.parent}: {exc.strerror or exc}; fix that and "
+            "run again"
+        ) from None
     finally:
         if staging.exists():
-            shutil.rmtree(staging)
-    log.info("extracted %s to %s", archive, dest)
+            shutil.rmtree(staging, ignore_errors=True)
+    log.info("verified md5 %s and extracted %s to %s", md5, archive, dest)
     return dest
 
 
@@ -83,6 +131,8 @@ def load_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise StorebenchError(f"{path}: missing CIFAR-10 batch; the archive is incomplete")
+    if path.stat().st_size > MAX_MEMBER_BYTES:
+        raise StorebenchError(f"{path}: {path.stat().st_size:,} bytes, larger than any batch")
     with open(path, "rb") as handle:
         batch = safepickle.load(handle, safepickle.CIFAR_GLOBALS, str(path), encoding="bytes")
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
@@ -90,6 +140,11 @@ def load_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     data, labels = batch[b"data"], batch[b"labels"]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2:
         raise StorebenchError(f"{path}: b'data' must be a 2-D uint8 array")
+    if not 1 <= data.shape[0] <= BATCH_ROWS:
+        raise StorebenchError(
+            f"{path}: b'data' holds {data.shape[0]} rows; a CIFAR-10 batch holds 1 to "
+            f"{BATCH_ROWS:,} images"
+        )
     if data.shape[1] != IMAGE_BYTES:
         raise StorebenchError(f"{path}: b'data' rows hold {data.shape[1]} bytes, not 3072")
     labels = np.asarray(labels)
