@@ -11,6 +11,7 @@ import pickle
 import struct
 import tarfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,6 +154,9 @@ class Server:
     truncate_first: int | None = None  # bytes to send before dropping the first response
     ranges: list[str | None] = field(default_factory=list)
     url: str = ""
+    busy_first: list[int] = field(default_factory=list)  # statuses of the first answers
+    headers: dict[str, str] = field(default_factory=dict)  # extra or replaced headers
+    trickle_s: float = 0.0  # pause after every 1 KiB sent
 
 
 def _handler(server: Server) -> type[http.server.BaseHTTPRequestHandler]:
@@ -163,6 +167,11 @@ def _handler(server: Server) -> type[http.server.BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             header = self.headers.get("Range")
             server.ranges.append(header)
+            if server.busy_first:
+                self.send_response(server.busy_first.pop(0))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             data, start = server.payload, 0
             if header and not server.ignore_range:
                 start = int(header.removeprefix("bytes=").split("-")[0])
@@ -175,8 +184,16 @@ def _handler(server: Server) -> type[http.server.BaseHTTPRequestHandler]:
             else:
                 self.send_response(200)
             body = data[start:]
-            self.send_header("Content-Length", str(len(body)))
+            headers = {"Content-Length": str(len(body)), **server.headers}
+            for name, value in headers.items():
+                self.send_header(name, value)
             self.end_headers()
+            if server.trickle_s:
+                for at in range(0, len(body), 1024):
+                    self.wfile.write(body[at : at + 1024])
+                    self.wfile.flush()
+                    time.sleep(server.trickle_s)
+                return
             if server.truncate_first is not None:
                 cut, server.truncate_first = server.truncate_first, None
                 self.wfile.write(body[:cut])

@@ -8,6 +8,7 @@ import io
 import pickle
 import socket
 import tarfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,51 @@ def test_unreachable_host_gives_one_clear_error(tmp_path: Path) -> None:
         fast(url, tmp_path / "a.tar.gz", "0" * 32)
     message = str(info.value)
     assert url in message and "cifar10.archive" in message and "\n" not in message
+    assert not (tmp_path / "a.tar.gz").exists()
+
+
+def test_a_busy_server_is_retried(http_server: Server, tmp_path: Path, sample_md5: str) -> None:
+    http_server.busy_first = [503, 429]
+    dest = fast(http_server.url, tmp_path / "a.tar.gz", sample_md5)
+    assert md5sum(dest) == sample_md5 and len(http_server.ranges) == 3
+
+
+def test_a_gzip_content_encoding_is_stored_as_sent(
+    http_server: Server, tmp_path: Path, sample_md5: str
+) -> None:
+    """An honest server that labels the .tar.gz as gzip-encoded: decoding it would give
+    the tar, whose md5 is not the archive's."""
+    http_server.headers = {"Content-Encoding": "gzip"}
+    dest = fast(http_server.url, tmp_path / "a.tar.gz", sample_md5)
+    assert dest.read_bytes() == http_server.payload
+
+
+def test_a_content_length_that_is_not_a_number_is_ignored(
+    http_server: Server, tmp_path: Path, sample_md5: str
+) -> None:
+    http_server.headers = {"Content-Length": "lots"}
+    http_server.truncate_first = None
+    dest = fast(http_server.url, tmp_path / "a.tar.gz", sample_md5)
+    assert md5sum(dest) == sample_md5
+
+
+def test_a_download_larger_than_the_cap_is_refused_and_deleted(
+    http_server: Server, tmp_path: Path, sample_md5: str
+) -> None:
+    for headers in ({}, {"Content-Length": "lots"}):  # announced, or found while reading
+        http_server.headers = headers
+        with pytest.raises(StorebenchError, match=r"bytes allowed; check cifar10\.url") as info:
+            download(http_server.url, tmp_path / "a.tar.gz", sample_md5, max_bytes=100_000)
+        assert "\n" not in str(info.value)
+        assert list(tmp_path.iterdir()) == []
+
+
+def test_a_trickle_ends_at_the_deadline(http_server: Server, tmp_path: Path) -> None:
+    http_server.trickle_s = 0.05
+    started = time.monotonic()
+    with pytest.raises(StorebenchError, match="did not finish in time"):
+        download(http_server.url, tmp_path / "a.tar.gz", "0" * 32, deadline_s=1.0, backoff=0.0)
+    assert time.monotonic() - started < 10
     assert not (tmp_path / "a.tar.gz").exists()
 
 
