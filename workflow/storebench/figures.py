@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -599,7 +600,10 @@ def render(name: str, tables: Tables, outputs: Sequence[Path], order: Sequence[s
     fig = draw(name, tables, order)
     for path in outputs:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=DPI)
+        path = Path(path)
+        tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")  # the suffix picks the format
+        fig.savefig(tmp, dpi=DPI)
+        os.replace(tmp, path)  # a killed job leaves no half figure
     plt.close(fig)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -54,6 +55,39 @@ def _differences(a: Any, b: Any, prefix: str) -> list[tuple[str, Any, Any]]:
     return [] if a == b else [(prefix, a, b)]
 
 
+def _sound(path: Path, result: Any) -> dict[str, Any]:
+    """``result`` if it is what its path says and its samples are real times; else one
+    line naming the file. Result paths end ``.../{format}/{n}/...`` or ``{format}/{n}.json``
+    under ``measurements/`` (latency and single: ``{format}.json``)."""
+
+    def bad(why: str) -> StorebenchError:
+        return StorebenchError(f"{path}: {why}; delete the file and rerun its job")
+
+    if not isinstance(result, dict):
+        raise bad("not a result (a JSON object)")
+    parts = path.parts
+    if "measurements" in parts:
+        below = parts[parts.index("measurements") + 2 :]  # after the rule's folder
+        names = [Path(p).stem for p in below]
+        if names and result.get("format") != names[0]:
+            raise bad(f"it is a result of format {result.get('format')!r}, not {names[0]!r}")
+        if len(names) > 1 and names[1].isdigit() and result.get("n") != int(names[1]):
+            raise bad(f"it is a result at n={result.get('n')!r}, not n={names[1]}")
+    for side in ("samples", "reference_samples"):
+        for key, values in (result.get(side) or {}).items():
+            if not isinstance(values, list) or not values:
+                raise bad(f"{side}.{key} holds no samples")
+            if not all(
+                isinstance(v, (int, float))
+                and not isinstance(v, bool)
+                and math.isfinite(v)
+                and v >= 0
+                for v in values
+            ):
+                raise bad(f"{side}.{key} holds a value that is not a time (NaN, negative, text)")
+    return result
+
+
 def check_one_run(paths: Iterable[Path]) -> list[dict[str, Any]]:
     """Load results for one table and refuse them if they come from different runs.
 
@@ -61,7 +95,7 @@ def check_one_run(paths: Iterable[Path]) -> list[dict[str, Any]]:
     and seed, and per format the same kind and options. The older file of the first
     mismatch is named, with the command that remakes it.
     """
-    loaded = [(Path(p), read_json(p)) for p in paths]
+    loaded = [(Path(p), _sound(Path(p), read_json(p))) for p in paths]
     first_of: dict[str, tuple[Path, dict[str, Any]]] = {}
     for path, result in loaded:
         wanted = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -368,12 +369,15 @@ def _cell(value: Any) -> str:
 
 
 def write_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str], path: Path) -> None:
-    """Write rows as CSV, full precision."""
+    """Write rows as CSV, full precision; renamed into place (a killed job leaves no half
+    table for a rerun to trust)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as handle:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(columns))
         writer.writeheader()
         writer.writerows(rows)
+    os.replace(tmp, path)
 
 
 def write_table(
@@ -383,7 +387,9 @@ def write_table(
     write_csv(rows, columns, csv_path)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(row[c]) for c in columns) + " |" for row in rows]
-    md_path.write_text("\n".join(lines) + "\n")
+    tmp = md_path.with_name(f".{md_path.name}.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, md_path)
 
 
 def read_table(path: Path) -> list[dict[str, Any]]:
