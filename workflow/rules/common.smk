@@ -342,6 +342,11 @@ def start_run():
     """Before the first job (onstart): refuse a plan whose stores cannot fit on the
     disk, then say what the run will do: jobs per stage, disk, and how long these
     jobs took when they last ran here."""
+    global RUN_LOCK
+    try:
+        RUN_LOCK = storebench.plan.lock_run(Path(RESULTS))
+    except StorebenchError as error:
+        raise WorkflowError(f"storebench: {error}") from None
     jobs = list(workflow.dag.needrun_jobs())
     stores = [
         (

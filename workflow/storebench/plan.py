@@ -3,12 +3,16 @@ needed against free, and how long the jobs took when they last ran here."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import IO
 
 from storebench.cost import read_table_tsv
 from storebench.diskspace import GiB
+from storebench.errors import StorebenchError
 
 
 def platform_notice(platform: str = sys.platform) -> str | None:
@@ -67,3 +71,34 @@ def describe(
             "took 35 min of jobs on a 2-core VM (README, 'What a default run costs')"
         )
     return lines
+
+
+LOCK = ".storebench.lock"
+
+
+def lock_run(results: Path) -> IO[str]:
+    """Hold the run lock of ``results`` for as long as the returned file stays open (the
+    whole run); refuse, in one line, a second run started in the same folder.
+
+    Snakemake locks the outputs two runs share, but two runs with different targets
+    would time jobs at the same moment (neither knowing) and one could empty the
+    other's trash.
+    """
+    path = Path(results) / LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")  # noqa: SIM115 - held open for the run
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise StorebenchError(
+            f"another storebench run ({holder}) is using {results}; wait for it to finish, "
+            "or run in another folder (--directory)"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}")
+    handle.flush()
+    return handle
