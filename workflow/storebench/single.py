@@ -71,6 +71,7 @@ def measure_latency(
             single = np.array([index])
             for side in orders[k]:
                 image.fill(0)
+                label.fill(255)  # a read must write the label too
                 elapsed = reader_of(side, single)
                 times[side].setdefault(mode, []).append(elapsed)
                 check(single, str(sides[side][1]))
