@@ -160,6 +160,35 @@ def test_latency_validates(data, tmp_path: Path) -> None:
         single.measure_latency(fmt, tmp_path, wrong, labels, np.array([1, 3]))
 
 
+class _NoLabels(Reader):
+    """Writes the images but leaves the labels as it found them."""
+
+    def __init__(self, inner: Reader):
+        self.inner = inner
+
+    def read_into(self, indices, images, labels):
+        kept = labels.copy()
+        self.inner.read_into(indices, images, labels)
+        labels[:] = kept
+
+    def close(self):
+        self.inner.close()
+
+
+def test_latency_fails_a_reader_that_writes_no_label(
+    data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The label buffer is reset before every read, so the previous read's label (here
+    the same image's) cannot pass for this one."""
+    images, labels = data
+    fmt = make_format("hdf5", {"kind": "hdf5"})
+    fmt.write(tmp_path, images, labels)
+    real_open = type(fmt).open
+    monkeypatch.setattr(type(fmt), "open", lambda self, d: _NoLabels(real_open(self, d)))
+    with pytest.raises(StorebenchError, match="labels differ"):
+        single.measure_latency(fmt, tmp_path, images, labels, np.array([3, 3, 3]))
+
+
 class _WrongOrder(Reader):
     """Reads the right images in the wrong order."""
 
