@@ -127,8 +127,8 @@ def get_dataset_input():
 
 
 def get_dataset_args(wildcards):
-    """The dataset command's source, kind and size; an image folder's fingerprint rides
-    along as a comment, so a changed folder rebuilds the dataset."""
+    """The dataset command's source, kind and size (an image folder's state is a param of
+    its own, get_source_state, so a changed folder rebuilds the dataset)."""
     if DATASET_SPEC["kind"] == "cifar10":
         source = rules.extract.output[0]
     else:
@@ -147,14 +147,16 @@ def get_sweep_archive():
     return [get_archive()] if DATASET_SPEC["kind"] == "cifar10" else []
 
 
-def get_sweep_archive_arg(wildcards, input):
-    archive = list(input.archive)
-    return f"--archive {shlex.quote(archive[0])}" if archive else ""
-
-
 def get_sweep_config(wildcards):
-    """The outer run's config, as JSON for the command line (each size derives its own)."""
-    return shlex.quote(json.dumps(config))
+    """The config of one size's run (storebench.sweep.sub_config), as JSON for the command
+    line: only what that run measures reruns it."""
+    import storebench.sweep
+
+    archive = get_sweep_archive()
+    sub = storebench.sweep.sub_config(
+        config, int(wildcards.size), archive[0] if archive else None
+    )
+    return shlex.quote(json.dumps(sub))
 
 
 def get_sweep_tables(wildcards):

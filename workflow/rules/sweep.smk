@@ -18,12 +18,11 @@ rule size_run:
         **get_resources("size_run"),
     params:
         config=get_sweep_config,
-        archive=get_sweep_archive_arg,
         work=f"{RESULTS}/sizes/{{size}}",
         snakefile=workflow.main_snakefile,
     shell:
         "python -m storebench --log {log.job:q} size-run --size {wildcards.size}"
-        " --config-json {params.config} {params.archive} --work {params.work:q}"
+        " --config-json {params.config} --work {params.work:q}"
         " --cores {threads} --snakefile {params.snakefile:q} --run-log {log.run:q}"
 
 

@@ -208,9 +208,8 @@ def cmd_single(args: argparse.Namespace) -> None:
 def cmd_size_run(args: argparse.Namespace) -> None:
     from storebench import sweep
 
-    config = json.loads(args.config_json)
-    sub = sweep.sub_config(config, args.size, args.archive)
-    sweep.run(args.size, sub, args.work, args.cores, args.snakefile, args.run_log)
+    config = json.loads(args.config_json)  # the size's own (storebench.sweep.sub_config)
+    sweep.run(args.size, config, args.work, args.cores, args.snakefile, args.run_log)
 
 
 def cmd_usage(args: argparse.Namespace) -> None:
@@ -343,8 +342,7 @@ def add_commands(sub: Any) -> None:
 
     p = sub.add_parser("size-run", help="the experiment at one image size (the size sweep)")
     p.add_argument("--size", type=int, required=True, help="square image side, px")
-    p.add_argument("--config-json", required=True, help="the outer run's config, as JSON")
-    p.add_argument("--archive", help="the outer run's CIFAR-10 archive")
+    p.add_argument("--config-json", required=True, help="the size's run config, as JSON")
     p.add_argument("--work", type=Path, required=True, help="the size's run folder")
     p.add_argument("--cores", type=int, required=True)
     p.add_argument("--snakefile", type=Path, required=True)
