@@ -23,6 +23,12 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/sweep.smk"
 
 
+# report.html opens on the verdict once a run has made it.
+if Path(VERDICT).exists():
+
+    report: os.path.abspath(VERDICT)
+
+
 rule all:
     default_target: True
     input:

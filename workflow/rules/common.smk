@@ -1,4 +1,5 @@
 import importlib.util
+import os
 import json
 import shlex
 import shutil
@@ -35,6 +36,8 @@ ENV = "../../envs/storebench.yaml"
 TORCH_ENV = "../../envs/torch.yaml"
 RESULTS = "results"
 TRASH = f"{RESULTS}/.trash"
+# The verdict (which format to pick), also the first page of report.html.
+VERDICT = f"{RESULTS}/tables/verdict.rst"
 # The dataset every measuring job reads; dataset.json says which data it is.
 DATASET = dict(
     images=f"{RESULTS}/dataset/images.npy",
@@ -157,6 +160,11 @@ def get_sweep_config(wildcards):
         config, int(wildcards.size), archive[0] if archive else None
     )
     return shlex.quote(json.dumps(sub))
+
+
+def get_size_work(wildcards, output):
+    """The folder of one size's run: its tables are in results/tables below it."""
+    return str(Path(output.tables[0]).parents[2])
 
 
 def get_sweep_tables(wildcards):
@@ -292,7 +300,7 @@ def get_caption_of(table=None):
 
 def get_summary_tables(wildcards):
     """The tables summary.md ranks the formats in."""
-    names = ["store", "read", "usage"] + (
+    names = ["store", "read", "usage", "latency"] + (
         ["dataloader"] if "dataloader" in TABLES else []
     )
     return {name: f"{RESULTS}/tables/{name}.csv" for name in names}

@@ -18,7 +18,7 @@ rule size_run:
         **get_resources("size_run"),
     params:
         config=get_sweep_config,
-        work=f"{RESULTS}/sizes/{{size}}",
+        work=get_size_work,
         snakefile=workflow.main_snakefile,
     shell:
         "python -m storebench --log {log.job:q} size-run --size {wildcards.size}"

@@ -88,11 +88,12 @@ rule summary:
         unpack(get_summary_tables),
         environment=rules.environment.output.json,
     output:
-        report(
+        summary=report(
             f"{RESULTS}/tables/summary.md",
             category="Summary",
             caption="../report/caption.rst",
         ),
+        verdict=VERDICT,
     log:
         f"{RESULTS}/logs/tables/summary.log",
     conda:
@@ -106,7 +107,8 @@ rule summary:
         caption=get_caption_of("summary"),
     shell:
         "python -m storebench --log {log:q} summary {params.tables} --repeats {params.repeats}"
-        " --environment {input.environment:q} --out {output:q}"
+        " --environment {input.environment:q} --out {output.summary:q}"
+        " --verdict {output.verdict:q}"
 
 
 rule publish:

@@ -49,8 +49,10 @@ def cmd_summary(args: argparse.Namespace) -> None:
     from storebench import publish
 
     environment = results.read_json(args.environment) if args.environment else None
-    text = publish.summary_markdown(_named_tables(args.table), environment, args.repeats)
-    results.write_text(text, args.out)
+    named = _named_tables(args.table)
+    results.write_text(publish.summary_markdown(named, environment, args.repeats), args.out)
+    if args.verdict:
+        results.write_text(publish.verdict_rst(named), args.verdict)
 
 
 def cmd_figure(args: argparse.Namespace) -> None:
@@ -239,6 +241,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--environment", type=Path, help="the run's environment.json")
     p.add_argument("--repeats", type=int, required=True)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--verdict", type=Path, help="also the verdict as reStructuredText")
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("figure", help="draw one figure from tables")

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from storebench import verdict
 from storebench.catalog import FIGURES, TABLES
 from storebench.sampling import CpuProbe
 from storebench.stats import tied_ranks
@@ -170,6 +171,13 @@ def reference_speeds(rows: Rows) -> str:
 CPU_PROBE_IMAGES = CpuProbe.IMAGES
 
 
+def verdict_rst(tables: Mapping[str, Rows]) -> str:
+    """The verdict at the largest n, as reStructuredText (report.html's first page)."""
+    store, read, usage = tables["store"], tables["read"], tables["usage"]
+    n = max(r["n"] for r in store + read)
+    return verdict.rst(tables, _floor(store + read + usage), n)
+
+
 def summary_markdown(
     tables: Mapping[str, Rows], environment: Mapping[str, Any] | None, repeats: int
 ) -> str:
@@ -178,6 +186,7 @@ def summary_markdown(
     n = max(r["n"] for r in store + read)
     floor = _floor(store + read + usage)
     lines = [
+        verdict.markdown(tables, floor, n),
         f"## Summary at n = {n:,} images",
         "",
         f"Every time was measured in pairs with the raw floor ({floor}: one .npy file read "
