@@ -41,6 +41,28 @@ class TableRecord:
 
 
 FIGURES: dict[str, FigureRecord] = {
+    "tradeoff": FigureRecord(
+        tables=("read", "usage", "store"),
+        drawer="tradeoff",
+        topic="Overview",
+        caption=(
+            "The trade-off at the largest n: bytes on disk per image against images/s of a "
+            "shuffled read (top: cold cache, bottom: warm), one marker per format, its size "
+            "growing with the store time; the dashed line joins the formats nothing beats "
+            "on both (the Pareto front). The floor is the raw .npy. {read} {cold}"
+        ),
+    ),
+    "heatmap": FigureRecord(
+        tables=("store", "read", "usage", "latency"),
+        drawer="heatmap",
+        topic="Overview",
+        caption=(
+            "Every format in every scenario at the largest n, as its paired ratio to the "
+            "floor (disk: bytes per image over the floor's); colour on a log scale, darker "
+            "is costlier; ≈1 where the 95% interval of the ratio reaches 1 (a tie with the "
+            "floor). {paired}"
+        ),
+    ),
     "image_size": FigureRecord(
         tables=("image_size",),
         drawer="image_size",

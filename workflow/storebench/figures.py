@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -399,6 +401,140 @@ def image_size(tables: Tables, palette: Palette) -> Figure:
         ax.tick_params(labelsize=6)
     axes[-1].set_xlabel("image size (px, square)")
     _format_legend(fig, styles)
+    return fig
+
+
+def _at_largest(rows: Rows, **where: Any) -> Rows:
+    """The rows matching ``where`` at the largest n among them."""
+    matching = [r for r in rows if all(r.get(k) == v for k, v in where.items())]
+    if not matching:
+        return []
+    n = max(r["n"] for r in matching)
+    return [r for r in matching if r["n"] == n]
+
+
+def tradeoff(tables: Tables, palette: Palette) -> Figure:
+    """Bytes on disk per image against shuffled-read images/s (cold and warm), one marker
+    per format sized by its store time; the Pareto front (nothing both smaller and
+    faster) joined by a line."""
+    usage = _at_largest(tables["usage"])
+    size = {r["format"]: float(r["bytes_per_image"]) for r in usage}
+    store = {
+        r["format"]: float(r["median"]) for r in _at_largest(tables["store"], measurement="store")
+    }
+    styles = palette.styles(palette.formats(usage))
+    fig, axes = _panels(2, 1.9, len(styles))
+    slowest = max(store.values(), default=1.0) or 1.0
+    for ax, cache in zip(axes, ("cold", "warm"), strict=True):
+        reads = _at_largest(tables["read"], measurement="read", cache=cache, order="random")
+        points = []
+        for row in reads:
+            fmt = row["format"]
+            if fmt not in size or fmt not in styles:
+                continue
+            rate = row["n"] / float(row["median"])
+            area = 12 + 120 * (store.get(fmt, 0.0) / slowest) ** 0.5
+            ax.scatter(
+                size[fmt],
+                rate,
+                s=area,
+                color=styles[fmt]["color"],
+                marker=styles[fmt]["marker"],
+                edgecolors="black",
+                linewidths=0.4,
+                zorder=3,
+            )
+            # A label near an earlier one goes below its marker instead of above.
+            crowded = any(
+                abs(size[fmt] / x - 1) < 0.03 and abs(math.log10(rate / y)) < 0.15
+                for x, y in points
+            )
+            ax.annotate(
+                fmt,
+                (size[fmt], rate),
+                textcoords="offset points",
+                xytext=(4, -8 if crowded else 3),
+                fontsize=5,
+            )
+            points.append((size[fmt], rate))
+        front, best = [], 0.0
+        for x, y in sorted(points, key=lambda p: (p[0], -p[1])):
+            if y > best:
+                front.append((x, y))
+                best = y
+        if len(front) > 1:
+            ax.plot(
+                *zip(*front, strict=True), color="grey", linewidth=0.8, linestyle="--", zorder=2
+            )
+        ax.set_yscale("log")
+        ax.set_title(f"{cache} cache, shuffled read", fontsize=7)
+        ax.set_ylabel("images/s", fontsize=7)
+        ax.tick_params(labelsize=6)
+    axes[-1].set_xlabel("bytes on disk per image")
+    _format_legend(fig, styles)
+    return fig
+
+
+HEATMAP_COLUMNS = (
+    ("store", "store", {"measurement": "store"}),
+    ("warm\nseq", "read", {"measurement": "read", "cache": "warm", "order": "sequential"}),
+    ("warm\nrandom", "read", {"measurement": "read", "cache": "warm", "order": "random"}),
+    ("cold\nseq", "read", {"measurement": "read", "cache": "cold", "order": "sequential"}),
+    ("cold\nrandom", "read", {"measurement": "read", "cache": "cold", "order": "random"}),
+    ("lookup", "latency", {"mode": "lookup"}),
+    ("disk", "usage", {}),
+)
+
+
+def heatmap(tables: Tables, palette: Palette) -> Figure:
+    """Formats x scenarios, each cell the ratio to the floor (colour on a log scale); a
+    cell whose interval reaches 1 is marked as tied with the floor."""
+    from matplotlib.colors import LogNorm
+
+    usage = _at_largest(tables["usage"])
+    floor = next((r["format"] for r in usage if r.get("kind") == "npy"), None)
+    floor_size = next((float(r["bytes_per_image"]) for r in usage if r["format"] == floor), 0.0)
+    formats = [f for f in palette.formats(usage) if f != floor]
+    values = np.full((len(formats), len(HEATMAP_COLUMNS)), np.nan)
+    tied = np.zeros_like(values, dtype=bool)
+    for j, (_, table, where) in enumerate(HEATMAP_COLUMNS):
+        for row in _at_largest(tables.get(table, []), **where):
+            if row["format"] not in formats:
+                continue
+            i = formats.index(row["format"])
+            if table == "usage":
+                values[i, j] = float(row["bytes_per_image"]) / floor_size if floor_size else np.nan
+            elif row.get("ratio", "") != "":
+                values[i, j] = float(row["ratio"])
+                tied[i, j] = float(row["ratio_lo"]) <= 1.0 <= float(row["ratio_hi"])
+    fig, ax = plt.subplots(figsize=(WIDTH_IN, 0.9 + 0.22 * len(formats)), layout="constrained")
+    finite = values[np.isfinite(values)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.5, 2.0)
+    norm = LogNorm(vmin=min(low, 0.9), vmax=max(high, 1.1))
+    image = ax.imshow(np.ma.masked_invalid(values), cmap="YlOrRd", norm=norm, aspect="auto")
+    for i in range(len(formats)):
+        for j in range(len(HEATMAP_COLUMNS)):
+            value = values[i, j]
+            if not np.isfinite(value):
+                ax.text(j, i, "–", ha="center", va="center", fontsize=5)
+                continue
+            label = "≈1" if tied[i, j] else (f"{value:.2g}" if value < 100 else f"{value:.0f}")
+            dark = norm(value) > 0.6
+            ax.text(
+                j,
+                i,
+                label,
+                ha="center",
+                va="center",
+                fontsize=5,
+                color="white" if dark else "black",
+            )
+    ax.set_xticks(range(len(HEATMAP_COLUMNS)), [c[0] for c in HEATMAP_COLUMNS], fontsize=6)
+    ax.set_yticks(range(len(formats)), formats, fontsize=6)
+    ax.tick_params(length=0)
+    ax.set_title(f"× the floor ({floor}); ≈1: its interval reaches the floor", fontsize=7)
+    bar = fig.colorbar(image, ax=ax, shrink=0.9)
+    bar.ax.tick_params(labelsize=5)
     return fig
 
 
