@@ -102,6 +102,11 @@ def _interval(value: float, lo: float, hi: float, digits: int = 3) -> str:
     return f"{value:.{digits}g} [{lo:.{digits}g}–{hi:.{digits}g}]"
 
 
+def _mb_per_s(row: Mapping[str, Any]) -> str:
+    value = row.get("mb_per_s", "")
+    return f"{float(value):,.0f}" if value not in ("", None) else ""
+
+
 def _ranked_timings(title: str, unit: str, rows: Rows, floor: str | None) -> list[str]:
     """Formats ranked by their paired ratio to the floor (best first); a format whose
     95% interval overlaps the interval of its rank's leader shares the rank: a tie."""
@@ -114,8 +119,8 @@ def _ranked_timings(title: str, unit: str, rows: Rows, floor: str | None) -> lis
         f"### {title}",
         "",
         f"| rank | format | × {floor or 'floor'} [95% interval] | {unit} [95% interval] "
-        "| images/s | pairs |",
-        "|---:|---|---:|---:|---:|---:|",
+        "| images/s | MB/s | pairs |",
+        "|---:|---|---:|---:|---:|---:|---:|",
     ]
     for row, (rank, tied) in zip(rows, ranks, strict=True):
         rate = row["n"] / float(row["median"])
@@ -124,7 +129,7 @@ def _ranked_timings(title: str, unit: str, rows: Rows, floor: str | None) -> lis
             f"| {rank}{' (tie)' if tied else ''} | {row['format']} "
             f"| {_interval(row['ratio'], row['ratio_lo'], row['ratio_hi'])} "
             f"| {_interval(row['median'], row['median_lo'], row['median_hi'])} "
-            f"| {rate:,.0f} | {row['pairs']}{stop} |"
+            f"| {rate:,.0f} | {_mb_per_s(row)} | {row['pairs']}{stop} |"
         )
     return [*lines, ""]
 
@@ -231,7 +236,13 @@ def summary_markdown(
             floor,
         )
     sizes = {r["format"]: r["allocated_bytes"] / 2**20 for r in usage if r["n"] == n}
+    per_image = {
+        r["format"]: r["allocated_bytes"] / r["n"] for r in usage if r["n"] == n and r["n"]
+    }
     lines += _ranked("Which format is smallest on disk?", "MiB allocated", sizes, floor, 4)
+    if per_image:
+        ranked = sorted(per_image.items(), key=lambda kv: kv[1])
+        lines += ["Bytes per image: " + ", ".join(f"{f} {b:,.0f}" for f, b in ranked) + ".", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

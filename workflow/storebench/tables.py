@@ -47,6 +47,7 @@ TIMING_COLUMNS = (
     "order",
     *PAIRED_COLUMNS,
     "images_per_s",
+    "mb_per_s",
     "residency_max",
     "create_latency_us_max",
     "slow_probes",
@@ -147,6 +148,9 @@ def timing_rows(loaded: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                     "order": result.get("order", ""),
                     **stats,
                     "images_per_s": result["n"] / stats["median"] if per_image else "",
+                    "mb_per_s": result["n"] * _image_bytes(result) / stats["median"] / 1e6
+                    if per_image
+                    else "",
                     "residency_max": max(resident) if resident else "",
                     "create_latency_us_max": max(p["create_latency_us"] for p in probes)
                     if probes
@@ -278,6 +282,7 @@ PARALLEL_COLUMNS = (
     "workers",
     *PAIRED_COLUMNS,
     "images_per_s",
+    "mb_per_s",
     "speedup",
     "residency_max",
 )
@@ -293,6 +298,7 @@ DATALOADER_COLUMNS = (
     "start_method",
     *PAIRED_COLUMNS,
     "images_per_s",
+    "mb_per_s",
 )
 
 
@@ -311,6 +317,7 @@ def _throughput_row(
         **extra,
         **stats,
         "images_per_s": result["n"] / stats["median"],
+        "mb_per_s": result["n"] * _image_bytes(result) / stats["median"] / 1e6,
     }
 
 
