@@ -18,7 +18,14 @@ from storebench import chunks, cifar, dataset, safepickle
 from storebench.download import download, md5sum
 from storebench.errors import StorebenchError
 
-from conftest import REAL_SAMPLE_MD5, SAMPLE_TRAIN, Server, official_pickle, training_set_of
+from conftest import (
+    REAL_SAMPLE_MD5,
+    SAMPLE_TRAIN,
+    Server,
+    marked,
+    official_pickle,
+    training_set_of,
+)
 
 
 def fast(url: str, dest: Path, md5: str) -> Path:
@@ -150,8 +157,12 @@ def test_extract_and_dataset_match_the_official_decoding(
     assert images.shape == (2 * SAMPLE_TRAIN + 7, 32, 32, 3) and images.dtype == np.uint8
     assert labels.shape == (2 * SAMPLE_TRAIN + 7,) and labels.dtype == np.uint8
     np.testing.assert_array_equal(images[:SAMPLE_TRAIN], expected_images)
-    np.testing.assert_array_equal(images[SAMPLE_TRAIN : 2 * SAMPLE_TRAIN], expected_images)
-    np.testing.assert_array_equal(images[2 * SAMPLE_TRAIN :], expected_images[:7])
+    # Each repeat is marked in its first pixel, so no two rows are the same image.
+    np.testing.assert_array_equal(
+        images[SAMPLE_TRAIN : 2 * SAMPLE_TRAIN], marked(expected_images, 1)
+    )
+    np.testing.assert_array_equal(images[2 * SAMPLE_TRAIN :], marked(expected_images[:7], 2))
+    assert len({row.tobytes() for row in images}) == len(images)
     np.testing.assert_array_equal(labels[:SAMPLE_TRAIN], expected_labels)
     np.testing.assert_array_equal(labels[2 * SAMPLE_TRAIN :], expected_labels[:7])
     assert set(np.unique(labels)) == set(range(10))

@@ -189,6 +189,38 @@ def test_latency_fails_a_reader_that_writes_no_label(
         single.measure_latency(fmt, tmp_path, images, labels, np.array([3, 3, 3]))
 
 
+class _Modulo(Reader):
+    """A lazy reader: image i mod 10, which a plainly repeated dataset would not notice."""
+
+    def __init__(self, inner: Reader):
+        self.inner = inner
+
+    def read_into(self, indices, images, labels):
+        self.inner.read_into(indices % 10, images, labels)
+
+    def close(self):
+        self.inner.close()
+
+
+def test_a_reader_that_serves_the_first_repeat_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from storebench import cifar
+
+    rng = np.random.default_rng(4)
+    source = rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
+    cifar.save_repeated(source, 30, tmp_path / "images.npy")
+    cifar.save_repeated(np.arange(10, dtype=np.uint8) % 10, 30, tmp_path / "labels.npy")
+    images, labels = np.load(tmp_path / "images.npy"), np.load(tmp_path / "labels.npy")
+    fmt = make_format("npy", {"kind": "npy"})
+    (tmp_path / "store").mkdir()
+    fmt.write(tmp_path / "store", images, labels)
+    real_open = type(fmt).open
+    monkeypatch.setattr(type(fmt), "open", lambda self, d: _Modulo(real_open(self, d)))
+    with pytest.raises(StorebenchError, match="differ from the dataset"):
+        measure.measure_read(fmt, tmp_path / "store", images, labels, np.arange(30), "warm")
+
+
 class _WrongOrder(Reader):
     """Reads the right images in the wrong order."""
 

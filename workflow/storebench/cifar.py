@@ -166,8 +166,24 @@ def load_training_set(extracted: Path) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
+def repeated_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Rows ``rows`` of ``array`` repeated in order; images of every repeat after the first
+    carry the repeat's number in their first pixel (XOR into red, then green: 65,535
+    repeats apart), so no two rows are the same image and a reader that returns row
+    ``i mod len(array)`` fails validation."""
+    part = array[rows % len(array)]
+    if array.ndim == 4 and array.shape[3] >= 2:
+        repeat = rows // len(array)
+        marked = repeat > 0
+        if marked.any():
+            part[marked, 0, 0, 0] ^= (repeat[marked] & 0xFF).astype(np.uint8)
+            part[marked, 0, 0, 1] ^= ((repeat[marked] >> 8) & 0xFF).astype(np.uint8)
+    return part
+
+
 def save_repeated(array: np.ndarray, n: int, path: Path) -> None:
-    """Write ``array`` repeated in order to ``n`` rows as a .npy file, atomically.
+    """Write ``array`` repeated in order to ``n`` rows as a .npy file, atomically
+    (:func:`repeated_rows`: each repeat of an image is marked in its first pixel).
 
     The article doubles 50,000 images to 100,000; any n works. Rows are written a
     chunk at a time, so only ``array`` and one chunk are ever in memory.
@@ -179,7 +195,7 @@ def save_repeated(array: np.ndarray, n: int, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as handle:
         size = chunk_of(array)
-        rows = (array[np.arange(start, stop) % len(array)] for start, stop in spans(n, size))
+        rows = (repeated_rows(array, np.arange(start, stop)) for start, stop in spans(n, size))
         write_npy(handle, (n, *array.shape[1:]), array.dtype, rows)
         handle.flush()
         os.fsync(handle.fileno())
@@ -202,6 +218,15 @@ def load_first(images: Path, labels: Path, n: int) -> tuple[np.ndarray, np.ndarr
     """The first ``n`` images (memory-mapped; jobs take them a chunk at a time) and labels
     (one byte each, in memory) of the dataset."""
     all_images, all_labels = load_dataset(images, labels)
+    meta = dataset_identity(images)
+    if meta and "shape" in meta:
+        recorded = (meta["n_images"], *meta["shape"])
+        if tuple(all_images.shape) != tuple(recorded) or len(all_labels) != meta["n_images"]:
+            raise StorebenchError(
+                f"{images}: {all_images.shape} images and {len(all_labels)} labels, but "
+                f"{DATASET_META} records {tuple(recorded)}; the dataset was changed after "
+                "it was built: rebuild it (snakemake --forcerun dataset)"
+            )
     if n > len(all_images):
         raise StorebenchError(f"n={n} exceeds the dataset's {len(all_images)} images")
     return all_images[:n], np.array(all_labels[:n])
