@@ -198,10 +198,13 @@ def _handler(server: Server) -> type[http.server.BaseHTTPRequestHandler]:
                 self.send_header(name, value)
             self.end_headers()
             if server.trickle_s:
-                for at in range(0, len(body), 1024):
-                    self.wfile.write(body[at : at + 1024])
-                    self.wfile.flush()
-                    time.sleep(server.trickle_s)
+                try:
+                    for at in range(0, len(body), 1024):
+                        self.wfile.write(body[at : at + 1024])
+                        self.wfile.flush()
+                        time.sleep(server.trickle_s)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up, as it should
                 return
             if server.truncate_first is not None:
                 cut, server.truncate_first = server.truncate_first, None

@@ -108,7 +108,7 @@ def test_native_size_needs_one_size(tmp_path: Path) -> None:
     assert identity["shape"] == [30, 40, 3] and np.load(out / "i.npy").shape == (6, 30, 40, 3)
     Image.new("RGB", (41, 30)).save(folder / "b" / "odd.png")
     with pytest.raises(StorebenchError, match=r"odd\.png: 41x30 pixels.*set dataset\.size"):
-        dataset.build("imagefolder", folder, 6, tmp_path / "i2.npy", tmp_path / "l2.npy")
+        dataset.build("imagefolder", folder, 7, tmp_path / "i2.npy", tmp_path / "l2.npy")
     assert not (tmp_path / "i2.npy").exists() and not list(tmp_path.glob(".*.npy"))
 
 
@@ -256,7 +256,7 @@ def test_the_workflow_keeps_native_sizes_or_says_which_image_differs(tmp_path: P
     work = tmp_path / "run"
     work.mkdir()
     config = _folder_config(work, folder, None, 100)
-    snakemake(work, "--cores", "2", "--configfile", str(config), "results/tables/read.csv")
+    snakemake(work, "results/tables/read.csv", "--cores", "2", "--configfile", str(config))
     images = np.load(work / "results/dataset/images.npy")
     assert images.shape == (100, 20, 28, 3)
     np.testing.assert_array_equal(images[:60], _expected(folder, None)[0])

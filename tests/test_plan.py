@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from storebench import plan
 from storebench.plan import GiB, benchmark_seconds, describe, platform_notice
 
 
@@ -41,3 +42,18 @@ def test_describe_counts_jobs_disk_and_known_time(tmp_path: Path) -> None:
 def test_describe_without_any_earlier_run_points_at_the_readme(tmp_path: Path) -> None:
     lines = describe({"store": 1}, 0, GiB, [None], tmp_path)
     assert "no job of this plan has run here before" in lines[2]
+
+
+def test_a_second_run_in_the_same_results_is_refused(tmp_path) -> None:
+    import pytest
+
+    from storebench.errors import StorebenchError
+
+    held = plan.lock_run(tmp_path / "results")
+    try:
+        with pytest.raises(StorebenchError, match=r"another storebench run \(pid \d+\)") as info:
+            plan.lock_run(tmp_path / "results")
+        assert "\n" not in str(info.value)
+    finally:
+        held.close()
+    plan.lock_run(tmp_path / "results").close()  # free again once the first run is over

@@ -99,7 +99,7 @@ def test_the_sweep_runs_each_size_and_draws_its_figure(
         filesystem_probe={"slow_factor": 3, "max_wait_s": 0},
         size_sweep={"sizes": [8, 16], "megabytes": 0.05, "formats": None},
     )
-    snakemake(work, "--cores", "2", "--configfile", str(config), "results/figures/image_size.png")
+    snakemake(work, "results/figures/image_size.png", "--cores", "2", "--configfile", str(config))
     results = work / "results"
     for size, n in ((8, 273), (16, 68)):
         meta = json.loads((results / f"sizes/{size}/results/dataset/dataset.json").read_text())

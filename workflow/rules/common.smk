@@ -229,7 +229,9 @@ def get_table_inputs(wildcards):
 
 def get_cost_inputs():
     """The benchmark file of every job whose cost scales with the data."""
-    files = [rules.extract.benchmark, rules.dataset.benchmark]
+    files = [rules.dataset.benchmark]
+    if DATASET_SPEC["kind"] == "cifar10":  # an image folder is not extracted
+        files.insert(0, rules.extract.benchmark)
     for table in TIMING_TABLES + ("usage", "latency"):
         grid = TABLE_GRIDS.get(table, MAIN_GRID)
         files += expand(getattr(rules, table).benchmark, **grid)
@@ -352,11 +354,6 @@ def start_run():
     """Before the first job (onstart): refuse a plan whose stores cannot fit on the
     disk, then say what the run will do: jobs per stage, disk, and how long these
     jobs took when they last ran here."""
-    global RUN_LOCK
-    try:
-        RUN_LOCK = storebench.plan.lock_run(Path(RESULTS))
-    except StorebenchError as error:
-        raise WorkflowError(f"storebench: {error}") from None
     jobs = list(workflow.dag.needrun_jobs())
     stores = [
         (
@@ -373,8 +370,11 @@ def start_run():
     need, count = storebench.diskspace.plan_bytes(
         stores, config["repeats"], dataset, IMAGE_BYTES, staged=STAGED
     )
+    global RUN_LOCK
     try:
         free = storebench.diskspace.check(need, count, config["repeats"], Path(RESULTS))
+        # After the disk check (which writes nothing), before the first job.
+        RUN_LOCK = storebench.plan.lock_run(Path(RESULTS))
     except StorebenchError as error:
         raise WorkflowError(f"storebench: {error}") from None
     counts = {}
