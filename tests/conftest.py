@@ -9,15 +9,19 @@ import io
 import os
 import pickle
 import struct
+import subprocess
+import sys
 import tarfile
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 
 from storebench.integrity import md5sum
 
@@ -81,9 +85,12 @@ def synthetic_batch(seed: int, n: int, label: bytes) -> dict[bytes, object]:
     return {b"batch_label": label, b"labels": labels, b"data": planes.reshape(n, 3072)}
 
 
-def make_archive(path: Path, per_batch: int = PER_BATCH) -> Path:
+def make_archive(
+    path: Path, per_batch: int = PER_BATCH, replace: dict[str, bytes] | None = None
+) -> Path:
     """Write a ``cifar-10-python.tar.gz`` in the official layout: five training
-    batches, a test batch, ``batches.meta`` and ``readme.html``; made-up images."""
+    batches, a test batch, ``batches.meta`` and ``readme.html``; made-up images.
+    ``replace``: member name -> bytes to put there instead (a hostile batch)."""
     members: list[tuple[str, bytes]] = [
         (
             "batches.meta",
@@ -102,6 +109,7 @@ def make_archive(path: Path, per_batch: int = PER_BATCH) -> Path:
     tmp = path.with_name(f".{path.name}.tmp")
     with tarfile.open(tmp, "w:gz") as tar:  # files only, like the official archive
         for name, data in members:
+            data = (replace or {}).get(name, data)
             info = tarfile.TarInfo(f"{BATCH_DIR}/{name}")
             info.size, info.mode = len(data), 0o644
             tar.addfile(info, io.BytesIO(data))
@@ -237,3 +245,52 @@ def http_server(sample: Path) -> Iterator[Server]:
     """A server on 127.0.0.1 serving the sample archive."""
     with serve(sample.read_bytes()) as server:
         yield server
+
+
+def snakemake_call(
+    work: Path, args: tuple[str, ...], pythonpath: Path | None = None
+) -> dict[str, Any]:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("PYTHONPATH", None)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    return {
+        "args": [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(work),
+            *args,
+        ],
+        "env": env,
+        "cwd": work,
+        "text": True,
+    }
+
+
+def snakemake(
+    work: Path, *args: str, check: bool = True, pythonpath: Path | None = None
+) -> subprocess.CompletedProcess:
+    """Run snakemake on the repository's Snakefile in ``work``, as the README does."""
+    proc = subprocess.run(
+        **snakemake_call(work, args, pythonpath), capture_output=True, timeout=900
+    )
+    if check and proc.returncode != 0:
+        pytest.fail(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def write_config(work: Path, **changes: object) -> Path:
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    for key, value in changes.items():
+        config[key] = value
+    # Tests take exactly `repeats` pairs per measurement: fast, and the counts are known.
+    config.setdefault("sampling", {})
+    if "sampling" not in changes:
+        config["sampling"] = {"precision": 0.0, "max_pairs": config["repeats"], "time_cap_s": 0}
+    path = work / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path

@@ -194,7 +194,7 @@ def test_cifar_resized_is_the_bicubic_resize_of_the_training_set(
 
 
 def _folder_config(work: Path, folder: Path, size: list[int] | None, n_images: int) -> Path:
-    from test_workflow import write_config
+    from conftest import write_config
 
     formats = yaml.safe_load((ROOT / "config.yaml").read_text())["formats"]
     return write_config(
@@ -214,7 +214,7 @@ def _folder_config(work: Path, folder: Path, size: list[int] | None, n_images: i
 def test_the_workflow_runs_on_an_image_folder_resized(tmp_path: Path) -> None:
     """A few hundred images of mixed sizes and kinds, resized to 24x32: every store holds
     the folder's images, every table and figure is drawn."""
-    from test_workflow import snakemake
+    from conftest import snakemake
 
     folder = make_folder(tmp_path / "images", per_class=70)  # 211 files
     work = tmp_path / "run"
@@ -244,7 +244,7 @@ def test_the_workflow_runs_on_an_image_folder_resized(tmp_path: Path) -> None:
 
 
 def test_the_workflow_keeps_native_sizes_or_says_which_image_differs(tmp_path: Path) -> None:
-    from test_workflow import snakemake
+    from conftest import snakemake
 
     folder = tmp_path / "same"
     rng = np.random.default_rng(8)

@@ -80,7 +80,7 @@ def test_each_size_gets_the_same_bytes_and_its_own_config() -> None:
 def test_the_sweep_runs_each_size_and_draws_its_figure(
     tmp_path: Path, sample: Path, sample_md5: str
 ) -> None:
-    from test_workflow import snakemake, write_config
+    from conftest import snakemake, write_config
 
     formats = yaml.safe_load((ROOT / "config.yaml").read_text())["formats"]
     work = tmp_path / "run"

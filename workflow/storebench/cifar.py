@@ -106,6 +106,12 @@ def extract(archive: Path, dest: Path, md5: str) -> Path:
                     f"{archive}: not a readable tar archive ({reason}); it is corrupt or not "
                     "the CIFAR-10 archive: delete it and download it again"
                 ) from None
+        missing = [b for b in TRAIN_BATCHES if not (staging / BATCH_DIR / b).is_file()]
+        if missing:
+            raise StorebenchError(
+                f"{archive}: holds no {BATCH_DIR}/{missing[0]}; it is not the CIFAR-10 "
+                "archive: delete it and download it again"
+            )
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(staging, dest)

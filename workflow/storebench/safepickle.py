@@ -77,8 +77,10 @@ def load(
     """Unpickle from a binary file, allowing only the globals in ``allowed``."""
     try:
         return _RestrictedUnpickler(file, allowed, source, encoding=encoding).load()
-    except StorebenchError:
-        raise
+    except StorebenchError as exc:
+        if str(exc).startswith(source):
+            raise
+        raise type(exc)(f"{source}: {exc}") from None  # name the file
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
         raise StorebenchError(f"{source}: not a valid pickle ({exc}); re-download it") from exc
 
