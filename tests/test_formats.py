@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import shutil
 from pathlib import Path
 
 import lmdb
@@ -32,6 +33,17 @@ VARIANTS = {
     "tfrecord": {"kind": "tfrecord"},
     "npy": {"kind": "npy"},
     "sqlite_mmap_8k": {"kind": "sqlite", "page_size": 8192, "mmap": True},
+    "hdf5_zstd": {"kind": "hdf5", "chunk": 16, "compression": "zstd", "level": 3},
+    "hdf5_blosc_lz4": {"kind": "hdf5", "chunk": 5, "compression": "blosc_lz4"},
+    "zarr_sharded_blosc": {"kind": "zarr", "chunk": 4, "shard": 16, "compression": "blosc_zstd"},
+    "zarr_zstd": {"kind": "zarr", "chunk": 7, "compression": "zstd", "level": 1},
+    "parquet_zstd_mmap": {
+        "kind": "parquet",
+        "row_group": 5,
+        "compression": "zstd",
+        "memory_map": True,
+    },
+    "webdataset_small_shards": {"kind": "webdataset", "shard": 7},
 }
 _TESTED = {spec["kind"] for spec in VARIANTS.values()}
 SPECS = {**VARIANTS, **{k: {"kind": k} for k in available_kinds() if k not in _TESTED}}
@@ -102,6 +114,35 @@ def test_any_image_shape_round_trips_and_another_dataset_is_refused(
 
 
 @pytest.mark.parametrize("name", SPECS)
+def test_a_reader_reads_its_store_and_nothing_else(name: str, data, tmp_path: Path) -> None:
+    """A lazy reader fails: one that keeps what it read across opens (a module-level
+    cache keyed by path) returns the old store's images after the store at that path was
+    replaced; one that serves the dataset file it was written from (remembered through
+    the memory map it was given) finds that file gone."""
+    images, labels = data
+    source = tmp_path / "dataset.npy"
+    np.save(source, images)
+    store = tmp_path / "store"
+    fmt = make_format(name, SPECS[name])
+    mapped = np.load(source, mmap_mode="r")
+    store.mkdir()
+    fmt.write(store, mapped, labels)
+    del mapped
+    source.unlink()  # the dataset file is gone: only the store can answer
+    everything = np.arange(N)
+    first, first_labels = _read(fmt, store, everything)
+    np.testing.assert_array_equal(first, images)
+    np.testing.assert_array_equal(first_labels, labels)
+    other, other_labels = 255 - images[::-1], (labels[::-1] + 1) % 10
+    shutil.rmtree(store)
+    store.mkdir()
+    fmt.write(store, other, other_labels)  # another store at the same path
+    second, second_labels = _read(fmt, store, everything)
+    np.testing.assert_array_equal(second, other)
+    np.testing.assert_array_equal(second_labels, other_labels)
+
+
+@pytest.mark.parametrize("name", SPECS)
 def test_files_are_the_store(name: str, data, tmp_path: Path) -> None:
     images, labels = data
     fmt = make_format(name, SPECS[name])
@@ -125,15 +166,22 @@ def test_every_kind_in_config_yaml_exists() -> None:
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({"kind": "parquet"}, r"formats\.x\.kind: unknown kind 'parquet'"),
+        ({"kind": "orc"}, r"formats\.x\.kind: unknown kind 'orc'"),
         ({"kind": "png", "level": 3}, r"formats\.x: unknown option\(s\) \['level'\]"),
         ({"kind": "png", "compress_level": 12}, "compress_level must be an integer 0..9"),
         ({"kind": "lmdb", "value": "json"}, "value must be 'pickle' or 'raw'"),
         ({"kind": "lmdb", "append": "yes"}, "append must be true or false"),
         ({"kind": "hdf5", "compression": "gzip"}, "compression needs chunk"),
         ({"kind": "hdf5", "chunk": 0}, "chunk must be a positive integer"),
-        ({"kind": "hdf5", "chunk": 8, "compression": "zstd"}, "compression must be one of"),
-        ({"kind": "hdf5", "chunk": 8, "compression": "lzf", "level": 3}, "level is a gzip level"),
+        ({"kind": "hdf5", "chunk": 8, "compression": "brotli"}, "compression must be one of"),
+        ({"kind": "zarr", "chunk": 10, "shard": 15}, "shard must be a multiple of chunk"),
+        ({"kind": "zarr", "compression": "gzip"}, "compression must be one of"),
+        ({"kind": "parquet", "row_group": 0}, "row_group must be a positive integer"),
+        ({"kind": "parquet", "compression": "lz4"}, "compression must be one of"),
+        (
+            {"kind": "hdf5", "chunk": 8, "compression": "lzf", "level": 3},
+            "level is 1..9 and needs a compression",
+        ),
     ],
 )
 def test_bad_format_specs_are_named(spec: dict, message: str) -> None:

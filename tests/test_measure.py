@@ -10,7 +10,7 @@ import pytest
 
 from storebench import host, measure, single, stats, validation
 from storebench.errors import StorebenchError
-from storebench.formats import make_format
+from storebench.formats import available_kinds, make_format
 from storebench.formats.base import Reader
 from storebench.formats.hdf5 import Hdf5Format
 from storebench.results import read_json
@@ -83,7 +83,7 @@ def test_a_store_of_many_files_goes_to_the_trash(data, tmp_path: Path, monkeypat
     assert sorted(p.name for p in out.parent.iterdir()) == [staged.name]
 
 
-@pytest.mark.parametrize("kind", ["hdf5", "png", "lmdb"])
+@pytest.mark.parametrize("kind", sorted(available_kinds()))
 @pytest.mark.parametrize("cache", ["warm", "cold"])
 @pytest.mark.parametrize("order", ["sequential", "random"])
 def test_read_is_validated_and_repeated(kind, cache, order, data, tmp_path: Path) -> None:

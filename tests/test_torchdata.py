@@ -11,7 +11,7 @@ import yaml
 
 from storebench import measure, validation
 from storebench.errors import StorebenchError
-from storebench.formats import make_format
+from storebench.formats import available_kinds, make_format
 
 from conftest import ROOT
 
@@ -24,7 +24,13 @@ from torch.utils.data import DataLoader
 from storebench import torchdata
 
 N = 48
+# config.yaml's formats, and every other kind with its defaults (found, not listed).
 FORMATS = yaml.safe_load((ROOT / "config.yaml").read_text())["formats"]
+FORMATS |= {
+    kind: {"kind": kind}
+    for kind in available_kinds()
+    if kind not in {spec["kind"] for spec in FORMATS.values()}
+}
 
 
 @pytest.fixture(scope="module")
