@@ -35,7 +35,17 @@ from storebench.measure import read_indices
 from storebench.results import read_json
 from storebench.validation import checksum
 
-from conftest import REAL_SAMPLE_MD5, ROOT, SAMPLE_TRAIN, marked, serve, training_set_of
+from conftest import (
+    REAL_SAMPLE_MD5,
+    ROOT,
+    SAMPLE_TRAIN,
+    marked,
+    serve,
+    snakemake,
+    snakemake_call,
+    training_set_of,
+    write_config,
+)
 
 # One format of every kind (the article's pickled LMDB, chunked gzip HDF5), to keep the run quick;
 # test_formats.py covers every configured variant.
@@ -54,55 +64,6 @@ DRAWN = [
 ]
 # Every figure of a run without the image-size sweep (whose figure needs its own runs).
 RUN_FIGURES = [name for name, figure in FIGURES.items() if "image_size" not in figure.tables]
-
-
-def _snakemake_call(
-    work: Path, args: tuple[str, ...], pythonpath: Path | None = None
-) -> dict[str, Any]:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("PYTHONPATH", None)
-    if pythonpath is not None:
-        env["PYTHONPATH"] = str(pythonpath)
-    return {
-        "args": [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--snakefile",
-            str(ROOT / "Snakefile"),
-            "--directory",
-            str(work),
-            *args,
-        ],
-        "env": env,
-        "cwd": work,
-        "text": True,
-    }
-
-
-def snakemake(
-    work: Path, *args: str, check: bool = True, pythonpath: Path | None = None
-) -> subprocess.CompletedProcess:
-    """Run snakemake on the repository's Snakefile in ``work``, as the README does."""
-    proc = subprocess.run(
-        **_snakemake_call(work, args, pythonpath), capture_output=True, timeout=900
-    )
-    if check and proc.returncode != 0:
-        pytest.fail(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def write_config(work: Path, **changes: object) -> Path:
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    for key, value in changes.items():
-        config[key] = value
-    # Tests take exactly `repeats` pairs per measurement: fast, and the counts are known.
-    config.setdefault("sampling", {})
-    if "sampling" not in changes:
-        config["sampling"] = {"precision": 0.0, "max_pairs": config["repeats"], "time_cap_s": 0}
-    path = work / "config.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
 
 
 def small_config(work: Path, cifar10: dict) -> Path:
@@ -251,6 +212,19 @@ def test_full_config_layers_on_config_yaml() -> None:
     }
 
 
+def test_modern_config_adds_todays_formats_and_the_shard_order() -> None:
+    summary = plan_from_root("config.yaml", "workflow/configs/modern.yaml").stdout
+    default = yaml.safe_load((ROOT / "config.yaml").read_text())
+    modern = yaml.safe_load((ROOT / "workflow/configs/modern.yaml").read_text())
+    formats = [*default["formats"], *modern["formats"]]
+    assert {"webdataset", "parquet"} <= set(default["formats"])
+    assert per_format(summary, "store") == {name: len(default["cutoffs"]) for name in formats}
+    shard_reads = re.findall(
+        r"results/measurements/read/([^/\s]+)/(\d+)/(\w+)-shards\.json", summary
+    )
+    assert len(set(shard_reads)) == len(formats) * len(default["cutoffs"]) * len(default["caches"])
+
+
 def test_quick_config_plans_every_format_and_every_figure() -> None:
     summary = plan_from_root("config.yaml", "workflow/configs/quick.yaml").stdout
     default = yaml.safe_load((ROOT / "config.yaml").read_text())
@@ -332,7 +306,7 @@ def test_plan_too_big_for_the_disk_is_refused_before_any_job(tmp_path: Path, sam
     proc = snakemake(tmp_path, "--cores", "1", "--configfile", str(config), check=False)
     assert proc.returncode != 0
     error = next(line for line in proc.stderr.splitlines() if "storebench:" in line)
-    assert error.startswith("storebench: not enough free disk for the planned stores: ")
+    assert error.startswith("storebench: error: not enough free disk for the planned stores: ")
     assert re.search(r"need about [\d.]+ GiB, but \S+ has [\d.]+ GiB free; free some space", error)
     assert not (tmp_path / "results").exists()  # nothing ran, not even the extraction
 
@@ -344,7 +318,7 @@ def _staging(work: Path, fmt: str, n: int) -> list[Path]:
 def _kill_mid_write(work: Path, config: Path, target: str, whole_run: bool) -> None:
     """Start snakemake on ``target``; SIGKILL the store job (or the whole run) mid-write."""
     proc = subprocess.Popen(
-        **_snakemake_call(work, (target, "--cores", "1", "--configfile", str(config))),
+        **snakemake_call(work, (target, "--cores", "1", "--configfile", str(config))),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,

@@ -30,7 +30,7 @@ try:
     storebench.config.normalize(config)
     FORMAT_OBJECTS = storebench.config.check(config)
 except StorebenchError as error:
-    raise WorkflowError(f"config.yaml: {error}") from None
+    raise WorkflowError(f"storebench: error: config.yaml: {error}") from None
 
 ENV = "../../envs/storebench.yaml"
 TORCH_ENV = "../../envs/torch.yaml"
@@ -49,7 +49,7 @@ DATASET_SPEC = config["dataset"]
 try:
     IMAGE_SHAPE = storebench.dataset.planned_shape(DATASET_SPEC)
 except StorebenchError as error:
-    raise WorkflowError(f"config.yaml: {error}") from None
+    raise WorkflowError(f"storebench: error: config.yaml: {error}") from None
 IMAGE_BYTES = IMAGE_SHAPE[0] * IMAGE_SHAPE[1] * IMAGE_SHAPE[2]
 # A resized or folder source is staged on disk before it is repeated.
 STAGED = DATASET_SPEC["kind"] != "cifar10" or bool(DATASET_SPEC.get("size"))
@@ -58,8 +58,8 @@ FORMATS = list(config["formats"])
 FLOOR = next((f for f, o in FORMAT_OBJECTS.items() if o.kind == "npy"), None)
 if FLOOR is None:
     raise WorkflowError(
-        "config.yaml: formats: no format of kind npy; every timing is paired with the "
-        "raw floor, so add one (e.g. raw: {kind: npy})"
+        "storebench: error: config.yaml: formats: no format of kind npy; every timing is paired "
+        "with the raw floor, so add one (e.g. raw: {kind: npy})"
     )
 CUTOFFS = config["cutoffs"]
 # The image-size sweep: one run of the workflow per size, under results/sizes/.
@@ -108,8 +108,8 @@ wildcard_constraints:
     format="|".join(FORMATS),
     n=r"\d+",
     table="|".join(TABLES),
-    cache="warm|cold",
-    order="sequential|random",
+    cache="|".join(CACHES),
+    order="|".join(ORDERS),
     figure="|".join(FIGURES),
     workers=r"\d+",
     batch=r"\d+",
@@ -376,7 +376,7 @@ def start_run():
         # After the disk check (which writes nothing), before the first job.
         RUN_LOCK = storebench.plan.lock_run(Path(RESULTS))
     except StorebenchError as error:
-        raise WorkflowError(f"storebench: {error}") from None
+        raise WorkflowError(f"storebench: error: {error}") from None
     counts = {}
     for job in jobs:
         counts[job.rule.name] = counts.get(job.rule.name, 0) + 1

@@ -229,18 +229,20 @@ def read_cache(tables: Tables, palette: Palette) -> Figure:
 
 
 def read_order(tables: Tables, palette: Palette) -> Figure:
-    """Sequential vs random order, one panel per cache state."""
+    """Every read order (sequential, random, shards), one panel per cache state."""
     rows = tables["read"]
     caches = _values(rows, "cache", "warm")
+    orders = _values(rows, "order", "sequential")
+    lines = dict(zip(orders, ("-", "--", ":"), strict=False))
+    names = {"-": "solid", "--": "dashed", ":": "dotted"}
     styles = palette.styles(palette.formats(rows))
     fig, axes = _panels(len(caches), 2.2, len(styles))
     for ax, cache in zip(axes, caches, strict=True):
-        for order, linestyle in zip(
-            _values(rows, "order", "sequential"), ("-", "--"), strict=False
-        ):
+        for order, linestyle in lines.items():
             _time_lines(ax, _where(rows, cache=cache, order=order), styles, linestyle)
         _log_time_axes(ax, xlabel=ax is axes[-1])
-        ax.set_title(f"{cache} cache: sequential (solid) vs random (dashed)", fontsize=8)
+        key = ", ".join(f"{order} ({names[line]})" for order, line in lines.items())
+        ax.set_title(f"{cache} cache: {key}", fontsize=8)
     _format_legend(fig, styles)
     return fig
 
@@ -399,7 +401,7 @@ def image_size(tables: Tables, palette: Palette) -> Figure:
         ax.xaxis.set_major_formatter(FormatStrFormatter("%d"))
         ax.set_title(title, fontsize=7)
         ax.tick_params(labelsize=6)
-    axes[-1].set_xlabel("image size (px, square)")
+    axes[-1].set_xlabel("image size (px, square)", fontsize=8)
     _format_legend(fig, styles)
     return fig
 
@@ -481,6 +483,8 @@ HEATMAP_COLUMNS = (
     ("warm\nrandom", "read", {"measurement": "read", "cache": "warm", "order": "random"}),
     ("cold\nseq", "read", {"measurement": "read", "cache": "cold", "order": "sequential"}),
     ("cold\nrandom", "read", {"measurement": "read", "cache": "cold", "order": "random"}),
+    ("warm\nshards", "read", {"measurement": "read", "cache": "warm", "order": "shards"}),
+    ("cold\nshards", "read", {"measurement": "read", "cache": "cold", "order": "shards"}),
     ("lookup", "latency", {"mode": "lookup"}),
     ("disk", "usage", {}),
 )
@@ -495,9 +499,12 @@ def heatmap(tables: Tables, palette: Palette) -> Figure:
     floor = next((r["format"] for r in usage if r.get("kind") == "npy"), None)
     floor_size = next((float(r["bytes_per_image"]) for r in usage if r["format"] == floor), 0.0)
     formats = [f for f in palette.formats(usage) if f != floor]
-    values = np.full((len(formats), len(HEATMAP_COLUMNS)), np.nan)
+    columns = [  # a column of a read order this run did not measure is left out
+        c for c in HEATMAP_COLUMNS if c[1] != "read" or _at_largest(tables["read"], **c[2])
+    ]
+    values = np.full((len(formats), len(columns)), np.nan)
     tied = np.zeros_like(values, dtype=bool)
-    for j, (_, table, where) in enumerate(HEATMAP_COLUMNS):
+    for j, (_, table, where) in enumerate(columns):
         for row in _at_largest(tables.get(table, []), **where):
             if row["format"] not in formats:
                 continue
@@ -513,7 +520,7 @@ def heatmap(tables: Tables, palette: Palette) -> Figure:
     norm = LogNorm(vmin=min(low, 0.9), vmax=max(high, 1.1))
     image = ax.imshow(np.ma.masked_invalid(values), cmap="YlOrRd", norm=norm, aspect="auto")
     for i in range(len(formats)):
-        for j in range(len(HEATMAP_COLUMNS)):
+        for j in range(len(columns)):
             value = values[i, j]
             if not np.isfinite(value):
                 ax.text(j, i, "–", ha="center", va="center", fontsize=5)
@@ -529,7 +536,7 @@ def heatmap(tables: Tables, palette: Palette) -> Figure:
                 fontsize=5,
                 color="white" if dark else "black",
             )
-    ax.set_xticks(range(len(HEATMAP_COLUMNS)), [c[0] for c in HEATMAP_COLUMNS], fontsize=6)
+    ax.set_xticks(range(len(columns)), [c[0] for c in columns], fontsize=6)
     ax.set_yticks(range(len(formats)), formats, fontsize=6)
     ax.tick_params(length=0)
     ax.set_title(f"× the floor ({floor}); ≈1: its interval reaches the floor", fontsize=7)

@@ -12,6 +12,7 @@ import numpy as np
 
 from storebench import verdict
 from storebench.catalog import FIGURES, TABLES
+from storebench.measure import SHARD_IMAGES, SHUFFLE_BUFFER
 from storebench.sampling import CpuProbe
 from storebench.stats import tied_ranks
 
@@ -30,7 +31,9 @@ HOW = {
     "cold": "Cold: every file of the store is flushed and evicted from the page cache "
     "(posix_fadvise DONTNEED) before each read; residency (mincore) is recorded.",
     "orders": "Sequential: images 0..n-1; random: a permutation seeded with {seed}, the same for "
-    "every format.",
+    "every format; shards (where measured): shards of "
+    f"{SHARD_IMAGES:,} consecutive images in a shuffled order, each streamed through a shuffle "
+    f"buffer of {SHUFFLE_BUFFER:,}, as streaming loaders read.",
     "spread": "Points: median; band or bar: its 95% interval (order statistics of the "
     "paired samples; with fewer than 6 pairs, min to max).",
 }
