@@ -44,6 +44,9 @@ VARIANTS = {
         "memory_map": True,
     },
     "webdataset_small_shards": {"kind": "webdataset", "shard": 7},
+    # Lossy payloads: a read returns the decoded images (fmt.decoded), not the originals.
+    "lmdb_jpeg": {"kind": "lmdb", "value": "raw", "payload": "jpeg", "quality": 90},
+    "webdataset_webp": {"kind": "webdataset", "shard": 10, "payload": "webp", "quality": 80},
 }
 _TESTED = {spec["kind"] for spec in VARIANTS.values()}
 SPECS = {**VARIANTS, **{k: {"kind": k} for k in available_kinds() if k not in _TESTED}}
@@ -85,7 +88,7 @@ def test_round_trip(name: str, order: str, data, tmp_path: Path) -> None:
     fmt.write(tmp_path, images, labels)
     indices = ORDERS[order]
     got_images, got_labels = _read(fmt, tmp_path, indices)
-    np.testing.assert_array_equal(got_images, images[indices])
+    np.testing.assert_array_equal(got_images, fmt.decoded(images)[indices])
     np.testing.assert_array_equal(got_labels, labels[indices])
 
 
@@ -106,7 +109,7 @@ def test_any_image_shape_round_trips_and_another_dataset_is_refused(
     out, out_labels = np.zeros((5, 17, 23, 3), np.uint8), np.zeros(5, np.uint8)
     with fmt.open(tmp_path) as reader:
         reader.read_into(indices, out, out_labels)
-        np.testing.assert_array_equal(out, images[indices])
+        np.testing.assert_array_equal(out, fmt.decoded(images)[indices])
         np.testing.assert_array_equal(out_labels, labels[indices])
         for shape in ((32, 32, 3), (17, 23, 1)):
             with pytest.raises(StorebenchError, match="another dataset"):
@@ -131,14 +134,14 @@ def test_a_reader_reads_its_store_and_nothing_else(name: str, data, tmp_path: Pa
     source.unlink()  # the dataset file is gone: only the store can answer
     everything = np.arange(N)
     first, first_labels = _read(fmt, store, everything)
-    np.testing.assert_array_equal(first, images)
+    np.testing.assert_array_equal(first, fmt.decoded(images))
     np.testing.assert_array_equal(first_labels, labels)
     other, other_labels = 255 - images[::-1], (labels[::-1] + 1) % 10
     shutil.rmtree(store)
     store.mkdir()
     fmt.write(store, other, other_labels)  # another store at the same path
     second, second_labels = _read(fmt, store, everything)
-    np.testing.assert_array_equal(second, other)
+    np.testing.assert_array_equal(second, fmt.decoded(other))
     np.testing.assert_array_equal(second_labels, other_labels)
 
 
@@ -178,6 +181,9 @@ def test_every_kind_in_config_yaml_exists() -> None:
         ({"kind": "zarr", "compression": "gzip"}, "compression must be one of"),
         ({"kind": "parquet", "row_group": 0}, "row_group must be a positive integer"),
         ({"kind": "parquet", "compression": "lz4"}, "compression must be one of"),
+        ({"kind": "lmdb", "payload": "jpeg"}, "payload 'jpeg' needs value: raw"),
+        ({"kind": "webdataset", "payload": "gif"}, "payload must be one of"),
+        ({"kind": "webdataset", "payload": "jpeg", "quality": 0}, "quality must be a whole number"),
         (
             {"kind": "hdf5", "chunk": 8, "compression": "lzf", "level": 3},
             "level is 1..9 and needs a compression",
@@ -289,3 +295,29 @@ def test_hdf5_scattered_reads_across_many_blocks(
         np.testing.assert_array_equal(got_labels, labels[indices])
     with pytest.raises(IndexError):
         _read(fmt, tmp_path, np.array([3, n]))
+
+
+@pytest.mark.parametrize("name", ["lmdb_jpeg", "webdataset_webp"])
+def test_a_lossy_payload_is_smaller_close_to_the_original_and_validated(
+    name: str, tmp_path: Path
+) -> None:
+    """Smooth images (as photographs are) stored as JPEG/WebP: fewer bytes than their
+    pixels, a PSNR in the range such codecs reach, and a read that returns exactly the
+    images decoded once at store time (fmt.decoded), not the originals."""
+    from storebench import payload
+
+    y, x = np.mgrid[0:32, 0:32]
+    images = np.stack(
+        [np.stack([(x * 8 + k) % 256, (y * 8) % 256, (x + y) * 4 % 256], -1) for k in range(N)]
+    ).astype(np.uint8)
+    labels = (np.arange(N) % 10).astype(np.uint8)
+    fmt = make_format(name, SPECS[name])
+    assert fmt.lossy and not make_format("raw", {"kind": "npy"}).lossy
+    fmt.write(tmp_path, images, labels)
+    assert disk_usage(fmt, tmp_path)["apparent_bytes"] < images.nbytes
+    got, got_labels = _read(fmt, tmp_path, np.arange(N))
+    decoded = fmt.decoded(images)
+    np.testing.assert_array_equal(got, decoded)
+    np.testing.assert_array_equal(got_labels, labels)
+    assert not np.array_equal(decoded, images)  # lossy indeed
+    assert 25 < payload.psnr_db([(images, decoded)]) < 60

@@ -213,7 +213,9 @@ def test_a_bad_config_value_stops_the_workflow_before_any_job(case: str, tmp_pat
     proc = snakemake(tmp_path, "--cores", "1", "--configfile", str(config), check=False)
     assert proc.returncode != 0
     text = proc.stdout + proc.stderr
-    lines = [line for line in text.splitlines() if line.startswith("storebench: error: config.yaml:")]
+    lines = [
+        line for line in text.splitlines() if line.startswith("storebench: error: config.yaml:")
+    ]
     assert len(lines) == 1 and key in lines[0], text
     assert "Traceback" not in text
     assert not (tmp_path / "results").exists()

@@ -316,3 +316,54 @@ def test_check_checksums_only_a_complete_in_order_read(data, size: int) -> None:
     check.out_images[0] = 255 - images[indices[0]]  # a wrong image fails, kept or not
     with pytest.raises(StorebenchError, match="differ"):
         check.check(*check.spans[0])
+
+
+def test_a_lossy_store_records_its_psnr_and_its_reads_are_validated(data, tmp_path: Path) -> None:
+    """JPEG in LMDB: the store records how far its images are from the dataset's; reads
+    pass against the decoded images, paired with the floor (which returns the originals),
+    and a reader that returned the originals instead would fail."""
+    from storebench import tables
+
+    images, labels = data
+    fmt = make_format("lmdb_jpeg", {"kind": "lmdb", "value": "raw", "payload": "jpeg"})
+    floor = make_format("raw", {"kind": "npy"})
+    out = tmp_path / "stores" / "lmdb_jpeg" / "40"
+    out.parent.mkdir(parents=True)
+    result, staged = measure.measure_store(
+        fmt, images, labels, out, tmp_path / "trash", 2, quiet(out.parent), reference=floor
+    )
+    assert 5 < result["psnr_db"] < 40  # random pixels: the worst case for JPEG
+    result.update(format="lmdb_jpeg", kind="lmdb", n=N)
+    (row, _) = tables.timing_rows([result])
+    assert row["psnr_db"] == result["psnr_db"]
+    (tmp_path / "floor").mkdir()
+    floor.write(tmp_path / "floor", images, labels)
+    indices = measure.read_indices(N, "random", seed=3)
+    read = measure.measure_read(
+        fmt, staged, images, labels, indices, "warm", 2, reference=(floor, tmp_path / "floor")
+    )
+    decoded = fmt.decoded(images[indices])
+    assert read["checksum"] == validation.checksum(decoded, labels[indices])
+    # A store of the original pixels, read by a format that says it returns JPEG-decoded
+    # images: its reads are the originals, so validation fails.
+    raw = make_format("lmdb_raw", {"kind": "lmdb", "value": "raw"})
+    (tmp_path / "raw").mkdir()
+    raw.write(tmp_path / "raw", images, labels)
+
+    class ClaimsLossy(type(raw)):
+        lossy = True
+
+        def decoded(self, chunk):
+            return fmt.decoded(chunk)
+
+    with pytest.raises(StorebenchError, match="differ from the dataset"):
+        measure.measure_read(
+            ClaimsLossy(value="raw"),
+            tmp_path / "raw",
+            images,
+            labels,
+            indices,
+            "warm",
+            1,
+            reference=(floor, tmp_path / "floor"),
+        )

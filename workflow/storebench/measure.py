@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from storebench import diskspace, pagecache
-from storebench.chunks import Images, row_bytes, sample_memory
+from storebench import diskspace, pagecache, payload
+from storebench.chunks import Images, chunk_of, gather, row_bytes, sample_memory, spans
 from storebench.errors import StorebenchError
 from storebench.formats import Format
 from storebench.host import QuietFilesystem, discard, fresh_dir, sync_filesystem, warm_free_memory
@@ -124,7 +124,21 @@ def measure_store(
     result["reference_samples"].pop("source_s")
     for block in result["reference_runs"]:
         block.pop("source_s")
+    if fmt.lossy:  # off the clock: how far the stored images are from the dataset's
+        result["psnr_db"] = psnr_of(fmt, images)
     return result, kept[0]
+
+
+def psnr_of(fmt: Format, images: np.ndarray) -> float:
+    """PSNR (dB) of the images a read of ``fmt`` returns against ``images``, a chunk at
+    a time."""
+    pairs = (
+        (part, fmt.decoded(part))
+        for part in (
+            gather(images, np.arange(lo, hi)) for lo, hi in spans(len(images), chunk_of(images))
+        )
+    )
+    return round(payload.psnr_db(pairs), 3)
 
 
 CACHES = ("warm", "cold")
@@ -279,6 +293,10 @@ def measure_read(
     policy = policy or Policy.exactly(repeats or 1)
     ref_fmt, ref_store = reference or (fmt, store)
     check = ChunkedCheck(images, labels, indices, f"read of {store}")
+    ref_check = check  # one buffer for both, unless the format returns other images
+    if fmt.lossy:
+        check.decoded = fmt.decoded
+        ref_check = ChunkedCheck(images, labels, indices, f"read of {ref_store}")
     resident: list[float] = []
     ref_resident: list[float] = []
     sums: list[str] = []
@@ -287,13 +305,14 @@ def measure_read(
     ref_files = files if Path(ref_store) == Path(store) else ref_fmt.files(Path(ref_store))
     trial = _read_trial(fmt, Path(store), indices, cache, check, resident, sums, files)
     floor = _read_trial(
-        ref_fmt, Path(ref_store), indices, cache, check, ref_resident, ref_sums, ref_files
+        ref_fmt, Path(ref_store), indices, cache, ref_check, ref_resident, ref_sums, ref_files
     )
     if cache == "warm":
         _warm_up(fmt, Path(store), files, indices, check)
-        _warm_up(ref_fmt, Path(ref_store), ref_files, indices, check)
+        _warm_up(ref_fmt, Path(ref_store), ref_files, indices, ref_check)
     result = run_pairs(trial, floor, policy, seed)
-    if set(sums) != set(ref_sums) or len(set(sums)) != 1:
+    same = fmt.lossy or set(sums) == set(ref_sums)  # a lossy format returns its own images
+    if not same or len(set(sums)) != 1 or len(set(ref_sums)) != 1:
         raise StorebenchError(
             f"read of {store}: reads of the same images gave different checksums; a reader is wrong"
         )

@@ -54,12 +54,22 @@ def _worker(
     a read's round 0 opens its store, its last round closes it."""
     try:
         images, labels = cifar.load_dataset(images_path, labels_path)
-        check = ChunkedCheck(images, labels, shard, "parallel read", size)
+        # One check (and buffer) for both stores, unless a lossy format returns other images.
+        checks: dict[object, ChunkedCheck] = {}
+
+        def check_of(fmt: Any) -> ChunkedCheck:
+            key = fmt if fmt.lossy else None
+            if key not in checks:
+                decoded = fmt.decoded if fmt.lossy else None
+                checks[key] = ChunkedCheck(images, labels, shard, "", size, decoded)
+            return checks[key]
+
         reader = None
         conn.send(("ready", None))
         while (command := _next_command(conn)) is not None:
             target, round_, rounds = command
             fmt, store = targets[target]
+            check = check_of(fmt)
             check.what = f"parallel read of {store}"
             lo, hi = check.spans[round_] if round_ < len(check.spans) else (len(shard),) * 2
             if round_ == 0:

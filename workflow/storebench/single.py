@@ -55,9 +55,11 @@ def measure_latency(
     cpu_s: list[float] = []
     times: dict[str, dict[str, list[float]]] = {side: {} for side in sides}
 
-    def check(index: np.ndarray, what: str) -> None:
+    def check(index: np.ndarray, side: str) -> None:
         # gather: faulting scattered rows of the mapped dataset in would leave GBs resident
-        validate(image, label, gather(images, index), labels[index], f"single read of {what}")
+        side_fmt, side_store = sides[side]
+        expected = side_fmt.decoded(gather(images, index))
+        validate(image, label, expected, labels[index], f"single read of {side_store}")
 
     for side_fmt, side_store in sides.values():  # untimed warm-up: every image cached
         with side_fmt.open(side_store) as reader:
@@ -74,7 +76,7 @@ def measure_latency(
                 label.fill(255)  # a read must write the label too
                 elapsed = reader_of(side, single)
                 times[side].setdefault(mode, []).append(elapsed)
-                check(single, str(sides[side][1]))
+                check(single, side)
 
     def open_read_close(side: str, single: np.ndarray) -> float:
         side_fmt, side_store = sides[side]
@@ -140,7 +142,8 @@ def measure_single(
             with side_fmt.open(target) as reader:
                 reader.read_into(index, out_images, out_labels)
             read = (time.perf_counter_ns() - start) * NS
-            validate(out_images, out_labels, images, labels, f"single-image read of {target}")
+            expected = side_fmt.decoded(images)
+            validate(out_images, out_labels, expected, labels, f"single-image read of {target}")
             shutil.rmtree(target)
             return {"single_store_s": stored, "single_read_s": read}
 

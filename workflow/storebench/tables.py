@@ -51,6 +51,7 @@ TIMING_COLUMNS = (
     "residency_max",
     "create_latency_us_max",
     "slow_probes",
+    "psnr_db",
 )
 LATENCY_COLUMNS = (
     "format",
@@ -156,6 +157,8 @@ def timing_rows(loaded: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                     if probes
                     else "",
                     "slow_probes": sum(bool(p.get("slow")) for p in probes) if probes else "",
+                    # a store of a lossy payload: how far its images are from the dataset's
+                    "psnr_db": result.get("psnr_db", ""),
                 }
             )
     return rows

@@ -10,7 +10,7 @@ from typing import ClassVar, Self
 
 import numpy as np
 
-from storebench import chunks
+from storebench import chunks, payload
 from storebench.chunks import Images
 from storebench.errors import StorebenchError
 
@@ -96,6 +96,33 @@ class Format(ABC):
     def options(self) -> dict[str, object]:
         """The options this format was configured with (defaults filled in)."""
         return dataclasses.asdict(self)
+
+    @property
+    def lossy(self) -> bool:
+        """Whether a read returns other images than the dataset's (a lossy payload)."""
+        return False
+
+    def decoded(self, images: np.ndarray) -> np.ndarray:
+        """The images a read of this format returns for ``images`` (a chunk of the
+        dataset): the images themselves, unless the format stores them lossily."""
+        return images
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedImages:
+    """Options of a format that stores one record per image: ``payload`` ``raw`` (the
+    pixels), ``jpeg`` or ``webp`` at ``quality`` 1..100 (see :mod:`storebench.payload`).
+    Put it before :class:`Format` among a format's bases."""
+
+    payload: str = "raw"
+    quality: int = 90
+
+    @property
+    def lossy(self) -> bool:
+        return self.payload != "raw"
+
+    def decoded(self, images: np.ndarray) -> np.ndarray:
+        return payload.roundtrip(np.asarray(images), self.payload, self.quality)
 
 
 def image_chunks(images: np.ndarray | Images) -> Iterator[tuple[int, np.ndarray]]:

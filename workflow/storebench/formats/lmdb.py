@@ -1,7 +1,9 @@
 """One LMDB environment, one value per image (py-lmdb).
 
 ``value: pickle`` stores the classic article's pickled image object;
-``value: raw`` stores the image's bytes followed by one label byte.
+``value: raw`` stores the image's bytes followed by one label byte: its pixels,
+or with ``payload: jpeg`` or ``webp`` the image encoded at ``quality`` (decoded by
+every read).
 """
 
 from __future__ import annotations
@@ -15,10 +17,17 @@ from pathlib import Path
 import lmdb
 import numpy as np
 
-from storebench import safepickle
+from storebench import payload, safepickle
 from storebench.chunks import Images
 from storebench.errors import StorebenchError
-from storebench.formats.base import Format, Reader, image_chunks, is_range, wrong_size
+from storebench.formats.base import (
+    EncodedImages,
+    Format,
+    Reader,
+    image_chunks,
+    is_range,
+    wrong_size,
+)
 
 PAGE = 4096
 
@@ -52,10 +61,11 @@ def key(index: int) -> bytes:
 
 
 class LmdbReader(Reader):
-    def __init__(self, directory: Path, value: str):
+    def __init__(self, directory: Path, value: str, payload: str = "raw"):
         self.path = Path(directory)
         self.env = lmdb.open(str(directory), readonly=True, lock=False)
         self.value = value
+        self.payload = payload
 
     def read_into(self, indices: np.ndarray, images: np.ndarray, labels: np.ndarray) -> None:
         with self.env.begin(buffers=True) as txn:
@@ -79,6 +89,7 @@ class LmdbReader(Reader):
         row = images[0].nbytes
         flat = memoryview(images.reshape(len(images), row)).cast("B")
         label_bytes = bytearray(len(indices))
+        encoded = self.payload != "raw"
         if is_range(indices):
             # In key order: walk a cursor instead of searching the tree per image.
             cursor = txn.cursor()
@@ -90,10 +101,13 @@ class LmdbReader(Reader):
         for value in itertools.islice(values, len(indices)):
             if value is None:
                 break
-            if len(value) != row + 1:
+            if encoded:  # a JPEG or WebP: decoded into its place
+                payload.decode_into(value[:-1], images[k], self.payload, self.path)
+            elif len(value) != row + 1:
                 raise wrong_size(self.path, int(indices[k]), len(value) - 1, row)
-            flat[offset : offset + row] = value[:row]
-            label_bytes[k] = value[row]
+            else:
+                flat[offset : offset + row] = value[:row]
+            label_bytes[k] = value[-1]
             offset += row
             k += 1
         if k != len(indices):
@@ -105,10 +119,11 @@ class LmdbReader(Reader):
 
 
 @dataclasses.dataclass(frozen=True)
-class LmdbFormat(Format):
+class LmdbFormat(EncodedImages, Format):
     """``value``: ``pickle`` (the article's object) or ``raw`` (bytes + label byte);
     ``writemap``: write through a writable memory map; ``append``: keys arrive in
-    order, so each put appends to the B-tree instead of searching it."""
+    order, so each put appends to the B-tree instead of searching it; ``payload``
+    (with ``value: raw``): ``raw``, ``jpeg`` or ``webp`` at ``quality``."""
 
     kind = "lmdb"
     libraries = ("numpy", "lmdb")
@@ -122,10 +137,13 @@ class LmdbFormat(Format):
         for name in ("writemap", "append"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false")
+        payload.check(self.payload, self.quality)
+        if self.payload != "raw" and self.value != "raw":
+            raise ValueError(f"payload {self.payload!r} needs value: raw")
 
     def encode(self, image: np.ndarray, label: int) -> bytes:
         if self.value == "raw":
-            return image.tobytes() + bytes((label,))
+            return payload.encode(image, self.payload, self.quality) + bytes((label,))
         return pickle.dumps(CifarImage(image, label))
 
     def write(self, directory: Path, images: np.ndarray | Images, labels: np.ndarray) -> None:
@@ -163,4 +181,4 @@ class LmdbFormat(Format):
                 env.close()
 
     def open(self, directory: Path) -> Reader:
-        return LmdbReader(directory, self.value)
+        return LmdbReader(directory, self.value, self.payload)

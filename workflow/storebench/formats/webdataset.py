@@ -2,7 +2,8 @@
 
 The default format of large-scale training: ``shard-000000.tar``, ... each holding
 ``shard`` samples in order, a sample being two tar members with one key,
-``{index:09d}.raw`` (the pixels) and ``{index:09d}.cls`` (the label as text), as
+``{index:09d}.raw`` (the pixels; ``.jpg`` or ``.webp`` with ``payload: jpeg`` or
+``webp``, decoded by every read) and ``{index:09d}.cls`` (the label as text), as
 webdataset writes them. A read opens a shard the first time it needs it the way
 wids' ``MMIndexedTar`` does: the tar memory-mapped and indexed by scanning its
 headers; sample ``index - first`` is then sliced out of the map. The shards stay
@@ -21,9 +22,10 @@ from pathlib import Path
 import numpy as np
 import webdataset
 
+from storebench import payload
 from storebench.chunks import Images
 from storebench.errors import StorebenchError
-from storebench.formats.base import Format, Reader, image_chunks, wrong_size
+from storebench.formats.base import EncodedImages, Format, Reader, image_chunks, wrong_size
 
 PATTERN = "shard-{:06d}.tar"
 
@@ -32,7 +34,7 @@ class IndexedShard:
     """One tar shard, memory-mapped, with the offset and size of every sample's ``.raw``
     and ``.cls`` member (found by scanning the tar's headers once, at open)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, ext: str = "raw"):
         self.path = path
         self.handle = open(path, "rb")  # noqa: SIM115 - closed by close()
         try:
@@ -50,7 +52,7 @@ class IndexedShard:
                 f"{path}: not a readable shard ({exc or type(exc).__name__}); rerun its store job"
             ) from None
         try:
-            self.raw = np.array([members[k]["raw"] for k in members], np.int64).reshape(-1, 2)
+            self.raw = np.array([members[k][ext] for k in members], np.int64).reshape(-1, 2)
             self.cls = np.array([members[k]["cls"] for k in members], np.int64).reshape(-1, 2)
         except KeyError as exc:
             self.close()
@@ -67,9 +69,10 @@ class IndexedShard:
 
 
 class WebDatasetReader(Reader):
-    def __init__(self, directory: Path, shard: int):
+    def __init__(self, directory: Path, shard: int, payload: str = "raw"):
         self.directory = Path(directory)
         self.shard = shard
+        self.payload = payload
         self.paths = sorted(self.directory.glob("shard-*.tar"))
         if not self.paths:
             raise StorebenchError(f"{self.directory}: no shard-*.tar; the store is incomplete")
@@ -80,7 +83,8 @@ class WebDatasetReader(Reader):
         if shard is None:
             if number >= len(self.paths):
                 raise IndexError(f"{self.directory}: no shard {number}")
-            shard = self.open_shards[number] = IndexedShard(self.paths[number])
+            ext = payload.EXTENSIONS[self.payload]
+            shard = self.open_shards[number] = IndexedShard(self.paths[number], ext)
         return shard
 
     def read_into(self, indices: np.ndarray, images: np.ndarray, labels: np.ndarray) -> None:
@@ -88,7 +92,8 @@ class WebDatasetReader(Reader):
             return
         row = images[0].nbytes
         flat = memoryview(images.reshape(len(indices), row)).cast("B")
-        shard = self.shard
+        shard, kind = self.shard, self.payload
+        encoded = kind != "raw"
         for k, index in enumerate(indices.tolist()):
             if index < 0:
                 raise IndexError(f"index {index} out of range")
@@ -97,9 +102,12 @@ class WebDatasetReader(Reader):
             if position >= len(tar):
                 raise IndexError(f"{tar.path}: no sample {position}")
             offset, size = tar.raw[position]
-            if size != row:
+            if encoded:  # a JPEG or WebP: decoded into its place
+                payload.decode_into(tar.view[offset : offset + size], images[k], kind, tar.path)
+            elif size != row:
                 raise wrong_size(tar.path, index, int(size), row)
-            flat[k * row : (k + 1) * row] = tar.view[offset : offset + size]
+            else:
+                flat[k * row : (k + 1) * row] = tar.view[offset : offset + size]
             offset, size = tar.cls[position]
             labels[k] = int(bytes(tar.view[offset : offset + size]))
 
@@ -110,9 +118,10 @@ class WebDatasetReader(Reader):
 
 
 @dataclasses.dataclass(frozen=True)
-class WebDatasetFormat(Format):
-    """Tar shards of ``shard`` samples each (``.raw`` pixels, ``.cls`` label), written by
-    webdataset's ``TarWriter`` and read by index through memory-mapped, indexed tars."""
+class WebDatasetFormat(EncodedImages, Format):
+    """Tar shards of ``shard`` samples each (``.raw`` pixels, or ``.jpg``/``.webp`` with
+    ``payload`` at ``quality``; ``.cls`` label), written by webdataset's ``TarWriter`` and
+    read by index through memory-mapped, indexed tars."""
 
     kind = "webdataset"
     libraries = ("numpy", "webdataset")
@@ -124,10 +133,12 @@ class WebDatasetFormat(Format):
     def __post_init__(self) -> None:
         if not isinstance(self.shard, int) or self.shard < 1:
             raise ValueError(f"shard must be a positive integer, not {self.shard!r}")
+        payload.check(self.payload, self.quality)
 
     def write(self, directory: Path, images: np.ndarray | Images, labels: np.ndarray) -> None:
         directory = Path(directory)
         writer, number = None, -1
+        ext = payload.EXTENSIONS[self.payload]
         try:
             for start, chunk in image_chunks(images):
                 for index, image in enumerate(chunk, start):
@@ -140,7 +151,7 @@ class WebDatasetFormat(Format):
                     writer.write(
                         {
                             "__key__": f"{index:09d}",
-                            "raw": image.tobytes(),
+                            ext: payload.encode(image, self.payload, self.quality),
                             "cls": str(int(labels[index])).encode(),
                         }
                     )
@@ -149,4 +160,4 @@ class WebDatasetFormat(Format):
                 writer.close()
 
     def open(self, directory: Path) -> Reader:
-        return WebDatasetReader(directory, self.shard)
+        return WebDatasetReader(directory, self.shard, self.payload)
