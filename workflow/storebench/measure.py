@@ -292,11 +292,13 @@ def measure_read(
         raise StorebenchError(f"unknown cache state {cache!r}; choose one of {CACHES}")
     policy = policy or Policy.exactly(repeats or 1)
     ref_fmt, ref_store = reference or (fmt, store)
+    # One check (one buffer) for both sides, unless a lossy format returns other images.
     check = ChunkedCheck(images, labels, indices, f"read of {store}")
-    ref_check = check  # one buffer for both, unless the format returns other images
-    if fmt.lossy:
-        check.decoded = fmt.decoded
-        ref_check = ChunkedCheck(images, labels, indices, f"read of {ref_store}")
+    ref_check = check
+    if fmt.lossy or ref_fmt.lossy:
+        check.decoded = fmt.decoded if fmt.lossy else None
+        decoded = ref_fmt.decoded if ref_fmt.lossy else None
+        ref_check = ChunkedCheck(images, labels, indices, f"read of {ref_store}", None, decoded)
     resident: list[float] = []
     ref_resident: list[float] = []
     sums: list[str] = []
@@ -311,7 +313,7 @@ def measure_read(
         _warm_up(fmt, Path(store), files, indices, check)
         _warm_up(ref_fmt, Path(ref_store), ref_files, indices, ref_check)
     result = run_pairs(trial, floor, policy, seed)
-    same = fmt.lossy or set(sums) == set(ref_sums)  # a lossy format returns its own images
+    same = ref_check is not check or set(sums) == set(ref_sums)  # a lossy side: its own images
     if not same or len(set(sums)) != 1 or len(set(ref_sums)) != 1:
         raise StorebenchError(
             f"read of {store}: reads of the same images gave different checksums; a reader is wrong"
