@@ -321,3 +321,17 @@ def test_a_lossy_payload_is_smaller_close_to_the_original_and_validated(
     np.testing.assert_array_equal(got_labels, labels)
     assert not np.array_equal(decoded, images)  # lossy indeed
     assert 25 < payload.psnr_db([(images, decoded)]) < 60
+
+
+def test_a_damaged_shard_is_named_in_one_line(data, tmp_path: Path) -> None:
+    images, labels = data
+    fmt = make_format("w", {"kind": "webdataset", "shard": 20})
+    fmt.write(tmp_path, images, labels)
+    shard = tmp_path / "shard-000001.tar"
+    damaged = bytearray(shard.read_bytes())
+    damaged[100:160] = b"\xff" * 60  # inside the first member's header
+    shard.write_bytes(bytes(damaged))
+    with pytest.raises(StorebenchError, match=r"shard-000001\.tar: not a readable shard") as info:
+        _read(fmt, tmp_path, np.arange(N))
+    assert "\n" not in str(info.value)
+    assert _read(fmt, tmp_path, np.arange(20))[1].tolist() == labels[:20].tolist()  # shard 0

@@ -37,6 +37,7 @@ class IndexedShard:
     def __init__(self, path: Path, ext: str = "raw"):
         self.path = path
         self.handle = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self.map = self.view = None
         try:
             self.map = mmap.mmap(self.handle.fileno(), 0, access=mmap.ACCESS_READ)
             self.view = memoryview(self.map)  # slices of it copy nothing
@@ -44,10 +45,10 @@ class IndexedShard:
             with tarfile.open(fileobj=self.handle, mode="r:") as tar:
                 for member in tar:
                     if member.isfile():
-                        key, _, ext = member.name.partition(".")
-                        members.setdefault(key, {})[ext] = (member.offset_data, member.size)
+                        key, _, suffix = member.name.partition(".")
+                        members.setdefault(key, {})[suffix] = (member.offset_data, member.size)
         except (tarfile.TarError, ValueError, OSError) as exc:
-            self.handle.close()
+            self.close()
             raise StorebenchError(
                 f"{path}: not a readable shard ({exc or type(exc).__name__}); rerun its store job"
             ) from None
@@ -62,8 +63,9 @@ class IndexedShard:
         return len(self.raw)
 
     def close(self) -> None:
-        if not self.map.closed:
+        if self.view is not None:
             self.view.release()
+        if self.map is not None and not self.map.closed:
             self.map.close()
         self.handle.close()
 
