@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 from storebench.integrity import md5sum
 
@@ -294,3 +295,33 @@ def write_config(work: Path, **changes: object) -> Path:
     path = work / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def make_folder(root: Path, per_class: int = 4, seed: int = 3) -> Path:
+    """Three classes of JPEG, PNG and WebP files of mixed sizes and modes (RGB, grey,
+    palette, RGBA, 16-bit grey)."""
+    rng = np.random.default_rng(seed)
+    modes = ["RGB", "L", "P", "RGBA", "I;16"]
+    for c, name in enumerate(["cat", "dog", "eel"]):
+        folder = root / name
+        folder.mkdir(parents=True)
+        for k in range(per_class):
+            height, width = int(rng.integers(20, 70)), int(rng.integers(20, 70))
+            rgb = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+            image = Image.fromarray(rgb)
+            mode = modes[(c + k) % len(modes)]
+            if mode == "I;16":
+                grey = (rng.integers(0, 65536, (height, width))).astype(np.uint16)
+                image = Image.fromarray(grey)
+                image.save(folder / f"{k}.png")
+                continue
+            image = image.convert(mode)
+            suffix = [".png", ".jpg", ".webp"][k % 3] if mode in ("RGB", "L") else ".png"
+            image.save(folder / f"{k}{suffix}")
+    (root / "cat" / "nested").mkdir()
+    Image.fromarray(rng.integers(0, 256, (30, 30, 3), dtype=np.uint8)).save(
+        root / "cat" / "nested" / "deep.png"
+    )
+    (root / ".hidden").mkdir()  # hidden folders and files are not classes or images
+    (root / "dog" / ".DS_Store").write_bytes(b"x")
+    return root

@@ -28,13 +28,13 @@ DATASET_TARGET = "results/dataset/dataset.json"
 
 
 def _config(work: Path, cifar10: dict, **changes: object) -> Path:
-    """Two formats at 10 and 100 images, no parallel or DataLoader runs: small and quick."""
+    """Two formats at 20 images, no parallel or DataLoader runs: small and quick."""
     formats = yaml.safe_load((ROOT / "config.yaml").read_text())["formats"]
     settings = {
         "cifar10": cifar10,
         "formats": {name: formats[name] for name in ("raw", "png")},
-        "n_images": 100,
-        "cutoffs": [10, 100],
+        "n_images": 20,
+        "cutoffs": [20],
         "repeats": 2,
         "filesystem_probe": {"slow_factor": 3, "max_wait_s": 0},
         "latency_samples": 10,
@@ -185,7 +185,7 @@ def test_a_busy_server_then_a_gzip_encoded_answer_gives_the_archive(
         snakemake(tmp_path, DATASET_TARGET, "--cores", "1", "--configfile", str(config))
     assert md5sum(tmp_path / "results/data/cifar-10-python.tar.gz") == sample_md5
     meta = json.loads((tmp_path / DATASET_TARGET).read_text())
-    assert meta["n_images"] == 100
+    assert meta["n_images"] == 20
 
 
 # family 4: config values that pass a loose schema but would break jobs
@@ -224,7 +224,7 @@ def test_a_bad_config_value_stops_the_workflow_before_any_job(case: str, tmp_pat
 # family 5: results and runs, on one small run in a folder whose path has spaces
 @pytest.fixture(scope="module")
 def spaced_run(tmp_path_factory: pytest.TempPathFactory, sample: Path) -> Path:
-    """A run of two formats at 10 and 100 images up to the read table, in a folder (and
+    """A run of two formats at 20 images up to the read table, in a folder (and
     from an archive) whose paths hold spaces: every rule quotes them."""
     base = tmp_path_factory.mktemp("hostile")
     archive = base / "my data" / "cifar 10.tar.gz"
@@ -247,19 +247,19 @@ def spaced_run(tmp_path_factory: pytest.TempPathFactory, sample: Path) -> Path:
 
 def test_paths_with_spaces_run_end_to_end(spaced_run: Path) -> None:
     rows = (spaced_run / "results/tables/read.csv").read_text().splitlines()
-    assert len(rows) == 1 + 2 * 2 * 4  # two formats, two cutoffs, warm/cold x orders
-    assert len(list((spaced_run / "results/stores/png/100").glob("*.png"))) == 100
+    assert len(rows) == 1 + 2 * 2 * 2  # two formats, warm/cold x sequential/random
+    assert len(list((spaced_run / "results/stores/png/20").glob("*.png"))) == 20
 
 
 def test_a_result_that_is_not_what_its_path_says_is_refused_by_the_table(
     spaced_run: Path,
 ) -> None:
-    result = spaced_run / "results/measurements/read/png/100/warm-sequential.json"
+    result = spaced_run / "results/measurements/read/png/20/warm-sequential.json"
     saved = result.read_bytes()
     table = spaced_run / "results/tables/read.csv"
     try:
         data = json.loads(saved)
-        data["n"] = 10  # a result of n=10 put where n=100 belongs
+        data["n"] = 10  # a result of n=10 put where n=20 belongs
         result.write_text(json.dumps(data))
         config = str(spaced_run / "config.yaml")
         proc = snakemake(
@@ -271,7 +271,7 @@ def test_a_result_that_is_not_what_its_path_says_is_refused_by_the_table(
             config,
             check=False,
         )
-        _refused(proc, "warm-sequential.json", "not n=100", "delete the file and rerun its job")
+        _refused(proc, "warm-sequential.json", "not n=20", "delete the file and rerun its job")
         assert not table.exists()  # Snakemake removes a failed job's output
         assert not [p.name for p in table.parent.iterdir() if p.name.startswith(".")]
     finally:

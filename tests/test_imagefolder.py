@@ -14,37 +14,7 @@ from PIL import Image
 from storebench import chunks, dataset, imagefolder
 from storebench.errors import StorebenchError
 
-from conftest import ROOT, marked, training_set_of
-
-
-def make_folder(root: Path, per_class: int = 4, seed: int = 3) -> Path:
-    """Three classes of JPEG, PNG and WebP files of mixed sizes and modes (RGB, grey,
-    palette, RGBA, 16-bit grey)."""
-    rng = np.random.default_rng(seed)
-    modes = ["RGB", "L", "P", "RGBA", "I;16"]
-    for c, name in enumerate(["cat", "dog", "eel"]):
-        folder = root / name
-        folder.mkdir(parents=True)
-        for k in range(per_class):
-            height, width = int(rng.integers(20, 70)), int(rng.integers(20, 70))
-            rgb = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-            image = Image.fromarray(rgb)
-            mode = modes[(c + k) % len(modes)]
-            if mode == "I;16":
-                grey = (rng.integers(0, 65536, (height, width))).astype(np.uint16)
-                image = Image.fromarray(grey)
-                image.save(folder / f"{k}.png")
-                continue
-            image = image.convert(mode)
-            suffix = [".png", ".jpg", ".webp"][k % 3] if mode in ("RGB", "L") else ".png"
-            image.save(folder / f"{k}{suffix}")
-    (root / "cat" / "nested").mkdir()
-    Image.fromarray(rng.integers(0, 256, (30, 30, 3), dtype=np.uint8)).save(
-        root / "cat" / "nested" / "deep.png"
-    )
-    (root / ".hidden").mkdir()  # hidden folders and files are not classes or images
-    (root / "dog" / ".DS_Store").write_bytes(b"x")
-    return root
+from conftest import ROOT, make_folder, marked, training_set_of
 
 
 def _expected(folder: Path, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -76,7 +46,12 @@ def test_an_image_folder_becomes_the_dataset(
     assert json.loads((out / "dataset.json").read_text()) == identity
     assert identity["shape"] == [24, 32, 3] and identity["classes"] == 3
     assert identity["source_images"] == 13 and identity["n_images"] == 30
-    assert sorted(p.name for p in out.iterdir()) == ["dataset.json", "images.npy", "labels.npy"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "dataset.json",
+        "images.npy",
+        "labels.npy",
+        "shapes.npy",  # empty: every image has the shape dataset.json records
+    ]
 
 
 def test_conversions_are_the_documented_ones(tmp_path: Path) -> None:
@@ -187,7 +162,12 @@ def test_cifar_resized_is_the_bicubic_resize_of_the_training_set(
         np.testing.assert_array_equal(images[k], np.asarray(resized))
     np.testing.assert_array_equal(images[len(originals) :][:1], marked(images[:1], 1))
     np.testing.assert_array_equal(np.load(out / "labels.npy")[: len(labels)], labels)
-    assert sorted(p.name for p in out.iterdir()) == ["dataset.json", "images.npy", "labels.npy"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "dataset.json",
+        "images.npy",
+        "labels.npy",
+        "shapes.npy",  # empty: every image has the shape dataset.json records
+    ]
 
 
 # --- the workflow on your own images ------------------------------------------------
@@ -243,7 +223,9 @@ def test_the_workflow_runs_on_an_image_folder_resized(tmp_path: Path) -> None:
         assert (results / f"figures/{name}.png").stat().st_size > 10_000
 
 
-def test_the_workflow_keeps_native_sizes_or_says_which_image_differs(tmp_path: Path) -> None:
+def test_the_workflow_keeps_native_sizes_and_refuses_array_formats_once_they_differ(
+    tmp_path: Path,
+) -> None:
     from conftest import snakemake
 
     folder = tmp_path / "same"
@@ -262,11 +244,13 @@ def test_the_workflow_keeps_native_sizes_or_says_which_image_differs(tmp_path: P
     np.testing.assert_array_equal(images[:60], _expected(folder, None)[0])
     assert len(_csv(work / "results/tables/read.csv")) == 4 * 2 * 2 * 2
 
-    Image.new("RGB", (30, 20)).save(folder / "c1" / "wide.png")  # one image of another size
+    # One image of another size: the images now differ, and hdf5_gzip stores one size.
+    Image.new("RGB", (30, 20)).save(folder / "c1" / "wide.png")
+    built = (work / "results/dataset/images.npy").stat().st_mtime_ns
     failed = snakemake(work, "--cores", "2", "--configfile", str(config), check=False)
     assert failed.returncode != 0
-    assert "wide.png: 30x20 pixels" in failed.stdout + failed.stderr
-    assert not (work / "results/dataset/images.npy").exists()  # not left for a rerun
+    assert "formats hdf5_gzip store images of one size" in failed.stdout + failed.stderr
+    assert (work / "results/dataset/images.npy").stat().st_mtime_ns == built  # nothing ran
 
 
 def _csv(path: Path) -> list[dict[str, str]]:

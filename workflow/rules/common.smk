@@ -43,14 +43,25 @@ DATASET = dict(
     images=f"{RESULTS}/dataset/images.npy",
     labels=f"{RESULTS}/dataset/labels.npy",
     meta=f"{RESULTS}/dataset/dataset.json",
+    shapes=f"{RESULTS}/dataset/shapes.npy",
 )
 # What the dataset will be; its image shape sizes the disk and memory plans.
 DATASET_SPEC = config["dataset"]
 try:
     IMAGE_SHAPE = storebench.dataset.planned_shape(DATASET_SPEC)
+    # A folder kept at native sizes that differ: images of their own sizes.
+    VARIABLE_SIZE = storebench.dataset.planned_variable(DATASET_SPEC)
 except StorebenchError as error:
     raise WorkflowError(f"storebench: error: config.yaml: {error}") from None
 IMAGE_BYTES = IMAGE_SHAPE[0] * IMAGE_SHAPE[1] * IMAGE_SHAPE[2]
+if VARIABLE_SIZE and (
+    fixed := [f for f, o in FORMAT_OBJECTS.items() if not o.variable_size]
+):
+    raise WorkflowError(
+        f"storebench: error: config.yaml: dataset: the images of {DATASET_SPEC['path']} have "
+        f"different sizes, and formats {', '.join(fixed)} store images of one size; set "
+        "dataset.size to resize them, or leave those formats out"
+    )
 # A resized or folder source is staged on disk before it is repeated.
 STAGED = DATASET_SPEC["kind"] != "cifar10" or bool(DATASET_SPEC.get("size"))
 FORMATS = list(config["formats"])
@@ -72,6 +83,12 @@ DATALOADER = config["dataloader"]
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 if (notice := storebench.plan.platform_notice()) is not None:
     logger.warning(notice)
+if VARIABLE_SIZE and DATALOADER["cutoffs"]:
+    logger.warning(
+        "storebench: the images have different sizes, so the DataLoader jobs are left out "
+        "(its batches stack images of one size)"
+    )
+    DATALOADER = {**DATALOADER, "cutoffs": []}
 if DATALOADER["cutoffs"] and not HAS_TORCH:
     logger.warning(
         "storebench: PyTorch is not installed, so the DataLoader jobs are left out "

@@ -25,6 +25,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from storebench.ragged import Ragged
+
 CHUNK_BYTES = 384 * 2**20  # a chunk holds this many bytes of images (131,072 CIFAR images)
 
 
@@ -35,8 +37,23 @@ def chunk_images(row_bytes: int) -> int:
 
 def row_bytes(images: Any) -> int:
     """Bytes of one image of ``images`` (an array or :class:`Images`: anything with a
-    shape and a dtype)."""
+    shape and a dtype); of the largest image of ragged images."""
+    if isinstance(images, Ragged) or isinstance(getattr(images, "array", None), Ragged):
+        ragged = images if isinstance(images, Ragged) else images.array
+        return max(1, ragged.max_bytes)
     return int(np.prod(images.shape[1:], dtype=np.int64)) * np.dtype(images.dtype).itemsize
+
+
+def slots(images: np.ndarray | Ragged) -> tuple[memoryview, list[int]]:
+    """A buffer's bytes and where each image starts in them (and where the last ends):
+    image ``k`` is ``flat[starts[k]:starts[k + 1]]``, for a fixed-size array and for
+    ragged images alike."""
+    if isinstance(images, Ragged):
+        flat = images.flat()
+        return memoryview(flat).cast("B"), (images.offsets - images.offsets[0]).tolist()
+    row = images[0].nbytes if len(images) else 0
+    flat = memoryview(images.reshape(-1)).cast("B") if len(images) else memoryview(b"")
+    return flat, list(range(0, (len(images) + 1) * row, row)) if row else [0] * (len(images) + 1)
 
 
 def chunk_of(images: Any) -> int:
@@ -94,13 +111,15 @@ def _file_offset(array: np.ndarray) -> tuple[str, int] | None:
     return str(array.filename), mapped_from + array.ctypes.data - start
 
 
-def gather(array: np.ndarray, indices: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """A copy of ``array[indices]`` (into ``out`` if given).
+def gather(array: Any, indices: np.ndarray, out: np.ndarray | None = None) -> Any:
+    """A copy of ``array[indices]`` (into ``out`` if given; ragged images: a new copy).
 
     Rows of a memory-mapped array are read from its file (one read per run of
     consecutive indices), not through the map: faulting scattered rows in would
     map far more of the file than the rows (whole folios, up to megabytes each).
     """
+    if isinstance(array, Ragged):
+        return array.take(indices)
     values = np.empty((len(indices), *array.shape[1:]), array.dtype) if out is None else out
     source = _file_offset(array)
     if source is None or not len(indices):
@@ -152,10 +171,13 @@ class Images:
     time is the format's work only.
     """
 
-    def __init__(self, array: np.ndarray):
+    def __init__(self, array: np.ndarray | Ragged):
         self.array = array
         self.load_ns = 0
         rows = max(1, min(chunk_of(array), len(array)))
+        if isinstance(array, Ragged):  # slices are copied out as they come
+            self._buffer = np.empty((rows, 0), np.uint8)
+            return
         self._buffer = np.empty((rows, *array.shape[1:]), array.dtype)
         self._buffer.fill(0)  # touch every page now, not in the timed write
 
@@ -175,8 +197,17 @@ class Images:
     def dtype(self) -> np.dtype:
         return self.array.dtype
 
-    def __getitem__(self, index: slice | int) -> np.ndarray:
+    @property
+    def ragged(self) -> bool:
+        return isinstance(self.array, Ragged)
+
+    def __getitem__(self, index: slice | int) -> Any:
         start = time.perf_counter_ns()
+        if isinstance(self.array, Ragged):
+            values = self.array[index]
+            values = values.take(np.arange(len(values))) if isinstance(values, Ragged) else values
+            self.load_ns += time.perf_counter_ns() - start
+            return values
         if isinstance(index, slice):
             rows = np.arange(*index.indices(len(self.array)))
             out = self._buffer[: len(rows)] if len(rows) <= len(self._buffer) else None
@@ -259,3 +290,40 @@ def read_rows(fd: int, offset: int, indices: np.ndarray, out: np.ndarray) -> Non
                 )
             position += wanted
     del junk
+
+
+def read_spans(
+    fd: int, offset: int, starts: np.ndarray, sizes: np.ndarray, out: np.ndarray, at: np.ndarray
+) -> None:
+    """Read byte spans of a file, ``sizes[k]`` bytes from ``offset + starts[k]``, into the
+    flat uint8 buffer ``out`` at ``at[k]`` (ragged images: rows of their own sizes).
+
+    As :func:`read_rows` does for rows of one size: the spans are visited in file
+    order, and spans that follow each other in the file are read by one ``preadv`` call
+    (up to :data:`IOV_MAX` spans) that scatters each into its place.
+    """
+    count = len(starts)
+    if count == 0:
+        return
+    if not out.flags.c_contiguous or out.dtype != np.uint8:
+        raise ValueError("out must be a C-contiguous uint8 buffer")
+    order = np.argsort(starts, kind="stable")
+    first, size = np.asarray(starts, np.int64)[order], np.asarray(sizes, np.int64)[order]
+    if int((np.asarray(at, np.int64) + sizes).max()) > out.nbytes:
+        raise ValueError("a span does not fit in out")
+    iov = np.empty((count, 2), np.uint64)
+    iov[:, 0] = out.ctypes.data + np.asarray(at, np.int64)[order].astype(np.uint64)
+    iov[:, 1] = size.astype(np.uint64)
+    joined = np.r_[False, first[1:] == first[:-1] + size[:-1]]
+    calls = [*np.flatnonzero(~joined).tolist(), count]
+    base = iov.ctypes.data
+    for lo, hi in itertools.pairwise(calls):
+        position = offset + int(first[lo])
+        for part in range(lo, hi, IOV_MAX):
+            end = min(part + IOV_MAX, hi)
+            wanted = int(size[part:end].sum())
+            got = _preadv(fd, base + part * 16, end - part, position)
+            if got != wanted:
+                error = ctypes.get_errno() if got < 0 else 0
+                raise OSError(error, f"short read ({got} of {wanted} bytes at {position})")
+            position += wanted

@@ -20,6 +20,7 @@ from storebench.chunks import chunk_of, spans, write_npy
 from storebench.errors import StorebenchError
 from storebench.formats.base import IMAGE_BYTES
 from storebench.integrity import check_md5, md5_of
+from storebench.ragged import Ragged
 
 log = logging.getLogger(__name__)
 
@@ -215,9 +216,45 @@ def dataset_identity(images: Path) -> dict[str, Any] | None:
     return results.read_json(meta) if meta.exists() else None
 
 
-def load_dataset(images: Path, labels: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Memory-map the dataset written by :func:`storebench.dataset.build`."""
-    return np.load(images, mmap_mode="r"), np.load(labels, mmap_mode="r")
+SHAPES = "shapes.npy"  # beside images.npy: each image's shape (empty: all one size)
+
+
+def save_repeated_ragged(source: Ragged, n: int, path: Path) -> None:
+    """:func:`save_repeated` for images of their own sizes: ``path`` gets their bytes one
+    after another (repeated in order to ``n`` images, each repeat marked in its first
+    pixel), :data:`SHAPES` beside it their shapes."""
+    if len(source) == 0:
+        raise StorebenchError("the source holds no images")
+    path = Path(path)
+    rows = np.arange(n) % len(source)
+    shapes = source.shapes[rows]
+    total = int(np.prod(shapes, axis=1).sum())
+    tmp = path.with_name(f".{path.name}.tmp")
+
+    def parts():
+        for start, stop in spans(n, max(1, chunk_of(source))):
+            part = source.take(rows[start:stop])
+            repeat = np.arange(start, stop) // len(source)
+            first = part.offsets[:-1][repeat > 0]
+            part.data[first] ^= (repeat[repeat > 0] & 0xFF).astype(np.uint8)
+            part.data[first + 1] ^= ((repeat[repeat > 0] >> 8) & 0xFF).astype(np.uint8)
+            yield part.flat()
+
+    with open(tmp, "wb") as handle:
+        write_npy(handle, (total,), np.dtype(np.uint8), parts())
+        handle.flush()
+        os.fsync(handle.fileno())
+    np.save(path.with_name(SHAPES), shapes)
+    os.replace(tmp, path)
+
+
+def load_dataset(images: Path, labels: Path) -> tuple[np.ndarray | Ragged, np.ndarray]:
+    """Memory-map the dataset written by :func:`storebench.dataset.build` (images of
+    their own sizes: a :class:`~storebench.ragged.Ragged` over the mapped bytes)."""
+    array = np.load(images, mmap_mode="r")
+    if array.ndim == 1:
+        array = Ragged(array, np.load(Path(images).with_name(SHAPES)))
+    return array, np.load(labels, mmap_mode="r")
 
 
 def load_first(images: Path, labels: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -226,10 +263,13 @@ def load_first(images: Path, labels: Path, n: int) -> tuple[np.ndarray, np.ndarr
     all_images, all_labels = load_dataset(images, labels)
     meta = dataset_identity(images)
     if meta and "shape" in meta:
-        recorded = (meta["n_images"], *meta["shape"])
-        if tuple(all_images.shape) != tuple(recorded) or len(all_labels) != meta["n_images"]:
+        # Images of their own sizes: dataset.json records no one shape, only the count.
+        ragged = isinstance(all_images, Ragged)
+        found = (len(all_images),) if ragged else tuple(all_images.shape)
+        recorded = (meta["n_images"], *(meta["shape"] or []))
+        if tuple(found) != tuple(recorded) or len(all_labels) != meta["n_images"]:
             raise StorebenchError(
-                f"{images}: {all_images.shape} images and {len(all_labels)} labels, but "
+                f"{images}: {found} images and {len(all_labels)} labels, but "
                 f"{DATASET_META} records {tuple(recorded)}; the dataset was changed after "
                 "it was built: rebuild it (snakemake --forcerun dataset)"
             )

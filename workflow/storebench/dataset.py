@@ -24,6 +24,7 @@ from PIL import Image
 from storebench import cifar, imagefolder, results
 from storebench.chunks import chunk_images, write_npy
 from storebench.errors import StorebenchError
+from storebench.ragged import Ragged
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +44,14 @@ def _resized(images: np.ndarray, size: tuple[int, int], rows: int) -> Iterator[n
 
 
 def _stage(
-    parts: Iterator[tuple[np.ndarray, np.ndarray]], count: int, shape: tuple[int, ...], path: Path
+    parts: Iterator[tuple[np.ndarray, np.ndarray]],
+    count: int,
+    shape: tuple[int, ...],
+    path: Path,
 ) -> tuple[np.ndarray, np.ndarray, str]:
-    """Write the source's images to ``path`` (a .npy) a chunk at a time; its labels and the
-    sha256 of its images and labels (first 16 hex digits)."""
+    """Write the source's images to ``path`` (a .npy of ``count`` rows of ``shape``; of
+    ``count`` bytes for images of their own sizes, ``shape`` ``()``) a chunk at a time;
+    its labels and the sha256 of its images and labels (first 16 hex digits)."""
     digest = hashlib.sha256()
     labels: list[np.ndarray] = []
 
@@ -100,23 +105,45 @@ def build(
         else:
             classes, files = imagefolder.scan(source)
             files = files[:n_images]  # the first n, in order, when the folder holds more
-            shape = imagefolder.shape_of(files, size)
-            rows = chunk_images(int(np.prod(shape)))
-            parts = imagefolder.chunks_of(files, size, rows)
-            images, labels, sha = _stage(parts, len(files), shape, staging)
             identity.update(source=str(Path(source).resolve()), classes=len(classes))
-        log.info("source: %d images of %s", len(images), images.shape[1:])
-        cifar.save_repeated(images, n_images, images_out)
+            shapes = imagefolder.shapes_of(files) if size is None else None
+            if shapes is not None and len(np.unique(shapes, axis=0)) > 1:
+                # Native sizes that differ: the images at their own sizes (ragged).
+                rows = chunk_images(int(np.prod(shapes, axis=1).max()))
+                parts = imagefolder.ragged_chunks_of(files, shapes, rows)
+                total = (int(np.prod(shapes, axis=1).sum()),)
+                flat, labels, sha = _stage(parts, total[0], (), staging)
+                images = Ragged(flat, shapes)
+            else:
+                shape = imagefolder.shape_of(files, size)
+                rows = chunk_images(int(np.prod(shape)))
+                parts = imagefolder.chunks_of(files, size, rows)
+                images, labels, sha = _stage(parts, len(files), shape, staging)
+        if isinstance(images, Ragged):
+            log.info("source: %d images of their own sizes", len(images))
+            cifar.save_repeated_ragged(images, n_images, images_out)
+        else:
+            log.info("source: %d images of %s", len(images), images.shape[1:])
+            cifar.save_repeated(images, n_images, images_out)
+            np.save(images_out.with_name(cifar.SHAPES), np.empty((0, 3), np.int64))
         cifar.save_repeated(labels, n_images, labels_out)
     finally:
         staging.unlink(missing_ok=True)
+    ragged = isinstance(images, Ragged)
     identity.update(
         sha256=sha,
         source_images=len(labels),
-        shape=list(images.shape[1:]),
+        shape=None if ragged else list(images.shape[1:]),
         dtype="uint8",
         n_images=n_images,
     )
+    if ragged:
+        sizes = np.prod(images.shapes, axis=1)
+        identity.update(
+            image_bytes_mean=float(sizes.mean()),
+            shape_min=images.shapes.min(axis=0).tolist(),
+            shape_max=images.shapes.max(axis=0).tolist(),
+        )
     results.write_json(identity, images_out.with_name(META))
     log.info("dataset: %d images -> %s, %s", n_images, images_out, labels_out)
     return identity
@@ -125,14 +152,25 @@ def build(
 def planned_shape(spec: dict[str, Any]) -> tuple[int, int, int]:
     """The image shape a ``dataset`` config section will give, known before the dataset
     is built (for the free-space check and schedulers' memory): its ``size``, else
-    CIFAR-10's 32x32 or the first image of the folder."""
+    CIFAR-10's 32x32 or the folder's images' (the largest of each side, where they
+    differ)."""
     if spec.get("size"):
         height, width = spec["size"]
         return (height, width, 3)
     if spec["kind"] == "cifar10":
         return cifar.IMAGE_SHAPE
     _, files = imagefolder.scan(Path(spec["path"]))
-    return imagefolder.shape_of(files, None)
+    shapes = imagefolder.shapes_of(files)
+    return tuple(int(v) for v in shapes.max(axis=0))  # the largest: an upper bound
+
+
+def planned_variable(spec: dict[str, Any]) -> bool:
+    """Whether the dataset will hold images of different sizes (a folder kept at native
+    sizes that differ), known before it is built (from the images' headers)."""
+    if spec.get("size") or spec["kind"] == "cifar10":
+        return False
+    _, files = imagefolder.scan(Path(spec["path"]))
+    return len(np.unique(imagefolder.shapes_of(files), axis=0)) > 1
 
 
 def source_state(spec: dict[str, Any]) -> str:

@@ -128,6 +128,40 @@ def load(path: Path, size: tuple[int, int] | None) -> np.ndarray:
         ) from None
 
 
+def shapes_of(files: list[tuple[Path, int]]) -> np.ndarray:
+    """Every image's shape ``(height, width, 3)`` from its header (no pixels decoded)."""
+    shapes = np.empty((len(files), 3), np.int64)
+    for k, (path, _) in enumerate(files):
+        try:
+            with Image.open(path, formats=FORMATS) as image:
+                shapes[k] = (image.height, image.width, 3)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            raise StorebenchError(
+                f"{path}: not a readable JPEG, PNG or WebP image ({exc}); fix or remove it"
+            ) from None
+    return shapes
+
+
+def ragged_chunks_of(
+    files: list[tuple[Path, int]], shapes: np.ndarray, rows: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The pixels (one flat array per chunk) and labels of ``files`` at their own sizes,
+    ``rows`` images at a time; each image must be the size its header says."""
+    for start in range(0, len(files), rows):
+        part = files[start : start + rows]
+        images = []
+        for k, (path, _) in enumerate(part, start):
+            image = load(path, None)
+            if image.shape != tuple(shapes[k]):
+                raise StorebenchError(
+                    f"{path}: decodes to {image.shape}, its header says {tuple(shapes[k])}; "
+                    "fix or remove it"
+                )
+            images.append(image.reshape(-1))
+        flat = np.concatenate(images) if images else np.empty(0, np.uint8)
+        yield flat, np.array([label for _, label in part], np.uint8)
+
+
 def shape_of(files: list[tuple[Path, int]], size: tuple[int, int] | None) -> tuple[int, int, int]:
     """The dataset's image shape: ``size`` (and 3 channels), or the first image's."""
     if size is not None:

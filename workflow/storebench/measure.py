@@ -222,9 +222,7 @@ def _read_trial(
         reader = fmt.open(store)
         try:
             for lo, hi in check.spans:
-                reader.read_into(
-                    indices[lo:hi], check.out_images[: hi - lo], check.out_labels[: hi - lo]
-                )
+                reader.read_into(indices[lo:hi], *check.out(lo, hi))
                 if hi < len(indices):  # stop the clock to validate this chunk
                     elapsed += time.perf_counter_ns() - start
                     check.check(lo, hi)
@@ -257,7 +255,7 @@ def _warm_up(
     count = min(len(indices), WARM_UP_IMAGES, check.size)
     reader = fmt.open(store)
     try:
-        reader.read_into(indices[:count], check.out_images[:count], check.out_labels[:count])
+        reader.read_into(indices[:count], *check.out(0, count))
     finally:
         reader.close()
 

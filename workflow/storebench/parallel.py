@@ -80,7 +80,7 @@ def _worker(
             if round_ == 0:
                 reader = fmt.open(store)
             assert reader is not None
-            reader.read_into(shard[lo:hi], check.out_images[: hi - lo], check.out_labels[: hi - lo])
+            reader.read_into(shard[lo:hi], *check.out(lo, hi))
             if round_ == rounds - 1:
                 reader.close()
                 reader = None

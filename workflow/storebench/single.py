@@ -19,6 +19,7 @@ from storebench.chunks import gather
 from storebench.formats import Format
 from storebench.host import fresh_dir
 from storebench.measure import NS
+from storebench.ragged import Ragged
 from storebench.sampling import CpuProbe, Policy, run_pairs
 from storebench.validation import validate
 
@@ -44,8 +45,17 @@ def measure_latency(
     """
     ref_fmt, ref_store = reference or (fmt, store)
     sides = {"format": (fmt, Path(store)), "reference": (ref_fmt, Path(ref_store))}
-    image = np.empty((1, *images.shape[1:]), np.uint8)
+    # The buffer a read fills: one for every index; ragged images: one per image, made
+    # (untimed) before each read.
+    fixed = None if isinstance(images, Ragged) else np.empty((1, *images.shape[1:]), np.uint8)
+    buffer: dict[str, Any] = {"image": fixed}
     label = np.empty(1, np.uint8)
+
+    def buffer_for(index: np.ndarray) -> Any:
+        if fixed is None:
+            buffer["image"] = Ragged.empty(images.shapes[index])
+        return buffer["image"]
+
     rng = np.random.default_rng(seed)
     orders = [
         ("format", "reference") if rng.random() < 0.5 else ("reference", "format")
@@ -59,12 +69,14 @@ def measure_latency(
         # gather: faulting scattered rows of the mapped dataset in would leave GBs resident
         side_fmt, side_store = sides[side]
         expected = side_fmt.decoded(gather(images, index))
-        validate(image, label, expected, labels[index], f"single read of {side_store}")
+        got = buffer["image"]
+        validate(got, label, expected, labels[index], f"single read of {side_store}")
 
     for side_fmt, side_store in sides.values():  # untimed warm-up: every image cached
         with side_fmt.open(side_store) as reader:
             for index in indices.tolist():
-                reader.read_into(np.array([index]), image, label)
+                single = np.array([index])
+                reader.read_into(single, buffer_for(single), label)
 
     def one(reader_of: Any, mode: str) -> None:
         for k, index in enumerate(indices.tolist()):
@@ -72,7 +84,7 @@ def measure_latency(
                 cpu_s.append(cpu())
             single = np.array([index])
             for side in orders[k]:
-                image.fill(0)
+                buffer_for(single).fill(0)
                 label.fill(255)  # a read must write the label too
                 elapsed = reader_of(side, single)
                 times[side].setdefault(mode, []).append(elapsed)
@@ -80,6 +92,7 @@ def measure_latency(
 
     def open_read_close(side: str, single: np.ndarray) -> float:
         side_fmt, side_store = sides[side]
+        image = buffer["image"]
         start = time.perf_counter_ns()
         with side_fmt.open(side_store) as reader:
             reader.read_into(single, image, label)
@@ -93,6 +106,7 @@ def measure_latency(
     try:
 
         def lookup(side: str, single: np.ndarray) -> float:
+            image = buffer["image"]
             start = time.perf_counter_ns()
             readers[side].read_into(single, image, label)
             return (time.perf_counter_ns() - start) * NS

@@ -251,10 +251,13 @@ def noisy_rows(tables: Iterable[Path], max_width: float) -> list[dict[str, Any]]
     return rows
 
 
-def _image_bytes(result: dict[str, Any]) -> int:
-    """Bytes of one image of the dataset a result was made from (CIFAR-10's if unrecorded)."""
-    shape = ((result.get("run") or {}).get("dataset") or {}).get("shape") or [32, 32, 3]
-    return int(np.prod(shape))
+def _image_bytes(result: dict[str, Any]) -> float:
+    """Bytes of one image of the dataset a result was made from (CIFAR-10's if unrecorded;
+    the mean of images of their own sizes)."""
+    dataset = (result.get("run") or {}).get("dataset") or {}
+    if dataset.get("image_bytes_mean"):
+        return float(dataset["image_bytes_mean"])
+    return int(np.prod(dataset.get("shape") or [32, 32, 3]))
 
 
 def usage_rows(loaded: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

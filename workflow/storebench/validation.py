@@ -15,12 +15,14 @@ import numpy as np
 from storebench import chunks
 from storebench.chunks import gather, spans
 from storebench.errors import StorebenchError
+from storebench.ragged import Ragged
 
 
 def checksum(images: np.ndarray, labels: np.ndarray) -> str:
     """sha256 over images then labels, in the order given."""
     digest = hashlib.sha256()
-    digest.update(np.ascontiguousarray(images).data)
+    flat = images.flat() if isinstance(images, Ragged) else np.ascontiguousarray(images).data
+    digest.update(flat)
     digest.update(np.ascontiguousarray(labels).data)
     return digest.hexdigest()
 
@@ -48,12 +50,23 @@ def validate(
 
     ``first``: the position of these images in the whole read (a chunk of it).
     """
-    if images.shape != expected_images.shape or images.dtype != np.uint8:
+    if isinstance(expected_images, Ragged):  # images of their own sizes
+        if not isinstance(images, Ragged) or len(images) != len(expected_images):
+            raise StorebenchError(f"{what}: read no ragged buffer of {len(expected_images)} images")
+        same = images.same_as(expected_images)
+        bad = np.empty(0, np.int64) if same else images.differing(expected_images)
+    elif images.shape != expected_images.shape or images.dtype != np.uint8:
         raise StorebenchError(
             f"{what}: read {images.shape} {images.dtype}, expected {expected_images.shape} uint8"
         )
-    if not _equal(images, expected_images):
-        bad = np.flatnonzero((images != expected_images).reshape(len(images), -1).any(axis=1))
+    else:
+        same = _equal(images, expected_images)
+        bad = (
+            np.empty(0, np.int64)
+            if same
+            else np.flatnonzero((images != expected_images).reshape(len(images), -1).any(axis=1))
+        )
+    if not same:
         raise StorebenchError(
             f"{what}: {len(bad)} of {len(images)} images differ from the dataset "
             f"(first at position {first + bad[0]}); the store or its reader is wrong"
@@ -93,12 +106,27 @@ class ChunkedCheck:
         self.images, self.labels, self.indices, self.what = images, labels, indices, what
         self.decoded = decoded
         self.size = max(1, min(size or chunks.chunk_of(images), len(indices)))
-        self.out_images = np.empty((self.size, *images.shape[1:]), images.dtype)
         self.out_labels = np.empty(self.size, labels.dtype)
         self.spans = list(spans(len(indices), self.size))
+        if isinstance(images, Ragged):
+            # One flat buffer, as large as the largest chunk; each chunk's images are laid
+            # out in it by their own sizes (:meth:`out`).
+            sizes = np.prod(images.shapes[indices], axis=1)
+            most = max((int(sizes[lo:hi].sum()) for lo, hi in self.spans), default=0)
+            self.out_images = np.empty(most, np.uint8)
+        else:
+            self.out_images = np.empty((self.size, *images.shape[1:]), images.dtype)
         self._checked = 0
         self._whole: tuple[np.ndarray, np.ndarray] | None = None
         self._checksum: str | None = None
+
+    def out(self, start: int, stop: int) -> tuple[np.ndarray | Ragged, np.ndarray]:
+        """The buffers a read of ``indices[start:stop]`` (within one chunk) fills."""
+        count = stop - start
+        if isinstance(self.images, Ragged):
+            shapes = self.images.shapes[self.indices[start:stop]]
+            return Ragged(self.out_images, shapes), self.out_labels[:count]
+        return self.out_images[:count], self.out_labels[:count]
 
     def clear(self) -> None:
         """Fill the output with values a read must overwrite (touching every page)."""
@@ -132,14 +160,7 @@ class ChunkedCheck:
                 f"{self.what}: chunk {start}..{stop} checked out of order "
                 f"(expected one starting at {self._checked})"
             )
-        count = stop - start
-        validate(
-            self.out_images[:count],
-            self.out_labels[:count],
-            *self._expected(start, stop),
-            self.what,
-            start,
-        )
+        validate(*self.out(start, stop), *self._expected(start, stop), self.what, start)
         self._checked = stop
         if stop < len(self.indices):  # the next chunk must overwrite (the next read clears)
             self.clear()
@@ -154,7 +175,8 @@ class ChunkedCheck:
         if self._checksum is None:
             digest = hashlib.sha256()
             for lo, hi in self.spans:
-                digest.update(self._expected(lo, hi)[0].data)
+                expected = self._expected(lo, hi)[0]
+                digest.update(expected.flat() if isinstance(expected, Ragged) else expected.data)
             digest.update(np.ascontiguousarray(self.labels[self.indices]).data)
             self._checksum = digest.hexdigest()
         return self._checksum

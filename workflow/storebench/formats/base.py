@@ -92,6 +92,9 @@ class Format(ABC):
 
     # Whether every image takes whole file-system blocks or LMDB pages of its own.
     blocks_per_image: ClassVar[bool] = True
+    # Whether the format takes images of different sizes (a folder at native sizes): the
+    # formats that store one record per image do; array formats need one size.
+    variable_size: ClassVar[bool] = False
 
     def options(self) -> dict[str, object]:
         """The options this format was configured with (defaults filled in)."""
@@ -141,14 +144,18 @@ def wrong_size(store: Path, index: int, found: int, expected: int) -> Storebench
     )
 
 
+def wrong_shape(store: Path, shape: tuple[int, ...], expected: tuple[int, ...]) -> StorebenchError:
+    """The error for a store whose images have another shape than the dataset's."""
+    return StorebenchError(
+        f"{store}: its images are {tuple(shape)}, but the dataset's are "
+        f"{tuple(expected)}; the store was written from another dataset: rerun its store job"
+    )
+
+
 def check_shape(store: Path, shape: tuple[int, ...], images: np.ndarray) -> None:
     """Fail unless a store's image ``shape`` is that of the caller's buffer ``images``."""
     if tuple(shape) != tuple(images.shape[1:]):
-        raise StorebenchError(
-            f"{store}: its images are {tuple(shape)}, but the dataset's are "
-            f"{tuple(images.shape[1:])}; the store was written from another dataset: "
-            "rerun its store job"
-        )
+        raise wrong_shape(store, shape, images.shape[1:])
 
 
 def is_range(indices: np.ndarray) -> bool:
@@ -157,3 +164,14 @@ def is_range(indices: np.ndarray) -> bool:
         return True
     start = int(indices[0])
     return bool(np.array_equal(indices, np.arange(start, start + len(indices))))
+
+
+def one_size_only(kind: str, images: object) -> None:
+    """Refuse ragged images (of different sizes) in an array format, in one line."""
+    from storebench.ragged import Ragged
+
+    if isinstance(images, Ragged) or isinstance(getattr(images, "array", None), Ragged):
+        raise StorebenchError(
+            f"format kind {kind!r} stores images of one size, but the dataset's differ; "
+            "set dataset.size to resize them, or leave the format out"
+        )

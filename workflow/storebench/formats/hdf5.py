@@ -16,7 +16,14 @@ import hdf5plugin
 import numpy as np
 
 from storebench.chunks import Images
-from storebench.formats.base import Format, Reader, check_shape, image_chunks, is_range
+from storebench.formats.base import (
+    Format,
+    Reader,
+    check_shape,
+    image_chunks,
+    is_range,
+    one_size_only,
+)
 
 FILE = "data.h5"
 
@@ -42,6 +49,7 @@ class Hdf5Reader(Reader):
         return self._scratch
 
     def read_into(self, indices: np.ndarray, images: np.ndarray, labels: np.ndarray) -> None:
+        one_size_only("hdf5", images)
         if len(indices):
             check_shape(self.path, self.images.shape[1:], images)
         if is_range(indices):
@@ -124,6 +132,7 @@ class Hdf5Format(Format):
                 raise ValueError(f"level is {lowest}..9 and needs a compression that takes one")
 
     def write(self, directory: Path, images: np.ndarray | Images, labels: np.ndarray) -> None:
+        one_size_only(self.kind, images)
         layout = {}
         if self.chunk is not None:
             layout = {

@@ -18,7 +18,7 @@ import lmdb
 import numpy as np
 
 from storebench import payload, safepickle
-from storebench.chunks import Images
+from storebench.chunks import Images, slots
 from storebench.errors import StorebenchError
 from storebench.formats.base import (
     EncodedImages,
@@ -74,10 +74,10 @@ class LmdbReader(Reader):
                 return
             for k, index in enumerate(indices.tolist()):
                 item = safepickle.loads(txn.get(key(index)), PICKLE_GLOBALS, "lmdb value")
-                image = item.get_image()
-                if image.shape != images.shape[1:]:
-                    raise wrong_size(self.path, index, image.nbytes, images[0].nbytes)
-                images[k] = image
+                image, slot = item.get_image(), images[k]
+                if image.shape != slot.shape:
+                    raise wrong_size(self.path, index, image.nbytes, slot.nbytes)
+                slot[...] = image
                 labels[k] = item.label
 
     def _read_raw(
@@ -86,8 +86,7 @@ class LmdbReader(Reader):
         """Copy each value's bytes straight into the caller's buffer: no per-image object."""
         if not len(indices):
             return
-        row = images[0].nbytes
-        flat = memoryview(images.reshape(len(images), row)).cast("B")
+        flat, starts = slots(images)  # image k: flat[starts[k]:starts[k + 1]]
         label_bytes = bytearray(len(indices))
         encoded = self.payload != "raw"
         if is_range(indices):
@@ -97,18 +96,18 @@ class LmdbReader(Reader):
             values = cursor.iternext(keys=False) if found else iter(())
         else:
             values = map(txn.get, map(key, indices.tolist()))
-        k = offset = 0
+        k = 0
         for value in itertools.islice(values, len(indices)):
             if value is None:
                 break
+            lo, hi = starts[k], starts[k + 1]
             if encoded:  # a JPEG or WebP: decoded into its place
                 payload.decode_into(value[:-1], images[k], self.payload, self.path)
-            elif len(value) != row + 1:
-                raise wrong_size(self.path, int(indices[k]), len(value) - 1, row)
+            elif len(value) != hi - lo + 1:
+                raise wrong_size(self.path, int(indices[k]), len(value) - 1, hi - lo)
             else:
-                flat[offset : offset + row] = value[:row]
+                flat[lo:hi] = value[: hi - lo]
             label_bytes[k] = value[-1]
-            offset += row
             k += 1
         if k != len(indices):
             raise StorebenchError(f"{self.path}: no image {indices[k]}; the store is incomplete")
@@ -126,6 +125,7 @@ class LmdbFormat(EncodedImages, Format):
     (with ``value: raw``): ``raw``, ``jpeg`` or ``webp`` at ``quality``."""
 
     kind = "lmdb"
+    variable_size = True
     libraries = ("numpy", "lmdb")
     value: str = "pickle"
     writemap: bool = False

@@ -24,11 +24,19 @@ from pathlib import Path
 import numpy as np
 
 from storebench import pagecache
-from storebench.chunks import Images, read_rows, write_npy
+from storebench.chunks import Images, read_rows, read_spans, write_npy
 from storebench.errors import StorebenchError
-from storebench.formats.base import Format, Reader, check_shape, image_chunks, is_range
+from storebench.formats.base import (
+    Format,
+    Reader,
+    check_shape,
+    image_chunks,
+    is_range,
+    wrong_size,
+)
+from storebench.ragged import Ragged
 
-IMAGES, LABELS = "images.npy", "labels.npy"
+IMAGES, LABELS, OFFSETS = "images.npy", "labels.npy", "offsets.npy"
 
 
 def _header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
@@ -61,10 +69,41 @@ class NpyReader(Reader):
         self.fd = os.open(path, os.O_RDONLY)
         self.images = np.load(path, mmap_mode="r")  # mapped, not touched
         self.row = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        # Images of their own sizes: images.npy holds their bytes one after another.
+        offsets = Path(directory) / OFFSETS
+        self.offsets = np.load(offsets) if offsets.exists() else None
+
+    def _read_ragged(self, indices: np.ndarray, images: Ragged) -> None:
+        """Each image's bytes straight into its slot, spans in file order (read_spans)."""
+        if not isinstance(images, Ragged):
+            raise StorebenchError(
+                f"{self.path}: its images have different sizes, but the dataset's are one "
+                "size; the store was written from another dataset: rerun its store job"
+            )
+        if indices.min() < 0 or indices.max() >= len(self.offsets) - 1:
+            raise IndexError(f"index out of range 0..{len(self.offsets) - 2}")
+        starts = self.offsets[indices]
+        sizes = self.offsets[indices + 1] - starts
+        if not np.array_equal(sizes, images.sizes):
+            k = int(np.flatnonzero(sizes != images.sizes)[0])
+            raise wrong_size(self.path, int(indices[k]), int(sizes[k]), int(images.sizes[k]))
+        flat = images.flat()
+        read_spans(
+            self.fd, self.offset, starts, sizes, flat, images.offsets[:-1] - images.offsets[0]
+        )
 
     def read_into(self, indices: np.ndarray, images: np.ndarray, labels: np.ndarray) -> None:
         count = len(indices)
         if not count:
+            return
+        if self.offsets is not None or isinstance(images, Ragged):
+            if self.offsets is None:
+                raise StorebenchError(
+                    f"{self.path}: its images are one size, but the dataset's differ; the "
+                    "store was written from another dataset: rerun its store job"
+                )
+            self._read_ragged(indices, images)
+            np.take(self.labels, indices, out=labels)
             return
         check_shape(self.path, self.shape[1:], images)
         low, high = int(indices.min()), int(indices.max())
@@ -97,8 +136,17 @@ class NpyFormat(Format):
     kind = "npy"
     overhead_bytes_per_image = 1  # the label
     blocks_per_image = False
+    variable_size = True
 
     def write(self, directory: Path, images: np.ndarray | Images, labels: np.ndarray) -> None:
+        ragged = images.array if isinstance(images, Images) else images
+        if isinstance(ragged, Ragged):  # images of their own sizes: bytes and offsets
+            with open(Path(directory) / IMAGES, "wb") as handle:
+                parts = (chunk.flat() for _, chunk in image_chunks(images))
+                write_npy(handle, (ragged.nbytes,), np.dtype(np.uint8), parts)
+            np.save(Path(directory) / OFFSETS, ragged.offsets - ragged.offsets[0])
+            np.save(Path(directory) / LABELS, labels)
+            return
         with open(Path(directory) / IMAGES, "wb") as handle:
             write_npy(
                 handle, images.shape, images.dtype, (chunk for _, chunk in image_chunks(images))

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from storebench.chunks import Images, chunk_images, row_bytes
 from storebench.errors import StorebenchError
-from storebench.formats.base import Format, Reader, image_chunks, wrong_size
+from storebench.formats.base import Format, Reader, image_chunks, one_size_only, wrong_size
 
 FILE = "images.parquet"
 COMPRESSIONS = ("none", "snappy", "zstd")
@@ -50,6 +50,7 @@ class ParquetReader(Reader):
         return data.reshape(rows, width), labels
 
     def read_into(self, indices: np.ndarray, images: np.ndarray, labels: np.ndarray) -> None:
+        one_size_only("parquet", images)
         count = len(indices)
         if not count:
             return
@@ -100,6 +101,7 @@ class ParquetFormat(Format):
             raise ValueError("memory_map must be true or false")
 
     def write(self, directory: Path, images: np.ndarray | Images, labels: np.ndarray) -> None:
+        one_size_only(self.kind, images)
         width = row_bytes(images)
         schema = pa.schema([("image", pa.binary(width)), ("label", pa.uint8())])
         group = self.row_group or chunk_images(width)

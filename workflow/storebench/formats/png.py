@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from storebench.chunks import Images
-from storebench.formats.base import Format, Reader, check_shape, image_chunks
+from storebench.formats.base import Format, Reader, image_chunks, wrong_shape
 
 LABELS = "labels.csv"
 PNG_ONLY = ("PNG",)
@@ -28,17 +28,16 @@ class PngReader(Reader):
     def read_into(self, indices: np.ndarray, images: np.ndarray, labels: np.ndarray) -> None:
         # Read each file whole, then decode from memory with the PNG plugin only:
         # 1.1x Pillow's in-memory decode time here, against 1.2x for Image.open(path).
-        shape = images.shape[1:]
-        width_height, row = (shape[1], shape[0]), int(np.prod(shape))
         for k, index in enumerate(indices.tolist()):
             with open(_image_path(self.directory, index), "rb") as handle:
                 data = handle.read()
+            slot = images[k]  # (height, width, channels): the dataset's image at k
             with Image.open(io.BytesIO(data), formats=PNG_ONLY) as image:
                 pixels = image.tobytes()
-                if image.size != width_height or len(pixels) != row:
+                if (image.height, image.width) != slot.shape[:2] or len(pixels) != slot.nbytes:
                     size = (image.height, image.width, len(image.getbands()))
-                    check_shape(_image_path(self.directory, index), size, images)
-                images[k] = np.frombuffer(pixels, np.uint8).reshape(shape)
+                    raise wrong_shape(_image_path(self.directory, index), size, slot.shape)
+                slot[...] = np.frombuffer(pixels, np.uint8).reshape(slot.shape)
         labels[:] = self.labels[indices]
 
     def close(self) -> None:
@@ -50,6 +49,7 @@ class PngFormat(Format):
     """``compress_level``: zlib level 0 (none) .. 9 (smallest); Pillow's default is 6."""
 
     kind = "png"
+    variable_size = True
     libraries = ("numpy", "pillow")
     compress_level: int = 6
 

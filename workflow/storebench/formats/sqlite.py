@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from storebench.chunks import Images
+from storebench.chunks import Images, slots
 from storebench.errors import StorebenchError
 from storebench.formats.base import Format, Reader, image_chunks, is_range, wrong_size
 
@@ -36,17 +36,17 @@ class SqliteReader(Reader):
         count = len(indices)
         if not count:
             return
-        row = images[0].nbytes
-        flat = memoryview(images.reshape(count, row)).cast("B")
+        flat, starts = slots(images)  # image k: flat[starts[k]:starts[k + 1]]
         found = 0
         if is_range(indices):
             first = int(indices[0])
             query = "SELECT key, label, image FROM images WHERE key >= ? AND key < ? ORDER BY key"
             for key, label, image in self.db.execute(query, (first, first + count)):
                 k = key - first
-                if len(image) != row:
-                    raise wrong_size(self.path, key, len(image), row)
-                flat[k * row : (k + 1) * row] = image
+                lo, hi = starts[k], starts[k + 1]
+                if len(image) != hi - lo:
+                    raise wrong_size(self.path, key, len(image), hi - lo)
+                flat[lo:hi] = image
                 labels[k] = label
                 found += 1
         else:
@@ -59,10 +59,11 @@ class SqliteReader(Reader):
                 marks = ",".join("?" * len(batch))
                 query = f"SELECT key, label, image FROM images WHERE key IN ({marks})"
                 for key, label, image in self.db.execute(query, batch):
-                    if len(image) != row:
-                        raise wrong_size(self.path, key, len(image), row)
                     for k in places[key]:
-                        flat[k * row : (k + 1) * row] = image
+                        lo, hi = starts[k], starts[k + 1]
+                        if len(image) != hi - lo:
+                            raise wrong_size(self.path, key, len(image), hi - lo)
+                        flat[lo:hi] = image
                         labels[k] = label
                         found += 1
         if found != count:
@@ -81,6 +82,7 @@ class SqliteFormat(Format):
     4096); ``mmap``: read through a memory map."""
 
     kind = "sqlite"
+    variable_size = True
     overhead_bytes_per_image = 64  # the row's key, label and record header
     page_size: int = 4096
     mmap: bool = False

@@ -21,7 +21,7 @@ from pathlib import Path
 import crc32c
 import numpy as np
 
-from storebench.chunks import Images
+from storebench.chunks import Images, slots
 from storebench.errors import StorebenchError
 from storebench.formats.base import Format, Reader, image_chunks, wrong_size
 
@@ -64,17 +64,17 @@ class TfrecordReader(Reader):
     def read_into(self, indices: np.ndarray, images: np.ndarray, labels: np.ndarray) -> None:
         if not len(indices):
             return
-        row = images[0].nbytes
-        flat = memoryview(images.reshape(len(images), row)).cast("B")
+        flat, starts = slots(images)  # image k: flat[starts[k]:starts[k + 1]]
         example = example_pb2.Example()
         offsets = self.offsets
         for k, index in enumerate(indices.tolist()):
             example.ParseFromString(self._record(int(offsets[index])))
             feature = example.features.feature
             image = feature["image_raw"].bytes_list.value[0]
-            if len(image) != row:
-                raise wrong_size(self.path, index, len(image), row)
-            flat[k * row : (k + 1) * row] = image
+            lo, hi = starts[k], starts[k + 1]
+            if len(image) != hi - lo:
+                raise wrong_size(self.path, index, len(image), hi - lo)
+            flat[lo:hi] = image
             labels[k] = feature["label"].int64_list.value[0]
 
     def close(self) -> None:
@@ -89,6 +89,7 @@ class TfrecordFormat(Format):
     """One ``data.tfrecord`` file plus ``offsets.npy`` (record offsets)."""
 
     kind = "tfrecord"
+    variable_size = True
     libraries = ("numpy", "tfrecord", "protobuf", "crc32c")
     overhead_bytes_per_image = 120  # label, shape and record framing
     blocks_per_image = False

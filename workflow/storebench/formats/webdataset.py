@@ -24,7 +24,7 @@ import numpy as np
 import webdataset
 
 from storebench import payload
-from storebench.chunks import Images
+from storebench.chunks import Images, slots
 from storebench.errors import StorebenchError
 from storebench.formats.base import EncodedImages, Format, Reader, image_chunks, wrong_size
 
@@ -81,8 +81,7 @@ class WebDatasetReader(Reader):
             return
         if indices.min() < 0 or indices.max() >= len(self.index):
             raise IndexError(f"index out of range 0..{len(self.index) - 1}")
-        row = images[0].nbytes
-        flat = memoryview(images.reshape(len(indices), row)).cast("B")
+        flat, starts = slots(images)  # image k: flat[starts[k]:starts[k + 1]]
         kind = self.payload
         encoded = kind != "raw"
         for k, (number, offset, size, label_at, label_size) in enumerate(
@@ -93,10 +92,10 @@ class WebDatasetReader(Reader):
                 raise StorebenchError(f"{tar.path}: shorter than its index; rerun its store job")
             if encoded:  # a JPEG or WebP: decoded into its place
                 payload.decode_into(tar.view[offset : offset + size], images[k], kind, tar.path)
-            elif size != row:
-                raise wrong_size(tar.path, int(indices[k]), size, row)
+            elif size != starts[k + 1] - starts[k]:
+                raise wrong_size(tar.path, int(indices[k]), size, starts[k + 1] - starts[k])
             else:
-                flat[k * row : (k + 1) * row] = tar.view[offset : offset + size]
+                flat[starts[k] : starts[k + 1]] = tar.view[offset : offset + size]
             text = bytes(tar.view[label_at : label_at + label_size])
             if not text.isdigit():
                 raise StorebenchError(
@@ -118,6 +117,7 @@ class WebDatasetFormat(EncodedImages, Format):
     ``TarWriter``, with an index of where every sample's members are."""
 
     kind = "webdataset"
+    variable_size = True
     libraries = ("numpy", "webdataset")
     # Two tar headers (512 bytes each), the label's block, the padding of the pixels and
     # the index's 40 bytes.

@@ -22,7 +22,7 @@ from zarr.core.buffer import default_buffer_prototype
 from storebench import chunks
 from storebench.chunks import Images
 from storebench.errors import StorebenchError
-from storebench.formats.base import Format, Reader, check_shape, is_range
+from storebench.formats.base import Format, Reader, check_shape, is_range, one_size_only
 
 COMPRESSIONS = ("none", "zstd", "blosc_zstd", "blosc_lz4")
 BLOCK_BYTES = 4 * 2**20  # scattered reads go through a buffer of about this many bytes
@@ -51,6 +51,7 @@ class ZarrReader(Reader):
         self._block: np.ndarray | None = None
 
     def read_into(self, indices: np.ndarray, images: np.ndarray, labels: np.ndarray) -> None:
+        one_size_only("zarr", images)
         if not len(indices):
             return
         check_shape(self.path, self.images.shape[1:], images)
@@ -123,6 +124,7 @@ class ZarrFormat(Format):
             raise ValueError(f"level must be 1..9, not {self.level!r}")
 
     def write(self, directory: Path, images: np.ndarray | Images, labels: np.ndarray) -> None:
+        one_size_only(self.kind, images)
         n = len(images)
         shape = tuple(images.shape[1:])
         chunk = min(self.chunk, max(1, n))
