@@ -218,3 +218,15 @@ def _csv(path: Path) -> list[dict[str, str]]:
 
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def test_a_lossy_payload_of_images_of_their_own_sizes(tmp_path: Path) -> None:
+    images, labels = _ragged(12)
+    fmt = make_format("w", {"kind": "webdataset", "shard": 5, "payload": "jpeg"})
+    fmt.write(tmp_path, images, labels)
+    indices = np.array([11, 3, 3, 0])
+    out = Ragged.empty(images.shapes[indices])
+    with fmt.open(tmp_path) as reader:
+        reader.read_into(indices, out, np.zeros(4, np.uint8))
+    assert out.same_as(fmt.decoded(images).take(indices))
+    assert 5 < measure.psnr_of(fmt, images) < 60

@@ -145,7 +145,7 @@ def measure_parallel(
     barrier = context.Barrier(workers)
     parts = shards(indices, workers)
     # all workers together hold about one chunk
-    size = math.ceil(chunks.chunk_of(np.load(images_path, mmap_mode="r")) / workers)
+    size = math.ceil(chunks.chunk_of(cifar.load_dataset(images_path, labels_path)[0]) / workers)
     rounds = max(1, math.ceil(max(len(part) for part in parts) / size))
     pipes = [context.Pipe() for _ in parts]
     processes = []

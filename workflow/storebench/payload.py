@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from storebench.errors import StorebenchError
+from storebench.ragged import Ragged
 
 PAYLOADS = ("raw", "jpeg", "webp")
 EXTENSIONS = {"raw": "raw", "jpeg": "jpg", "webp": "webp"}
@@ -67,11 +68,15 @@ def decode_into(data: bytes | memoryview, out: np.ndarray, payload: str, where: 
         raise StorebenchError(f"{where}: a stored {payload} image does not decode: {exc}") from None
 
 
-def roundtrip(images: np.ndarray, payload: str, quality: int) -> np.ndarray:
+def roundtrip(images: np.ndarray | Ragged, payload: str, quality: int) -> np.ndarray | Ragged:
     """The images a read returns for ``images``: encoded and decoded once."""
     if payload == "raw":
         return images
-    out = np.empty_like(images)
+    if isinstance(images, Ragged):
+        out: np.ndarray | Ragged = Ragged.empty(images.shapes)
+    else:
+        images = np.asarray(images)
+        out = np.empty_like(images)
     for k, image in enumerate(images):
         decode_into(encode(image, payload, quality), out[k], payload, Path("roundtrip"))
     return out
@@ -82,6 +87,8 @@ def psnr_db(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> float:
     (original chunk, decoded chunk); infinity where they are identical."""
     squared, count = 0.0, 0
     for original, decoded in pairs:
+        if isinstance(original, Ragged):
+            original, decoded = original.flat(), decoded.flat()
         difference = original.astype(np.int32) - decoded.astype(np.int32)
         squared += float(np.square(difference, dtype=np.int64).sum())
         count += difference.size

@@ -125,7 +125,7 @@ class EncodedImages:
         return self.payload != "raw"
 
     def decoded(self, images: np.ndarray) -> np.ndarray:
-        return payload.roundtrip(np.asarray(images), self.payload, self.quality)
+        return payload.roundtrip(images, self.payload, self.quality)
 
 
 def image_chunks(images: np.ndarray | Images) -> Iterator[tuple[int, np.ndarray]]:
