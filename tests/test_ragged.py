@@ -158,7 +158,10 @@ def test_a_folder_of_mixed_sizes_kept_native_becomes_a_ragged_dataset(tmp_path: 
 
 
 def _config(work: Path, folder: Path, formats: list[str]) -> Path:
-    shipped = yaml.safe_load((ROOT / "config.yaml").read_text())["formats"]
+    shipped = {
+        **yaml.safe_load((ROOT / "config.yaml").read_text())["formats"],
+        **yaml.safe_load((ROOT / "workflow/configs/modern.yaml").read_text())["formats"],
+    }
     return write_config(
         work,
         dataset={"kind": "imagefolder", "path": str(folder), "size": None},
