@@ -8,7 +8,7 @@ writes them. Random access goes through an index, as wids' indexed tars do: wher
 each sample's members start in which shard and how long they are. It is written
 beside the shards (``index.npy``) as they are written, as wids keeps a ``.index``
 file beside a tar, so opening the store reads the index instead of scanning every
-tar header (0.4 s per 10,000-image shard here, paid by every open). A read maps a
+tar header (about 1 s per 10,000-image shard here, paid by every open). A read maps a
 shard the first time it needs it and slices each sample out of the map; the shards
 stay mapped until the reader closes, as in wids' shard cache. (wids itself imports
 PyTorch when imported, so these few lines are here.)
