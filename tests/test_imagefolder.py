@@ -71,7 +71,12 @@ def test_conversions_are_the_documented_ones(tmp_path: Path) -> None:
     assert (imagefolder.load(tmp_path / "alpha.png", None) == [200, 0, 0]).all()  # alpha dropped
 
 
-def test_native_size_needs_one_size(tmp_path: Path) -> None:
+def test_native_sizes_one_size_or_each_its_own(tmp_path: Path) -> None:
+    """Native size: one array when every image has one size; add one of another size and
+    the dataset keeps each image at its own size (ragged, see test_ragged.py)."""
+    from storebench import cifar
+    from storebench.ragged import Ragged
+
     folder = tmp_path / "same"
     for name in ("a", "b"):
         (folder / name).mkdir(parents=True)
@@ -81,10 +86,12 @@ def test_native_size_needs_one_size(tmp_path: Path) -> None:
     out.mkdir()
     identity = dataset.build("imagefolder", folder, 6, out / "i.npy", out / "l.npy")
     assert identity["shape"] == [30, 40, 3] and np.load(out / "i.npy").shape == (6, 30, 40, 3)
-    Image.new("RGB", (41, 30)).save(folder / "b" / "odd.png")
-    with pytest.raises(StorebenchError, match=r"odd\.png: 41x30 pixels.*set dataset\.size"):
-        dataset.build("imagefolder", folder, 7, tmp_path / "i2.npy", tmp_path / "l2.npy")
-    assert not (tmp_path / "i2.npy").exists() and not list(tmp_path.glob(".*.npy"))
+    Image.new("RGB", (41, 30), (9, 9, 9)).save(folder / "b" / "odd.png")
+    identity = dataset.build("imagefolder", folder, 7, out / "i.npy", out / "l.npy")
+    images, _ = cifar.load_first(out / "i.npy", out / "l.npy", 7)
+    assert identity["shape"] is None and isinstance(images, Ragged)
+    assert [tuple(s) for s in images.shapes] == [(30, 40, 3)] * 6 + [(30, 41, 3)]
+    assert (images[6] == 9).all()  # b/odd.png sorts after b/0.png .. b/2.png
 
 
 def _break(folder: Path, case: str) -> str:
