@@ -271,25 +271,34 @@ def read_rows(fd: int, offset: int, indices: np.ndarray, out: np.ndarray) -> Non
     breaks[0] = True
     breaks[2::2] = ~((gap == 0) | bridged)
     addr, size, file_row, breaks = addr[keep], size[keep], file_row[keep], breaks[keep]
-    call_starts = [*np.flatnonzero(breaks).tolist(), len(addr)]
+    _gather_calls(fd, addr, size, breaks, offset + file_row * row)
+    del junk
+
+
+def _gather_calls(
+    fd: int, addr: np.ndarray, size: np.ndarray, breaks: np.ndarray, position: np.ndarray
+) -> None:
+    """Read the file into ``size[k]`` bytes at address ``addr[k]``, pieces in file order:
+    a ``preadv`` call (of at most :data:`IOV_MAX` pieces) from ``position[k]`` at every
+    piece where ``breaks[k]`` is set, each later piece following on in the file."""
+    calls = [*np.flatnonzero(breaks).tolist(), len(addr)]
     iov = np.empty((len(addr), 2), np.uint64)
     iov[:, 0], iov[:, 1] = addr, size
     base = iov.ctypes.data
-    for lo, hi in itertools.pairwise(call_starts):
-        position = offset + int(file_row[lo]) * row
+    for lo, hi in itertools.pairwise(calls):
+        at = int(position[lo])
         for part in range(lo, hi, IOV_MAX):
             end = min(part + IOV_MAX, hi)
             wanted = int(size[part:end].sum())
-            got = _preadv(fd, base + part * 16, end - part, position)
+            got = _preadv(fd, base + part * 16, end - part, at)
             if got != wanted:
                 error = ctypes.get_errno() if got < 0 else 0
                 raise OSError(
                     error,
-                    f"short read ({got} of {wanted} bytes at {position}); "
+                    f"short read ({got} of {wanted} bytes at {at}); "
                     "the file is shorter than its header says",
                 )
-            position += wanted
-    del junk
+            at += wanted
 
 
 def read_spans(
@@ -311,19 +320,6 @@ def read_spans(
     first, size = np.asarray(starts, np.int64)[order], np.asarray(sizes, np.int64)[order]
     if int((np.asarray(at, np.int64) + sizes).max()) > out.nbytes:
         raise ValueError("a span does not fit in out")
-    iov = np.empty((count, 2), np.uint64)
-    iov[:, 0] = out.ctypes.data + np.asarray(at, np.int64)[order].astype(np.uint64)
-    iov[:, 1] = size.astype(np.uint64)
-    joined = np.r_[False, first[1:] == first[:-1] + size[:-1]]
-    calls = [*np.flatnonzero(~joined).tolist(), count]
-    base = iov.ctypes.data
-    for lo, hi in itertools.pairwise(calls):
-        position = offset + int(first[lo])
-        for part in range(lo, hi, IOV_MAX):
-            end = min(part + IOV_MAX, hi)
-            wanted = int(size[part:end].sum())
-            got = _preadv(fd, base + part * 16, end - part, position)
-            if got != wanted:
-                error = ctypes.get_errno() if got < 0 else 0
-                raise OSError(error, f"short read ({got} of {wanted} bytes at {position})")
-            position += wanted
+    addr = out.ctypes.data + np.asarray(at, np.int64)[order].astype(np.uint64)
+    breaks = np.r_[True, first[1:] != first[:-1] + size[:-1]]
+    _gather_calls(fd, addr, size.astype(np.uint64), breaks, offset + first)
