@@ -426,3 +426,61 @@ def test_compare_finds_a_ranking_contradiction(tmp_path: Path) -> None:
     text = compare.report(a, b)
     assert "1 of 1 questions" not in text and "0 of 1 questions the same" in text
     assert "x before y in A, after in B" in text
+
+
+def test_widen_adds_an_error_in_quadrature_on_a_log_scale() -> None:
+    assert stats.widen(2.0, 1.9, 2.2, 0.0) == (1.9, 2.2)
+    lo, hi = stats.widen(2.0, 2.0, 2.0, 0.05)  # no interval of its own: the drift alone
+    assert lo == pytest.approx(2.0 * np.exp(-stats.Z95 * 0.05))
+    assert hi == pytest.approx(2.0 * np.exp(stats.Z95 * 0.05))
+    lo, hi = stats.widen(2.0, 1.8, 2.4, 0.05)
+    assert np.log(2.0 / lo) == pytest.approx(np.hypot(np.log(2.0 / 1.8), stats.Z95 * 0.05))
+    assert np.log(hi / 2.0) == pytest.approx(np.hypot(np.log(2.4 / 2.0), stats.Z95 * 0.05))
+    # one wild value does not make the spread
+    assert stats.robust_sd([0.0, 0.01, -0.01, 0.02, -0.02, 5.0]) < 0.03
+    assert stats.robust_sd([1.0, 2.0]) == 0.0
+
+
+def test_run_drift_widens_ratios_by_the_cpu_against_the_floor_between_jobs() -> None:
+    """Every job times the same floor and CPU probe: where the CPU's speed moves against
+    the floor's from job to job, a ratio from one job carries that spread; where it does
+    not, the job's own interval stands."""
+    drift = [1.0, 1.1, 0.9, 1.05, 0.95, 1.0]
+    moving = [
+        _row(f, 3.0, 0.02, 0.3, cpu_ms=3.0 * d, reference_median=0.1)
+        for f, d in zip("abcdef", drift, strict=True)
+    ]
+    steady = [_row(f, 3.0, 0.02, 0.3, reference_median=0.1) for f in "abcdef"]
+    for rows in (moving, steady):
+        for row in rows:
+            row |= {"ratio_job_lo": row["ratio_lo"], "ratio_job_hi": row["ratio_hi"]}
+    tables.add_run_drift(moving)
+    tables.add_run_drift(steady)
+    expected = stats.robust_sd(np.log(drift) - np.median(np.log(drift)))
+    assert expected > 0.04
+    for row in moving:
+        assert row["drift"] == pytest.approx(expected)
+        assert row["ratio_job_lo"] == pytest.approx(3.0 * 0.98)  # the job's own, kept
+        lo, hi = stats.widen(3.0, 3.0 * 0.98, 3.0 * 1.02, expected)
+        assert (row["ratio_lo"], row["ratio_hi"]) == (pytest.approx(lo), pytest.approx(hi))
+        assert row["ratio_hi"] / 3.0 > 1 + 1.9 * expected
+        # the absolute time drifts with the CPU probe
+        assert row["time_drift"] == pytest.approx(expected)
+    for row in steady:
+        assert row["drift"] == 0.0
+        assert (row["ratio_lo"], row["ratio_hi"]) == (3.0 * 0.98, 3.0 * 1.02)
+    # cells of other sizes or cache states are judged against their own cell's median
+    other = [_row("a", 2.0, 0.02, 0.2, n=100, cpu_ms=9.0, reference_median=0.1)]
+    other += [_row("b", 2.0, 0.02, 0.2, n=100, cpu_ms=9.0, reference_median=0.1)]
+    for row in other:
+        row |= {"ratio_job_lo": row["ratio_lo"], "ratio_job_hi": row["ratio_hi"]}
+    mixed = tables.add_run_drift(steady + other)
+    assert {row["drift"] for row in mixed} == {0.0}
+
+
+def test_noise_judges_the_jobs_own_interval(tmp_path: Path) -> None:
+    row = _row("a", 3.0, 0.2, 0.3) | {"ratio_job_lo": 2.97, "ratio_job_hi": 3.03}
+    noisy = _row("b", 3.0, 0.02, 0.3) | {"ratio_job_lo": 2.0, "ratio_job_hi": 4.5}
+    path = _run(tmp_path, [row, noisy]) / "tables" / "read.csv"
+    found = tables.noisy_rows([path], 0.1)
+    assert [r["format"] for r in found] == ["b"] and "+/-50%" in found[0]["reason"]

@@ -175,10 +175,16 @@ def report(first: Path, second: Path, min_n: int = 10_000, worst: int = 8) -> st
     ]
     lines += [f"  {note}" for note in notes]
     moved = abs(cpu - 1) > TOLERANCE or abs(floor - 1) > TOLERANCE
+    drift_a, drift_b = _median_of(rows_a, "drift"), _median_of(rows_b, "drift")
     lines += [
         "",
         f"reference speeds B/A: CPU probe {cpu:.2f}x, floor (median over cells) {floor:.2f}x"
         + (" -> the machine's speed moved between the runs" if moved else ""),
+        "drift of the CPU against the floor between jobs (in the intervals): "
+        + ", ".join(
+            f"{name} {'unknown' if math.isnan(d) else f'{d:.1%}'}"
+            for name, d in (("A", drift_a), ("B", drift_b))
+        ),
         f"ratios: {ratio_ok}/{total} cells agree ({ratio_ok / total:.0%}; within 10%: "
         f"{ratio_close}, {ratio_close / total:.0%})",
         f"absolute times: {abs_ok}/{total} cells agree ({abs_ok / total:.0%}; within 10%: "

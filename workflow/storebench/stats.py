@@ -113,3 +113,27 @@ def tied_ranks(
             ranks.append(position)
             leader = row
     return [(rank, ranks.count(rank) > 1) for rank in ranks]
+
+
+Z95 = 1.959963984540054  # the standard normal's 97.5% point
+
+
+def robust_sd(values: Sequence[float]) -> float:
+    """The spread of ``values`` as a standard deviation that one outlier cannot inflate:
+    1.4826 times the median absolute deviation from the median (0 for fewer than 3)."""
+    array = np.asarray(values, dtype=float)
+    if len(array) < 3:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(array - np.median(array))))
+
+
+def widen(median: float, lo: float, hi: float, sd: float) -> tuple[float, float]:
+    """``[lo, hi]`` around ``median`` widened by a further, independent source of error:
+    each side's distance from the median in logarithms and ``Z95 * sd`` (``sd`` a
+    standard deviation of the logarithm) added in quadrature."""
+    if median <= 0 or lo <= 0 or not sd:
+        return lo, hi
+    extra = Z95 * sd
+    below = math.hypot(math.log(median / lo), extra)
+    above = math.hypot(math.log(hi / median), extra)
+    return median * math.exp(-below), median * math.exp(above)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -11,10 +12,11 @@ from typing import Any
 import numpy as np
 
 from storebench.errors import StorebenchError
-from storebench.stats import half_width, median_interval, ratios, summarize
+from storebench.stats import half_width, median_interval, ratios, robust_sd, summarize, widen
 
 # Every timing row: the ratio to the paired reference (the floor) with its 95%
-# interval first, then the absolute time with its interval, the reference's own
+# interval first (the job's own interval widened by the run's drift, see
+# add_run_drift), then the absolute time with its interval, the reference's own
 # time, the CPU probe (the machine's speed while measured) and how sampling ended.
 PAIRED_COLUMNS = (
     "unit",
@@ -23,9 +25,13 @@ PAIRED_COLUMNS = (
     "ratio_lo",
     "ratio_hi",
     "coverage",
+    "ratio_job_lo",
+    "ratio_job_hi",
+    "drift",
     "median",
     "median_lo",
     "median_hi",
+    "time_drift",
     "reference",
     "reference_median",
     "reference_lo",
@@ -110,16 +116,21 @@ def paired_stats(result: dict[str, Any], key: str) -> dict[str, Any]:
             "ratio_lo": ratio["lo"],
             "ratio_hi": ratio["hi"],
             "coverage": ratio["coverage"],
+            "ratio_job_lo": ratio["lo"],
+            "ratio_job_hi": ratio["hi"],
         }
     else:
         theirs = {"median": "", "lo": "", "hi": ""}
         row |= {"ratio": "", "ratio_lo": "", "ratio_hi": "", "coverage": mine["coverage"]}
+        row |= {"ratio_job_lo": "", "ratio_job_hi": ""}
     cpu = result.get("cpu_s") or []
     sampling = result.get("sampling") or {}
     return row | {
         "median": mine["median"],
         "median_lo": mine["lo"],
         "median_hi": mine["hi"],
+        "drift": "",
+        "time_drift": "",
         "reference": reference.get("format", ""),
         "reference_median": theirs["median"],
         "reference_lo": theirs["lo"],
@@ -128,6 +139,60 @@ def paired_stats(result: dict[str, Any], key: str) -> dict[str, Any]:
         "stopped": sampling.get("stopped", ""),
         **{k: v for k, v in summarize(values).items() if k != "median"},
     }
+
+
+# What makes two rows of one table the same cell but for the format: every row of a
+# group measured the same reference doing the same work, in its own job.
+CELL_KEYS = ("n", "measurement", "cache", "order", "workers", "batch_size", "num_workers")
+
+
+def _log_spread(rows: list[dict[str, Any]], value: Callable[[dict[str, Any]], float]) -> float:
+    """The run's spread between jobs of log ``value`` over ``rows``: per cell (rows that
+    differ only in format), deviations from the cell's median, pooled; their robust
+    standard deviation. 0 with fewer than 3 jobs to judge from."""
+    cells: dict[tuple, list[float]] = {}
+    for row in rows:
+        key = tuple(row.get(k, "") for k in CELL_KEYS)
+        cells.setdefault(key, []).append(math.log(value(row)))
+    deviations = [
+        x - float(np.median(values)) for values in cells.values() if len(values) > 1 for x in values
+    ]
+    return robust_sd(deviations) if len(deviations) >= 3 else 0.0
+
+
+def add_run_drift(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Widen every paired row's intervals by what pairing cannot cancel: the run's drift.
+
+    A job's pairs span seconds; the host's speed drifts over tens of seconds, and its
+    CPU and its memory do not drift together. A ratio of a CPU-bound format to the
+    memory-bound floor therefore moves from one job to the next by as much as the
+    machine's CPU speed moves against its memory speed, which no number of pairs in one
+    job can show. Every job times the same two references (the floor at its cell, and
+    the CPU probe), so their spread across the jobs of a cell, within this run, measures
+    that drift: ``drift`` is the robust standard deviation of log(CPU probe / floor)
+    between jobs, pooled over the table's cells. The ratio's interval is the job's own
+    (``ratio_job_lo`` .. ``ratio_job_hi``) with ``Z95 * drift`` added in quadrature on a
+    log scale; the absolute time's, with ``time_drift``, the larger spread of the floor's
+    and the CPU probe's own times. A memory-bound format drifts with the floor, so for
+    it this is cautious; a table of fewer than 3 jobs keeps the job's own intervals.
+    """
+    paired = [r for r in rows if r.get("ratio", "") != "" and r.get("cpu_ms", "") != ""]
+    if not paired:
+        return rows
+    drift = _log_spread(paired, lambda r: float(r["cpu_ms"]) / float(r["reference_median"]))
+    time_drift = max(
+        _log_spread(paired, lambda r: float(r["reference_median"])),
+        _log_spread(paired, lambda r: float(r["cpu_ms"])),
+    )
+    for row in paired:
+        row["ratio_lo"], row["ratio_hi"] = widen(
+            row["ratio"], row["ratio_job_lo"], row["ratio_job_hi"], drift
+        )
+        row["median_lo"], row["median_hi"] = widen(
+            row["median"], row["median_lo"], row["median_hi"], time_drift
+        )
+        row["drift"], row["time_drift"] = drift, time_drift
+    return rows
 
 
 def timing_rows(loaded: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -161,7 +226,7 @@ def timing_rows(loaded: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                     "psnr_db": result.get("psnr_db", ""),
                 }
             )
-    return rows
+    return add_run_drift(rows)
 
 
 def _latency_ratio(result: dict[str, Any], mode: str) -> dict[str, Any]:
@@ -209,8 +274,8 @@ NOISE_COLUMNS = (
     "order",
     "pairs",
     "ratio",
-    "ratio_lo",
-    "ratio_hi",
+    "ratio_job_lo",
+    "ratio_job_hi",
     "stopped",
     "reason",
 )
@@ -219,7 +284,11 @@ NOISE_COLUMNS = (
 def _noise_reason(row: dict[str, Any], max_width: float) -> str:
     reasons = []
     if row.get("ratio", "") != "":
-        width = half_width({"median": row["ratio"], "lo": row["ratio_lo"], "hi": row["ratio_hi"]})
+        # the job's own interval: the run's drift (add_run_drift) is the machine's, not the job's
+        lo, hi = (row.get(f"ratio_job_{end}", "") for end in ("lo", "hi"))
+        if lo == "" or hi == "":
+            lo, hi = row["ratio_lo"], row["ratio_hi"]
+        width = half_width({"median": row["ratio"], "lo": lo, "hi": hi})
         if width > max_width:
             reasons.append(
                 f"ratio interval +/-{width:.0%} > {max_width:.0%} "
@@ -342,7 +411,7 @@ def parallel_rows(loaded: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     for row in rows:
         base = one.get((row["format"], row["n"], row["cache"]))
         row["speedup"] = base / row["median"] if base else ""
-    return rows
+    return add_run_drift(rows)
 
 
 def dataloader_rows(loaded: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -360,7 +429,7 @@ def dataloader_rows(loaded: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                 start_method=result["start_method"],
             )
         )
-    return rows
+    return add_run_drift(rows)
 
 
 # table layout (storebench.catalog.TABLES) -> (rows from result files, columns)
