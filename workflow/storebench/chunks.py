@@ -20,7 +20,7 @@ import mmap
 import os
 import resource
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -44,16 +44,17 @@ def row_bytes(images: Any) -> int:
     return int(np.prod(images.shape[1:], dtype=np.int64)) * np.dtype(images.dtype).itemsize
 
 
-def slots(images: np.ndarray | Ragged) -> tuple[memoryview, list[int]]:
+def slots(images: np.ndarray | Ragged) -> tuple[memoryview, Sequence[int]]:
     """A buffer's bytes and where each image starts in them (and where the last ends):
     image ``k`` is ``flat[starts[k]:starts[k + 1]]``, for a fixed-size array and for
-    ragged images alike."""
+    ragged images alike. For a fixed size the starts are a ``range``: nothing is built
+    per call."""
     if isinstance(images, Ragged):
         flat = images.flat()
         return memoryview(flat).cast("B"), (images.offsets - images.offsets[0]).tolist()
     row = images[0].nbytes if len(images) else 0
     flat = memoryview(images.reshape(-1)).cast("B") if len(images) else memoryview(b"")
-    return flat, list(range(0, (len(images) + 1) * row, row)) if row else [0] * (len(images) + 1)
+    return flat, range(0, (len(images) + 1) * row, row) if row else [0] * (len(images) + 1)
 
 
 def chunk_of(images: Any) -> int:
