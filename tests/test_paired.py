@@ -484,3 +484,9 @@ def test_noise_judges_the_jobs_own_interval(tmp_path: Path) -> None:
     path = _run(tmp_path, [row, noisy]) / "tables" / "read.csv"
     found = tables.noisy_rows([path], 0.1)
     assert [r["format"] for r in found] == ["b"] and "+/-50%" in found[0]["reason"]
+
+
+def test_summary_says_how_far_the_run_drifted() -> None:
+    rows = [_row("raw", 1.0, 0.03, 0.1, drift=0.05), _row("a", 2.0, 0.03, 0.2, drift=0.05)]
+    assert "drifted against the floor by 5.0%" in publish.reference_speeds(rows)
+    assert "drifted" not in publish.reference_speeds([_row("a", 2.0, 0.03, 0.2)])

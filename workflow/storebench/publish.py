@@ -172,7 +172,19 @@ def reference_speeds(rows: Rows) -> str:
     return (
         f"Reference speeds of this run: the CPU probe (decoding {CPU_PROBE_IMAGES} fixed "
         f"in-memory PNGs) took a median {float(np.median(cpu)):.2f} ms "
-        f"(middle 90% of jobs: {low:.2f}–{high:.2f} ms)."
+        f"(middle 90% of jobs: {low:.2f}–{high:.2f} ms).{_drift_sentence(rows)}"
+    )
+
+
+def _drift_sentence(rows: Rows) -> str:
+    """How far the CPU drifted against the floor between jobs, as the intervals include it."""
+    drift = [float(r["drift"]) for r in rows if r.get("drift", "") not in ("", 0, 0.0)]
+    if not drift:
+        return ""
+    return (
+        " Between jobs, the CPU probe drifted against the floor by "
+        f"{float(np.median(drift)):.1%} (a standard deviation); every interval includes "
+        "that drift, which pairing within a job cannot cancel."
     )
 
 
