@@ -85,6 +85,26 @@ def test_a_wrong_store_fails_the_job_and_leaves_no_worker(dataset, tmp_path: Pat
     assert not multiprocessing.active_children()
 
 
+def test_the_failing_worker_is_reported_not_the_neighbour_it_stopped() -> None:
+    # The failing worker breaks the barrier; a neighbour that wakes late sees only that,
+    # and may answer first. The parent hears everyone and reports the cause.
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(2)
+    (first, first_child), (second, second_child) = pipes = [context.Pipe() for _ in range(2)]
+    first_child.send(("aborted", None))
+    second_child.send(("error", "parallel read of s: 1 of 30 images differ"))
+    with pytest.raises(StorebenchError, match="1 of 30 images differ"):
+        parallel._receive_all(pipes, "done", barrier)
+    assert not barrier.broken
+    first_child.close()  # the first worker dies; the second answers
+    second_child.send(("done", 1))
+    with pytest.raises(StorebenchError, match="died without a word"):
+        parallel._receive_all(pipes, "done", barrier)
+    assert barrier.broken  # its neighbour was told to stop waiting
+    for pipe in (first, second, second_child):
+        pipe.close()
+
+
 def test_a_missing_store_is_reported_not_hung(dataset, tmp_path: Path) -> None:
     images_path, labels_path, _, _ = dataset
     fmt = make_format("lmdb_raw", FORMATS["lmdb_raw"])

@@ -16,6 +16,7 @@ import math
 import multiprocessing
 import multiprocessing.connection
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -90,6 +91,11 @@ def _worker(
             memory = chunks.memory_record() if last else None
             checksum = check.checksum() if last else None
             conn.send(("done", (start, end, checksum, os.getpid(), memory)))
+    except threading.BrokenBarrierError:
+        # another worker failed (and broke the barrier) or one never came: not the cause
+        barrier.abort()
+        with contextlib.suppress(OSError):
+            conn.send(("aborted", None))
     except Exception as exc:  # noqa: BLE001 - any failure is reported to the parent
         message = str(exc) if isinstance(exc, StorebenchError) else f"{type(exc).__name__}: {exc}"
         barrier.abort()  # the other workers stop waiting
@@ -105,16 +111,30 @@ def _next_command(conn: multiprocessing.connection.Connection) -> Any:
         return None
 
 
-def _receive(conn: multiprocessing.connection.Connection, expect: str) -> Any:
-    try:
-        status, value = conn.recv()
-    except EOFError:
-        raise StorebenchError("a parallel reader died without a word (killed?)") from None
-    if status == "error":
-        raise StorebenchError(value)
-    if status != expect:
-        raise StorebenchError(f"parallel reader sent {status!r}, expected {expect!r}")
-    return value
+def _receive_all(pipes: list[Any], expect: str, barrier: Any) -> list[Any]:
+    """Every worker's answer to one command. When some fail, the error reported is a
+    worker's own failure, never a neighbour's broken barrier that it caused."""
+    answers = []
+    for parent, _ in pipes:
+        try:
+            answers.append(parent.recv())
+        except EOFError:
+            barrier.abort()  # the others must not wait for the dead one
+            answers.append(("died", None))
+    statuses = [status for status, _ in answers]
+    for status, value in answers:
+        if status == "error":
+            raise StorebenchError(value)
+    if "died" in statuses:
+        raise StorebenchError("a parallel reader died without a word (killed?)")
+    if "aborted" in statuses:
+        raise StorebenchError(
+            f"parallel readers gave up waiting for each other after {BARRIER_TIMEOUT_S:.0f} s "
+            "(a worker stalled; is the machine overloaded?)"
+        )
+    if any(status != expect for status in statuses):
+        raise StorebenchError(f"parallel readers sent {statuses}, expected {expect!r}")
+    return [value for _, value in answers]
 
 
 def measure_parallel(
@@ -169,7 +189,7 @@ def measure_parallel(
             for round_ in range(rounds):
                 for parent, _ in pipes:
                     parent.send((target, round_, rounds))
-                done = [_receive(parent, "done") for parent, _ in pipes]
+                done = _receive_all(pipes, "done", barrier)
                 wall += (max(d[1] for d in done) - min(d[0] for d in done)) * NS
                 busy += [(d[1] - d[0]) * NS for d in done]
             seen["memory"] = [d[4] for d in done]
@@ -190,8 +210,7 @@ def measure_parallel(
         return trial
 
     try:
-        for parent, _ in pipes:
-            _receive(parent, "ready")
+        _receive_all(pipes, "ready", barrier)
         trial, floor = trial_of(0), trial_of(1)
         if cache == "warm":  # untimed warm-up reads
             trial()
