@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -293,6 +295,29 @@ def test_fingerprint_follows_the_formats_code_and_libraries(monkeypatch) -> None
     monkeypatch.setattr(provenance, "package_version", lambda p: "99.0" if p == "lmdb" else real(p))
     assert provenance.fingerprint(png, raw) == before["png"]  # PNG does not run lmdb
     assert provenance.fingerprint(lmdb, raw) != before["lmdb"]
+
+
+def test_a_job_imports_only_the_libraries_its_formats_run() -> None:
+    # webdataset imports torch (3 s) when torch is installed; a job that reads any format,
+    # webdataset's own reads included, must not pay that, and a timed write must not either.
+    code = """
+import sys
+from pathlib import Path
+import numpy as np
+from storebench import provenance
+from storebench.formats import make_format
+png, raw = make_format("png", {"kind": "png"}), make_format("raw", {"kind": "npy"})
+made = provenance.describe("png", png, 10, reference=("raw", raw))
+assert set(made["versions"]) == {"python", "storebench", "storebench_code", "numpy", "pillow"}
+wds = make_format("wds", {"kind": "webdataset", "shard": 4})
+provenance.describe("wds", wds, 10, reference=("raw", raw))
+print("webdataset" in sys.modules, flush=True)
+wds.load_writer()
+print("webdataset" in sys.modules)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "True"]
 
 
 def test_a_tfrecord_result_records_and_fingerprints_its_own_libraries(monkeypatch) -> None:

@@ -36,6 +36,7 @@ def _store_trial(
     fmt: Format, source: Images, labels: np.ndarray, parent: Path, prefix: str, copies: list[Path]
 ) -> Callable[[], dict[str, float]]:
     """One timed store of ``fmt`` into a new empty folder under ``parent`` (kept in ``copies``)."""
+    fmt.load_writer()
 
     def trial() -> dict[str, float]:
         target = fresh_dir(parent, prefix)

@@ -88,19 +88,30 @@ def fingerprint(*formats: Any) -> str:
 FORMAT_SHARED = frozenset({"formats/__init__.py", "formats/base.py"})
 
 
-def versions() -> dict[str, str]:
-    """Versions of Python, storebench (and its code's fingerprint) and the storage libraries."""
+def versions(*formats: Any) -> dict[str, str]:
+    """Versions of Python, storebench (and its code's fingerprint), the core libraries
+    and the libraries ``formats`` declare; every format's when none is given (the
+    environment). Versions are read from package metadata: nothing is imported, so a
+    job does not pay for importing libraries it never runs (webdataset imports torch)."""
     found = {
         "python": platform.python_version(),
         "storebench": storebench.__version__,
         "storebench_code": code_version(),
     }
-    from storebench.formats import available_kinds
+    if formats:
+        kinds = [type(f) for f in formats]
+    else:
+        from storebench.formats import available_kinds
 
-    libraries = [p for kind in available_kinds().values() for p in kind.libraries]
-    for package in dict.fromkeys([*CORE_LIBRARIES, *libraries]):
+        kinds = list(available_kinds().values())
+    for package in dict.fromkeys([*CORE_LIBRARIES, *(p for kind in kinds for p in kind.libraries)]):
         found[package] = package_version(package)
     return found
+
+
+# The versions every result of one table must share; a format's own libraries are in
+# its fingerprint (compared per format).
+SHARED_VERSIONS = ("python", "storebench", *CORE_LIBRARIES)
 
 
 def describe(
@@ -124,7 +135,7 @@ def describe(
         if ref_fmt is not None
         else None,
         "versions": {
-            **versions(),
+            **versions(fmt, *([ref_fmt] if ref_fmt is not None else [])),
             "storebench_code": fingerprint(fmt, *([ref_fmt] if ref_fmt is not None else [])),
         },
         "where": {"host": socket.gethostname(), "pid": os.getpid()},

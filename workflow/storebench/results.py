@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from storebench.errors import StorebenchError
+from storebench.provenance import SHARED_VERSIONS
 
 
 def write_text(text: str, path: Path) -> None:
@@ -30,19 +31,21 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def _provenance(result: dict[str, Any]) -> dict[str, Any]:
-    """What must be the same for every result of one table (the code fingerprint is
-    per format: a change to one format's module reruns that format's jobs only)."""
-    versions = {k: v for k, v in (result.get("versions") or {}).items() if k != "storebench_code"}
+    """What must be the same for every result of one table (the code fingerprint and
+    the format's own libraries are per format: a change to one format's module or
+    library reruns that format's jobs only)."""
+    found = result.get("versions") or {}
+    versions = {k: found.get(k) for k in SHARED_VERSIONS}
     return {"versions": versions, "run": result.get("run")}
 
 
 def _format_provenance(result: dict[str, Any]) -> dict[str, Any]:
-    """What must be the same for every result of one format in one table."""
-    code = (result.get("versions") or {}).get("storebench_code")
+    """What must be the same for every result of one format in one table: its
+    options, its fingerprint and every version it records."""
     return {
         "kind": result.get("kind"),
         "options": result.get("options"),
-        "versions": {"storebench_code": code},
+        "versions": result.get("versions"),
     }
 
 

@@ -145,6 +145,8 @@ def measure_single(
     out_images, out_labels = np.empty_like(images), np.empty_like(labels)
 
     def single(side_fmt: Format) -> Callable[[], dict[str, float]]:
+        side_fmt.load_writer()
+
         def trial() -> dict[str, float]:
             target = fresh_dir(scratch, "single.")
             start = time.perf_counter_ns()

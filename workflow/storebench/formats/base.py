@@ -75,6 +75,12 @@ class Format(ABC):
     def open(self, directory: Path) -> Reader:
         """Open a store written by :meth:`write` for reading."""
 
+    def load_writer(self) -> None:
+        """Import what :meth:`write` needs that the module does not import itself (a
+        library only writing uses, too slow to import in every read job). Called before
+        a write is timed, so no import lands in a store time."""
+        return None  # most formats import their library with their module
+
     def files(self, directory: Path) -> list[Path]:
         """Every file the store consists of (for disk usage and cache eviction)."""
         return sorted(

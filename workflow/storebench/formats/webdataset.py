@@ -21,7 +21,6 @@ import mmap
 from pathlib import Path
 
 import numpy as np
-import webdataset
 
 from storebench import payload
 from storebench.chunks import Images, slots
@@ -130,10 +129,16 @@ class WebDatasetFormat(EncodedImages, Format):
             raise ValueError(f"shard must be a positive integer, not {self.shard!r}")
         payload.check(self.payload, self.quality)
 
+    def load_writer(self) -> None:
+        """webdataset imports torch when it is installed (3 s): only store jobs pay."""
+        import webdataset  # noqa: F401
+
     def write(self, directory: Path, images: np.ndarray | Images, labels: np.ndarray) -> None:
         """Each sample through webdataset's ``TarWriter``; where its members landed is
         known from the tar stream's position (USTAR: one 512-byte header per member, data
         padded to 512; the members in key order, ``cls`` first), checked per sample."""
+        import webdataset  # loaded by load_writer, before the clock
+
         directory = Path(directory)
         writer, number = None, -1
         ext = payload.EXTENSIONS[self.payload]
