@@ -164,3 +164,13 @@ def test_cost_rows_group_benchmarks_by_stage_and_n(tmp_path: Path) -> None:
         300,
     )
     assert rows[("latency", "")]["max_rss_mb"] == ""
+
+
+def test_every_format_of_a_big_config_has_its_own_colour_and_marker() -> None:
+    # 11 formats by default; a shared (colour, marker) would make two lines one in a legend.
+    names = [f"format{k}" for k in range(40)]
+    styles = figures.Palette(tuple(names)).styles(names)
+    pairs = [(style["color"], style["marker"]) for style in styles.values()]
+    assert len(set(pairs)) == len(names)
+    colours = [style["color"] for style in styles.values()]
+    assert len(set(colours[:16])) == 16  # no colour repeats among the first 16

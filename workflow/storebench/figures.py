@@ -26,8 +26,9 @@ from storebench.tables import PERCENTILES
 Rows = list[dict[str, Any]]
 Tables = Mapping[str, Rows]
 
-# Okabe-Ito, then two of Paul Tol's colours: distinguishable with the common
-# colour-vision deficiencies; every format also gets its own marker.
+# Okabe-Ito, then Paul Tol's colours: distinguishable with the common colour-vision
+# deficiencies. Every format also gets its own marker; 16 colours and 15 markers give
+# distinct pairs for up to 240 formats (the default config has 11, the full one more).
 PALETTE = (
     "#0072B2",
     "#E69F00",
@@ -39,8 +40,14 @@ PALETTE = (
     "#882255",
     "#44AA99",
     "#F0E442",
+    "#332288",
+    "#999933",
+    "#AA4499",
+    "#117733",
+    "#888888",
+    "#661100",
 )
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">", "p", "d", "H", "8")
 WIDTH_IN = 3.5  # one paper column
 DPI = 200
 
@@ -415,6 +422,10 @@ def _at_largest(rows: Rows, **where: Any) -> Rows:
     return [r for r in matching if r["n"] == n]
 
 
+# Where a point's label goes, in order of preference: offset in points, alignment.
+LABEL_PLACES = (((4, 3), "left"), ((4, -8), "left"), ((-4, 3), "right"), ((-4, -8), "right"))
+
+
 def tradeoff(tables: Tables, palette: Palette) -> Figure:
     """Bytes on disk per image against shuffled-read images/s (cold and warm), one marker
     per format sized by its store time; the Pareto front (nothing both smaller and
@@ -446,21 +457,26 @@ def tradeoff(tables: Tables, palette: Palette) -> Figure:
                 linewidths=0.4,
                 zorder=3,
             )
-            # A label near an earlier one goes below its marker instead of above.
-            crowded = any(
-                abs(size[fmt] / x - 1) < 0.03 and abs(math.log10(rate / y)) < 0.15
-                for x, y in points
-            )
+            # A label goes above and right of its marker, else the first free place
+            # (below, then to the left) that no nearby earlier label took.
+            near = [
+                side
+                for x, y, side in points
+                if abs(size[fmt] / x - 1) < 0.06 and abs(math.log10(rate / y)) < 0.2
+            ]
+            side = next((k for k in range(len(LABEL_PLACES)) if k not in near), 0)
+            (dx, dy), align = LABEL_PLACES[side]
             ax.annotate(
                 fmt,
                 (size[fmt], rate),
                 textcoords="offset points",
-                xytext=(4, -8 if crowded else 3),
+                xytext=(dx, dy),
+                ha=align,
                 fontsize=5,
             )
-            points.append((size[fmt], rate))
+            points.append((size[fmt], rate, side))
         front, best = [], 0.0
-        for x, y in sorted(points, key=lambda p: (p[0], -p[1])):
+        for x, y, _ in sorted(points, key=lambda p: (p[0], -p[1])):
             if y > best:
                 front.append((x, y))
                 best = y
@@ -469,6 +485,7 @@ def tradeoff(tables: Tables, palette: Palette) -> Figure:
                 *zip(*front, strict=True), color="grey", linewidth=0.8, linestyle="--", zorder=2
             )
         ax.set_yscale("log")
+        ax.margins(x=0.06, y=0.12)  # the largest markers stay inside the axes
         ax.set_title(f"{cache} cache, shuffled read", fontsize=7)
         ax.set_ylabel("images/s", fontsize=7)
         ax.tick_params(labelsize=6)
