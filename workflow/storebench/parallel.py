@@ -93,7 +93,6 @@ def _worker(
             conn.send(("done", (start, end, checksum, os.getpid(), memory)))
     except threading.BrokenBarrierError:
         # another worker failed (and broke the barrier) or one never came: not the cause
-        barrier.abort()
         with contextlib.suppress(OSError):
             conn.send(("aborted", None))
     except Exception as exc:  # noqa: BLE001 - any failure is reported to the parent

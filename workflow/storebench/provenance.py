@@ -89,14 +89,16 @@ FORMAT_SHARED = frozenset({"formats/__init__.py", "formats/base.py"})
 
 
 def versions(*formats: Any) -> dict[str, str]:
-    """Versions of Python, storebench (and its code's fingerprint), the core libraries
-    and the libraries ``formats`` declare; every format's when none is given (the
-    environment). Versions are read from package metadata: nothing is imported, so a
-    job does not pay for importing libraries it never runs (webdataset imports torch)."""
+    """Versions of Python, storebench (and the fingerprint of the code ``formats`` run),
+    the core libraries and the libraries ``formats`` declare; of all code and every
+    format's libraries when none is given (the environment). Versions are read from
+    package metadata: nothing is imported, so a job does not pay for importing libraries
+    it never runs (webdataset imports torch)."""
     found = {
         "python": platform.python_version(),
         "storebench": storebench.__version__,
-        "storebench_code": code_version(),
+        # a job's results: what its formats' numbers depend on; the environment: all code
+        "storebench_code": fingerprint(*formats) if formats else code_version(),
     }
     if formats:
         kinds = [type(f) for f in formats]
@@ -126,6 +128,7 @@ def describe(
     with ``reference`` (its name and Format), made from ``dataset`` (its identity) with
     the run's ``settings`` (repeats, sampling, seed)."""
     ref_name, ref_fmt = reference or (None, None)
+    formats = [f for f in (fmt, ref_fmt) if f is not None]
     return {
         "format": name,
         "kind": fmt.kind,
@@ -134,10 +137,7 @@ def describe(
         "reference": {"format": ref_name, "kind": ref_fmt.kind, "options": ref_fmt.options()}
         if ref_fmt is not None
         else None,
-        "versions": {
-            **versions(fmt, *([ref_fmt] if ref_fmt is not None else [])),
-            "storebench_code": fingerprint(fmt, *([ref_fmt] if ref_fmt is not None else [])),
-        },
+        "versions": versions(*formats),
         "where": {"host": socket.gethostname(), "pid": os.getpid()},
         "memory": chunks.memory_record(),
         "run": {"dataset": dataset, **(settings or {})},
