@@ -174,3 +174,11 @@ def test_every_format_of_a_big_config_has_its_own_colour_and_marker() -> None:
     assert len(set(pairs)) == len(names)
     colours = [style["color"] for style in styles.values()]
     assert len(set(colours[:16])) == 16  # no colour repeats among the first 16
+
+
+def test_labels_of_points_close_on_the_page_take_different_places() -> None:
+    # A stack of three points (each within reach of the next), and one far away.
+    on_page = {"top": (100, 130), "middle": (102, 118), "low": (101, 104), "far": (300, 118)}
+    places = figures._label_places(on_page)
+    assert [places[name] for name in ("top", "middle", "low")] == [0, 1, 2]
+    assert places["far"] == 0

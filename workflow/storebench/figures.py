@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -422,8 +421,34 @@ def _at_largest(rows: Rows, **where: Any) -> Rows:
     return [r for r in matching if r["n"] == n]
 
 
-# Where a point's label goes, in order of preference: offset in points, alignment.
-LABEL_PLACES = (((4, 3), "left"), ((4, -8), "left"), ((-4, 3), "right"), ((-4, -8), "right"))
+# Where a point's label goes among points close to it, from the highest point down:
+# offset in points, alignment (above right, below right, left, further left).
+LABEL_PLACES = (((4, 3), "left"), ((4, -8), "left"), ((-7, -3), "right"), ((-7, 5), "right"))
+LABEL_REACH_PT = (40, 16)  # a label's width and two labels' height, at fontsize 5
+
+
+def _label_places(points: dict[str, tuple[float, float]]) -> dict[str, int]:
+    """For each labelled point (x, y, in points on the page), its place in
+    :data:`LABEL_PLACES`. Points whose labels could touch, directly or through a chain of
+    such points, form a group; within it the highest point takes the first place, the
+    next the second, and so on."""
+
+    def close(a: str, b: str) -> bool:
+        (x, y), (x2, y2) = points[a], points[b]
+        return abs(x - x2) < LABEL_REACH_PT[0] and abs(y - y2) < LABEL_REACH_PT[1]
+
+    group = {name: {name} for name in points}
+    for a in points:
+        for b in points:
+            if a < b and close(a, b) and group[a] is not group[b]:
+                merged = group[a] | group[b]
+                for name in merged:
+                    group[name] = merged
+    places = {}
+    for name, members in group.items():
+        ranked = sorted(members, key=lambda m: (-points[m][1], m))
+        places[name] = ranked.index(name) % len(LABEL_PLACES)
+    return places
 
 
 def tradeoff(tables: Tables, palette: Palette) -> Figure:
@@ -440,16 +465,15 @@ def tradeoff(tables: Tables, palette: Palette) -> Figure:
     slowest = max(store.values(), default=1.0) or 1.0
     for ax, cache in zip(axes, ("cold", "warm"), strict=True):
         reads = _at_largest(tables["read"], measurement="read", cache=cache, order="random")
-        points = []
+        points = {}
         for row in reads:
             fmt = row["format"]
             if fmt not in size or fmt not in styles:
                 continue
-            rate = row["n"] / float(row["median"])
+            points[fmt] = (size[fmt], row["n"] / float(row["median"]))
             area = 12 + 120 * (store.get(fmt, 0.0) / slowest) ** 0.5
             ax.scatter(
-                size[fmt],
-                rate,
+                *points[fmt],
                 s=area,
                 color=styles[fmt]["color"],
                 marker=styles[fmt]["marker"],
@@ -457,26 +481,8 @@ def tradeoff(tables: Tables, palette: Palette) -> Figure:
                 linewidths=0.4,
                 zorder=3,
             )
-            # A label goes above and right of its marker, else the first free place
-            # (below, then to the left) that no nearby earlier label took.
-            near = [
-                side
-                for x, y, side in points
-                if abs(size[fmt] / x - 1) < 0.06 and abs(math.log10(rate / y)) < 0.2
-            ]
-            side = next((k for k in range(len(LABEL_PLACES)) if k not in near), 0)
-            (dx, dy), align = LABEL_PLACES[side]
-            ax.annotate(
-                fmt,
-                (size[fmt], rate),
-                textcoords="offset points",
-                xytext=(dx, dy),
-                ha=align,
-                fontsize=5,
-            )
-            points.append((size[fmt], rate, side))
         front, best = [], 0.0
-        for x, y, _ in sorted(points, key=lambda p: (p[0], -p[1])):
+        for x, y in sorted(points.values(), key=lambda p: (p[0], -p[1])):
             if y > best:
                 front.append((x, y))
                 best = y
@@ -486,6 +492,14 @@ def tradeoff(tables: Tables, palette: Palette) -> Figure:
             )
         ax.set_yscale("log")
         ax.margins(x=0.06, y=0.12)  # the largest markers stay inside the axes
+        ax.autoscale_view()  # the limits are final: labels are placed on the page
+        to_points = 72 / fig.dpi
+        on_page = {fmt: tuple(ax.transData.transform(xy) * to_points) for fmt, xy in points.items()}
+        for fmt, place in _label_places(on_page).items():
+            (dx, dy), align = LABEL_PLACES[place]
+            ax.annotate(
+                fmt, points[fmt], textcoords="offset points", xytext=(dx, dy), ha=align, fontsize=5
+            )
         ax.set_title(f"{cache} cache, shuffled read", fontsize=7)
         ax.set_ylabel("images/s", fontsize=7)
         ax.tick_params(labelsize=6)
