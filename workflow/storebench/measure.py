@@ -243,22 +243,27 @@ def _read_trial(
 WARM_UP_IMAGES = 256
 
 
-def _warm_up(
-    fmt: Format, store: Path, files: list[Path], indices: np.ndarray, check: ChunkedCheck
-) -> None:
-    """Make a warm read warm, untimed: every file of ``store`` into the page cache, then
-    one read of the first :data:`WARM_UP_IMAGES` of ``indices`` (the reader's code and
-    libraries initialised). A full read would do the same at up to ten seconds a time
-    (PNG at 100,000 images); the residency recorded before each timed read shows the
-    store was cached.
-    """
-    pagecache.load(files)
+def warm_up_read(fmt: Format, store: Path, indices: np.ndarray, check: ChunkedCheck) -> None:
+    """One untimed read of the first :data:`WARM_UP_IMAGES` of ``indices`` (into
+    ``check``'s buffer), so the reader's code and libraries are initialised."""
     count = min(len(indices), WARM_UP_IMAGES, check.size)
     reader = fmt.open(store)
     try:
         reader.read_into(indices[:count], *check.out(0, count))
     finally:
         reader.close()
+
+
+def _warm_up(
+    fmt: Format, store: Path, files: list[Path], indices: np.ndarray, check: ChunkedCheck
+) -> None:
+    """Make a warm read warm, untimed: every file of ``store`` into the page cache, then
+    :func:`warm_up_read`. A full read would do the same at up to ten seconds a time
+    (PNG at 100,000 images); the residency recorded before each timed read shows the
+    store was cached.
+    """
+    pagecache.load(files)
+    warm_up_read(fmt, store, indices, check)
 
 
 def measure_read(

@@ -27,7 +27,7 @@ import numpy as np
 from storebench import chunks, cifar, pagecache
 from storebench.errors import StorebenchError
 from storebench.formats import Format
-from storebench.measure import CACHES, NS, cache_verified
+from storebench.measure import CACHES, NS, cache_verified, warm_up_read
 from storebench.sampling import Policy, run_pairs
 from storebench.validation import ChunkedCheck
 
@@ -52,7 +52,8 @@ def _worker(
 ) -> None:
     """Serve timed rounds of reads of ``shard`` (``size`` indices each) from one of
     ``targets`` (the format's store, the reference's) until the parent sends ``None``;
-    a read's round 0 opens its store, its last round closes it."""
+    a read's round 0 opens its store, its last round closes it. A ``"warm"`` command
+    reads the start of the shard, untimed (:func:`~storebench.measure.warm_up_read`)."""
     try:
         images, labels = cifar.load_dataset(images_path, labels_path)
         # One check (and buffer) for both stores, unless a lossy format returns other images.
@@ -68,10 +69,14 @@ def _worker(
         reader = None
         conn.send(("ready", None))
         while (command := _next_command(conn)) is not None:
-            target, round_, rounds = command
+            kind, target, round_, rounds = command
             fmt, store = targets[target]
             check = check_of(fmt)
             check.what = f"parallel read of {store}"
+            if kind == "warm":
+                warm_up_read(fmt, store, shard, check)
+                conn.send(("warm", None))
+                continue
             lo, hi = check.spans[round_] if round_ < len(check.spans) else (len(shard),) * 2
             if round_ == 0:
                 check.restart()
@@ -187,7 +192,7 @@ def measure_parallel(
             wall, busy = 0.0, np.zeros(workers)
             for round_ in range(rounds):
                 for parent, _ in pipes:
-                    parent.send((target, round_, rounds))
+                    parent.send(("read", target, round_, rounds))
                 done = _receive_all(pipes, "done", barrier)
                 wall += (max(d[1] for d in done) - min(d[0] for d in done)) * NS
                 busy += [(d[1] - d[0]) * NS for d in done]
@@ -211,12 +216,12 @@ def measure_parallel(
     try:
         _receive_all(pipes, "ready", barrier)
         trial, floor = trial_of(0), trial_of(1)
-        if cache == "warm":  # untimed warm-up reads
-            trial()
-            floor()
-            for seen in record:
-                seen["worker_s"].clear()
-                seen["resident"].clear()
+        if cache == "warm":  # untimed: the stores cached, each worker's reader initialised
+            for target, (target_fmt, target_store) in enumerate(targets):
+                pagecache.load(target_fmt.files(target_store))
+                for parent, _ in pipes:
+                    parent.send(("warm", target, 0, 0))
+                _receive_all(pipes, "warm", barrier)
         result = run_pairs(trial, floor, policy, seed)
         for parent, _ in pipes:
             parent.send(None)

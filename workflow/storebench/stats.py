@@ -12,6 +12,7 @@ reported (75% for 3 samples), never a pretended 95%.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -35,11 +36,23 @@ def summarize(samples: Sequence[float]) -> dict[str, float]:
     }
 
 
+@functools.lru_cache(maxsize=256)
+def _binomial_cdfs(m: int) -> tuple[int, ...]:
+    """``2**m * P(Binomial(m, 1/2) <= i)`` for i = 0..m, exact integers, in one pass."""
+    term, total, cdfs = 1, 0, []
+    for i in range(m + 1):
+        total += term
+        cdfs.append(total)
+        term = term * (m - i) // (i + 1)
+    return tuple(cdfs)
+
+
 def _binomial_cdf(k: int, m: int) -> float:
     """P(Binomial(m, 1/2) <= k)."""
-    return sum(math.comb(m, i) for i in range(k + 1)) / 2**m
+    return _binomial_cdfs(m)[k] / 2**m
 
 
+@functools.lru_cache(maxsize=256)
 def median_rank(m: int, confidence: float = CONFIDENCE) -> tuple[int, float]:
     """The 1-based rank ``k`` of the interval's lower end for ``m`` samples, and its coverage.
 
