@@ -20,6 +20,7 @@ from storebench import (
     pagecache,
     provenance,
     publish,
+    replay,
     stats,
     tables,
     validation,
@@ -455,6 +456,31 @@ def test_compare_finds_a_ranking_contradiction(tmp_path: Path) -> None:
     text = compare.report(a, b)
     assert "1 of 1 questions" not in text and "0 of 1 questions the same" in text
     assert "x before y in A, after in B" in text
+
+
+def _sequence(values: list[float], key: str = "read_s") -> Any:
+    it = itertools.cycle(values)
+    return lambda: {key: next(it)}
+
+
+def test_replay_cuts_a_job_to_the_pairs_a_shorter_policy_takes() -> None:
+    # 8 pairs of a 1 s read against a 0.5 s floor (the values the trials report)
+    taken = run_pairs(_sequence([1.0, 1.3, 0.9, 1.1]), _sequence([0.5]), Policy.exactly(8), 3)
+    short, saved = replay.cut(taken, replay.Shorter(2, 2.5, 0.05))
+    # the time cap (2.5 s) is passed in the second pair; 2 is the fewest
+    assert short["samples"]["read_s"] == [1.0, 1.3]
+    assert short["reference_samples"]["read_s"] == [0.5, 0.5]
+    assert len(short["first"]) == len(short["reference_runs"]) == 2
+    runs = sum(len(block["read_s"]) for block in short["reference_runs"])
+    assert len(short["cpu_s"]) == runs == 2  # one CPU probe per reference run, kept alike
+    assert short["sampling"]["pairs"] == 2 and short["sampling"]["stopped"] == "replayed"
+    assert saved > 6 * 1.4  # six pairs of at least 0.9 + 0.5 s
+    assert taken["samples"]["read_s"] == [1.0, 1.3, 0.9, 1.1] * 2  # the original is kept
+    # a policy that would not have stopped sooner keeps the job as it was
+    assert replay.cut(taken, replay.Shorter(8, 2.5, 0.05)) == (taken, 0.0)
+    # a steady ratio stops by precision, at the 6 pairs a 95% interval needs
+    steady = run_pairs(_sequence([1.0]), _sequence([0.5]), Policy.exactly(10), 3)
+    assert replay.cut(steady, replay.Shorter(2, 1e9, 0.05))[0]["sampling"]["pairs"] == 6
 
 
 def test_widen_adds_an_error_in_quadrature_on_a_log_scale() -> None:

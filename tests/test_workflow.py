@@ -855,6 +855,45 @@ def test_benchmark_compare_of_a_run_with_itself(run: Path) -> None:
     assert all(line.split()[-1] == "1.000" for line in lines[1:-1])
 
 
+def test_benchmark_replay_cuts_every_job_and_compares(run: Path) -> None:
+    results = str(run / "results")
+
+    def replay(repeats: int) -> tuple[str, float, float]:
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "storebench",
+                "benchmark",
+                "replay",
+                results,
+                results,
+                "--repeats",
+                str(repeats),
+                "--time-cap-s",
+                "0",
+                "--min-n",
+                "100",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        found = re.search(r"A \(.*\): pairs took ([\d,.]+) s; replayed ([\d,.]+) s", out)
+        assert found, out
+        return out, *(float(found[i].replace(",", "")) for i in (1, 2))
+
+    # every job took REPEATS pairs: one pair each replays in less time
+    out, took, replayed = replay(1)
+    assert 0 < replayed < took
+    assert "as replayed:" in out and "verdict: AGREE" in out  # a run against itself
+    cells = len(FORMATS) * 5  # at n = 1000: 4 reads and 1 store per format
+    assert f"ratios of the store and read cells: {cells}/{cells} agree" in out
+    # the policy the run was measured with replays every job as it was
+    _, took, replayed = replay(REPEATS)
+    assert replayed == took
+
+
 def test_benchmark_interleaved_reads_every_store(run: Path) -> None:
     out = subprocess.run(
         [

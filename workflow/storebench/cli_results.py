@@ -142,6 +142,13 @@ def cmd_benchmark_interleaved(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_benchmark_replay(args: argparse.Namespace) -> None:
+    from storebench import replay
+
+    policy = replay.Shorter(args.repeats, args.time_cap_s, args.precision)
+    print(replay.report(args.runs[0], args.runs[1], policy, args.min_n))
+
+
 def _benchmark_parsers(sub: Any) -> None:
     """``benchmark MODE``: one subcommand per measurement of this machine, each with its
     own options."""
@@ -172,6 +179,14 @@ def _benchmark_parsers(sub: Any) -> None:
     p.add_argument("--tables", type=Path, nargs=2, required=True, help="two runs' read.csv")
     p.add_argument("--min-n", type=int, default=10_000, help="smallest n shown")
     p.set_defaults(func=cmd_benchmark_compare)
+
+    p = modes.add_parser("replay", help="two finished runs as fewer pairs would have measured them")
+    p.add_argument("runs", type=Path, nargs=2, metavar="RESULTS", help="two runs' results")
+    p.add_argument("--repeats", type=int, default=2, help="the fewest pairs replayed")
+    p.add_argument("--time-cap-s", type=float, default=3.0, help="the time cap replayed")
+    p.add_argument("--precision", type=float, default=0.05, help="the precision replayed")
+    p.add_argument("--min-n", type=int, default=10_000, help="smallest n compared")
+    p.set_defaults(func=cmd_benchmark_replay)
 
     p = modes.add_parser("floor", help="each format at the largest n, and over the raw floor")
     results_arg(p)

@@ -123,6 +123,21 @@ def _cell_name(key: tuple) -> str:
     return " ".join(parts)
 
 
+def _subset_line(
+    found: list[dict[str, Any]], what: str, measurements: tuple[str, ...]
+) -> list[str]:
+    """How far the ratios of the cells of ``measurements`` agree (no line if none)."""
+    chosen = [c for c in found if c["key"][3] in measurements]
+    if not chosen:
+        return []
+    ok = sum(c["ratio_agree"] for c in chosen)
+    close = sum(abs(c["ratio_move"] - 1) <= TOLERANCE for c in chosen)
+    return [
+        f"{what}: {ok}/{len(chosen)} agree ({ok / len(chosen):.0%}; within 10%: "
+        f"{close}, {close / len(chosen):.0%})"
+    ]
+
+
 def report(first: Path, second: Path, min_n: int = 10_000, worst: int = 8) -> str:
     """The comparison as text (what the ``compare`` command prints)."""
     found = cells(first, second, min_n)
@@ -189,9 +204,10 @@ def report(first: Path, second: Path, min_n: int = 10_000, worst: int = 8) -> st
         f"{ratio_close}, {ratio_close / total:.0%})",
         f"absolute times: {abs_ok}/{total} cells agree ({abs_ok / total:.0%}; within 10%: "
         f"{abs_close}, {abs_close / total:.0%})",
+        *_subset_line(found, "ratios of the store and read cells", ("store", "read")),
         f"verdict: {'AGREE' if ratio_ok >= 0.95 * total and not contradicted else 'DIFFER'}: "
-        f"paired ratios agree in {ratio_ok / total:.0%} of cells (target 95%), absolute times "
-        f"in {abs_ok / total:.0%}; {contradicted} ranking contradiction(s); CPU {cpu:.2f}x, "
+        f"paired ratios agree in {ratio_ok / total:.1%} of cells (target 95%), absolute times "
+        f"in {abs_ok / total:.1%}; {contradicted} ranking contradiction(s); CPU {cpu:.2f}x, "
         f"floor {floor:.2f}x.",
     ]
     return "\n".join(lines) + "\n"

@@ -1,0 +1,158 @@
+"""Replay finished runs under a shorter sampling policy: what would fewer pairs cost?
+
+Sampling is sequential: a job takes pairs one after the other and stops by its
+policy (:mod:`storebench.sampling`). A policy that stops sooner (fewer ``repeats``,
+a shorter ``time_cap_s``, a looser ``precision``) would have taken a prefix of the
+same pairs, so a run's result files already hold what it would have measured. This
+module cuts every timed result to that prefix, rebuilds the run's timing tables
+from the cut results, and says how much pair time the run would have saved; two
+runs replayed alike are then compared (:mod:`storebench.compare`) as two runs
+measured under that policy would be.
+
+A pair's time is its format sample, its reference runs and their CPU probes; what
+else the job spent between pairs (eviction, validation, file-system probes) is
+spread evenly over its pairs. A replay can only shorten: where the shorter policy
+would not stop before the job did, the job is kept as it was.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from storebench import compare, results, stats, tables
+from storebench.catalog import TABLES as TABLE_RECORDS
+from storebench.errors import StorebenchError
+
+# Result lists with one entry per pair, and with one entry per reference run.
+PER_PAIR = ("first", "reference_runs", "residency_before", "worker_read_s", "filesystem_probe")
+PER_REFERENCE_RUN = ("cpu_s", "reference_residency_before")
+TIMING = ("store", "read", "parallel", "dataloader")
+
+
+@dataclasses.dataclass(frozen=True)
+class Shorter:
+    """The policy replayed: the fewest pairs, the time cap (s) and the precision."""
+
+    repeats: int
+    time_cap_s: float
+    precision: float
+
+
+def pair_seconds(result: dict[str, Any]) -> list[float]:
+    """Each pair's time: its samples and probes, plus an even share of the rest of the
+    job's sampling time."""
+    key = next(iter(result["samples"]))
+    runs = result["reference_runs"]
+    cpu = list(result.get("cpu_s") or [])
+    known, used = [], 0
+    for sample, block in zip(result["samples"][key], runs, strict=True):
+        count = len(block[key])
+        known.append(sample + sum(block[key]) + sum(cpu[used : used + count]))
+        used += count
+    rest = max(0.0, result["sampling"]["elapsed_s"] - sum(known)) / max(1, len(known))
+    return [k + rest for k in known]
+
+
+def stop_after(result: dict[str, Any], policy: Shorter) -> int:
+    """How many of the job's pairs ``policy`` would have taken (at most all of them)."""
+    key = next(iter(result["samples"]))
+    mine, ref = result["samples"][key], result["reference_samples"][key]
+    elapsed = 0.0
+    for pairs, seconds in enumerate(pair_seconds(result), 1):
+        elapsed += seconds
+        if pairs < policy.repeats:
+            continue
+        if stats.precise(stats.ratios(mine[:pairs], ref[:pairs]), policy.precision):
+            return pairs
+        if elapsed >= policy.time_cap_s:
+            return pairs
+    return len(mine)
+
+
+def cut(result: dict[str, Any], policy: Shorter) -> tuple[dict[str, Any], float]:
+    """``result`` as ``policy`` would have measured it, and the seconds of pairs saved."""
+    pairs = len(result["first"])
+    keep = stop_after(result, policy)
+    if keep >= pairs:
+        return result, 0.0
+    seconds = pair_seconds(result)
+    key = next(iter(result["samples"]))
+    runs = sum(len(block[key]) for block in result["reference_runs"][:keep])
+    short = copy.deepcopy(result)
+    for side in ("samples", "reference_samples"):
+        short[side] = {k: v[:keep] for k, v in result[side].items()}
+    for name in PER_PAIR:
+        if isinstance(result.get(name), list) and len(result[name]) == pairs:
+            short[name] = result[name][:keep]
+    for name in PER_REFERENCE_RUN:
+        if isinstance(result.get(name), list):
+            short[name] = result[name][:runs]
+    short["sampling"] = {
+        **result["sampling"],
+        "pairs": keep,
+        "stopped": "replayed",
+        "elapsed_s": sum(seconds[:keep]),
+    }
+    return short, sum(seconds[keep:])
+
+
+def replay_run(run: Path, policy: Shorter, out: Path) -> dict[str, tuple[float, float]]:
+    """Write ``run``'s timing tables as ``policy`` would have measured them under
+    ``out``/tables; per table, (seconds of pairs saved, seconds of pairs taken)."""
+    spent = {}
+    for table in TIMING:
+        paths = sorted((Path(run) / "measurements" / table).rglob("*.json"))
+        if not paths:
+            continue
+        loaded = results.check_one_run(paths)
+        replayed, saved, total = [], 0.0, 0.0
+        for result in loaded:
+            short, seconds = cut(result, policy)
+            replayed.append(short)
+            saved += seconds
+            total += result["sampling"]["elapsed_s"]
+        rows_of, columns = tables.LAYOUTS[TABLE_RECORDS[table].layout]
+        target = Path(out) / "tables"
+        tables.write_table(
+            rows_of(replayed), columns, target / f"{table}.csv", target / f"{table}.md"
+        )
+        spent[table] = (saved, total)
+    if not spent:
+        raise StorebenchError(
+            f"no timing results under {run}/measurements; replay a finished run's results"
+        )
+    return spent
+
+
+def report(first: Path, second: Path, policy: Shorter, min_n: int = 10_000) -> str:
+    """Both runs replayed under ``policy``: the pair time each would have saved, then
+    how the two runs compare as measured and as replayed."""
+    lines = [
+        f"replayed policy: repeats {policy.repeats}, time cap {policy.time_cap_s:g} s, "
+        f"precision {policy.precision:g} (each job cut to the first pairs it would have taken)"
+    ]
+    with tempfile.TemporaryDirectory(prefix="storebench-replay.") as work:
+        outs = []
+        for name, run in (("A", first), ("B", second)):
+            out = Path(work) / name
+            spent = replay_run(run, policy, out)
+            saved = sum(s for s, _ in spent.values())
+            total = sum(t for _, t in spent.values())
+            parts = ", ".join(f"{table} {s:,.0f}" for table, (s, _) in spent.items())
+            lines.append(
+                f"{name} ({run}): pairs took {total:,.0f} s; replayed {total - saved:,.0f} s "
+                f"(saved {saved:,.0f} s: {parts})"
+            )
+            outs.append(out)
+        measured = compare.report(first, second, min_n).splitlines()
+        lines.append("as measured:")
+        lines += [f"  {line}" for line in measured if line.startswith(("ratios", "rankings"))]
+        replayed = compare.report(outs[0], outs[1], min_n).splitlines()
+        start = next(i for i, line in enumerate(replayed) if line.startswith("worst"))
+        lines.append("as replayed:")
+        lines += [f"  {line}" for line in replayed[start:] if line]
+    return "\n".join(lines)
