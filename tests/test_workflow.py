@@ -887,7 +887,7 @@ def test_benchmark_replay_cuts_every_job_and_compares(run: Path) -> None:
     out, took, replayed = replay(1)
     assert 0 < replayed < took
     assert "as replayed:" in out and "verdict: AGREE" in out  # a run against itself
-    cells = len(FORMATS) * 5  # at n = 1000: 4 reads and 1 store per format
+    cells = len(FORMATS) * 6  # at n = 1000: 4 reads and 2 store times per format
     assert f"ratios of the store and read cells: {cells}/{cells} agree" in out
     # the policy the run was measured with replays every job as it was
     _, took, replayed = replay(REPEATS)

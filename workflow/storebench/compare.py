@@ -25,6 +25,8 @@ from storebench.tables import read_table
 TABLES = ("store", "read", "parallel", "dataloader")
 KEY = ("format", "n", "measurement", "cache", "order", "workers", "num_workers")
 TOLERANCE = 0.10
+# The store and read cells' measurements: how far two runs' headline numbers agree.
+STORE_AND_READ = ("store", "store_durable", "read")
 
 Row = dict[str, Any]
 
@@ -204,7 +206,7 @@ def report(first: Path, second: Path, min_n: int = 10_000, worst: int = 8) -> st
         f"{ratio_close}, {ratio_close / total:.0%})",
         f"absolute times: {abs_ok}/{total} cells agree ({abs_ok / total:.0%}; within 10%: "
         f"{abs_close}, {abs_close / total:.0%})",
-        *_subset_line(found, "ratios of the store and read cells", ("store", "read")),
+        *_subset_line(found, "ratios of the store and read cells", STORE_AND_READ),
         f"verdict: {'AGREE' if ratio_ok >= 0.95 * total and not contradicted else 'DIFFER'}: "
         f"paired ratios agree in {ratio_ok / total:.1%} of cells (target 95%), absolute times "
         f"in {abs_ok / total:.1%}; {contradicted} ranking contradiction(s); CPU {cpu:.2f}x, "

@@ -28,7 +28,14 @@ from storebench.catalog import TABLES as TABLE_RECORDS
 from storebench.errors import StorebenchError
 
 # Result lists with one entry per pair, and with one entry per reference run.
-PER_PAIR = ("first", "reference_runs", "residency_before", "worker_read_s", "filesystem_probe")
+PER_PAIR = (
+    "first",
+    "reference_runs",
+    "residency_before",
+    "worker_read_s",
+    "filesystem_probe",
+    "source_s",
+)
 PER_REFERENCE_RUN = ("cpu_s", "reference_residency_before")
 TIMING = ("store", "read", "parallel", "dataloader")
 
