@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,24 @@ def test_noisy_pairs_stop_at_the_time_cap_or_max_pairs() -> None:
         Policy(min_pairs=2, max_pairs=9, precision=0.05, time_cap_s=60),
     )
     assert most["sampling"]["stopped"] == "max_pairs" and most["sampling"]["pairs"] == 9
+
+
+def test_time_spent_before_a_pair_is_not_on_the_time_cap() -> None:
+    # A store's wait for a quiet file system (before_pair) is not sampling: 0.3 s of it
+    # in each pair must not end, at a 0.25 s cap, a job whose pairs take microseconds.
+    calls: list[str] = []
+    policy = Policy(min_pairs=2, max_pairs=8, precision=0.0, time_cap_s=0.25)
+
+    def wait() -> dict[str, Any]:
+        time.sleep(0.3)
+        return {"waited_s": 0.3}
+
+    result = run_pairs(
+        _trial([1.0, 2.0], calls, "A"), _trial([1.0], calls, "B"), policy, before_pair=wait
+    )
+    assert result["sampling"]["stopped"] == "max_pairs" and result["sampling"]["pairs"] == 8
+    assert result["sampling"]["before_pair_s"] >= 8 * 0.3
+    assert len(result["before_pair"]) == 8
 
 
 def test_a_short_reference_runs_several_times_a_pair_and_gives_its_median() -> None:

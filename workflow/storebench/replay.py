@@ -51,7 +51,8 @@ class Shorter:
 
 def pair_seconds(result: dict[str, Any]) -> list[float]:
     """Each pair's time: its samples and probes, plus an even share of the rest of the
-    job's sampling time."""
+    job's sampling time (not what it spent before its pairs, e.g. waiting for a quiet
+    file system, which the time cap does not count either)."""
     key = next(iter(result["samples"]))
     runs = result["reference_runs"]
     cpu = list(result.get("cpu_s") or [])
@@ -60,8 +61,9 @@ def pair_seconds(result: dict[str, Any]) -> list[float]:
         count = len(block[key])
         known.append(sample + sum(block[key]) + sum(cpu[used : used + count]))
         used += count
-    rest = max(0.0, result["sampling"]["elapsed_s"] - sum(known)) / max(1, len(known))
-    return [k + rest for k in known]
+    sampling = result["sampling"]
+    rest = sampling["elapsed_s"] - sampling.get("before_pair_s", 0.0) - sum(known)
+    return [k + max(0.0, rest) / max(1, len(known)) for k in known]
 
 
 def stop_after(result: dict[str, Any], policy: Shorter) -> int:
@@ -102,7 +104,7 @@ def cut(result: dict[str, Any], policy: Shorter) -> tuple[dict[str, Any], float]
         **result["sampling"],
         "pairs": keep,
         "stopped": "replayed",
-        "elapsed_s": sum(seconds[:keep]),
+        "elapsed_s": sum(seconds[:keep]) + result["sampling"].get("before_pair_s", 0.0),
     }
     return short, sum(seconds[keep:])
 
