@@ -455,7 +455,8 @@ def test_compare_tells_agreement_and_the_worst_cells(tmp_path: Path) -> None:
     assert "ratios: 2/3 cells agree (67%" in text
     assert "absolute times: 0/3 cells agree" in text
     worst = text.split("worst 8 cells by ratio:")[1].splitlines()[1]
-    assert "lmdb" in worst and "1.30x" in worst
+    assert "lmdb" in worst and "1.30x" in worst and "CPU probe 1.50x" in worst
+    assert "of the 1 ratios that moved beyond 10%, 1 were measured while" in text
     assert "verdict: DIFFER" in text and "floor 1.50x" in text
     same = compare.report(a, a)
     assert "verdict: AGREE" in same and "ratios: 3/3" in same

@@ -67,9 +67,16 @@ def cells(first: Path, second: Path, min_n: int) -> list[dict[str, Any]]:
                     "abs_agree": agree(row_a, row_b, "median", "median_lo", "median_hi"),
                     "ratio_move": float(row_b["ratio"]) / float(row_a["ratio"]),
                     "abs_move": float(row_b["median"]) / float(row_a["median"]),
+                    "cpu_move": _move(row_a, row_b, "cpu_ms"),
                 }
             )
     return sorted(found, key=lambda c: c["key"][:3])
+
+
+def _move(a: Row, b: Row, column: str) -> float:
+    """B/A of one column of a cell (NaN where either run lacks it)."""
+    x, y = a.get(column, ""), b.get(column, "")
+    return float(y) / float(x) if x not in ("", None) and y not in ("", None) else math.nan
 
 
 def _median_of(rows: Iterable[Row], column: str) -> float:
@@ -140,6 +147,20 @@ def _subset_line(
     ]
 
 
+def _cpu_line(found: list[dict[str, Any]]) -> str:
+    """Of the cells whose ratio moved beyond the tolerance, how many were measured while
+    the CPU probe ran beyond the tolerance faster or slower than in the other run: a
+    format bound by CPU moves against the floor (memory, I/O) when the CPU's speed does."""
+    moved = [c for c in found if abs(c["ratio_move"] - 1) > TOLERANCE]
+    with_cpu = sum(abs(c["cpu_move"] - 1) > TOLERANCE for c in moved)
+    held = [c for c in found if abs(c["ratio_move"] - 1) <= TOLERANCE]
+    held_cpu = sum(abs(c["cpu_move"] - 1) > TOLERANCE for c in held)
+    return (
+        f"  of the {len(moved)} ratios that moved beyond 10%, {with_cpu} were measured while "
+        f"the CPU probe moved beyond 10% too (of the {len(held)} that held, {held_cpu})"
+    )
+
+
 def report(first: Path, second: Path, min_n: int = 10_000, worst: int = 8) -> str:
     """The comparison as text (what the ``compare`` command prints)."""
     found = cells(first, second, min_n)
@@ -177,7 +198,8 @@ def report(first: Path, second: Path, min_n: int = 10_000, worst: int = 8) -> st
     lines += ["", f"worst {worst} cells by ratio:"]
     for c in sorted(found, key=lambda c: -abs(math.log(c["ratio_move"])))[:worst]:
         lines.append(
-            f"  {_cell_name(c['key'])}: ratio {c['ratio_move']:.2f}x, absolute {c['abs_move']:.2f}x"
+            f"  {_cell_name(c['key'])}: ratio {c['ratio_move']:.2f}x, "
+            f"absolute {c['abs_move']:.2f}x, CPU probe {c['cpu_move']:.2f}x"
         )
     lines += ["", f"worst {worst} cells by absolute time:"]
     for c in sorted(found, key=lambda c: -abs(math.log(c["abs_move"])))[:worst]:
@@ -204,6 +226,7 @@ def report(first: Path, second: Path, min_n: int = 10_000, worst: int = 8) -> st
         ),
         f"ratios: {ratio_ok}/{total} cells agree ({ratio_ok / total:.0%}; within 10%: "
         f"{ratio_close}, {ratio_close / total:.0%})",
+        _cpu_line(found),
         f"absolute times: {abs_ok}/{total} cells agree ({abs_ok / total:.0%}; within 10%: "
         f"{abs_close}, {abs_close / total:.0%})",
         *_subset_line(found, "ratios of the store and read cells", STORE_AND_READ),
