@@ -131,8 +131,14 @@ def test_time_spent_before_a_pair_is_not_on_the_time_cap() -> None:
         time.sleep(0.3)
         return {"waited_s": 0.3}
 
+    # A CPU probe that costs nothing: the real one (48 PNG decodes per pair) would put
+    # 8 pairs near the cap on a loaded machine.
     result = run_pairs(
-        _trial([1.0, 2.0], calls, "A"), _trial([1.0], calls, "B"), policy, before_pair=wait
+        _trial([1.0, 2.0], calls, "A"),
+        _trial([1.0], calls, "B"),
+        policy,
+        cpu=lambda: 0.0,  # type: ignore[arg-type]
+        before_pair=wait,
     )
     assert result["sampling"]["stopped"] == "max_pairs" and result["sampling"]["pairs"] == 8
     assert result["sampling"]["before_pair_s"] >= 8 * 0.3
@@ -407,6 +413,7 @@ def _row(fmt: str, ratio: float, width: float, seconds: float, **extra: Any) -> 
         "reference_lo": seconds / ratio * 0.95,
         "reference_hi": seconds / ratio * 1.05,
         "cpu_ms": 3.0,
+        "steal": 0.01,
         "stopped": "precision",
         **extra,
     }
@@ -448,7 +455,7 @@ def test_compare_tells_agreement_and_the_worst_cells(tmp_path: Path) -> None:
         [
             _row("raw", 1.0, 0.02, 0.15),
             _row("png", 104.0, 0.02, 15.6),
-            _row("lmdb", 2.6, 0.02, 0.39, cpu_ms=4.5),
+            _row("lmdb", 2.6, 0.02, 0.39, cpu_ms=4.5, steal=0.25),
         ],
     )
     text = compare.report(a, b)
@@ -456,6 +463,9 @@ def test_compare_tells_agreement_and_the_worst_cells(tmp_path: Path) -> None:
     assert "absolute times: 0/3 cells agree" in text
     worst = text.split("worst 8 cells by ratio:")[1].splitlines()[1]
     assert "lmdb" in worst and "1.30x" in worst and "CPU probe 1.50x" in worst
+    assert worst.endswith("host steal 1% / 25%")
+    assert "host steal (the share of CPU time the hypervisor gave other guests" in text
+    assert "A 1.0%, B 9.0%" in text
     assert "of the 1 ratios that moved beyond 10%, 1 were measured while" in text
     assert "verdict: DIFFER" in text and "floor 1.50x" in text
     same = compare.report(a, a)
@@ -565,3 +575,24 @@ def test_summary_says_how_far_the_run_drifted() -> None:
     rows = [_row("raw", 1.0, 0.03, 0.1, drift=0.05), _row("a", 2.0, 0.03, 0.2, drift=0.05)]
     assert "drifted against the floor by 5.0%" in publish.reference_speeds(rows)
     assert "drifted" not in publish.reference_speeds([_row("a", 2.0, 0.03, 0.2)])
+
+
+def test_every_pair_records_the_share_of_cpu_time_the_host_stole(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    stat = tmp_path / "stat"
+    # user nice system idle iowait irq softirq steal guest guest_nice
+    stat.write_text("cpu  100 0 50 800 10 0 0 40 7 0\ncpu0 50 0 25 400 5 0 0 20 7 0\n")
+    assert host.cpu_ticks(stat) == (40, 1000)  # guest time is inside user: not added
+    assert host.steal_share((40, 1000), (70, 1100)) == pytest.approx(0.3)
+    assert host.steal_share((40, 1000), (40, 1000)) is None  # no ticks passed
+    assert host.steal_share(None, (40, 1000)) is None
+    stat.write_text("intr 1 2 3\n")
+    assert host.cpu_ticks(stat) is None and host.cpu_ticks(tmp_path / "none") is None
+    # each pair reads the ticks before and after it: 10% stolen in pair 1, none in pair 2
+    readings = iter([(0, 0), (10, 100), (10, 100), (10, 200)])
+    monkeypatch.setattr(host, "cpu_ticks", lambda: next(readings))
+    taken = run_pairs(_sequence([1.0]), _sequence([0.5]), Policy.exactly(2), 3)
+    assert taken["steal"] == [pytest.approx(0.1), 0.0]
+    # the table shows a job's mean share, and a replay keeps one entry per pair kept
+    assert replay.cut(taken, replay.Shorter(1, 0.0, 0.05))[0]["steal"] == [pytest.approx(0.1)]

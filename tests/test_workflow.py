@@ -465,6 +465,9 @@ def test_tables_hold_every_measurement(run: Path) -> None:
         assert float(row["median_lo"]) <= mid <= float(row["median_hi"])
         assert float(row["ratio_lo"]) <= float(row["ratio"]) <= float(row["ratio_hi"])
         assert float(row["cpu_ms"]) > 0
+    # the host's steal while the pairs ran (none where a pair was shorter than a tick)
+    steal = [float(r["steal"]) for r in store + read if r["steal"] != ""]
+    assert steal and all(0 <= share <= 1 for share in steal)
     # Formats that do work per image take longer to write 100x more images. (Not asserted for
     # bulk formats such as raw .npy, where both stores take about a millisecond of noise.)
     median = {(r["format"], int(r["n"]), r["measurement"]): float(r["median"]) for r in store}

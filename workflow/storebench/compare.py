@@ -79,9 +79,21 @@ def _move(a: Row, b: Row, column: str) -> float:
     return float(y) / float(x) if x not in ("", None) and y not in ("", None) else math.nan
 
 
+def _steal_pair(a: Row, b: Row) -> str:
+    """ ", host steal A% / B%" where both runs recorded it (results before it did not)."""
+    if a.get("steal", "") in ("", None) or b.get("steal", "") in ("", None):
+        return ""
+    return f", host steal {float(a['steal']):.0%} / {float(b['steal']):.0%}"
+
+
 def _median_of(rows: Iterable[Row], column: str) -> float:
     values = [float(r[column]) for r in rows if r.get(column, "") != ""]
     return float(np.median(values)) if values else math.nan
+
+
+def _mean_of(rows: Iterable[Row], column: str) -> float:
+    values = [float(r[column]) for r in rows if r.get(column, "") not in ("", None)]
+    return float(np.mean(values)) if values else math.nan
 
 
 def contradictions(first: Path, second: Path) -> tuple[int, int, list[str]]:
@@ -200,6 +212,7 @@ def report(first: Path, second: Path, min_n: int = 10_000, worst: int = 8) -> st
         lines.append(
             f"  {_cell_name(c['key'])}: ratio {c['ratio_move']:.2f}x, "
             f"absolute {c['abs_move']:.2f}x, CPU probe {c['cpu_move']:.2f}x"
+            + _steal_pair(c["a"], c["b"])
         )
     lines += ["", f"worst {worst} cells by absolute time:"]
     for c in sorted(found, key=lambda c: -abs(math.log(c["abs_move"])))[:worst]:
@@ -219,6 +232,12 @@ def report(first: Path, second: Path, min_n: int = 10_000, worst: int = 8) -> st
         "",
         f"reference speeds B/A: CPU probe {cpu:.2f}x, floor (median over cells) {floor:.2f}x"
         + (" -> the machine's speed moved between the runs" if moved else ""),
+        "host steal (the share of CPU time the hypervisor gave other guests, mean over "
+        "cells): "
+        + ", ".join(
+            f"{name} {'not recorded' if math.isnan(x) else f'{x:.1%}'}"
+            for name, x in (("A", _mean_of(rows_a, "steal")), ("B", _mean_of(rows_b, "steal")))
+        ),
         "drift of the CPU against the floor between jobs (in the intervals): "
         + ", ".join(
             f"{name} {'unknown' if math.isnan(d) else f'{d:.1%}'}"

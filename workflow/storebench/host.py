@@ -36,6 +36,31 @@ def _libc_syncfs() -> Callable[[int], int] | None:
 _SYNCFS = _libc_syncfs()
 
 
+def cpu_ticks(stat: Path = Path("/proc/stat")) -> tuple[int, int] | None:
+    """(stolen, total) CPU ticks of the whole machine since boot, from /proc/stat's
+    ``cpu`` line; None where there is no such file (not Linux).
+
+    Steal is time the hypervisor ran another guest on this VM's vCPUs: a job
+    measured while the host was contended runs slower for reasons no format has.
+    """
+    try:
+        with open(stat, encoding="ascii") as handle:
+            fields = handle.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu" or len(fields) < 9:
+        return None
+    ticks = [int(value) for value in fields[1:9]]  # user .. steal; guest is inside user
+    return ticks[7], sum(ticks)
+
+
+def steal_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """The share of all CPU time between two :func:`cpu_ticks` readings that was stolen."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
+
+
 def sync_filesystem(path: Path) -> None:
     """Make every written file on ``path``'s filesystem durable (syncfs, else sync)."""
     if _SYNCFS is None:

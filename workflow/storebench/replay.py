@@ -35,6 +35,7 @@ PER_PAIR = (
     "worker_read_s",
     "filesystem_probe",
     "source_s",
+    "steal",
 )
 PER_REFERENCE_RUN = ("cpu_s", "reference_residency_before")
 TIMING = ("store", "read", "parallel", "dataloader")

@@ -8,7 +8,9 @@ and keeps the ratio A/B of every pair: slow drift hits both halves of a pair.
 
 Beside each pair a fixed CPU workload (decoding the same in-memory PNGs every
 time) is timed, so a result says how fast the machine's CPU was while it was
-measured; the reference says the same for memory and I/O.
+measured; the reference says the same for memory and I/O. Each pair also records
+the share of the machine's CPU time the hypervisor stole while it ran (``steal``):
+on a shared host, the one cause of a slow pair that no format has.
 
 Sampling is adaptive: pairs are taken until the 95% interval of the median
 ratio is within +/- ``precision`` of it (at least ``min_pairs``), or until
@@ -36,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from storebench import stats
+from storebench import host, stats
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +128,7 @@ def run_pairs(
     first: list[str] = []
     cpu_s: list[float] = []
     before: list[dict[str, Any]] = []
+    steal: list[float | None] = []  # per pair: the share of CPU time the host stole
     waited = 0.0  # in before_pair (a file-system wait): not sampling, so not on the time cap
     began = time.perf_counter()
     stopped = "max_pairs"
@@ -149,8 +152,10 @@ def run_pairs(
         count = policy.reference_runs(samples.get(primary, []), references.get(primary, []))
         order = ("format", "reference") if rng.random() < 0.5 else ("reference", "format")
         values = {}
+        ticks = host.cpu_ticks()
         for side in order:
             values[side] = trial() if side == "format" else reference_block(count)
+        steal.append(host.steal_share(ticks, host.cpu_ticks()))
         for key, value in values["format"].items():
             samples.setdefault(key, []).append(value)
         for key, value in values["reference"].items():
@@ -179,6 +184,7 @@ def run_pairs(
         "reference_runs": runs,
         "first": first,
         "cpu_s": cpu_s,
+        "steal": steal,
         "sampling": {
             **dataclasses.asdict(policy),
             "pairs": len(first),

@@ -37,6 +37,7 @@ PAIRED_COLUMNS = (
     "reference_lo",
     "reference_hi",
     "cpu_ms",
+    "steal",
     "stopped",
     "q1",
     "q3",
@@ -124,6 +125,7 @@ def paired_stats(result: dict[str, Any], key: str) -> dict[str, Any]:
         row |= {"ratio": "", "ratio_lo": "", "ratio_hi": "", "coverage": mine["coverage"]}
         row |= {"ratio_job_lo": "", "ratio_job_hi": ""}
     cpu = result.get("cpu_s") or []
+    stolen = [share for share in result.get("steal") or [] if share is not None]
     sampling = result.get("sampling") or {}
     return row | {
         "median": mine["median"],
@@ -136,6 +138,7 @@ def paired_stats(result: dict[str, Any], key: str) -> dict[str, Any]:
         "reference_lo": theirs["lo"],
         "reference_hi": theirs["hi"],
         "cpu_ms": 1e3 * float(np.median(cpu)) if cpu else "",
+        "steal": float(np.mean(stolen)) if stolen else "",
         "stopped": sampling.get("stopped", ""),
         **{k: v for k, v in summarize(values).items() if k != "median"},
     }
