@@ -73,27 +73,29 @@ def cells(first: Path, second: Path, min_n: int) -> list[dict[str, Any]]:
     return sorted(found, key=lambda c: c["key"][:3])
 
 
+def _recorded(row: Row, column: str) -> bool:
+    """Whether ``row`` has a value in ``column`` (older results lack newer columns)."""
+    return row.get(column, "") not in ("", None)
+
+
 def _move(a: Row, b: Row, column: str) -> float:
     """B/A of one column of a cell (NaN where either run lacks it)."""
-    x, y = a.get(column, ""), b.get(column, "")
-    return float(y) / float(x) if x not in ("", None) and y not in ("", None) else math.nan
+    if not (_recorded(a, column) and _recorded(b, column)):
+        return math.nan
+    return float(b[column]) / float(a[column])
 
 
 def _steal_pair(a: Row, b: Row) -> str:
-    """ ", host steal A% / B%" where both runs recorded it (results before it did not)."""
-    if a.get("steal", "") in ("", None) or b.get("steal", "") in ("", None):
+    """ ", host steal A% / B%" where both runs recorded it."""
+    if not (_recorded(a, "steal") and _recorded(b, "steal")):
         return ""
     return f", host steal {float(a['steal']):.0%} / {float(b['steal']):.0%}"
 
 
-def _median_of(rows: Iterable[Row], column: str) -> float:
-    values = [float(r[column]) for r in rows if r.get(column, "") != ""]
-    return float(np.median(values)) if values else math.nan
-
-
-def _mean_of(rows: Iterable[Row], column: str) -> float:
-    values = [float(r[column]) for r in rows if r.get(column, "") not in ("", None)]
-    return float(np.mean(values)) if values else math.nan
+def _summary_of(rows: Iterable[Row], column: str, summary: Any = np.median) -> float:
+    """``summary`` (median by default) of ``column`` over the rows that recorded it."""
+    values = [float(r[column]) for r in rows if _recorded(r, column)]
+    return float(summary(values)) if values else math.nan
 
 
 def contradictions(first: Path, second: Path) -> tuple[int, int, list[str]]:
@@ -188,7 +190,7 @@ def report(first: Path, second: Path, min_n: int = 10_000, worst: int = 8) -> st
     abs_close = sum(abs(c["abs_move"] - 1) <= TOLERANCE for c in found)
     rows_a = [c["a"] for c in found]
     rows_b = [c["b"] for c in found]
-    cpu = _median_of(rows_b, "cpu_ms") / _median_of(rows_a, "cpu_ms")
+    cpu = _summary_of(rows_b, "cpu_ms") / _summary_of(rows_a, "cpu_ms")
     floor = float(
         np.median(
             [float(c["b"]["reference_median"]) / float(c["a"]["reference_median"]) for c in found]
@@ -227,7 +229,7 @@ def report(first: Path, second: Path, min_n: int = 10_000, worst: int = 8) -> st
     ]
     lines += [f"  {note}" for note in notes]
     moved = abs(cpu - 1) > TOLERANCE or abs(floor - 1) > TOLERANCE
-    drift_a, drift_b = _median_of(rows_a, "drift"), _median_of(rows_b, "drift")
+    drift_a, drift_b = _summary_of(rows_a, "drift"), _summary_of(rows_b, "drift")
     lines += [
         "",
         f"reference speeds B/A: CPU probe {cpu:.2f}x, floor (median over cells) {floor:.2f}x"
@@ -236,7 +238,10 @@ def report(first: Path, second: Path, min_n: int = 10_000, worst: int = 8) -> st
         "cells): "
         + ", ".join(
             f"{name} {'not recorded' if math.isnan(x) else f'{x:.1%}'}"
-            for name, x in (("A", _mean_of(rows_a, "steal")), ("B", _mean_of(rows_b, "steal")))
+            for name, x in (
+                ("A", _summary_of(rows_a, "steal", np.mean)),
+                ("B", _summary_of(rows_b, "steal", np.mean)),
+            )
         ),
         "drift of the CPU against the floor between jobs (in the intervals): "
         + ", ".join(
