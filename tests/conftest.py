@@ -291,7 +291,12 @@ def write_config(work: Path, **changes: object) -> Path:
     # Tests take exactly `repeats` pairs per measurement: fast, and the counts are known.
     config.setdefault("sampling", {})
     if "sampling" not in changes:
-        config["sampling"] = {"precision": 0.0, "max_pairs": config["repeats"], "time_cap_s": 0}
+        config["sampling"] = {
+            "precision": 0.0,
+            "max_pairs": config["repeats"],
+            "time_cap_s": 0,
+            "max_steal": 1.0,
+        }
     path = work / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -22,6 +23,7 @@ from storebench import (
     provenance,
     publish,
     replay,
+    sampling,
     stats,
     tables,
     validation,
@@ -264,6 +266,31 @@ def test_a_read_is_paired_with_the_floor_and_both_validated(data, tmp_path: Path
     # PNG decodes every image; the floor copies bytes: every pair says so.
     ratios = stats.ratios(result["samples"]["read_s"], result["reference_samples"]["read_s"])
     assert min(ratios) > 1
+
+
+def test_a_retaken_read_leaves_no_record_beside_the_pairs_kept(
+    data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    images, labels = data
+    fmt, floor = make_format("png", {"kind": "png"}), make_format("raw", {"kind": "npy"})
+    for name, store in (("png", fmt), ("raw", floor)):
+        (tmp_path / name).mkdir()
+        store.write(tmp_path / name, images, labels)
+    _ticks(monkeypatch, [0, 50, 0])  # the host steals 500 ms in the second pair
+    result = measure.measure_read(
+        fmt,
+        tmp_path / "png",
+        images,
+        labels,
+        measure.read_indices(N, "random", 4),
+        "cold",
+        reference=(floor, tmp_path / "raw"),
+        policy=Policy(min_pairs=3, max_pairs=3, precision=0.0, time_cap_s=0, max_steal=0.05),
+    )
+    assert result["sampling"]["retaken"] == 1 and len(result["retaken"]) == 1
+    runs = sum(len(block["read_s"]) for block in result["reference_runs"])
+    assert len(result["residency_before"]) == len(result["samples"]["read_s"]) == 3
+    assert len(result["reference_residency_before"]) == len(result["cpu_s"]) == runs
 
 
 def test_a_wrong_reference_fails_the_job(data, tmp_path: Path) -> None:
@@ -593,6 +620,98 @@ def test_every_pair_records_the_share_of_cpu_time_the_host_stole(
     readings = iter([(0, 0), (10, 100), (10, 100), (10, 200)])
     monkeypatch.setattr(host, "cpu_ticks", lambda: next(readings))
     taken = run_pairs(_sequence([1.0]), _sequence([0.5]), Policy.exactly(2), 3)
-    assert taken["steal"] == [pytest.approx(0.1), 0.0]
-    # the table shows a job's mean share, and a replay keeps one entry per pair kept
-    assert replay.cut(taken, replay.Shorter(1, 0.0, 0.05))[0]["steal"] == [pytest.approx(0.1)]
+    assert taken["steal"] == [pytest.approx(0.1), 0.0] and taken["ticks"] == [(10, 100), (0, 100)]
+    # the table shows a job's stolen ticks over all its ticks (not the mean of the shares:
+    # a pair of 100 ticks weighs as much as one of 10,000)
+    assert host.job_steal(taken) == pytest.approx(0.05)
+    assert host.job_steal({"ticks": [(1, 2), (0, 998)]}) == pytest.approx(0.001)
+    assert host.job_steal({"steal": [0.5, 0.0, None]}) == pytest.approx(0.25)  # older results
+    assert host.job_steal({}) is None
+    # a replay keeps one entry per pair kept
+    short = replay.cut(taken, replay.Shorter(1, 0.0, 0.05))[0]
+    assert short["steal"] == [pytest.approx(0.1)] and short["ticks"] == [(10, 100)]
+
+
+def _ticks(monkeypatch: pytest.MonkeyPatch, stolen_per_pair: list[int]) -> None:
+    """/proc/stat as the pairs see it: pair i loses ``stolen_per_pair[i]`` ticks (10 ms
+    each; the last value repeats)."""
+    state = {"read": 0, "stolen": 0, "total": 0}
+
+    def cpu_ticks() -> tuple[int, int]:
+        if state["read"] % 2:  # the reading after a pair
+            pair = state["read"] // 2
+            state["stolen"] += stolen_per_pair[min(pair, len(stolen_per_pair) - 1)]
+        state["read"] += 1
+        state["total"] += 1000
+        return state["stolen"], state["total"]
+
+    monkeypatch.setattr(host, "cpu_ticks", cpu_ticks)
+
+
+def test_a_pair_the_host_stole_from_is_kept_raw_and_retaken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Pair 2 lost 500 ms to other guests (its format half shows it: 9.0 s): retaken.
+    _ticks(monkeypatch, [0, 50, 0])
+    calls: list[str] = []
+    policy = Policy(min_pairs=3, max_pairs=3, precision=0.0, time_cap_s=0.0, max_steal=0.05)
+    result = run_pairs(
+        _trial([1.0, 9.0, 1.1, 1.2], calls, "A"),
+        _trial([0.5], calls, "B"),
+        policy,
+        seed=4,
+        cpu=lambda: 0.0,  # type: ignore[arg-type]
+    )
+    assert result["samples"]["x_s"] == [1.0, 1.1, 1.2]  # the disturbed pair is not counted
+    assert len(result["first"]) == len(result["steal"]) == len(result["reference_runs"]) == 3
+    assert result["sampling"]["retaken"] == 1 and result["sampling"]["disturbed"] == 0
+    [again] = result["retaken"]
+    assert again["samples"] == {"x_s": 9.0} and again["reference_runs"] == {"x_s": [0.5]}
+    assert again["ticks"] == (50, 1000) and again["calls"] == {"format": [1], "reference": [1]}
+    assert calls.count("A") == calls.count("B") == 4  # four pairs ran, three kept
+    # what a caller recorded per call lines up with the pairs kept
+    per_call = ["call 0", "call 1", "call 2", "call 3"]
+    kept = sampling.kept_calls(per_call, result["retaken"], "format")
+    assert kept == ["call 0", "call 2", "call 3"]
+
+
+def test_retakes_are_bounded_and_a_disturbed_pair_past_them_is_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _ticks(monkeypatch, [50])  # the host steals in every pair
+    calls: list[str] = []
+    policy = Policy(min_pairs=2, max_pairs=4, precision=0.0, time_cap_s=0.0, max_steal=0.05)
+    result = run_pairs(
+        _trial([1.0], calls, "A"),
+        _trial([0.5], calls, "B"),
+        policy,
+        cpu=lambda: 0.0,  # type: ignore[arg-type]
+    )
+    # past the time cap a job retakes at most min_pairs pairs, then keeps them and says so
+    assert result["sampling"]["retaken"] == 2 and result["sampling"]["disturbed"] == 2
+    assert result["sampling"]["pairs"] == 2 and calls.count("A") == 4
+    # one tick stolen (10 ms) is no evidence; max_steal 1 keeps every pair
+    _ticks(monkeypatch, [1])
+    one_tick = run_pairs(_sequence([0.001]), _sequence([0.001]), policy, cpu=lambda: 0.0)  # type: ignore[arg-type]
+    assert one_tick["sampling"]["retaken"] == 0
+    _ticks(monkeypatch, [50])
+    keep_all = dataclasses.replace(policy, max_steal=1)
+    assert run_pairs(_sequence([1.0]), _sequence([0.5]), keep_all)["sampling"]["retaken"] == 0
+
+
+def test_the_time_cap_takes_a_third_pair_when_two_disagree() -> None:
+    policy = Policy(min_pairs=2, max_pairs=10, precision=0.05, time_cap_s=0.0)
+    probe = {"cpu": lambda: 0.0}
+    # 2.0 and 3.0 against 1.0: one of them was disturbed; a third pair settles it
+    split = run_pairs(_sequence([2.0, 3.0, 2.1]), _sequence([1.0]), policy, **probe)  # type: ignore[arg-type]
+    assert split["samples"]["read_s"] == [2.0, 3.0, 2.1]
+    assert split["sampling"]["stopped"] == "time_cap"
+    # two ratios within +/- precision of their median: two pairs are enough
+    agree = run_pairs(_sequence([2.0, 2.1]), _sequence([1.0]), policy, **probe)  # type: ignore[arg-type]
+    assert agree["samples"]["read_s"] == [2.0, 2.1]
+    assert agree["sampling"]["stopped"] == "time_cap"
+    # max_pairs still ends it
+    two = dataclasses.replace(policy, max_pairs=2)
+    assert (
+        run_pairs(_sequence([2.0, 3.0]), _sequence([1.0]), two, **probe)["sampling"]["pairs"] == 2
+    )  # type: ignore[arg-type]

@@ -218,6 +218,7 @@ def get_paired_args(wildcards):
         f" --reference-spec {shlex.quote(json.dumps(config['formats'][FLOOR]))}"
         f" --repeats {config['repeats']} --max-pairs {sampling['max_pairs']}"
         f" --precision {sampling['precision']} --time-cap-s {sampling['time_cap_s']}"
+        f" --max-steal {sampling['max_steal']}"
     )
 
 

@@ -38,6 +38,7 @@ def _policy(args: argparse.Namespace) -> Policy:
         max_pairs=max(args.repeats, args.max_pairs),
         precision=args.precision,
         time_cap_s=args.time_cap_s,
+        max_steal=args.max_steal,
     )
 
 
@@ -63,7 +64,10 @@ def _dataset_identity(args: argparse.Namespace) -> dict[str, Any] | None:
 def _meta(args: argparse.Namespace, fmt: Format) -> dict[str, Any]:
     """What made a result (:func:`storebench.provenance.describe`)."""
     paired = getattr(args, "reference_format", None)
-    sampling = {key: getattr(args, key, None) for key in ("max_pairs", "precision", "time_cap_s")}
+    sampling = {
+        key: getattr(args, key, None)
+        for key in ("max_pairs", "precision", "time_cap_s", "max_steal")
+    }
     return provenance.describe(
         args.format,
         fmt,
@@ -251,6 +255,12 @@ def _format_args(
             help="stop when the median ratio's 95%% interval is within +/- this",
         )
         parser.add_argument("--time-cap-s", type=float, default=30.0, help="per job")
+        parser.add_argument(
+            "--max-steal",
+            type=float,
+            default=0.05,
+            help="retake a pair when the host stole more than this share of its time",
+        )
     if store:
         parser.add_argument("--store", type=Path, required=True, help="the store's folder")
         parser.add_argument(

@@ -24,7 +24,7 @@ from storebench.chunks import Images, chunk_of, gather, row_bytes, sample_memory
 from storebench.errors import StorebenchError
 from storebench.formats import Format
 from storebench.host import QuietFilesystem, discard, fresh_dir, sync_filesystem, warm_free_memory
-from storebench.sampling import Policy, run_pairs
+from storebench.sampling import Policy, kept_calls, run_pairs
 from storebench.validation import ChunkedCheck
 
 log = logging.getLogger(__name__)
@@ -317,6 +317,8 @@ def measure_read(
         _warm_up(fmt, Path(store), files, indices, check)
         _warm_up(ref_fmt, Path(ref_store), ref_files, indices, ref_check)
     result = run_pairs(trial, floor, policy, seed)
+    resident = kept_calls(resident, result["retaken"], "format")
+    ref_resident = kept_calls(ref_resident, result["retaken"], "reference")
     same = ref_check is not check or set(sums) == set(ref_sums)  # a lossy side: its own images
     if not same or len(set(sums)) != 1 or len(set(ref_sums)) != 1:
         raise StorebenchError(

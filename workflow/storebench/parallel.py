@@ -28,7 +28,7 @@ from storebench import chunks, cifar, pagecache
 from storebench.errors import StorebenchError
 from storebench.formats import Format
 from storebench.measure import CACHES, NS, cache_verified, warm_up_read
-from storebench.sampling import Policy, run_pairs
+from storebench.sampling import Policy, kept_calls, run_pairs
 from storebench.validation import ChunkedCheck
 
 log = logging.getLogger(__name__)
@@ -238,16 +238,19 @@ def measure_parallel(
     if mine["sums"] != ref["sums"]:
         raise StorebenchError(f"parallel read of {store}: the reference read other images")
     memory = mine["memory"] + ref["memory"]
+    retaken = result["retaken"]
+    resident = kept_calls(mine["resident"], retaken, "format")
+    ref_resident = kept_calls(ref["resident"], retaken, "reference")
     return {
         "cache": cache,
-        "cache_verified": cache_verified(cache, mine["resident"] + ref["resident"]),
+        "cache_verified": cache_verified(cache, resident + ref_resident),
         "workers": workers,
         "start_method": "spawn",
         "rounds": rounds,
-        "residency_before": mine["resident"],
-        "reference_residency_before": ref["resident"],
+        "residency_before": resident,
+        "reference_residency_before": ref_resident,
         **result,
-        "worker_read_s": mine["worker_s"],
+        "worker_read_s": kept_calls(mine["worker_s"], retaken, "format"),
         "shard_checksums": mine["sums"],
         "worker_pids": sorted(mine["pids"]),
         "worker_memory": {key: max(m[key] for m in memory) for key in memory[0]} if memory else {},

@@ -36,6 +36,7 @@ PER_PAIR = (
     "filesystem_probe",
     "source_s",
     "steal",
+    "ticks",
 )
 PER_REFERENCE_RUN = ("cpu_s", "reference_residency_before")
 TIMING = ("store", "read", "parallel", "dataloader")

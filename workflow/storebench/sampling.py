@@ -18,6 +18,18 @@ ratio is within +/- ``precision`` of it (at least ``min_pairs``), or until
 time cap counts the pairs' time only: what ``before_pair`` spends (a store's wait
 for a quiet file system) is not sampling and would otherwise end a job early.
 
+Two guards keep one disturbed pair from setting a short job's median:
+
+- A pair during which the hypervisor stole more than ``max_steal`` of the pair's
+  time (CPU time given to other guests, from /proc/stat) is *retaken*: kept raw in
+  ``retaken`` and replaced by a new pair. Stolen time lands on one half of a pair
+  and not the other, so no pairing cancels it. A job retakes at most
+  ``min_pairs`` pairs plus any number while it is within its time cap; a
+  disturbed pair past that is kept and counted (``disturbed``).
+- The time cap does not end a job at two pairs whose ratios disagree by more
+  than ``precision``: it takes a third, so the median is the middle one and not
+  the mean of a good pair and a bad one.
+
 A ratio is only as steady as its reference. Where the format takes many times
 longer than the floor (a PNG read of 100,000 files against one memory-mapped
 file), one floor sample per pair would leave the ratio at the mercy of one short
@@ -58,11 +70,30 @@ class Policy:
     time_cap_s: float = 30.0
     reference_share: float = 0.25
     max_reference_runs: int = 5
+    max_steal: float = 0.05
+
+    # Steal is counted in ticks of 10 ms: one tick is no evidence of a disturbance.
+    MIN_STOLEN_S = 0.02
 
     @classmethod
     def exactly(cls, pairs: int) -> Policy:
         """Exactly ``pairs`` pairs, whatever the interval (tests, benchmarks)."""
-        return cls(min_pairs=pairs, max_pairs=pairs, precision=0.0, time_cap_s=0.0)
+        return cls(min_pairs=pairs, max_pairs=pairs, precision=0.0, time_cap_s=0.0, max_steal=1)
+
+    def disturbed(self, stolen_s: float | None, pair_s: float) -> bool:
+        """Whether the host stole enough of a pair's time (``stolen_s`` of ``pair_s``
+        seconds) that the pair measures the host rather than the format."""
+        if stolen_s is None or self.max_steal >= 1:
+            return False
+        return stolen_s >= self.MIN_STOLEN_S and stolen_s > self.max_steal * pair_s
+
+    def settled(self, ratios: list[float]) -> bool:
+        """Whether the time cap may end a job with these ratios: from three pairs on,
+        or at fewer whose ratios lie within +/- ``precision`` of their median."""
+        if len(ratios) >= 3:
+            return True
+        interval = stats.median_interval(ratios)
+        return stats.half_width(interval) <= self.precision
 
     def reference_runs(self, format_s: list[float], reference_s: list[float]) -> int:
         """How many times the reference runs in the next pair: as many as fit in
@@ -129,37 +160,83 @@ def run_pairs(
     cpu_s: list[float] = []
     before: list[dict[str, Any]] = []
     steal: list[float | None] = []  # per pair: the share of CPU time the host stole
+    ticks: list[tuple[int, int] | None] = []  # per pair: (stolen, total) CPU ticks
+    retaken: list[dict[str, Any]] = []  # pairs the host disturbed, kept raw
+    disturbed = 0  # disturbed pairs kept (no retake left)
     waited = 0.0  # in before_pair (a file-system wait): not sampling, so not on the time cap
     began = time.perf_counter()
     stopped = "max_pairs"
 
-    def reference_block(count: int) -> dict[str, float]:
-        """``count`` reference runs, each after a CPU probe; per measurement, their median."""
+    calls = {"format": 0, "reference": 0}  # how often each side has run
+
+    def format_trial() -> dict[str, float]:
+        calls["format"] += 1
+        return trial()
+
+    def reference_block(count: int) -> dict[str, list[float]]:
+        """``count`` reference runs, each after a CPU probe."""
         block: dict[str, list[float]] = {}
         for _ in range(count):
             cpu_s.append(cpu())
+            calls["reference"] += 1
             for key, value in reference().items():
                 block.setdefault(key, []).append(value)
-        runs.append(block)
-        return {key: float(np.median(values)) for key, values in block.items()}
+        return block
+
+    def sampled() -> float:
+        return time.perf_counter() - began - waited
 
     while len(first) < policy.max_pairs:
+        prepared = None
         if before_pair is not None:
             ready = time.perf_counter()
-            before.append(before_pair())
+            prepared = before_pair()
             waited += time.perf_counter() - ready
         primary = next(iter(samples), None)
         count = policy.reference_runs(samples.get(primary, []), references.get(primary, []))
         order = ("format", "reference") if rng.random() < 0.5 else ("reference", "format")
-        values = {}
-        ticks = host.cpu_ticks()
+        probes, called = len(cpu_s), dict(calls)
+        values: dict[str, Any] = {}
+        at = host.cpu_ticks()
+        start = time.perf_counter()
         for side in order:
-            values[side] = trial() if side == "format" else reference_block(count)
-        steal.append(host.steal_share(ticks, host.cpu_ticks()))
+            values[side] = format_trial() if side == "format" else reference_block(count)
+        pair_s = time.perf_counter() - start
+        after = host.cpu_ticks()
+        spent = host.ticks_between(at, after)
+        stolen = host.stolen_seconds(spent)
+        block = values["reference"]
+        if policy.disturbed(stolen, pair_s):
+            if len(retaken) < policy.min_pairs or sampled() < policy.time_cap_s:
+                retaken.append(
+                    {
+                        "first": order[0],
+                        "samples": values["format"],
+                        "reference_runs": block,
+                        "cpu_s": cpu_s[probes:],
+                        "ticks": spent,
+                        "pair_s": pair_s,
+                        "calls": {side: list(range(called[side], calls[side])) for side in calls},
+                        **({"before_pair": prepared} if before_pair is not None else {}),
+                    }
+                )
+                del cpu_s[probes:]
+                log.warning(
+                    "pair retaken: the host stole %.0f ms of its %.0f ms",
+                    1e3 * stolen,
+                    1e3 * pair_s,
+                )
+                continue
+            disturbed += 1
+        if before_pair is not None:
+            before.append(prepared)
+        runs.append(block)
+        ticks.append(spent)
+        steal.append(host.steal_share(at, after))
         for key, value in values["format"].items():
             samples.setdefault(key, []).append(value)
-        for key, value in values["reference"].items():
-            references.setdefault(key, []).append(value)
+        for key, value in block.items():
+            references.setdefault(key, []).append(float(np.median(value)))
         first.append(order[0])
         primary = next(iter(samples))
         pairs = len(first)
@@ -172,10 +249,11 @@ def run_pairs(
         )
         if pairs < policy.min_pairs:
             continue
-        if stats.precise(stats.ratios(samples[primary], references[primary]), policy.precision):
+        pair_ratios = stats.ratios(samples[primary], references[primary])
+        if stats.precise(pair_ratios, policy.precision):
             stopped = "precision"
             break
-        if time.perf_counter() - began - waited >= policy.time_cap_s:
+        if sampled() >= policy.time_cap_s and policy.settled(pair_ratios):
             stopped = "time_cap"
             break
     return {
@@ -185,12 +263,24 @@ def run_pairs(
         "first": first,
         "cpu_s": cpu_s,
         "steal": steal,
+        "ticks": ticks,
+        "retaken": retaken,
         "sampling": {
             **dataclasses.asdict(policy),
             "pairs": len(first),
             "stopped": stopped,
             "elapsed_s": time.perf_counter() - began,
             "before_pair_s": waited,
+            "retaken": len(retaken),
+            "disturbed": disturbed,
         },
         **({"before_pair": before} if before_pair is not None else {}),
     }
+
+
+def kept_calls(values: list[Any], retaken: list[dict[str, Any]], side: str) -> list[Any]:
+    """``values`` a caller recorded once per call of one side (``"format"`` or
+    ``"reference"``), less those made in pairs :func:`run_pairs` retook, so that they
+    line up with the pairs it kept."""
+    dropped = {call for pair in retaken for call in pair["calls"][side]}
+    return [value for call, value in enumerate(values) if call not in dropped]

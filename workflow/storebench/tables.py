@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from storebench import host
 from storebench.errors import StorebenchError
 from storebench.stats import half_width, median_interval, ratios, robust_sd, summarize, widen
 
@@ -38,6 +39,7 @@ PAIRED_COLUMNS = (
     "reference_hi",
     "cpu_ms",
     "steal",
+    "retaken",
     "stopped",
     "q1",
     "q3",
@@ -125,7 +127,7 @@ def paired_stats(result: dict[str, Any], key: str) -> dict[str, Any]:
         row |= {"ratio": "", "ratio_lo": "", "ratio_hi": "", "coverage": mine["coverage"]}
         row |= {"ratio_job_lo": "", "ratio_job_hi": ""}
     cpu = result.get("cpu_s") or []
-    stolen = [share for share in result.get("steal") or [] if share is not None]
+    stolen = host.job_steal(result)
     sampling = result.get("sampling") or {}
     return row | {
         "median": mine["median"],
@@ -138,7 +140,8 @@ def paired_stats(result: dict[str, Any], key: str) -> dict[str, Any]:
         "reference_lo": theirs["lo"],
         "reference_hi": theirs["hi"],
         "cpu_ms": 1e3 * float(np.median(cpu)) if cpu else "",
-        "steal": float(np.mean(stolen)) if stolen else "",
+        "steal": "" if stolen is None else stolen,
+        "retaken": sampling.get("retaken", ""),
         "stopped": sampling.get("stopped", ""),
         **{k: v for k, v in summarize(values).items() if k != "median"},
     }
