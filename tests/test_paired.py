@@ -442,6 +442,7 @@ def _row(fmt: str, ratio: float, width: float, seconds: float, **extra: Any) -> 
         "cpu_ms": 3.0,
         "steal": 0.01,
         "stopped": "precision",
+        "retaken": "",  # not recorded (results older than the retake)
         **extra,
     }
 
@@ -482,10 +483,11 @@ def test_compare_tells_agreement_and_the_worst_cells(tmp_path: Path) -> None:
         [
             _row("raw", 1.0, 0.02, 0.15),
             _row("png", 104.0, 0.02, 15.6),
-            _row("lmdb", 2.6, 0.02, 0.39, cpu_ms=4.5, steal=0.25),
+            _row("lmdb", 2.6, 0.02, 0.39, cpu_ms=4.5, steal=0.25, retaken=3),
         ],
     )
     text = compare.report(a, b)
+    assert "pairs retaken because the host stole from them: A not recorded, B 3" in text
     assert "ratios: 2/3 cells agree (67%" in text
     assert "absolute times: 0/3 cells agree" in text
     worst = text.split("worst 8 cells by ratio:")[1].splitlines()[1]

@@ -243,6 +243,14 @@ def report(first: Path, second: Path, min_n: int = 10_000, worst: int = 8) -> st
                 ("B", _summary_of(rows_b, "steal", np.mean)),
             )
         ),
+        "pairs retaken because the host stole from them: "
+        + ", ".join(
+            f"{name} {'not recorded' if math.isnan(x) else f'{x:,.0f}'}"
+            for name, x in (
+                ("A", _summary_of(rows_a, "retaken", np.sum)),
+                ("B", _summary_of(rows_b, "retaken", np.sum)),
+            )
+        ),
         "drift of the CPU against the floor between jobs (in the intervals): "
         + ", ".join(
             f"{name} {'unknown' if math.isnan(d) else f'{d:.1%}'}"
