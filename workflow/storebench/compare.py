@@ -98,6 +98,17 @@ def _summary_of(rows: Iterable[Row], column: str, summary: Any = np.median) -> f
     return float(summary(values)) if values else math.nan
 
 
+def _per_run(rows_a: list[Row], rows_b: list[Row], column: str, summary: Any, form: str) -> str:
+    """ "A x, B y": ``summary`` of ``column`` in each run, ``form``-formatted."""
+    values = (
+        ("A", _summary_of(rows_a, column, summary)),
+        ("B", _summary_of(rows_b, column, summary)),
+    )
+    return ", ".join(
+        f"{name} {'not recorded' if math.isnan(x) else form.format(x)}" for name, x in values
+    )
+
+
 def contradictions(first: Path, second: Path) -> tuple[int, int, list[str]]:
     """Ranking questions at the largest n (store; read per cache and order) where one run
     puts a format strictly before another and the other run strictly after it."""
@@ -235,22 +246,9 @@ def report(first: Path, second: Path, min_n: int = 10_000, worst: int = 8) -> st
         f"reference speeds B/A: CPU probe {cpu:.2f}x, floor (median over cells) {floor:.2f}x"
         + (" -> the machine's speed moved between the runs" if moved else ""),
         "host steal (the share of CPU time the hypervisor gave other guests, mean over "
-        "cells): "
-        + ", ".join(
-            f"{name} {'not recorded' if math.isnan(x) else f'{x:.1%}'}"
-            for name, x in (
-                ("A", _summary_of(rows_a, "steal", np.mean)),
-                ("B", _summary_of(rows_b, "steal", np.mean)),
-            )
-        ),
+        "cells): " + _per_run(rows_a, rows_b, "steal", np.mean, "{:.1%}"),
         "pairs retaken because the host stole from them: "
-        + ", ".join(
-            f"{name} {'not recorded' if math.isnan(x) else f'{x:,.0f}'}"
-            for name, x in (
-                ("A", _summary_of(rows_a, "retaken", np.sum)),
-                ("B", _summary_of(rows_b, "retaken", np.sum)),
-            )
-        ),
+        + _per_run(rows_a, rows_b, "retaken", np.sum, "{:,.0f}"),
         "drift of the CPU against the floor between jobs (in the intervals): "
         + ", ".join(
             f"{name} {'unknown' if math.isnan(d) else f'{d:.1%}'}"
