@@ -83,6 +83,26 @@ def test_a_store_of_many_files_goes_to_the_trash(data, tmp_path: Path, monkeypat
     assert sorted(p.name for p in out.parent.iterdir()) == [staged.name]
 
 
+def test_beside_a_long_store_the_floor_stores_several_times_a_pair(data, tmp_path: Path) -> None:
+    # PNG encodes every image; the floor writes one file: tens of times faster. One floor
+    # store slowed by the host would set the pair's ratio, so the floor runs several
+    # times a pair (as many as fit in a quarter of the format's time, at most 5) and the
+    # pair keeps their median; every copy is durable and none is left behind.
+    images, labels = np.concatenate([data[0]] * 10), np.concatenate([data[1]] * 10)
+    fmt, floor = make_format("png", {"kind": "png"}), make_format("raw", {"kind": "npy"})
+    out, trash = tmp_path / "stores" / "png" / "400", tmp_path / "trash"
+    result, staged = measure.measure_store(
+        fmt, images, labels, out, trash, 3, quiet(out.parent), reference=floor
+    )
+    runs = result["reference_runs"]
+    assert len(runs[0]["store_s"]) == 1 and max(len(block["store_s"]) for block in runs) > 1
+    medians = [float(np.median(block["store_s"])) for block in runs]
+    assert result["reference_samples"]["store_s"] == medians
+    assert len(result["cpu_s"]) == sum(len(block["store_s"]) for block in runs)
+    assert all("source_s" not in block for block in runs)
+    assert sorted(p.name for p in out.parent.iterdir()) == [staged.name]
+
+
 @pytest.mark.parametrize("kind", sorted(available_kinds()))
 @pytest.mark.parametrize("cache", ["warm", "cold"])
 @pytest.mark.parametrize("order", ["sequential", "random"])

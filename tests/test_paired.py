@@ -69,14 +69,15 @@ def test_precise_needs_full_coverage_and_a_narrow_interval() -> None:
     assert not stats.precise([1.0, 2.0, 2.0, 2.0, 2.0, 3.0], 0.05)
 
 
-def test_overlapping_intervals_share_a_rank() -> None:
+def test_a_rank_counts_the_formats_clearly_better() -> None:
     rows = [
         {"ratio": 1.0, "lo": 0.9, "hi": 1.1},
-        {"ratio": 1.05, "lo": 1.0, "hi": 1.2},  # overlaps the leader: tie
-        {"ratio": 1.3, "lo": 1.15, "hi": 1.4},  # overlaps the 2nd, not the leader: new rank
-        {"ratio": 3.0, "lo": 2.9, "hi": 3.1},
+        {"ratio": 1.05, "lo": 1.0, "hi": 1.2},  # overlaps the first: none clearly better
+        {"ratio": 1.3, "lo": 1.15, "hi": 1.4},  # only the first is clearly better
+        {"ratio": 3.0, "lo": 2.9, "hi": 3.1},  # all three are
     ]
-    assert stats.tied_ranks(rows, "ratio") == [(1, True), (1, True), (3, False), (4, False)]
+    assert stats.tied_ranks(rows, "ratio") == [(1, True), (1, True), (2, False), (4, False)]
+    assert stats.clearly_before(rows[0], rows[2]) and not stats.clearly_before(rows[1], rows[2])
 
 
 # --- the paired runner -----------------------------------------------------------------
@@ -515,6 +516,13 @@ def test_compare_finds_a_ranking_contradiction(tmp_path: Path) -> None:
     text = compare.report(a, b)
     assert "1 of 1 questions" not in text and "0 of 1 questions the same" in text
     assert "x before y in A, after in B" in text
+    # B2 puts y first too, but their intervals overlap (a tie in B2): no contradiction,
+    # even though a ranking by medians alone would swap them
+    b2 = _run(
+        tmp_path / "b2",
+        [_row("raw", 1.0, 0.01, 0.1), _row("x", 3.0, 0.1, 0.3), _row("y", 2.9, 0.1, 0.29)],
+    )
+    assert "1 of 1 questions the same up to declared ties" in compare.report(a, b2)
 
 
 def _sequence(values: list[float], key: str = "read_s") -> Any:

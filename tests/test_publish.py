@@ -176,9 +176,35 @@ def test_every_format_of_a_big_config_has_its_own_colour_and_marker() -> None:
     assert len(set(colours[:16])) == 16  # no colour repeats among the first 16
 
 
-def test_labels_of_points_close_on_the_page_take_different_places() -> None:
-    # A stack of three points (each within reach of the next), and one far away.
-    on_page = {"top": (100, 130), "middle": (102, 118), "low": (101, 104), "far": (300, 118)}
-    places = figures._label_places(on_page)
-    assert [places[name] for name in ("top", "middle", "low")] == [0, 1, 2]
-    assert places["far"] == 0
+def test_labels_cover_no_marker_and_no_other_label() -> None:
+    # A stack of three points (each within a label's height of the next), two markers
+    # side by side where a label to the right would sit, and one point far away.
+    on_page = {
+        "top": (100, 130),
+        "middle": (102, 124),
+        "low": (101, 118),
+        "hdf5": (200, 100),
+        "parquet": (208, 100),
+        "far": (300, 60),
+    }
+    radius = dict.fromkeys(on_page, 3.0)
+    bounds = (0.0, 0.0, 400.0, 200.0)
+    places = figures._label_places(on_page, radius, bounds)
+    boxes = {
+        name: figures._label_box(*on_page[name], dx, dy, figures.LABEL_CHAR_PT * len(name))
+        for name, (dx, dy, _) in places.items()
+    }
+    markers = {name: (x - 3, y - 3, x + 3, y + 3) for name, (x, y) in on_page.items()}
+    for name, box in boxes.items():
+        assert all(figures._overlap(box, m) == 0 for m in markers.values()), name
+        others = [b for other, b in boxes.items() if other != name]
+        assert all(figures._overlap(box, b) == 0 for b in others), name
+        assert bounds[0] <= box[0] and box[2] <= bounds[2]
+        assert bounds[1] <= box[1] and box[3] <= bounds[3]
+    # a lone point keeps the first place, right of its marker, with no leader line
+    assert places["far"] == (3.0 + figures.LABEL_GAP_PT, 0.0, False)
+    # hdf5's label cannot go right (parquet's marker is there): it goes elsewhere
+    assert places["hdf5"][0] <= 0 or places["hdf5"][1] != 0
+    # at the axes' right edge, a label goes left rather than out of the axes
+    edge = figures._label_places({"webdataset": (395, 100)}, {"webdataset": 3.0}, bounds)
+    assert edge["webdataset"][0] < 0

@@ -279,7 +279,7 @@ TABLES: dict[str, TableRecord] = {
             "One table per question at the largest n: which format stores fastest, "
             "reads fastest (warm, cold, sequential, shuffled) and is smallest on "
             "disk, ranked by the ratio to the raw floor with its 95% interval; "
-            "overlapping intervals share a rank (tie)."
+            "a rank counts the formats clearly faster (interval wholly below)."
         ),
     ),
 }

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from storebench.errors import StorebenchError
-from storebench.stats import overlap, tied_ranks
+from storebench.stats import clearly_before, overlap
 from storebench.tables import read_table
 
 TABLES = ("store", "read", "parallel", "dataloader")
@@ -111,7 +111,9 @@ def _per_run(rows_a: list[Row], rows_b: list[Row], column: str, summary: Any, fo
 
 def contradictions(first: Path, second: Path) -> tuple[int, int, list[str]]:
     """Ranking questions at the largest n (store; read per cache and order) where one run
-    puts a format strictly before another and the other run strictly after it."""
+    puts a format clearly before another (its ratio's interval wholly below the other's)
+    and the other run clearly after it. Formats whose intervals overlap in either run are
+    a tie there: their order is not a claim either run makes."""
     questions = contradicted = 0
     notes = []
     for table, measurement in (("store", "store"), ("read", "read")):
@@ -125,13 +127,11 @@ def contradictions(first: Path, second: Path) -> tuple[int, int, list[str]]:
                 groups.setdefault((row["cache"], row["order"]), []).append((row, b[key]))
         for (cache, order), pairs in groups.items():
             questions += 1
-            rank_a = _ranks([p[0] for p in pairs])
-            rank_b = _ranks([p[1] for p in pairs])
             flipped = [
-                (f, g)
-                for f in rank_a
-                for g in rank_a
-                if rank_a[f] < rank_a[g] and rank_b[f] > rank_b[g]
+                (f[0]["format"], g[0]["format"])
+                for f in pairs
+                for g in pairs
+                if _before(f[0], g[0]) and _before(g[1], f[1])
             ]
             if flipped:
                 contradicted += 1
@@ -142,10 +142,8 @@ def contradictions(first: Path, second: Path) -> tuple[int, int, list[str]]:
     return questions, contradicted, notes
 
 
-def _ranks(rows: list[Row]) -> dict[str, int]:
-    ordered = sorted(rows, key=lambda r: float(r["ratio"]))
-    ranks = tied_ranks(ordered, "ratio", "ratio_lo", "ratio_hi")
-    return {row["format"]: rank for row, (rank, _) in zip(ordered, ranks, strict=True)}
+def _before(a: Row, b: Row) -> bool:
+    return clearly_before(a, b, "ratio_lo", "ratio_hi")
 
 
 def _cell_name(key: tuple) -> str:

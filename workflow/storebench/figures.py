@@ -421,33 +421,77 @@ def _at_largest(rows: Rows, **where: Any) -> Rows:
     return [r for r in matching if r["n"] == n]
 
 
-# Where a point's label goes among points close to it, from the highest point down:
-# offset in points, alignment (above right, below right, left, further left).
-LABEL_PLACES = (((4, 3), "left"), ((4, -8), "left"), ((-7, -3), "right"), ((-7, 5), "right"))
-LABEL_REACH_PT = (40, 16)  # a label's width and two labels' height, at fontsize 5
+# Labels beside scattered points, in points on the page at fontsize 5: a glyph's mean
+# width and a line's height (DejaVu Sans), the gap between a marker and its label, and
+# the directions tried, nearest first (right, left, above, below, then the diagonals).
+LABEL_CHAR_PT, LABEL_LINE_PT, LABEL_GAP_PT = 2.9, 6.0, 1.5
+LABEL_DIRECTIONS = ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (1, -1), (-1, 1), (-1, -1))
+LABEL_RINGS_PT = (0.0, 8.0, 16.0, 26.0)  # further out, a leader line joins label and point
+
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1
 
 
-def _label_places(points: dict[str, tuple[float, float]]) -> dict[str, int]:
-    """For each labelled point (x, y, in points on the page), its place in
-    :data:`LABEL_PLACES`. Points whose labels could touch, directly or through a chain of
-    such points, form a group; within it the highest point takes the first place, the
-    next the second, and so on."""
+def _overlap(a: Box, b: Box) -> float:
+    """The area two boxes share."""
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    return max(0.0, width) * max(0.0, height)
 
-    def close(a: str, b: str) -> bool:
-        (x, y), (x2, y2) = points[a], points[b]
-        return abs(x - x2) < LABEL_REACH_PT[0] and abs(y - y2) < LABEL_REACH_PT[1]
 
-    group = {name: {name} for name in points}
-    for a in points:
-        for b in points:
-            if a < b and close(a, b) and group[a] is not group[b]:
-                merged = group[a] | group[b]
-                for name in merged:
-                    group[name] = merged
+def _area(box: Box) -> float:
+    return (box[2] - box[0]) * (box[3] - box[1])
+
+
+def _label_box(x: float, y: float, dx: float, dy: float, width: float) -> Box:
+    """The box of a label of ``width`` whose anchor is offset (dx, dy) from (x, y):
+    left-aligned right of the point, right-aligned left of it, centred above or below."""
+    left = x + dx if dx > 0 else x + dx - width if dx < 0 else x - width / 2
+    return left, y + dy - LABEL_LINE_PT / 2, left + width, y + dy + LABEL_LINE_PT / 2
+
+
+def _label_places(
+    points: dict[str, tuple[float, float]],
+    radius: dict[str, float] | None = None,
+    bounds: Box | None = None,
+) -> dict[str, tuple[float, float, bool]]:
+    """Where each point's label goes: its offset (dx, dy) from the point, in points on
+    the page, and whether it is far enough to need a leader line.
+
+    ``points`` are on the page (points), ``radius`` each marker's radius there, and
+    ``bounds`` the axes' box. From the highest point down, each label takes the nearest
+    place that covers no marker and no label already placed and stays inside the
+    axes; where every place collides, the one that covers least.
+    """
+    radius = radius or {}
+    markers = {
+        name: (
+            x - radius.get(name, 2.0),
+            y - radius.get(name, 2.0),
+            x + radius.get(name, 2.0),
+            y + radius.get(name, 2.0),
+        )
+        for name, (x, y) in points.items()
+    }
+    placed: list[Box] = []
     places = {}
-    for name, members in group.items():
-        ranked = sorted(members, key=lambda m: (-points[m][1], m))
-        places[name] = ranked.index(name) % len(LABEL_PLACES)
+    for name in sorted(points, key=lambda n: (-points[n][1], n)):
+        x, y = points[name]
+        width = LABEL_CHAR_PT * len(name)
+        others = [box for other, box in markers.items() if other != name]
+        scored = []
+        for ring, extra in enumerate(LABEL_RINGS_PT):
+            reach = radius.get(name, 2.0) + LABEL_GAP_PT + extra
+            for ux, uy in LABEL_DIRECTIONS:
+                dx, dy = ux * reach, uy * (reach + (LABEL_LINE_PT / 2 if ux == 0 else 0))
+                box = _label_box(x, y, dx, dy, width)
+                cost = sum(_overlap(box, other) for other in [*placed, *others])
+                if bounds is not None:
+                    cost += _area(box) - _overlap(box, bounds)
+                scored.append((cost, len(scored), dx, dy, ring > 0, box))
+        free = [candidate for candidate in scored if candidate[0] == 0]
+        _, _, dx, dy, far, box = free[0] if free else min(scored)
+        places[name] = (dx, dy, far)
+        placed.append(box)
     return places
 
 
@@ -465,13 +509,14 @@ def tradeoff(tables: Tables, palette: Palette) -> Figure:
     slowest = max(store.values(), default=1.0) or 1.0
     for ax, cache in zip(axes, ("cold", "warm"), strict=True):
         reads = _at_largest(tables["read"], measurement="read", cache=cache, order="random")
-        points = {}
+        points, radius = {}, {}
         for row in reads:
             fmt = row["format"]
             if fmt not in size or fmt not in styles:
                 continue
             points[fmt] = (size[fmt], row["n"] / float(row["median"]))
             area = 12 + 120 * (store.get(fmt, 0.0) / slowest) ** 0.5
+            radius[fmt] = area**0.5 / 2  # scatter sizes are areas in points squared
             ax.scatter(
                 *points[fmt],
                 s=area,
@@ -495,10 +540,23 @@ def tradeoff(tables: Tables, palette: Palette) -> Figure:
         ax.autoscale_view()  # the limits are final: labels are placed on the page
         to_points = 72 / fig.dpi
         on_page = {fmt: tuple(ax.transData.transform(xy) * to_points) for fmt, xy in points.items()}
-        for fmt, place in _label_places(on_page).items():
-            (dx, dy), align = LABEL_PLACES[place]
+        frame = ax.get_window_extent()
+        bounds = (
+            frame.x0 * to_points,
+            frame.y0 * to_points,
+            frame.x1 * to_points,
+            frame.y1 * to_points,
+        )
+        for fmt, (dx, dy, far) in _label_places(on_page, radius, bounds).items():
             ax.annotate(
-                fmt, points[fmt], textcoords="offset points", xytext=(dx, dy), ha=align, fontsize=5
+                fmt,
+                points[fmt],
+                textcoords="offset points",
+                xytext=(dx, dy),
+                ha="left" if dx > 0 else "right" if dx < 0 else "center",
+                va="center",
+                fontsize=5,
+                arrowprops={"arrowstyle": "-", "linewidth": 0.3, "color": "0.4"} if far else None,
             )
         ax.set_title(f"{cache} cache, shuffled read", fontsize=7)
         ax.set_ylabel("images/s", fontsize=7)

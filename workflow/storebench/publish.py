@@ -213,7 +213,8 @@ def summary_markdown(
         "the fastest way this machine can) doing the same work in the same process, "
         f"alternating; at least {repeats} pairs, more until the 95% interval of the median "
         "ratio was within ±5% or the job's time cap. Ranked by the median ratio to the "
-        "floor; lower is better. Formats whose intervals overlap share a rank (tie). "
+        "floor; lower is better. A format's rank is 1 plus the number of formats whose "
+        "interval lies wholly below its own; formats of one rank are marked (tie). "
         "Pairs: how many were taken, and why sampling stopped if not at ±5%. "
         f"{reference_speeds(store + read)} {machine(environment)}",
         "",

@@ -111,21 +111,21 @@ def ratios(numerators: Sequence[float], denominators: Sequence[float]) -> list[f
 def tied_ranks(
     rows: Sequence[dict[str, Any]], value: str = "median", lo: str = "lo", hi: str = "hi"
 ) -> list[tuple[int, bool]]:
-    """Ranks of ``rows`` (already sorted best first): a row whose interval overlaps the
-    interval of its group's leader (the first row of the rank) shares that rank.
+    """Ranks of ``rows`` (already sorted best first): a row's rank is 1 plus the number of
+    rows whose interval lies wholly below its own, i.e. the formats clearly better than
+    it. So a rank is never lower than that of a format clearly better, and two formats
+    whose intervals overlap are never put in order by one of them being clearly better.
 
-    Returns ``(rank, tied)`` per row; ``tied`` is True for every member of a group of
-    two or more.
+    Returns ``(rank, tied)`` per row; ``tied`` is True for every row that shares its
+    rank with another.
     """
-    ranks: list[int] = []
-    leader = None
-    for position, row in enumerate(rows, 1):
-        if leader is not None and overlap(leader, row, lo, hi):
-            ranks.append(ranks[-1])
-        else:
-            ranks.append(position)
-            leader = row
+    ranks = [1 + sum(float(other[hi]) < float(row[lo]) for other in rows) for row in rows]
     return [(rank, ranks.count(rank) > 1) for rank in ranks]
+
+
+def clearly_before(a: dict[str, Any], b: dict[str, Any], lo: str = "lo", hi: str = "hi") -> bool:
+    """Whether ``a``'s interval lies wholly below ``b``'s: ``a`` is clearly better."""
+    return float(a[hi]) < float(b[lo])
 
 
 Z95 = 1.959963984540054  # the standard normal's 97.5% point
