@@ -468,11 +468,12 @@ def test_tables_hold_every_measurement(run: Path) -> None:
     # the host's steal while the pairs ran (none where a pair was shorter than a tick)
     steal = [float(r["steal"]) for r in store + read if r["steal"] != ""]
     assert steal and all(0 <= share <= 1 for share in steal)
-    # Formats that do work per image take longer to write 100x more images. (Not asserted for
-    # bulk formats such as raw .npy, where both stores take about a millisecond of noise.)
+    # PNG, which encodes every image, takes longer to write 100x more images. (Not asserted
+    # for LMDB or TFRecord: 1,000 of their records take a few milliseconds, no more than
+    # what a store's fixed costs, file creation and fsync, vary by on a busy host; seen
+    # here with 14.8 ms at 1,000 images against 17.0 ms at 10.)
     median = {(r["format"], int(r["n"]), r["measurement"]): float(r["median"]) for r in store}
-    for fmt in ("png", "lmdb", "tfrecord"):
-        assert median[(fmt, 1000, "store")] > median[(fmt, 10, "store")]
+    assert median[("png", 1000, "store")] > 5 * median[("png", 10, "store")]
 
 
 def test_reads_were_validated_against_the_dataset(run: Path) -> None:
