@@ -463,13 +463,9 @@ def _label_places(
     axes; where every place collides, the one that covers least.
     """
     radius = radius or {}
+    size = {name: radius.get(name, 2.0) for name in points}
     markers = {
-        name: (
-            x - radius.get(name, 2.0),
-            y - radius.get(name, 2.0),
-            x + radius.get(name, 2.0),
-            y + radius.get(name, 2.0),
-        )
+        name: (x - size[name], y - size[name], x + size[name], y + size[name])
         for name, (x, y) in points.items()
     }
     placed: list[Box] = []
@@ -480,7 +476,7 @@ def _label_places(
         others = [box for other, box in markers.items() if other != name]
         scored = []
         for ring, extra in enumerate(LABEL_RINGS_PT):
-            reach = radius.get(name, 2.0) + LABEL_GAP_PT + extra
+            reach = size[name] + LABEL_GAP_PT + extra
             for ux, uy in LABEL_DIRECTIONS:
                 dx, dy = ux * reach, uy * (reach + (LABEL_LINE_PT / 2 if ux == 0 else 0))
                 box = _label_box(x, y, dx, dy, width)
