@@ -78,6 +78,13 @@ SWEEP = config["size_sweep"]
 SIZES = SWEEP["sizes"]
 CACHES = config["caches"]
 ORDERS = config["orders"]
+# Cells at n >= rounds.from_n are measured in rounds (storebench.rounds): their own
+# store or read job is round 1, then one `round` job per further round.
+import storebench.rounds  # noqa: E402
+
+ROUNDS = storebench.rounds.Settings.of(config.get("rounds"))
+ROUND_CELLS = storebench.rounds.cells(FORMATS, CUTOFFS, CACHES, ORDERS, ROUNDS)
+ROUND_NUMBERS = list(range(2, ROUNDS.max_rounds + 1)) if ROUND_CELLS else []
 PARALLEL = config["parallel"]
 DATALOADER = config["dataloader"]
 HAS_TORCH = importlib.util.find_spec("torch") is not None
@@ -129,6 +136,7 @@ wildcard_constraints:
     order="|".join(ORDERS),
     figure="|".join(FIGURES),
     workers=r"\d+",
+    round=r"\d+",
     batch=r"\d+",
     num_workers=r"\d+",
 
@@ -219,7 +227,69 @@ def get_paired_args(wildcards):
         f" --repeats {config['repeats']} --max-pairs {sampling['max_pairs']}"
         f" --precision {sampling['precision']} --time-cap-s {sampling['time_cap_s']}"
         f" --max-steal {sampling['max_steal']}"
+        f" --rounds-json {shlex.quote(json.dumps(config.get('rounds') or {}))}"
     )
+
+
+def get_round_args(wildcards):
+    """A store or read job's part in the rounds: round 1 of its cell (at n >= from_n),
+    and a planted slowdown (config test_slowdown, test only)."""
+    args = " --round 1" if ROUNDS.applies(int(wildcards.n)) else ""
+    slowdown = (config.get("test_slowdown") or {}).get(wildcards.format)
+    return args + (f" --slowdown {slowdown}" if slowdown else "")
+
+
+def get_round_history(wildcards):
+    """What round r decides from: every round cell's round 1 (its store or read job)
+    and rounds 2 .. r-1."""
+    first = [
+        (
+            expand(rules.store.output.result, format=c.format, n=c.n)[0]
+            if c.stage == "store"
+            else expand(
+                rules.read.output.result,
+                format=c.format,
+                n=c.n,
+                cache=c.cache,
+                order=c.order,
+            )[0]
+        )
+        for c in ROUND_CELLS
+    ]
+    earlier = expand(rules.round.output.result, round=range(2, int(wildcards.round)))
+    return first + earlier
+
+
+def get_round_stores(wildcards):
+    """Every store a round reads: each round cell's format and the floor at its n."""
+    pairs = {(c.format, c.n) for c in ROUND_CELLS} | {(FLOOR, c.n) for c in ROUND_CELLS}
+    return sorted(
+        expand(rules.store.output.store, format=f, n=n)[0] for f, n in sorted(pairs)
+    )
+
+
+def get_round_config(wildcards):
+    """What a round job needs of the config, as JSON for its command line."""
+    keys = (
+        "formats",
+        "cutoffs",
+        "caches",
+        "orders",
+        "rounds",
+        "sampling",
+        "repeats",
+        "seed",
+        "filesystem_probe",
+        "test_slowdown",
+    )
+    return shlex.quote(json.dumps({k: config.get(k) for k in keys}))
+
+
+def get_round_fingerprint(wildcards):
+    """The code and libraries of every format a round measures."""
+    import storebench.provenance
+
+    return storebench.provenance.fingerprint(*FORMAT_OBJECTS.values())
 
 
 def get_reference_store(wildcards):
@@ -242,7 +312,10 @@ def get_table_inputs(wildcards):
     """Result files of one table, in config order of formats, then cutoffs."""
     # Each table is named after the rule whose results it summarises.
     pattern = getattr(rules, wildcards.table).output.result
-    return expand(pattern, **TABLE_GRIDS.get(wildcards.table, MAIN_GRID))
+    found = expand(pattern, **TABLE_GRIDS.get(wildcards.table, MAIN_GRID))
+    if wildcards.table in ("store", "read") and ROUND_CELLS:
+        found += expand(rules.round.output.result, round=ROUND_NUMBERS)
+    return found
 
 
 def get_cost_inputs():

@@ -18,14 +18,49 @@ rule read:
     params:
         spec=get_format_spec,
         paired=get_paired_args,
+        rounds=get_round_args,
         seed=config["seed"],
         fingerprint=get_fingerprint,
     shell:
         "python -m storebench --log {log:q} read --format {wildcards.format} --spec {params.spec:q}"
         " --n {wildcards.n} --images {input.images:q} --labels {input.labels:q}"
-        " {params.paired} --store {input.store:q} --reference-store {input.reference:q}"
+        " {params.paired} {params.rounds} --store {input.store:q}"
+        " --reference-store {input.reference:q}"
         " --cache {wildcards.cache} --order {wildcards.order} --seed {params.seed}"
         " --result {output.result:q}"
+
+
+rule round:
+    input:
+        **DATASET,
+        stores=get_round_stores,
+        history=get_round_history,
+    output:
+        result=f"{RESULTS}/measurements/round/r{{round}}.json",
+    log:
+        f"{RESULTS}/logs/round/r{{round}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/round/r{{round}}.tsv"
+    conda:
+        ENV
+    threads: get_bench_threads
+    resources:
+        **get_resources("round"),
+        bench=1,
+    params:
+        config=get_round_config,
+        floor=FLOOR,
+        stores=f"{RESULTS}/stores",
+        scratch=f"{RESULTS}/scratch/round",
+        trash=TRASH,
+        baseline=f"{RESULTS}/.filesystem-quiet.json",
+        fingerprint=get_round_fingerprint,
+    shell:
+        "python -m storebench --log {log:q} round --round {wildcards.round}"
+        " --config-json {params.config} --floor {params.floor}"
+        " --images {input.images:q} --labels {input.labels:q} --stores {params.stores:q}"
+        " --scratch {params.scratch:q} --trash {params.trash:q} --baseline {params.baseline:q}"
+        " --result {output.result:q} {input.history:q}"
 
 
 rule latency:

@@ -18,6 +18,7 @@ rule store:
     params:
         spec=get_format_spec,
         paired=get_paired_args,
+        rounds=get_round_args,
         seed=config["seed"],
         fingerprint=get_fingerprint,
         trash=TRASH,
@@ -27,7 +28,8 @@ rule store:
     shell:
         "python -m storebench --log {log:q} store --format {wildcards.format} --spec {params.spec:q}"
         " --n {wildcards.n} --images {input.images:q} --labels {input.labels:q}"
-        " {params.paired} --seed {params.seed} --out {output.store:q} --result {output.result:q}"
+        " {params.paired} {params.rounds} --seed {params.seed} --out {output.store:q}"
+        " --result {output.result:q}"
         " --trash {params.trash:q} --baseline {params.baseline:q}"
         " --slow-factor {params.slow_factor} --max-wait-s {params.max_wait_s}"
 

@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
 
-from storebench import cifar, host, measure, provenance, results, single, usage
+from storebench import cifar, host, measure, provenance, results, rounds, single, usage
 from storebench.errors import StorebenchError
 from storebench.formats import Format, make_format
 from storebench.sampling import Policy
+
+log = logging.getLogger(__name__)
 
 
 def _format(args: argparse.Namespace) -> Format:
@@ -33,6 +37,9 @@ def _reference(args: argparse.Namespace) -> Format:
 
 
 def _policy(args: argparse.Namespace) -> Policy:
+    if getattr(args, "round", None) is not None:  # round 1 of a cell measured in rounds
+        settings = rounds.Settings.of(json.loads(args.rounds_json))
+        return Policy.within_round(settings.cell_s, settings.max_pairs, args.max_steal)
     return Policy(
         min_pairs=args.repeats,
         max_pairs=max(args.repeats, args.max_pairs),
@@ -51,6 +58,33 @@ def _paired(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _round_kwargs(args: argparse.Namespace, cell: rounds.Cell) -> dict[str, Any]:
+    """A store or read job's first side of each pair (balanced across rounds when the
+    cell is measured in rounds) and its planted slowdown (config ``test_slowdown``)."""
+    first = rounds.first_side(cell, args.round) if args.round is not None else None
+    return {"first_side": first, "slowdown": args.slowdown}
+
+
+def _round_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """What a store or read result records of its round and planted slowdown."""
+    fields: dict[str, Any] = {"round": args.round} if args.round is not None else {}
+    return fields | ({"slowdown": args.slowdown} if args.slowdown != 1 else {})
+
+
+def _settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The run's sampling settings as every paired job records them (``run``): one run's
+    results must all say the same (:func:`storebench.results.check_one_run`)."""
+    sampling = config.get("sampling") or {}
+    return {
+        "repeats": config.get("repeats"),
+        "sampling": {
+            key: sampling.get(key) for key in ("max_pairs", "precision", "time_cap_s", "max_steal")
+        },
+        "seed": config.get("seed"),
+        "rounds": config.get("rounds") or {},
+    }
+
+
 def _dataset_identity(args: argparse.Namespace) -> dict[str, Any] | None:
     """What dataset.json says of the dataset a job used (its --dataset-meta, or the one
     beside its --images)."""
@@ -64,9 +98,14 @@ def _dataset_identity(args: argparse.Namespace) -> dict[str, Any] | None:
 def _meta(args: argparse.Namespace, fmt: Format) -> dict[str, Any]:
     """What made a result (:func:`storebench.provenance.describe`)."""
     paired = getattr(args, "reference_format", None)
-    sampling = {
-        key: getattr(args, key, None)
-        for key in ("max_pairs", "precision", "time_cap_s", "max_steal")
+    config = {
+        "repeats": getattr(args, "repeats", None),
+        "sampling": {
+            key: getattr(args, key, None)
+            for key in ("max_pairs", "precision", "time_cap_s", "max_steal")
+        },
+        "seed": getattr(args, "seed", None),
+        "rounds": json.loads(getattr(args, "rounds_json", None) or "{}"),
     }
     return provenance.describe(
         args.format,
@@ -74,11 +113,7 @@ def _meta(args: argparse.Namespace, fmt: Format) -> dict[str, Any]:
         args.n,
         reference=(paired, _reference(args)) if paired else None,
         dataset=_dataset_identity(args),
-        settings={
-            "repeats": getattr(args, "repeats", None),
-            "sampling": sampling,
-            "seed": getattr(args, "seed", None),
-        },
+        settings=_settings(config),
     )
 
 
@@ -123,8 +158,9 @@ def cmd_store(args: argparse.Namespace) -> None:
         reference=_reference(args),
         policy=_policy(args),
         seed=args.seed,
+        **_round_kwargs(args, rounds.Cell("store", args.format, args.n)),
     )
-    results.write_json({**_meta(args, fmt), **result}, args.result)
+    results.write_json({**_meta(args, fmt), **result, **_round_fields(args)}, args.result)
     os.replace(staged, args.out)  # last: a job killed before this leaves no store behind
 
 
@@ -132,10 +168,100 @@ def cmd_read(args: argparse.Namespace) -> None:
     fmt = _format(args)
     images, labels = cifar.load_first(args.images, args.labels, args.n)
     indices = measure.read_indices(args.n, args.order, args.seed)
+    cell = rounds.Cell("read", args.format, args.n, args.cache, args.order)
     result = measure.measure_read(
-        fmt, args.store, images, labels, indices, args.cache, **_paired(args)
+        fmt,
+        args.store,
+        images,
+        labels,
+        indices,
+        args.cache,
+        **_paired(args),
+        **_round_kwargs(args, cell),
     )
-    _write_read(args, fmt, args.order, result)
+    _write_read(args, fmt, args.order, {**result, **_round_fields(args)})
+
+
+def cmd_round(args: argparse.Namespace) -> None:
+    """One round (>= 2) over every cell measured in rounds that still needs one."""
+    config = json.loads(args.config_json)
+    settings = rounds.Settings.of(config["rounds"])
+    specs = config["formats"]
+    formats = {name: make_format(name, spec) for name, spec in specs.items()}
+    floor = formats[args.floor]
+    records = [r for _, r in results.load_records(args.history)]
+    past = rounds.history(records)
+    earlier = [results.read_json(p) for p in args.history if p.parent.name == "round"]
+    every = rounds.cells(specs, config["cutoffs"], config["caches"], config["orders"], settings)
+    todo = rounds.plan(every, past, args.round, settings, config["seed"])
+    spent = rounds.spent(earlier)
+    settings_record = _settings(config)
+    slowdown = config.get("test_slowdown") or {}
+    identity = cifar.dataset_identity(args.images)
+    largest = max((c.n for c in todo), default=0)
+    images, labels = cifar.load_first(args.images, args.labels, largest) if todo else (None, None)
+    probe = config["filesystem_probe"]
+    args.scratch.mkdir(parents=True, exist_ok=True)
+    quiet = host.QuietFilesystem(
+        args.scratch, probe["max_wait_s"], probe["slow_factor"], args.baseline, args.trash
+    )
+    began = time.perf_counter()
+    measured, skipped = [], []
+    for cell in todo:
+        if not rounds.within_budget(past[cell], settings, spent + time.perf_counter() - began):
+            skipped.append(cell.name)
+            continue
+        fmt = formats[cell.format]
+        kwargs = {
+            "reference": floor,
+            "policy": Policy.within_round(
+                settings.cell_s, settings.max_pairs, config["sampling"]["max_steal"]
+            ),
+            "seed": config["seed"] + args.round,
+            "first_side": rounds.first_side(cell, args.round),
+            "slowdown": float(slowdown.get(cell.format, 1.0)),
+        }
+        part, part_labels = images[: cell.n], labels[: cell.n]
+        extra: dict[str, Any] = {}
+        cell_began = time.perf_counter()
+        if cell.stage == "store":
+            out = args.scratch / cell.format / str(cell.n)
+            result, staged = measure.measure_store(
+                fmt, part, part_labels, out, args.trash, None, quiet, **kwargs
+            )
+            host.discard(staged, args.trash)
+        else:
+            kwargs["reference"] = (floor, args.stores / args.floor / str(cell.n))
+            indices = measure.read_indices(cell.n, cell.order, config["seed"])
+            store = args.stores / cell.format / str(cell.n)
+            result = measure.measure_read(
+                fmt, store, part, part_labels, indices, cell.cache, **kwargs
+            )
+            extra = {"order": cell.order, "seed": config["seed"]}
+        meta = provenance.describe(
+            cell.format,
+            fmt,
+            cell.n,
+            reference=(args.floor, floor),
+            dataset=identity,
+            settings=settings_record,
+        )
+        wall_s = time.perf_counter() - cell_began
+        record = {**meta, **extra, **result, "round": args.round, "wall_s": wall_s}
+        if kwargs["slowdown"] != 1:
+            record["slowdown"] = kwargs["slowdown"]
+        measured.append(record)
+    if skipped:
+        log.info("round %d: %d cell(s) left out: the budget is spent", args.round, len(skipped))
+    results.write_json(
+        {
+            "round": args.round,
+            "records": measured,
+            "over_budget": skipped,
+            "elapsed_s": time.perf_counter() - began,
+        },
+        args.result,
+    )
 
 
 def cmd_parallel(args: argparse.Namespace) -> None:
@@ -261,11 +387,23 @@ def _format_args(
             default=0.05,
             help="retake a pair when the host stole more than this share of its time",
         )
+        parser.add_argument(
+            "--rounds-json", default="{}", help="config.yaml's rounds, as JSON (recorded)"
+        )
     if store:
         parser.add_argument("--store", type=Path, required=True, help="the store's folder")
         parser.add_argument(
             "--reference-store", type=Path, required=True, help="the floor's store of the same n"
         )
+
+
+def _round_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--round", type=int, help="the cell is measured in rounds: this job is its round 1"
+    )
+    parser.add_argument(
+        "--slowdown", type=float, default=1.0, help="planted slowdown (config test_slowdown)"
+    )
 
 
 def add_commands(sub: Any) -> None:
@@ -306,6 +444,7 @@ def add_commands(sub: Any) -> None:
         required=True,
         help="the run's quiet file-creation level (shared JSON)",
     )
+    _round_args(p)
     p.set_defaults(func=cmd_store)
 
     p = sub.add_parser("read", help="timed: read a whole store back and validate it")
@@ -313,7 +452,22 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--cache", choices=measure.CACHES, required=True)
     p.add_argument("--order", choices=measure.ORDERS, required=True)
     p.add_argument("--seed", type=int, required=True)
+    _round_args(p)
     p.set_defaults(func=cmd_read)
+
+    p = sub.add_parser("round", help="timed: one round over the cells measured in rounds")
+    p.add_argument("--round", type=int, required=True, help="the round's number (2, 3, ...)")
+    p.add_argument("--config-json", required=True, help="the run's config, as JSON")
+    p.add_argument("--floor", required=True, help="the floor's format name")
+    p.add_argument("--images", type=Path, required=True)
+    p.add_argument("--labels", type=Path, required=True)
+    p.add_argument("--stores", type=Path, required=True, help="the folder of every store")
+    p.add_argument("--scratch", type=Path, required=True, help="where stores are rewritten")
+    p.add_argument("--trash", type=Path, required=True, help="where replaced stores go")
+    p.add_argument("--baseline", type=Path, required=True, help="filesystem_probe's level")
+    p.add_argument("--result", type=Path, required=True)
+    p.add_argument("history", type=Path, nargs="+", help="the results of earlier rounds")
+    p.set_defaults(func=cmd_round)
 
     p = sub.add_parser("parallel", help="timed: P processes read disjoint shuffled shards")
     _format_args(p, store=True)

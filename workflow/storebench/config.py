@@ -149,6 +149,17 @@ def check(config: Mapping[str, Any], schema: Path = SCHEMA) -> dict[str, Format]
         raise StorebenchError(
             f"size_sweep.formats: {unknown} are not in formats {list(config['formats'])}"
         )
+    rounds = config.get("rounds") or {}
+    if rounds and rounds["min_rounds"] > rounds["max_rounds"]:
+        raise StorebenchError(
+            f"rounds: min_rounds={rounds['min_rounds']} exceeds max_rounds="
+            f"{rounds['max_rounds']}; lower min_rounds or raise max_rounds"
+        )
+    unknown = [name for name in config.get("test_slowdown") or {} if name not in config["formats"]]
+    if unknown:
+        raise StorebenchError(
+            f"test_slowdown: {unknown} are not in formats {list(config['formats'])}"
+        )
     n_images = config["n_images"]
     cutoffs = config["cutoffs"]
     too_big = [c for c in cutoffs if c > n_images]

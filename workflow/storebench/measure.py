@@ -23,7 +23,7 @@ from storebench.chunks import Images, chunk_of, gather, row_bytes, sample_memory
 from storebench.errors import StorebenchError
 from storebench.formats import Format
 from storebench.host import QuietFilesystem, discard, fresh_dir, sync_filesystem, warm_free_memory
-from storebench.sampling import Policy, kept_calls, run_pairs
+from storebench.sampling import Policy, kept_calls, run_pairs, slowed
 from storebench.validation import ChunkedCheck
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,8 @@ def measure_store(
     reference: Format | None = None,
     policy: Policy | None = None,
     seed: int = 0,
+    first_side: str | None = None,
+    slowdown: float = 1.0,
 ) -> tuple[dict[str, Any], Path]:
     """Write the store in pairs with a ``reference`` store (the floor; default: the
     format itself), each into a new empty folder; keep the format's last copy.
@@ -104,7 +106,9 @@ def measure_store(
     source = Images(images)  # its chunk buffer is allocated and touched once, here
     kept: list[Path] = []
     references: list[Path] = []
-    trial = _store_trial(fmt, source, labels, out.parent, f".{out.name}.store.", kept)
+    trial = slowed(
+        _store_trial(fmt, source, labels, out.parent, f".{out.name}.store.", kept), slowdown
+    )
     floor = _store_trial(
         reference or fmt, source, labels, out.parent, f".{out.name}.reference.", references
     )
@@ -117,7 +121,7 @@ def measure_store(
         sync_filesystem(out.parent)  # start with no dirty pages of earlier work
         return quiet.wait()
 
-    result = run_pairs(trial, floor, policy, seed, before_pair=before_pair)
+    result = run_pairs(trial, floor, policy, seed, before_pair=before_pair, first_side=first_side)
     while references:
         discard(references.pop(), trash)
     while len(kept) > 1:
@@ -280,6 +284,8 @@ def measure_read(
     reference: tuple[Format, Path] | None = None,
     policy: Policy | None = None,
     seed: int = 0,
+    first_side: str | None = None,
+    slowdown: float = 1.0,
 ) -> dict[str, Any]:
     """Open the store, read ``indices`` into a preallocated buffer, close: in pairs with
     the same read of a ``reference`` store (the floor; default: the store itself).
@@ -311,14 +317,16 @@ def measure_read(
     ref_sums: list[str] = []
     files = fmt.files(Path(store))  # one list when the store is its own reference
     ref_files = files if Path(ref_store) == Path(store) else ref_fmt.files(Path(ref_store))
-    trial = _read_trial(fmt, Path(store), indices, cache, check, resident, sums, files)
+    trial = slowed(
+        _read_trial(fmt, Path(store), indices, cache, check, resident, sums, files), slowdown
+    )
     floor = _read_trial(
         ref_fmt, Path(ref_store), indices, cache, ref_check, ref_resident, ref_sums, ref_files
     )
     if cache == "warm":
         _warm_up(fmt, Path(store), files, indices, check)
         _warm_up(ref_fmt, Path(ref_store), ref_files, indices, ref_check)
-    result = run_pairs(trial, floor, policy, seed)
+    result = run_pairs(trial, floor, policy, seed, first_side=first_side)
     resident = kept_calls(resident, result["retaken"], "format")
     ref_resident = kept_calls(ref_resident, result["retaken"], "reference")
     same = ref_check is not check or set(sums) == set(ref_sums)  # a lossy side: its own images

@@ -39,6 +39,9 @@ PRESENTATION = frozenset(
         "diskspace.py",
         "catalog.py",
         "cost.py",
+        "verdict.py",
+        "replay.py",
+        "cli_results.py",
     }
 )
 

@@ -58,10 +58,11 @@ def _differences(a: Any, b: Any, prefix: str) -> list[tuple[str, Any, Any]]:
     return [] if a == b else [(prefix, a, b)]
 
 
-def _sound(path: Path, result: Any) -> dict[str, Any]:
+def _sound(path: Path, result: Any, named: bool = True) -> dict[str, Any]:
     """``result`` if it is what its path says and its samples are real times; else one
     line naming the file. Result paths end ``.../{format}/{n}/...`` or ``{format}/{n}.json``
-    under ``measurements/`` (latency and single: ``{format}.json``)."""
+    under ``measurements/`` (latency and single: ``{format}.json``); the records of a
+    round file (``named=False``) name their own format and n."""
 
     def bad(why: str) -> StorebenchError:
         return StorebenchError(f"{path}: {why}; delete the file and rerun its job")
@@ -69,7 +70,7 @@ def _sound(path: Path, result: Any) -> dict[str, Any]:
     if not isinstance(result, dict):
         raise bad("not a result (a JSON object)")
     parts = path.parts
-    if "measurements" in parts:
+    if named and "measurements" in parts:
         below = parts[parts.index("measurements") + 2 :]  # after the rule's folder
         names = [Path(p).stem for p in below]
         if names and result.get("format") != names[0]:
@@ -98,7 +99,7 @@ def check_one_run(paths: Iterable[Path]) -> list[dict[str, Any]]:
     and seed, and per format the same kind and options. The older file of the first
     mismatch is named, with the command that remakes it.
     """
-    loaded = [(Path(p), _sound(Path(p), read_json(p))) for p in paths]
+    loaded = load_records(paths)
     first_of: dict[str, tuple[Path, dict[str, Any]]] = {}
     for path, result in loaded:
         wanted = {
@@ -111,6 +112,21 @@ def check_one_run(paths: Iterable[Path]) -> list[dict[str, Any]]:
             if found:
                 _refuse(seen[0], path, *found[0])
     return [result for _, result in loaded]
+
+
+def load_records(paths: Iterable[Path]) -> list[tuple[Path, dict[str, Any]]]:
+    """(path, result) of every result file, each checked; a round file
+    (:mod:`storebench.rounds`) gives one per cell record it holds."""
+    from storebench import rounds
+
+    loaded = []
+    for path in map(Path, paths):
+        data = read_json(path)
+        if isinstance(data, dict) and "records" in data:
+            loaded += [(path, _sound(path, r, named=False)) for r in rounds.expand(path, data)]
+        else:
+            loaded.append((path, _sound(path, data)))
+    return loaded
 
 
 def _refuse(a: Path, b: Path, field: str, value_a: Any, value_b: Any) -> None:

@@ -3,14 +3,18 @@
 This host's speed drifts over tens of seconds by more than the differences we
 report, so two medians taken minutes apart cannot be compared. Every timed job
 therefore alternates its format (A) with a reference (B: the raw floor doing the
-same work) in one process, A B or B A, the first of each pair drawn at random,
-and keeps the ratio A/B of every pair: slow drift hits both halves of a pair.
+same work) in one process, and keeps the ratio A/B of every pair: slow drift hits
+both halves of a pair. The order alternates, A B then B A then A B ..., from a
+first order the caller sets (rounds balance it across rounds, see
+:mod:`storebench.rounds`) or draws: the side run second is often a few percent
+faster, and only a balanced order cancels that.
 
-Beside each pair a fixed CPU workload (decoding the same in-memory PNGs every
-time) is timed, so a result says how fast the machine's CPU was while it was
-measured; the reference says the same for memory and I/O. Each pair also records
-the share of the machine's CPU time the hypervisor stole while it ran (``steal``):
-on a shared host, the one cause of a slow pair that no format has.
+Before each pair, outside it, a fixed CPU workload (decoding the same in-memory
+PNGs every time) is timed, so a result says how fast the machine's CPU was while
+it was measured; the reference says the same for memory and I/O. The probe runs
+before neither half, so it favours neither. Each pair also records the share of
+the machine's CPU time the hypervisor stole while it ran (``steal``): on a shared
+host, the one cause of a slow pair that no format has.
 
 Sampling is adaptive: pairs are taken until the 95% interval of the median
 ratio is within +/- ``precision`` of it (at least ``min_pairs``), or until
@@ -20,8 +24,8 @@ for a quiet file system) is not sampling and would otherwise end a job early.
 
 Two guards keep one disturbed pair from setting a short job's median:
 
-- A pair during which the hypervisor stole more than ``max_steal`` of the pair's
-  time (CPU time given to other guests, from /proc/stat) is *retaken*: kept raw in
+- A pair during which the hypervisor stole more than ``max_steal`` of the machine's
+  CPU time (all vCPUs' ticks, from /proc/stat) is *retaken*: kept raw in
   ``retaken`` and replaced by a new pair. Stolen time lands on one half of a pair
   and not the other, so no pairing cancels it. A job retakes at most
   ``min_pairs`` pairs plus any number while it is within its time cap; a
@@ -36,7 +40,7 @@ file), one floor sample per pair would leave the ratio at the mercy of one short
 timing; so the reference half of a pair runs as many times as fit in
 ``reference_share`` of the format's time (at most ``max_reference_runs``), and the
 pair's reference value is the median of those runs, each run with its own
-preparation (a cold one evicts its files again) and a CPU probe before it.
+preparation (a cold one evicts its files again).
 """
 
 from __future__ import annotations
@@ -80,12 +84,29 @@ class Policy:
         """Exactly ``pairs`` pairs, whatever the interval (tests, benchmarks)."""
         return cls(min_pairs=pairs, max_pairs=pairs, precision=0.0, time_cap_s=0.0, max_steal=1)
 
-    def disturbed(self, stolen_s: float | None, pair_s: float) -> bool:
-        """Whether the host stole enough of a pair's time (``stolen_s`` of ``pair_s``
-        seconds) that the pair measures the host rather than the format."""
-        if stolen_s is None or self.max_steal >= 1:
+    def disturbed(self, ticks: tuple[int, int] | None) -> bool:
+        """Whether the host stole enough of the machine's CPU time during a pair
+        (``ticks``: its stolen and total ticks over all vCPUs) that the pair measures
+        the host rather than the format: more than ``max_steal`` of it, and at least
+        :data:`MIN_STOLEN_S` (one tick is no evidence)."""
+        if ticks is None or self.max_steal >= 1 or ticks[1] <= 0:
             return False
-        return stolen_s >= self.MIN_STOLEN_S and stolen_s > self.max_steal * pair_s
+        stolen, total = ticks
+        return stolen / host.TICKS_PER_S >= self.MIN_STOLEN_S and stolen > self.max_steal * total
+
+    @classmethod
+    def within_round(cls, cell_s: float, max_pairs: int, max_steal: float) -> Policy:
+        """One round of a cell (:mod:`storebench.rounds`): at least one pair, more while
+        the pairs have taken less than ``cell_s`` (a short measurement's round is the
+        median of a few pairs), at most ``max_pairs``. No stop on precision: the
+        interval comes from the spread between rounds."""
+        return cls(
+            min_pairs=1,
+            max_pairs=max(1, max_pairs),
+            precision=0.0,
+            time_cap_s=cell_s,
+            max_steal=max_steal,
+        )
 
     def settled(self, ratios: list[float]) -> bool:
         """Whether the time cap may end a job with these ratios: from three pairs on,
@@ -136,6 +157,24 @@ class CpuProbe:
         return (time.perf_counter_ns() - start) * NS
 
 
+def slowed(trial: Trial, factor: float) -> Trial:
+    """``trial`` made ``factor`` times slower on purpose (config ``test_slowdown``, for
+    checking that ``compare`` finds a planted change): after each call it sleeps the
+    extra time and reports every time multiplied by ``factor``."""
+    if factor == 1:
+        return trial
+
+    def slow() -> dict[str, float]:
+        values = trial()
+        time.sleep((factor - 1) * next(iter(values.values()), 0.0))
+        return {key: value * factor for key, value in values.items()}
+
+    return slow
+
+
+SIDES = ("format", "reference")
+
+
 def run_pairs(
     trial: Trial,
     reference: Trial,
@@ -143,16 +182,24 @@ def run_pairs(
     seed: int = 0,
     cpu: CpuProbe | None = None,
     before_pair: Callable[[], dict[str, Any]] | None = None,
+    first_side: str | None = None,
 ) -> dict[str, Any]:
     """Alternate ``trial`` and ``reference`` in pairs until ``policy`` says stop.
 
     The stopping test uses the first measurement ``trial`` returns. ``before_pair``
     (e.g. a file-system probe) runs before each pair, off the clock; what it returns
-    is kept per pair. Returns the samples of both sides, the order of every pair,
-    the CPU probe's times and why sampling stopped.
+    is kept per pair. The first pair runs ``first_side`` first (``"format"`` or
+    ``"reference"``; drawn from ``seed`` if None), and the order alternates from
+    there. The CPU probe runs once before each pair, outside it. Returns the samples
+    of both sides, the order of every pair, the CPU probe's times and why sampling
+    stopped.
     """
     cpu = cpu or CpuProbe()
     rng = np.random.default_rng(seed)
+    if first_side is None:
+        first_side = SIDES[int(rng.integers(2))]
+    if first_side not in SIDES:
+        raise ValueError(f"first_side must be one of {SIDES}, not {first_side!r}")
     samples: dict[str, list[float]] = {}
     references: dict[str, list[float]] = {}
     runs: list[dict[str, list[float]]] = []
@@ -174,10 +221,9 @@ def run_pairs(
         return trial()
 
     def reference_block(count: int) -> dict[str, list[float]]:
-        """``count`` reference runs, each after a CPU probe."""
+        """``count`` reference runs."""
         block: dict[str, list[float]] = {}
         for _ in range(count):
-            cpu_s.append(cpu())
             calls["reference"] += 1
             for key, value in reference().items():
                 block.setdefault(key, []).append(value)
@@ -194,8 +240,11 @@ def run_pairs(
             waited += time.perf_counter() - ready
         primary = next(iter(samples), None)
         count = policy.reference_runs(samples.get(primary, []), references.get(primary, []))
-        order = ("format", "reference") if rng.random() < 0.5 else ("reference", "format")
+        start_side = SIDES.index(first_side)
+        turn = (start_side + len(first)) % 2  # a retaken pair is retaken in its order
+        order = (SIDES[turn], SIDES[1 - turn])
         probes, called = len(cpu_s), dict(calls)
+        cpu_s.append(cpu())  # before the pair, outside it: it favours neither side
         values: dict[str, Any] = {}
         at = host.cpu_ticks()
         start = time.perf_counter()
@@ -204,9 +253,9 @@ def run_pairs(
         pair_s = time.perf_counter() - start
         after = host.cpu_ticks()
         spent = host.ticks_between(at, after)
-        stolen = host.stolen_seconds(spent)
+        stolen = host.stolen_seconds(spent) or 0.0
         block = values["reference"]
-        if policy.disturbed(stolen, pair_s):
+        if policy.disturbed(spent):
             if len(retaken) < policy.min_pairs or sampled() < policy.time_cap_s:
                 retaken.append(
                     {

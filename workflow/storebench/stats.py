@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -140,13 +140,150 @@ def robust_sd(values: Sequence[float]) -> float:
     return float(1.4826 * np.median(np.abs(array - np.median(array))))
 
 
-def widen(median: float, lo: float, hi: float, sd: float) -> tuple[float, float]:
-    """``[lo, hi]`` around ``median`` widened by a further, independent source of error:
-    each side's distance from the median in logarithms and ``Z95 * sd`` (``sd`` a
-    standard deviation of the logarithm) added in quadrature."""
-    if median <= 0 or lo <= 0 or not sd:
-        return lo, hi
-    extra = Z95 * sd
-    below = math.hypot(math.log(median / lo), extra)
-    above = math.hypot(math.log(hi / median), extra)
-    return median * math.exp(-below), median * math.exp(above)
+# Student's t: the 97.5% and 95% points for 1..30 degrees of freedom (two-sided 95% and
+# 90% intervals); beyond 30, the Cornish-Fisher expansion around the normal's point.
+_T975 = (
+    12.7062,
+    4.3027,
+    3.1824,
+    2.7764,
+    2.5706,
+    2.4469,
+    2.3646,
+    2.306,
+    2.2622,
+    2.2281,
+    2.201,
+    2.1788,
+    2.1604,
+    2.1448,
+    2.1314,
+    2.1199,
+    2.1098,
+    2.1009,
+    2.093,
+    2.086,
+    2.0796,
+    2.0739,
+    2.0687,
+    2.0639,
+    2.0595,
+    2.0555,
+    2.0518,
+    2.0484,
+    2.0452,
+    2.0423,
+)
+_T95 = (
+    6.3138,
+    2.92,
+    2.3534,
+    2.1318,
+    2.015,
+    1.9432,
+    1.8946,
+    1.8595,
+    1.8331,
+    1.8125,
+    1.7959,
+    1.7823,
+    1.7709,
+    1.7613,
+    1.7531,
+    1.7459,
+    1.7396,
+    1.7341,
+    1.7291,
+    1.7247,
+    1.7207,
+    1.7171,
+    1.7139,
+    1.7109,
+    1.7081,
+    1.7056,
+    1.7033,
+    1.7011,
+    1.6991,
+    1.6973,
+)
+_Z = {0.95: Z95, 0.90: 1.6448536269514722}
+
+
+def t_quantile(df: float, confidence: float = CONFIDENCE) -> float:
+    """The two-sided ``confidence`` (0.95 or 0.90) point of Student's t with ``df`` degrees
+    of freedom; a fractional ``df`` (Welch) is rounded down, which widens the interval."""
+    if confidence not in _Z:
+        raise ValueError(f"no t table for confidence {confidence}")
+    if df < 1:
+        return math.inf
+    whole = int(df)
+    if whole <= 30:
+        return (_T975 if confidence == 0.95 else _T95)[whole - 1]
+    z = _Z[confidence]
+    return z + (z**3 + z) / (4 * whole) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * whole**2)
+
+
+def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> dict[str, float]:
+    """Mean of ``values`` (e.g. one log ratio per round), its standard error, degrees of
+    freedom and its Student-t ``confidence`` interval (``lo``, ``hi``). With one value
+    the interval is unbounded: one round says nothing about the spread between rounds."""
+    array = np.asarray(values, dtype=float)
+    m = len(array)
+    if m < 1:
+        raise ValueError("no values")
+    mean = float(array.mean())
+    if m < 2:
+        return {"mean": mean, "se": math.inf, "df": 0, "lo": -math.inf, "hi": math.inf}
+    se = float(array.std(ddof=1) / math.sqrt(m))
+    half = t_quantile(m - 1, confidence) * se
+    return {"mean": mean, "se": se, "df": m - 1, "lo": mean - half, "hi": mean + half}
+
+
+def welch_df(se_a: float, df_a: float, se_b: float, df_b: float) -> float:
+    """Welch-Satterthwaite degrees of freedom of a difference of two means."""
+    num = (se_a**2 + se_b**2) ** 2
+    den = (se_a**4 / df_a if df_a else 0.0) + (se_b**4 / df_b if df_b else 0.0)
+    return num / den if den > 0 else math.inf
+
+
+def paired_difference(
+    a: Mapping[int, float], b: Mapping[int, float], confidence: float = CONFIDENCE
+) -> dict[str, float] | None:
+    """The t-interval of ``a[r] - b[r]`` over the rounds ``r`` both measured (same round,
+    same host state): None with fewer than 2 such rounds."""
+    common = sorted(a.keys() & b.keys())
+    if len(common) < 2:
+        return None
+    return {**t_interval([a[r] - b[r] for r in common], confidence), "rounds": len(common)}
+
+
+def paired_ranks(values: Sequence[Mapping[int, float]]) -> list[int]:
+    """Ranks of formats from their per-round log values (lower is better): a format's
+    rank is 1 plus the number of formats whose round-paired difference to it has a 95%
+    interval wholly below zero (shown better, same round by round)."""
+    ranks = []
+    for mine in values:
+        better = 0
+        for other in values:
+            if other is mine:
+                continue
+            found = paired_difference(other, mine)
+            better += found is not None and found["hi"] < 0
+        ranks.append(1 + better)
+    return ranks
+
+
+def parse_rounds(text: Any) -> dict[int, float]:
+    """A table cell ``"1:0.1234 2:0.1301"`` (round: log value) as a dict; {} if empty."""
+    if text in ("", None):
+        return {}
+    found = {}
+    for item in str(text).split():
+        round_, _, value = item.partition(":")
+        found[int(round_)] = float(value)
+    return found
+
+
+def format_rounds(values: Mapping[int, float]) -> str:
+    """The inverse of :func:`parse_rounds`."""
+    return " ".join(f"{r}:{v:.6g}" for r, v in sorted(values.items()))

@@ -11,23 +11,42 @@ from typing import Any
 
 import numpy as np
 
-from storebench import host
+from storebench import host, rounds
 from storebench.errors import StorebenchError
-from storebench.stats import half_width, median_interval, ratios, robust_sd, summarize, widen
+from storebench.stats import (
+    CONFIDENCE,
+    format_rounds,
+    half_width,
+    median_interval,
+    ratios,
+    robust_sd,
+    summarize,
+    t_interval,
+)
 
-# Every timing row: the ratio to the paired reference (the floor) with its 95%
-# interval first (the job's own interval widened by the run's drift, see
-# add_run_drift), then the absolute time with its interval, the reference's own
-# time, the CPU probe (the machine's speed while measured) and how sampling ended.
+# Every timing row: the ratio to the paired reference (the floor) with its interval
+# first, then the absolute time with its interval, the reference's own time, the CPU
+# probe (the machine's speed while measured) and how sampling ended. A cell measured
+# in rounds (storebench.rounds) has its estimate and Student-t interval from the
+# spread between rounds (``rounds``, ``round_values``: each round's log ratio,
+# ``log_se``, ``df``); a cell measured in one job has its median and the
+# order-statistic interval of its pairs, whose ``coverage`` is that of the job's own
+# median (50% with 2 pairs), the drift between jobs not included. ``interval`` says
+# which, in words.
 PAIRED_COLUMNS = (
     "unit",
     "pairs",
+    "rounds",
     "ratio",
     "ratio_lo",
     "ratio_hi",
     "coverage",
+    "interval",
     "ratio_job_lo",
     "ratio_job_hi",
+    "log_se",
+    "df",
+    "round_values",
     "drift",
     "median",
     "median_lo",
@@ -105,13 +124,19 @@ def _cache_label(result: dict[str, Any]) -> str:
     return cache
 
 
+def job_interval_label(coverage: float) -> str:
+    """How a one-job row's interval is described: what it holds, and how surely."""
+    return f"one job: {coverage:.1%} for its own median (drift between jobs not included)"
+
+
 def paired_stats(result: dict[str, Any], key: str) -> dict[str, Any]:
-    """The paired statistics of one measurement ``key`` (e.g. ``read_s``) of a result."""
+    """The paired statistics of one measurement ``key`` (e.g. ``read_s``) of a result
+    measured in one job."""
     values = result["samples"][key]
     mine = median_interval(values)
     refs = (result.get("reference_samples") or {}).get(key)
     reference = result.get("reference") or {}
-    row: dict[str, Any] = {"unit": "s", "pairs": len(values)}
+    row: dict[str, Any] = {"unit": "s", "pairs": len(values), "rounds": ""}
     if refs:
         ratio, theirs = median_interval(ratios(values, refs)), median_interval(refs)
         row |= {
@@ -119,17 +144,21 @@ def paired_stats(result: dict[str, Any], key: str) -> dict[str, Any]:
             "ratio_lo": ratio["lo"],
             "ratio_hi": ratio["hi"],
             "coverage": ratio["coverage"],
+            "interval": job_interval_label(ratio["coverage"]),
             "ratio_job_lo": ratio["lo"],
             "ratio_job_hi": ratio["hi"],
         }
     else:
         theirs = {"median": "", "lo": "", "hi": ""}
         row |= {"ratio": "", "ratio_lo": "", "ratio_hi": "", "coverage": mine["coverage"]}
-        row |= {"ratio_job_lo": "", "ratio_job_hi": ""}
+        row |= {"ratio_job_lo": "", "ratio_job_hi": "", "interval": ""}
     cpu = result.get("cpu_s") or []
     stolen = host.job_steal(result)
     sampling = result.get("sampling") or {}
     return row | {
+        "log_se": "",
+        "df": "",
+        "round_values": "",
         "median": mine["median"],
         "median_lo": mine["lo"],
         "median_hi": mine["hi"],
@@ -144,6 +173,60 @@ def paired_stats(result: dict[str, Any], key: str) -> dict[str, Any]:
         "retaken": sampling.get("retaken", ""),
         "stopped": sampling.get("stopped", ""),
         **{k: v for k, v in summarize(values).items() if k != "median"},
+    }
+
+
+# A Student-t interval over fewer rounds leans on normality more than the data can
+# check; below this many it is not called 95%.
+MIN_CALLED_ROUNDS = 4
+
+
+def round_stats(by_round: dict[int, dict[str, Any]], key: str) -> dict[str, Any]:
+    """The statistics of one measurement ``key`` of a cell measured in rounds: per
+    round, the median log ratio (and log time) of its pairs; over rounds, their mean
+    and Student-t 95% interval. Called 95% only from MIN_CALLED_ROUNDS rounds on."""
+    ordered = [by_round[r] for r in sorted(by_round)]
+    values = {r: rounds.round_value(result, key) for r, result in sorted(by_round.items())}
+    ratio = t_interval([v["log_ratio"] for v in values.values()])
+    own = t_interval([v["log_time"] for v in values.values()])
+    ref = t_interval([v["log_reference"] for v in values.values()])
+    count = len(values)
+    called = count >= MIN_CALLED_ROUNDS
+    samples = [x for result in ordered for x in result["samples"][key]]
+    cpu = [v["cpu_ms"] for v in values.values() if math.isfinite(v["cpu_ms"])]
+    ticks = [t for result in ordered for t in result.get("ticks") or [] if t is not None]
+    settings = rounds.Settings.of((ordered[0].get("run") or {}).get("rounds"))
+    stage = rounds.Cell.of(ordered[0]).stage
+    return {
+        "unit": "s",
+        "pairs": len(samples),
+        "rounds": count,
+        "ratio": math.exp(ratio["mean"]),
+        "ratio_lo": math.exp(ratio["lo"]),
+        "ratio_hi": math.exp(ratio["hi"]),
+        "coverage": CONFIDENCE if called else "",
+        "interval": f"95% over {count} rounds (Student t)"
+        if called
+        else f"Student t over {count} round(s): too few to call 95%",
+        "ratio_job_lo": math.exp(ratio["lo"]),
+        "ratio_job_hi": math.exp(ratio["hi"]),
+        "log_se": ratio["se"],
+        "df": ratio["df"],
+        "round_values": format_rounds({r: v["log_ratio"] for r, v in values.items()}),
+        "median": math.exp(own["mean"]),
+        "median_lo": math.exp(own["lo"]),
+        "median_hi": math.exp(own["hi"]),
+        "drift": "",
+        "time_drift": "",
+        "reference": (ordered[0].get("reference") or {}).get("format", ""),
+        "reference_median": math.exp(ref["mean"]),
+        "reference_lo": math.exp(ref["lo"]),
+        "reference_hi": math.exp(ref["hi"]),
+        "cpu_ms": float(np.median(cpu)) if cpu else "",
+        "steal": host.job_steal({"ticks": ticks}) if ticks else "",
+        "retaken": sum((r.get("sampling") or {}).get("retaken", 0) for r in ordered),
+        "stopped": rounds.stop_reason(by_round, stage, settings),
+        **{k: v for k, v in summarize(samples).items() if k != "median"},
     }
 
 
@@ -167,20 +250,16 @@ def _log_spread(rows: list[dict[str, Any]], value: Callable[[dict[str, Any]], fl
 
 
 def add_run_drift(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Widen every paired row's intervals by what pairing cannot cancel: the run's drift.
+    """Record the run's drift between jobs in every paired row, as a diagnostic.
 
-    A job's pairs span seconds; the host's speed drifts over tens of seconds, and its
-    CPU and its memory do not drift together. A ratio of a CPU-bound format to the
-    memory-bound floor therefore moves from one job to the next by as much as the
-    machine's CPU speed moves against its memory speed, which no number of pairs in one
-    job can show. Every job times the same two references (the floor at its cell, and
-    the CPU probe), so their spread across the jobs of a cell, within this run, measures
-    that drift: ``drift`` is the robust standard deviation of log(CPU probe / floor)
-    between jobs, pooled over the table's cells. The ratio's interval is the job's own
-    (``ratio_job_lo`` .. ``ratio_job_hi``) with ``Z95 * drift`` added in quadrature on a
-    log scale; the absolute time's, with ``time_drift``, the larger spread of the floor's
-    and the CPU probe's own times. A memory-bound format drifts with the floor, so for
-    it this is cautious; a table of fewer than 3 jobs keeps the job's own intervals.
+    A job's pairs span seconds; the host's speed drifts over minutes, and its CPU and
+    its memory do not drift together, so a ratio of a CPU-bound format to the
+    memory-bound floor moves from one job to the next by as much as the machine's CPU
+    speed moves against its memory speed. ``drift`` is the robust standard deviation
+    of log(CPU probe / floor) between the jobs of a cell, pooled over the table;
+    ``time_drift`` the larger spread of the floor's and the CPU probe's own times. No
+    interval is widened by them: cells measured in rounds have that drift in their
+    between-round intervals, and a one-job row says its interval leaves it out.
     """
     paired = [r for r in rows if r.get("ratio", "") != "" and r.get("cpu_ms", "") != ""]
     if not paired:
@@ -191,24 +270,55 @@ def add_run_drift(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         _log_spread(paired, lambda r: float(r["cpu_ms"])),
     )
     for row in paired:
-        row["ratio_lo"], row["ratio_hi"] = widen(
-            row["ratio"], row["ratio_job_lo"], row["ratio_job_hi"], drift
-        )
-        row["median_lo"], row["median_hi"] = widen(
-            row["median"], row["median_lo"], row["median_hi"], time_drift
-        )
         row["drift"], row["time_drift"] = drift, time_drift
     return rows
 
 
+def _by_cell(loaded: Iterable[dict[str, Any]]) -> list[dict[int, dict[str, Any]]]:
+    """Results grouped by cell, in the order first seen: a one-job cell as {0: result},
+    a cell measured in rounds as {round: result}."""
+    groups: dict[Any, dict[int, dict[str, Any]]] = {}
+    for index, result in enumerate(loaded):
+        if result.get("round") is None:
+            groups[("job", index)] = {0: result}
+            continue
+        cell = rounds.Cell.of(result)
+        found = groups.setdefault(cell, {})
+        if result["round"] in found:
+            raise StorebenchError(
+                f"{cell.name}: two results of round {result['round']}; "
+                "remake the rounds with `snakemake --cores 4 --forcerun round`"
+            )
+        found[result["round"]] = result
+    return list(groups.values())
+
+
+def _merged(by_round: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """One result standing for a cell's rounds: the first round's, with the per-pair
+    records of every round (residency, file-system probes) one after another."""
+    ordered = [by_round[r] for r in sorted(by_round)]
+    merged = dict(ordered[0])
+    for key in ("residency_before", "filesystem_probe"):
+        if any(key in r for r in ordered):
+            merged[key] = [x for r in ordered for x in r.get(key) or []]
+    merged["cache_verified"] = all(r.get("cache_verified", True) for r in ordered)
+    return merged
+
+
 def timing_rows(loaded: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (result file, measurement): its paired statistics and context."""
+    """One row per (cell, measurement): its paired statistics and context; a cell
+    measured in rounds gives one row from all its rounds."""
     rows = []
-    for result in loaded:
+    for by_round in _by_cell(loaded):
+        result = _merged(by_round)
         resident = result.get("residency_before")
         probes = result.get("filesystem_probe", [])
         for measurement in result["samples"]:
-            stats = paired_stats(result, measurement)
+            if 0 in by_round:
+                stats = paired_stats(result, measurement)
+            else:
+                stats = round_stats(by_round, measurement)
+
             per_image = measurement in ("read_s", "store_s", "store_durable_s")
             rows.append(
                 {
