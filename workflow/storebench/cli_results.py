@@ -94,7 +94,10 @@ def cmd_stages(args: argparse.Namespace) -> None:
 def cmd_compare(args: argparse.Namespace) -> None:
     from storebench import compare
 
-    print(compare.report(args.first, args.second, args.min_n), end="")
+    if args.second is None:
+        print(compare.self_check(args.first, args.min_n), end="")
+    else:
+        print(compare.report(args.first, args.second, args.min_n), end="")
 
 
 def _benchmarks() -> Any:
@@ -145,7 +148,7 @@ def cmd_benchmark_interleaved(args: argparse.Namespace) -> None:
 def cmd_benchmark_replay(args: argparse.Namespace) -> None:
     from storebench import replay
 
-    policy = replay.Shorter(args.repeats, args.time_cap_s, args.precision)
+    policy = replay.Shorter(args.repeats, args.time_cap_s, args.precision, args.max_rounds)
     print(replay.report(args.runs[0], args.runs[1], policy, args.min_n))
 
 
@@ -185,6 +188,7 @@ def _benchmark_parsers(sub: Any) -> None:
     p.add_argument("--repeats", type=int, default=2, help="the fewest pairs replayed")
     p.add_argument("--time-cap-s", type=float, default=3.0, help="the time cap replayed")
     p.add_argument("--precision", type=float, default=0.05, help="the precision replayed")
+    p.add_argument("--max-rounds", type=int, help="the most rounds a cell keeps (default: all)")
     p.add_argument("--min-n", type=int, default=10_000, help="smallest n compared")
     p.set_defaults(func=cmd_benchmark_replay)
 
@@ -276,8 +280,12 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--benchmarks", type=Path, default=Path("results/benchmarks"))
     p.set_defaults(func=cmd_stages)
 
-    p = sub.add_parser("compare", help="do two runs agree? paired ratios and absolute times")
+    p = sub.add_parser(
+        "compare", help="does a rerun reproduce a run? (one run: its odd rounds against even)"
+    )
     p.add_argument("first", type=Path, help="results folder of run A")
-    p.add_argument("second", type=Path, help="results folder of run B")
+    p.add_argument(
+        "second", type=Path, nargs="?", help="results folder of run B (none: a self-check of A)"
+    )
     p.add_argument("--min-n", type=int, default=10_000, help="smallest n compared")
     p.set_defaults(func=cmd_compare)

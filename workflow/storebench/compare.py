@@ -1,32 +1,57 @@
-"""Run-to-run check: do two runs' results agree, and if not, did the machine move?
+"""Run-to-run check: does a rerun reproduce a run, and if not, did the machine move?
 
-``python -m storebench compare RESULTS_A RESULTS_B`` reads both runs' timing
-tables and prints, per cell (format, n, measurement, cache, order, workers), both
-runs' paired ratios to the floor and absolute times and whether they agree
-(within ``tolerance``, or overlapping 95% intervals); the worst cells; how the
-reference speeds (the CPU probe, the floor's own times) moved between the runs;
-whether the rankings at the largest n contradict each other beyond declared ties;
-and a one-line verdict.
+``python -m storebench compare RESULTS_A RESULTS_B`` reads both runs' store and read
+tables and, per cell measured in rounds at n >= ``min_n``, takes the difference of
+the two runs' log ratios to the floor, ``d = ln(B) - ln(A)``, with its standard error
+from both runs' spread between rounds (Welch). Each cell is then
+
+- **changed**: the 95% interval of ``d`` excludes 0 and ``|d| > ln 1.1``;
+- **same**: the 90% interval of ``d`` lies inside ``+/- ln 1.1`` (two one-sided tests);
+- **unknown**: neither; more rounds would tell.
+
+The verdict is REPRODUCED only if at least 95% of the cells are within 10%
+(``|d| <= ln 1.1``), at most 5% are changed, no claim that one format is faster
+than another in a cell is reversed, the differences are calibrated (``|d / se|``
+within the t-distribution's 95% point in at least 90% of cells, as it is about 95%
+of the time when only chance moved them) and the floor measured against itself holds
+1 in its cells of each run as often as a 95% interval should (it fails when chance
+would give that many misses less than 5% of the time). ``compare RESULTS_A`` alone
+checks one run
+the same way, its odd rounds against its even rounds.
+
+It also prints how far the machine's balance of CPU against memory speed moved
+between the runs (the CPU probe against the floor, per cell) and, per format, how
+its ratio followed that balance, so "the machine moved" is told apart from "the
+format moved".
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from storebench import claims
 from storebench.errors import StorebenchError
-from storebench.stats import clearly_before, overlap
+from storebench.stats import format_rounds, t_interval, t_quantile, welch_df
 from storebench.tables import read_table
 
-TABLES = ("store", "read", "parallel", "dataloader")
-KEY = ("format", "n", "measurement", "cache", "order", "workers", "num_workers")
+TABLES = ("store", "read")
+KEY = ("format", "n", "measurement", "cache", "order")
 TOLERANCE = 0.10
-# The store and read cells' measurements: how far two runs' headline numbers agree.
-STORE_AND_READ = ("store", "store_durable", "read")
+LIMIT = math.log1p(TOLERANCE)
+# What the verdict asks of the cells.
+WITHIN_SHARE = 0.95
+CHANGED_SHARE = 0.05
+CALIBRATED_SHARE = 0.90
+# The floor measured against itself: each of its 95% intervals misses 1 by chance one
+# time in 20, so a few misses among a dozen cells are expected; the check fails only
+# when so many miss that chance would give that many less than 5% of the time.
+FLOOR_COVERAGE = 0.95
+FLOOR_ALARM = 0.05
 
 Row = dict[str, Any]
 
@@ -38,229 +63,278 @@ def _load(results: Path, table: str) -> dict[tuple, Row]:
     return {(table, *(row.get(k, "") for k in KEY)): row for row in read_table(path)}
 
 
-def agree(a: Row, b: Row, value: str, lo: str, hi: str, tolerance: float = TOLERANCE) -> bool:
-    """Within ``tolerance`` of each other, or overlapping intervals."""
-    x, y = float(a[value]), float(b[value])
-    close = y > 0 and abs(x / y - 1) <= tolerance
-    return close or overlap(a, b, lo, hi)
+def _in_rounds(row: Row) -> bool:
+    """Whether a row was measured in at least two rounds (it has a between-round spread)."""
+    return row.get("log_se", "") not in ("", None) and math.isfinite(float(row["log_se"]))
+
+
+def label(d: float, se: float, df: float) -> str:
+    """``changed``, ``same`` or ``unknown`` for a difference ``d`` of log ratios with
+    standard error ``se`` on ``df`` degrees of freedom."""
+    t95, t90 = t_quantile(df, 0.95), t_quantile(df, 0.90)
+    if abs(d) - t95 * se > 0 and abs(d) > LIMIT:
+        return "changed"
+    if d - t90 * se >= -LIMIT and d + t90 * se <= LIMIT:
+        return "same"
+    return "unknown"
+
+
+def judge(a: Row, b: Row) -> dict[str, Any]:
+    """One cell of two runs (or halves of one): its difference, label and calibration."""
+    d = math.log(float(b["ratio"])) - math.log(float(a["ratio"]))
+    se_a, se_b = float(a["log_se"]), float(b["log_se"])
+    df = welch_df(se_a, float(a["df"]), se_b, float(b["df"]))
+    se = math.hypot(se_a, se_b)
+    z = d / se if se > 0 else (0.0 if d == 0 else math.inf)
+    return {
+        "d": d,
+        "se": se,
+        "df": df,
+        "z": z,
+        "label": label(d, se, df),
+        "within": abs(d) <= LIMIT,
+        "calibrated": abs(z) <= t_quantile(df, 0.95),
+    }
 
 
 def cells(first: Path, second: Path, min_n: int) -> list[dict[str, Any]]:
-    """Every timing cell both runs measured at n >= ``min_n``, with both runs' values."""
+    """Every store and read cell both runs measured in rounds at n >= ``min_n``."""
+    return _judged(_pairs(first, second, min_n))
+
+
+def _pairs(first: Path, second: Path, min_n: int) -> list[tuple[tuple, Row, Row]]:
     found = []
     for table in TABLES:
         a, b = _load(first, table), _load(second, table)
-        for key in a.keys() & b.keys():
+        for key in sorted(a.keys() & b.keys(), key=str):
             row_a, row_b = a[key], b[key]
-            if (
-                int(row_a["n"]) < min_n
-                or row_a.get("ratio", "") == ""
-                or row_b.get("ratio", "") == ""
-            ):
-                continue
-            found.append(
-                {
-                    "key": key,
-                    "a": row_a,
-                    "b": row_b,
-                    "ratio_agree": agree(row_a, row_b, "ratio", "ratio_lo", "ratio_hi"),
-                    "abs_agree": agree(row_a, row_b, "median", "median_lo", "median_hi"),
-                    "ratio_move": float(row_b["ratio"]) / float(row_a["ratio"]),
-                    "abs_move": float(row_b["median"]) / float(row_a["median"]),
-                    "cpu_move": _move(row_a, row_b, "cpu_ms"),
-                }
-            )
-    return sorted(found, key=lambda c: c["key"][:3])
+            if int(row_a["n"]) >= min_n and _in_rounds(row_a) and _in_rounds(row_b):
+                found.append((key, row_a, row_b))
+    return found
 
 
-def _recorded(row: Row, column: str) -> bool:
-    """Whether ``row`` has a value in ``column`` (older results lack newer columns)."""
-    return row.get(column, "") not in ("", None)
+def _judged(pairs: Iterable[tuple[tuple, Row, Row]]) -> list[dict[str, Any]]:
+    return [{"key": key, "a": a, "b": b, **judge(a, b)} for key, a, b in pairs]
 
 
-def _move(a: Row, b: Row, column: str) -> float:
-    """B/A of one column of a cell (NaN where either run lacks it)."""
-    if not (_recorded(a, column) and _recorded(b, column)):
+def reversals(found: list[dict[str, Any]]) -> tuple[int, list[str]]:
+    """Claims of order reversed: in one cell, A shows format f faster than g and B shows
+    g faster than f. Returns how many claims A made, and the reversed ones."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for cell in found:
+        table, _, n, measurement, cache, order = cell["key"]
+        groups.setdefault((table, n, measurement, cache, order), []).append(cell)
+    claimed, notes = 0, []
+    for (table, n, measurement, cache, order), members in groups.items():
+        for f in members:
+            for g in members:
+                if f is g or not claims.before(f["a"], g["a"]):
+                    continue
+                claimed += 1
+                if claims.before(g["b"], f["b"]):
+                    where = " ".join(
+                        str(x) for x in (table, f"n={n}", measurement, cache, order) if x
+                    )
+                    notes.append(f"{where}: {f['key'][1]} before {g['key'][1]} in A, after it in B")
+    return claimed, notes
+
+
+def floor_holds(rows: Iterable[Row], floor: str | None) -> tuple[int, int]:
+    """Of the floor's own cells (measured against itself), how many intervals hold 1."""
+    own = [r for r in rows if r["format"] == floor]
+    held = sum(float(r["ratio_lo"]) <= 1 <= float(r["ratio_hi"]) for r in own)
+    return held, len(own)
+
+
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p)."""
+    return float(sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(max(0, k), n + 1)))
+
+
+def _floor_name(rows: Iterable[Row]) -> str | None:
+    return next((r["format"] for r in rows if r.get("kind") == "npy"), None)
+
+
+def _balance(row: Row) -> float:
+    """ln(CPU probe / floor's time) of a cell: how fast the CPU ran against memory."""
+    if row.get("cpu_ms", "") in ("", None) or row.get("reference_median", "") in ("", None):
         return math.nan
-    return float(b[column]) / float(a[column])
+    return math.log(float(row["cpu_ms"]) / float(row["reference_median"]))
 
 
-def _steal_pair(a: Row, b: Row) -> str:
-    """ ", host steal A% / B%" where both runs recorded it."""
-    if not (_recorded(a, "steal") and _recorded(b, "steal")):
-        return ""
-    return f", host steal {float(a['steal']):.0%} / {float(b['steal']):.0%}"
-
-
-def _summary_of(rows: Iterable[Row], column: str, summary: Any = np.median) -> float:
-    """``summary`` (median by default) of ``column`` over the rows that recorded it."""
-    values = [float(r[column]) for r in rows if _recorded(r, column)]
-    return float(summary(values)) if values else math.nan
-
-
-def _per_run(rows_a: list[Row], rows_b: list[Row], column: str, summary: Any, form: str) -> str:
-    """ "A x, B y": ``summary`` of ``column`` in each run, ``form``-formatted."""
-    values = (
-        ("A", _summary_of(rows_a, column, summary)),
-        ("B", _summary_of(rows_b, column, summary)),
-    )
-    return ", ".join(
-        f"{name} {'not recorded' if math.isnan(x) else form.format(x)}" for name, x in values
-    )
-
-
-def contradictions(first: Path, second: Path) -> tuple[int, int, list[str]]:
-    """Ranking questions at the largest n (store; read per cache and order) where one run
-    puts a format clearly before another (its ratio's interval wholly below the other's)
-    and the other run clearly after it. Formats whose intervals overlap in either run are
-    a tie there: their order is not a claim either run makes."""
-    questions = contradicted = 0
-    notes = []
-    for table, measurement in (("store", "store"), ("read", "read")):
-        a, b = _load(first, table), _load(second, table)
-        if not a or not b:
-            continue
-        n = max(int(r["n"]) for r in a.values())
-        groups: dict[tuple, list[tuple[Row, Row]]] = {}
-        for key, row in a.items():
-            if int(row["n"]) == n and row["measurement"] == measurement and key in b:
-                groups.setdefault((row["cache"], row["order"]), []).append((row, b[key]))
-        for (cache, order), pairs in groups.items():
-            questions += 1
-            flipped = [
-                (f[0]["format"], g[0]["format"])
-                for f in pairs
-                for g in pairs
-                if _before(f[0], g[0]) and _before(g[1], f[1])
-            ]
-            if flipped:
-                contradicted += 1
-                where = " ".join(x for x in (table, cache, order) if x)
-                notes.append(
-                    f"{where}: " + ", ".join(f"{f} before {g} in A, after in B" for f, g in flipped)
-                )
-    return questions, contradicted, notes
-
-
-def _before(a: Row, b: Row) -> bool:
-    return clearly_before(a, b, "ratio_lo", "ratio_hi")
+def machine_lines(found: list[dict[str, Any]]) -> list[str]:
+    """How far the machine's CPU:memory balance moved between the runs, and per format
+    the median move of its ratio and its slope on that balance."""
+    moves = [(c, _balance(c["b"]) - _balance(c["a"])) for c in found]
+    moves = [(c, x) for c, x in moves if math.isfinite(x)]
+    if not moves:
+        return ["machine balance: not recorded"]
+    shift = float(np.median([x for _, x in moves]))
+    lines = [
+        "machine balance (CPU probe against the floor, median over cells) B/A: "
+        f"{math.exp(shift):.3f}x"
+        + (
+            " -> the machine's CPU moved against its memory between the runs"
+            if abs(shift) > math.log(1.03)
+            else ""
+        ),
+        "per format: median ratio move B/A, and its slope on the balance's move "
+        "(1: the ratio follows the CPU, 0: it does not):",
+    ]
+    by_format: dict[str, list[tuple[float, float]]] = {}
+    for cell, x in moves:
+        by_format.setdefault(cell["key"][1], []).append((x, cell["d"]))
+    for fmt, points in by_format.items():
+        xs = np.array([p[0] for p in points])
+        ys = np.array([p[1] for p in points])
+        spread = float(np.var(xs))
+        slope = float(np.cov(xs, ys, bias=True)[0, 1] / spread) if spread > 1e-6 else math.nan
+        lines.append(
+            f"  {fmt:<20} ratio {math.exp(float(np.median(ys))):.3f}x, "
+            f"slope {'n/a' if math.isnan(slope) else f'{slope:+.2f}'} ({len(points)} cells)"
+        )
+    return lines
 
 
 def _cell_name(key: tuple) -> str:
-    table, fmt, n, measurement, cache, order, workers, num_workers = key
-    parts = [table, fmt, f"n={n}", str(measurement)]
-    parts += [str(x) for x in (cache, order) if x != ""]
-    parts += [f"P={workers}"] if workers != "" else []
-    parts += [f"w={num_workers}"] if num_workers != "" else []
-    return " ".join(parts)
+    table, fmt, n, measurement, cache, order = key
+    return " ".join(str(x) for x in (table, fmt, f"n={n}", measurement, cache, order) if x != "")
 
 
-def _subset_line(
-    found: list[dict[str, Any]], what: str, measurements: tuple[str, ...]
+def verdict(
+    found: list[dict[str, Any]],
+    floors: Mapping[str, tuple[int, int]],
+    claimed: int,
+    reversed_: list[str],
+    word: str = "REPRODUCED",
 ) -> list[str]:
-    """How far the ratios of the cells of ``measurements`` agree (no line if none)."""
-    chosen = [c for c in found if c["key"][3] in measurements]
-    if not chosen:
-        return []
-    ok = sum(c["ratio_agree"] for c in chosen)
-    close = sum(abs(c["ratio_move"] - 1) <= TOLERANCE for c in chosen)
-    return [
-        f"{what}: {ok}/{len(chosen)} agree ({ok / len(chosen):.0%}; within 10%: "
-        f"{close}, {close / len(chosen):.0%})"
+    """The summary lines and the one-line verdict."""
+    total = len(found)
+    within = sum(c["within"] for c in found)
+    changed = sum(c["label"] == "changed" for c in found)
+    same = sum(c["label"] == "same" for c in found)
+    calibrated = sum(c["calibrated"] for c in found)
+    checks = [
+        (within >= WITHIN_SHARE * total, f"{within / total:.1%} of cells within 10% (need 95%)"),
+        (changed <= CHANGED_SHARE * total, f"{changed / total:.1%} changed (at most 5%)"),
+        (not reversed_, f"{len(reversed_)} of {claimed} order claims reversed (need 0)"),
+        (
+            calibrated >= CALIBRATED_SHARE * total,
+            f"|d/se| within the 95% point in {calibrated / total:.1%} (need 90%)",
+        ),
     ]
-
-
-def _cpu_line(found: list[dict[str, Any]]) -> str:
-    """Of the cells whose ratio moved beyond the tolerance, how many were measured while
-    the CPU probe ran beyond the tolerance faster or slower than in the other run: a
-    format bound by CPU moves against the floor (memory, I/O) when the CPU's speed does."""
-    moved = [c for c in found if abs(c["ratio_move"] - 1) > TOLERANCE]
-    with_cpu = sum(abs(c["cpu_move"] - 1) > TOLERANCE for c in moved)
-    held = [c for c in found if abs(c["ratio_move"] - 1) <= TOLERANCE]
-    held_cpu = sum(abs(c["cpu_move"] - 1) > TOLERANCE for c in held)
-    return (
-        f"  of the {len(moved)} ratios that moved beyond 10%, {with_cpu} were measured while "
-        f"the CPU probe moved beyond 10% too (of the {len(held)} that held, {held_cpu})"
+    for name, (held, count) in floors.items():
+        chance = binomial_tail(count - held, count, 1 - FLOOR_COVERAGE)
+        checks.append(
+            (
+                count > 0 and chance >= FLOOR_ALARM,
+                f"floor against itself holds 1 in {held}/{count} cells of {name} "
+                f"(misses this many or more by chance: {chance:.0%}; need 5%)",
+            )
+        )
+    lines = [
+        f"cells: {total}; within 10%: {within} ({within / total:.1%}); changed: {changed}; "
+        f"same (shown within 10%): {same}; unknown: {total - changed - same}",
+        f"calibration: |d/se| within the t 95% point in {calibrated}/{total} cells "
+        f"({calibrated / total:.1%}; about 95% when only chance moved them)",
+        f"order claims: {claimed} made in A, {len(reversed_)} reversed",
+        *(f"  {note}" for note in reversed_),
+        *(
+            f"floor against itself ({name}): interval holds 1 in {h}/{c} cells"
+            for name, (h, c) in floors.items()
+        ),
+    ]
+    ok = all(passed for passed, _ in checks)
+    failed = [text for passed, text in checks if not passed]
+    lines.append(
+        f"verdict: {word if ok else 'NOT ' + word}: "
+        + "; ".join(text for _, text in checks)
+        + ("" if ok else f" -- failed: {'; '.join(failed)}")
     )
+    return lines
+
+
+def _table_lines(found: list[dict[str, Any]], worst: int) -> list[str]:
+    lines = [
+        f"{'cell':<52} {'ratio A':>9} {'ratio B':>9} {'B/A':>6} {'d/se':>6}  label",
+    ]
+    for c in found:
+        lines.append(
+            f"{_cell_name(c['key']):<52} {float(c['a']['ratio']):>9.4g} "
+            f"{float(c['b']['ratio']):>9.4g} {math.exp(c['d']):>6.3f} {c['z']:>6.2f}  {c['label']}"
+        )
+    lines += ["", f"worst {worst} cells by ratio:"]
+    for c in sorted(found, key=lambda c: -abs(c["d"]))[:worst]:
+        lines.append(
+            f"  {_cell_name(c['key'])}: B/A {math.exp(c['d']):.3f}x "
+            f"[{math.exp(c['d'] - 1.96 * c['se']):.3f}-{math.exp(c['d'] + 1.96 * c['se']):.3f}], "
+            f"rounds {c['a']['rounds']} / {c['b']['rounds']}, {c['label']}"
+        )
+    return lines
 
 
 def report(first: Path, second: Path, min_n: int = 10_000, worst: int = 8) -> str:
-    """The comparison as text (what the ``compare`` command prints)."""
+    """The comparison of two runs as text (what ``compare A B`` prints)."""
     found = cells(first, second, min_n)
     if not found:
         raise StorebenchError(
-            f"no timing cells at n >= {min_n} with ratios in both {first} "
-            f"and {second}; compare two finished runs"
+            f"no store or read cells measured in rounds at n >= {min_n} in both {first} "
+            f"and {second}; compare two finished runs with rounds (config rounds.from_n)"
         )
-    total = len(found)
-    ratio_ok = sum(c["ratio_agree"] for c in found)
-    abs_ok = sum(c["abs_agree"] for c in found)
-    ratio_close = sum(abs(c["ratio_move"] - 1) <= TOLERANCE for c in found)
-    abs_close = sum(abs(c["abs_move"] - 1) <= TOLERANCE for c in found)
-    rows_a = [c["a"] for c in found]
-    rows_b = [c["b"] for c in found]
-    cpu = _summary_of(rows_b, "cpu_ms") / _summary_of(rows_a, "cpu_ms")
-    floor = float(
-        np.median(
-            [float(c["b"]["reference_median"]) / float(c["a"]["reference_median"]) for c in found]
+    rows_a, rows_b = [c["a"] for c in found], [c["b"] for c in found]
+    floor = _floor_name(rows_a)
+    claimed, reversed_ = reversals(found)
+    lines = [f"A: {first}", f"B: {second}", f"store and read cells at n >= {min_n:,}", ""]
+    lines += _table_lines(found, worst)
+    lines += ["", *machine_lines(found), ""]
+    floors = {"A": floor_holds(rows_a, floor), "B": floor_holds(rows_b, floor)}
+    lines += verdict(found, floors, claimed, reversed_)
+    return "\n".join(lines) + "\n"
+
+
+def _half(row: Row, keep: Callable[[int], bool]) -> Row | None:
+    """A row standing for the rounds ``keep`` selects (e.g. the odd ones), or None with
+    fewer than two of them."""
+    values = {r: v for r, v in claims.rounds_of(row).items() if keep(r)}
+    if len(values) < 2:
+        return None
+    found = t_interval(list(values.values()))
+    return {
+        **row,
+        "ratio": math.exp(found["mean"]),
+        "log_se": found["se"],
+        "df": found["df"],
+        "rounds": len(values),
+        "round_values": format_rounds(values),
+    }
+
+
+def self_check(results: Path, min_n: int = 10_000, worst: int = 8) -> str:
+    """One run checked against itself: its odd rounds as run A, its even rounds as run B
+    (what ``compare A`` prints)."""
+    pairs = []
+    every = []
+    for table in TABLES:
+        for key, row in _load(results, table).items():
+            if int(row["n"]) < min_n or not _in_rounds(row):
+                continue
+            every.append(row)
+            odd, even = _half(row, lambda r: r % 2 == 1), _half(row, lambda r: r % 2 == 0)
+            if odd is not None and even is not None:
+                pairs.append((key, odd, even))
+    found = _judged(sorted(pairs, key=lambda p: str(p[0])))
+    if not found:
+        raise StorebenchError(
+            f"{results}: no store or read cells with 4 or more rounds at n >= {min_n}; "
+            "a self-check needs two rounds in each half"
         )
-    )
-    lines = [f"A: {first}", f"B: {second}", f"cells at n >= {min_n:,}: {total}", ""]
-    lines.append(
-        f"{'cell':<48} {'ratio A':>9} {'ratio B':>9} {'B/A':>6} {'ok':>3}  "
-        f"{'s A':>9} {'s B':>9} {'B/A':>6} {'ok':>3}"
-    )
-    for c in found:
-        a, b = c["a"], c["b"]
-        lines.append(
-            f"{_cell_name(c['key']):<48} {float(a['ratio']):>9.3g} {float(b['ratio']):>9.3g} "
-            f"{c['ratio_move']:>6.2f} {'yes' if c['ratio_agree'] else 'NO':>3}  "
-            f"{float(a['median']):>9.3g} {float(b['median']):>9.3g} {c['abs_move']:>6.2f} "
-            f"{'yes' if c['abs_agree'] else 'NO':>3}"
-        )
-    lines += ["", f"worst {worst} cells by ratio:"]
-    for c in sorted(found, key=lambda c: -abs(math.log(c["ratio_move"])))[:worst]:
-        lines.append(
-            f"  {_cell_name(c['key'])}: ratio {c['ratio_move']:.2f}x, "
-            f"absolute {c['abs_move']:.2f}x, CPU probe {c['cpu_move']:.2f}x"
-            + _steal_pair(c["a"], c["b"])
-        )
-    lines += ["", f"worst {worst} cells by absolute time:"]
-    for c in sorted(found, key=lambda c: -abs(math.log(c["abs_move"])))[:worst]:
-        lines.append(
-            f"  {_cell_name(c['key'])}: absolute {c['abs_move']:.2f}x, ratio {c['ratio_move']:.2f}x"
-        )
-    questions, contradicted, notes = contradictions(first, second)
-    lines += [
+    claimed, reversed_ = reversals(found)
+    lines = [
+        f"run: {results}",
+        f"odd rounds (A) against even rounds (B), store and read cells at n >= {min_n:,}",
         "",
-        f"rankings at the largest n: {questions - contradicted} of {questions} "
-        "questions the same up to declared ties",
     ]
-    lines += [f"  {note}" for note in notes]
-    moved = abs(cpu - 1) > TOLERANCE or abs(floor - 1) > TOLERANCE
-    drift_a, drift_b = _summary_of(rows_a, "drift"), _summary_of(rows_b, "drift")
-    lines += [
-        "",
-        f"reference speeds B/A: CPU probe {cpu:.2f}x, floor (median over cells) {floor:.2f}x"
-        + (" -> the machine's speed moved between the runs" if moved else ""),
-        "host steal (the share of CPU time the hypervisor gave other guests, mean over "
-        "cells): " + _per_run(rows_a, rows_b, "steal", np.mean, "{:.1%}"),
-        "pairs retaken because the host stole from them: "
-        + _per_run(rows_a, rows_b, "retaken", np.sum, "{:,.0f}"),
-        "drift of the CPU against the floor between jobs (in the intervals): "
-        + ", ".join(
-            f"{name} {'unknown' if math.isnan(d) else f'{d:.1%}'}"
-            for name, d in (("A", drift_a), ("B", drift_b))
-        ),
-        f"ratios: {ratio_ok}/{total} cells agree ({ratio_ok / total:.0%}; within 10%: "
-        f"{ratio_close}, {ratio_close / total:.0%})",
-        _cpu_line(found),
-        f"absolute times: {abs_ok}/{total} cells agree ({abs_ok / total:.0%}; within 10%: "
-        f"{abs_close}, {abs_close / total:.0%})",
-        *_subset_line(found, "ratios of the store and read cells", STORE_AND_READ),
-        f"verdict: {'AGREE' if ratio_ok >= 0.95 * total and not contradicted else 'DIFFER'}: "
-        f"paired ratios agree in {ratio_ok / total:.1%} of cells (target 95%), absolute times "
-        f"in {abs_ok / total:.1%}; {contradicted} ranking contradiction(s); CPU {cpu:.2f}x, "
-        f"floor {floor:.2f}x.",
-    ]
+    lines += [*_table_lines(found, worst), ""]
+    floors = {"the run": floor_holds(every, _floor_name(every))}
+    lines += verdict(found, floors, claimed, reversed_, word="CONSISTENT")
     return "\n".join(lines) + "\n"

@@ -42,6 +42,7 @@ PRESENTATION = frozenset(
         "verdict.py",
         "replay.py",
         "cli_results.py",
+        "claims.py",
     }
 )
 

@@ -10,11 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from storebench import verdict
+from storebench import claims, verdict
 from storebench.catalog import FIGURES, TABLES
 from storebench.measure import SHARD_IMAGES, SHUFFLE_BUFFER
 from storebench.sampling import CpuProbe
-from storebench.stats import tied_ranks
 
 Rows = list[dict[str, Any]]
 
@@ -34,8 +33,7 @@ HOW = {
     "every format; shards (where measured): shards of "
     f"{SHARD_IMAGES:,} consecutive images in a shuffled order, each streamed through a shuffle "
     f"buffer of {SHUFFLE_BUFFER:,}, as streaming loaders read.",
-    "spread": "Points: median; band or bar: its 95% interval (order statistics of the "
-    "paired samples; with fewer than 6 pairs, min to max).",
+    "spread": "{rounds_spread}",
 }
 
 
@@ -55,11 +53,36 @@ def machine(environment: Mapping[str, Any] | None) -> str:
 
 def _sampling(config: Mapping[str, Any]) -> str:
     sampling = config.get("sampling", {})
-    return (
+    text = (
         f"at least {config['repeats']} pairs, more until the 95% interval of the median "
         f"ratio is within ±{sampling.get('precision', 0.05):.0%}, at most "
         f"{sampling.get('max_pairs', '?')} pairs or {sampling.get('time_cap_s', '?')} s per "
         "job"
+    )
+    rounds = config.get("rounds") or {}
+    if rounds.get("from_n") is None:
+        return text
+    return (
+        f"{text}; from n = {rounds['from_n']:,} on, in rounds: the cell's own job, then one "
+        "job per round over every such cell in a fresh random order, "
+        f"{rounds['min_rounds']} to {rounds['max_rounds']} rounds until the 95% interval is "
+        f"within ±{rounds['precision']:.0%} or {rounds['budget_min']:g} minutes are spent"
+    )
+
+
+def _spread(config: Mapping[str, Any]) -> str:
+    """What a band or bar is, for a caption."""
+    rounds = config.get("rounds") or {}
+    job = (
+        "the order-statistic interval of one job's median ratio, which leaves out the "
+        "host's drift between jobs (its coverage, 50% with 2 pairs, is in the tables)"
+    )
+    if rounds.get("from_n") is None:
+        return f"Points: median; band or bar: {job}."
+    return (
+        f"Points: from n = {rounds['from_n']:,} on, the mean over rounds, band or bar its "
+        "Student-t 95% interval over rounds (from 4 rounds; fewer are marked in the "
+        f"tables); below, the median, band or bar {job}."
     )
 
 
@@ -75,6 +98,7 @@ def _values(config: Mapping[str, Any]) -> dict[str, Any]:
         "workers": ", ".join(map(str, parallel.get("workers", []))),
         "batch_size": dataloader.get("batch_size", ""),
         "num_workers": ", ".join(map(str, dataloader.get("num_workers", []))),
+        "rounds_spread": _spread(config),
     }
     for key, text in HOW.items():
         values[key] = text.format(**values)
@@ -110,29 +134,42 @@ def _mb_per_s(row: Mapping[str, Any]) -> str:
     return f"{float(value):,.0f}" if value not in ("", None) else ""
 
 
+def confidence(row: Mapping[str, Any]) -> str:
+    """What a timing row's interval is, in a few words: "95%, 6 rounds (precision)" for a
+    cell measured in rounds, "job, 50%" for one job (which leaves out drift between jobs)."""
+    stopped = row.get("stopped") or ""
+    if row.get("rounds", "") not in ("", None):
+        called = row.get("coverage", "") not in ("", None)
+        head = f"{float(row['coverage']):.0%}" if called else "too few to call 95%"
+        return f"{head}, {int(row['rounds'])} rounds ({stopped})"
+    coverage = row.get("coverage", "")
+    head = f"job, {float(coverage):.1%}" if coverage not in ("", None) else "job"
+    return f"{head}, {row['pairs']} pairs" + (
+        f" ({stopped})" if stopped not in ("", "precision") else ""
+    )
+
+
 def _ranked_timings(title: str, unit: str, rows: Rows, floor: str | None) -> list[str]:
-    """Formats ranked by their paired ratio to the floor (best first); a format whose
-    95% interval overlaps the interval of its rank's leader shares the rank: a tie."""
+    """Formats ranked by their paired ratio to the floor (best first): a format's rank is
+    1 plus the number of formats the run shows faster (:func:`storebench.claims.ranked`);
+    formats of one rank are a tie."""
     rows = [r for r in rows if r.get("ratio", "") != ""]
     if not rows:
         return []
-    rows = sorted(rows, key=lambda r: float(r["ratio"]))
-    ranks = tied_ranks(rows, "ratio", "ratio_lo", "ratio_hi")
     lines = [
         f"### {title}",
         "",
-        f"| rank | format | × {floor or 'floor'} [95% interval] | {unit} [95% interval] "
-        "| images/s | MB/s | pairs |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        f"| rank | format | × {floor or 'floor'} [interval] | {unit} [interval] "
+        "| images/s | MB/s | interval |",
+        "|---:|---|---:|---:|---:|---:|---|",
     ]
-    for row, (rank, tied) in zip(rows, ranks, strict=True):
+    for row, rank, tied in claims.ranked(rows):
         rate = row["n"] / float(row["median"])
-        stop = "" if row.get("stopped") in ("precision", "") else f" ({row['stopped']})"
         lines.append(
             f"| {rank}{' (tie)' if tied else ''} | {row['format']} "
             f"| {_interval(row['ratio'], row['ratio_lo'], row['ratio_hi'])} "
             f"| {_interval(row['median'], row['median_lo'], row['median_hi'])} "
-            f"| {rate:,.0f} | {_mb_per_s(row)} | {row['pairs']}{stop} |"
+            f"| {rate:,.0f} | {_mb_per_s(row)} | {confidence(row)} |"
         )
     return [*lines, ""]
 
@@ -159,6 +196,23 @@ def _ranked(
     return [*lines, ""]
 
 
+def _method(rows: Rows, repeats: int) -> str:
+    """How the numbers of the summary's largest n were made, from its rows."""
+    counts = [int(r["rounds"]) for r in rows if r.get("rounds", "") not in ("", None)]
+    if not counts:
+        return (
+            f"Each cell is one job of at least {repeats} pairs; its interval is that of the "
+            "job's own median (coverage in the last column), the host's drift between jobs "
+            "not included."
+        )
+    return (
+        "Each cell was measured in rounds: jobs spread over the run, each round in a fresh "
+        f"random order ({min(counts)} to {max(counts)} rounds); the ratio is the geometric "
+        "mean over rounds of each round's median pair ratio, the interval its Student-t 95% "
+        "interval over rounds, which includes the host's drift between jobs."
+    )
+
+
 def _rows(rows: Rows, n: int, **conditions: Any) -> Rows:
     return [r for r in rows if r["n"] == n and all(r.get(k) == v for k, v in conditions.items())]
 
@@ -183,8 +237,8 @@ def _drift_sentence(rows: Rows) -> str:
         return ""
     return (
         " Between jobs, the CPU probe drifted against the floor by "
-        f"{float(np.median(drift)):.1%} (a standard deviation); every interval includes "
-        "that drift, which pairing within a job cannot cancel."
+        f"{float(np.median(drift)):.1%} (a standard deviation): what pairing within one "
+        "job cannot cancel, and what rounds sample."
     )
 
 
@@ -211,11 +265,12 @@ def summary_markdown(
         "",
         f"Every time was measured in pairs with the raw floor ({floor}: one .npy file read "
         "the fastest way this machine can) doing the same work in the same process, "
-        f"alternating; at least {repeats} pairs, more until the 95% interval of the median "
-        "ratio was within ±5% or the job's time cap. Ranked by the median ratio to the "
-        "floor; lower is better. A format's rank is 1 plus the number of formats whose "
-        "interval lies wholly below its own; formats of one rank are marked (tie). "
-        "Pairs: how many were taken, and why sampling stopped if not at ±5%. "
+        "format first and floor first in turn. "
+        + _method(store + read, repeats)
+        + " Ranked by the ratio to the floor; lower is better. A format's rank is 1 plus "
+        "the number of formats the run shows faster: round by round, the 95% interval of "
+        "the paired difference excludes zero (one-job cells: intervals that do not "
+        "overlap); formats of one rank are a tie. "
         f"{reference_speeds(store + read)} {machine(environment)}",
         "",
     ]

@@ -9,10 +9,12 @@ from the cut results, and says how much pair time the run would have saved; two
 runs replayed alike are then compared (:mod:`storebench.compare`) as two runs
 measured under that policy would be.
 
-A pair's time is its format sample, its reference runs and their CPU probes; what
+A pair's time is its CPU probe, its format sample and its reference runs; what
 else the job spent between pairs (eviction, validation, file-system probes) is
 spread evenly over its pairs. A replay can only shorten: where the shorter policy
-would not stop before the job did, the job is kept as it was.
+would not stop before the job did, the job is kept as it was. Cells measured in
+rounds (:mod:`storebench.rounds`) are replayed with fewer rounds (``max_rounds``):
+their first rounds are kept, their pairs as they were.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 from storebench import compare, results, stats, tables
 from storebench.catalog import TABLES as TABLE_RECORDS
 from storebench.errors import StorebenchError
+from storebench.sampling import Policy
 
 # Result lists with one entry per pair, and with one entry per reference run.
 PER_PAIR = (
@@ -37,18 +40,29 @@ PER_PAIR = (
     "source_s",
     "steal",
     "ticks",
+    "cpu_s",
 )
-PER_REFERENCE_RUN = ("cpu_s", "reference_residency_before")
+PER_REFERENCE_RUN = ("reference_residency_before",)
 TIMING = ("store", "read", "parallel", "dataloader")
 
 
 @dataclasses.dataclass(frozen=True)
 class Shorter:
-    """The policy replayed: the fewest pairs, the time cap (s) and the precision."""
+    """The policy replayed: the fewest pairs, the time cap (s) and the precision of a
+    one-job cell, and the most rounds of a cell measured in rounds (None: all)."""
 
     repeats: int
     time_cap_s: float
     precision: float
+    max_rounds: int | None = None
+
+    def policy(self) -> Policy:
+        """The live sampling policy this replays (its stopping rules, not its limits)."""
+        return Policy(
+            min_pairs=self.repeats,
+            precision=self.precision,
+            time_cap_s=self.time_cap_s,
+        )
 
 
 def pair_seconds(result: dict[str, Any]) -> list[float]:
@@ -58,28 +72,31 @@ def pair_seconds(result: dict[str, Any]) -> list[float]:
     key = next(iter(result["samples"]))
     runs = result["reference_runs"]
     cpu = list(result.get("cpu_s") or [])
-    known, used = [], 0
-    for sample, block in zip(result["samples"][key], runs, strict=True):
-        count = len(block[key])
-        known.append(sample + sum(block[key]) + sum(cpu[used : used + count]))
-        used += count
+    known = []
+    for index, (sample, block) in enumerate(zip(result["samples"][key], runs, strict=True)):
+        probe = cpu[index] if index < len(cpu) else 0.0  # one CPU probe before each pair
+        known.append(probe + sample + sum(block[key]))
     sampling = result["sampling"]
     rest = sampling["elapsed_s"] - sampling.get("before_pair_s", 0.0) - sum(known)
     return [k + max(0.0, rest) / max(1, len(known)) for k in known]
 
 
 def stop_after(result: dict[str, Any], policy: Shorter) -> int:
-    """How many of the job's pairs ``policy`` would have taken (at most all of them)."""
+    """How many of the job's pairs ``policy`` would have taken (at most all of them), by
+    the live rules: precision, or the time cap once the ratios are settled (a third
+    pair where two disagree, :meth:`Policy.settled`)."""
     key = next(iter(result["samples"]))
     mine, ref = result["samples"][key], result["reference_samples"][key]
+    live = policy.policy()
     elapsed = 0.0
     for pairs, seconds in enumerate(pair_seconds(result), 1):
         elapsed += seconds
         if pairs < policy.repeats:
             continue
-        if stats.precise(stats.ratios(mine[:pairs], ref[:pairs]), policy.precision):
+        ratios = stats.ratios(mine[:pairs], ref[:pairs])
+        if stats.precise(ratios, policy.precision):
             return pairs
-        if elapsed >= policy.time_cap_s:
+        if elapsed >= policy.time_cap_s and live.settled(ratios):
             return pairs
     return len(mine)
 
@@ -119,13 +136,23 @@ def replay_run(run: Path, policy: Shorter, out: Path) -> dict[str, tuple[float, 
         paths = sorted((Path(run) / "measurements" / table).rglob("*.json"))
         if not paths:
             continue
+        if table in ("store", "read"):
+            paths += sorted((Path(run) / "measurements" / "round").glob("r*.json"))
         loaded = results.check_one_run(paths)
         replayed, saved, total = [], 0.0, 0.0
         for result in loaded:
+            if (table == "store") != ("store_s" in result["samples"]):
+                continue  # a round file's records of the other table
+            total += result["sampling"]["elapsed_s"]
+            if result.get("round") is not None:
+                if policy.max_rounds is None or result["round"] <= policy.max_rounds:
+                    replayed.append(result)
+                else:
+                    saved += result["sampling"]["elapsed_s"]
+                continue
             short, seconds = cut(result, policy)
             replayed.append(short)
             saved += seconds
-            total += result["sampling"]["elapsed_s"]
         rows_of, columns = tables.LAYOUTS[TABLE_RECORDS[table].layout]
         target = Path(out) / "tables"
         tables.write_table(
@@ -145,6 +172,7 @@ def report(first: Path, second: Path, policy: Shorter, min_n: int = 10_000) -> s
     lines = [
         f"replayed policy: repeats {policy.repeats}, time cap {policy.time_cap_s:g} s, "
         f"precision {policy.precision:g} (each job cut to the first pairs it would have taken)"
+        + (f"; at most {policy.max_rounds} rounds" if policy.max_rounds else "")
     ]
     with tempfile.TemporaryDirectory(prefix="storebench-replay.") as work:
         outs = []
@@ -159,11 +187,11 @@ def report(first: Path, second: Path, policy: Shorter, min_n: int = 10_000) -> s
                 f"(saved {saved:,.0f} s: {parts})"
             )
             outs.append(out)
+        keep = ("cells:", "calibration:", "order claims:", "verdict:")
         measured = compare.report(first, second, min_n).splitlines()
         lines.append("as measured:")
-        lines += [f"  {line}" for line in measured if line.startswith(("ratios", "rankings"))]
+        lines += [f"  {line}" for line in measured if line.startswith(keep)]
         replayed = compare.report(outs[0], outs[1], min_n).splitlines()
-        start = next(i for i, line in enumerate(replayed) if line.startswith("worst"))
         lines.append("as replayed:")
-        lines += [f"  {line}" for line in replayed[start:] if line]
+        lines += [f"  {line}" for line in replayed if line.startswith(keep)]
     return "\n".join(lines)

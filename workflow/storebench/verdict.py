@@ -1,16 +1,20 @@
 """Which format should I pick? One line per common need, from a run's tables.
 
-For each need the winner is the format with the lowest median (paired ratio to the
-floor, or bytes on disk), the floor itself left out: it is the reference every
-format is measured against, one memory-mapped .npy of raw pixels. The margin is
-the runner-up's ratio over the winner's, with an interval from the two 95%
-intervals (runner-up low / winner high to runner-up high / winner low); where the
-two intervals overlap, the need is a tie and both are named.
+For each need the winner is the format with the lowest ratio to the floor (or bytes
+on disk), the floor itself left out: it is the reference every format is measured
+against, one memory-mapped .npy of raw pixels. The runner-up is the next in rank
+order (:func:`storebench.claims.ranked`). The margin is the runner-up's ratio over
+the winner's with the 95% interval of their round-paired difference
+(:func:`storebench.claims.margin`); where the run cannot order the two, the need is a
+tie and both are named; where the margin's interval spans more than 2x, the verdict
+says the run cannot tell by how much.
 
-The all-round pick (README, "Which format should I pick?"): for every format,
-the geometric mean of its value over the best format's value in four needs
-(store, warm shuffled read, cold shuffled read, bytes on disk); the lowest mean
-wins, and a runner-up within 5% of it ties.
+The all-round pick (README, "Which format should I pick?"): for every format, the
+geometric mean of its value over the best format's value in four needs (store, warm
+shuffled read, cold shuffled read, bytes on disk); the lowest mean wins. The
+runner-up ties unless the run shows the winner's mean lower: round by round (the
+difference of the two means, over the rounds both measured every need), or, for
+cells measured in one job, beyond the rows' intervals combined.
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-Rows = Sequence[Mapping[str, Any]]
+from storebench import claims, stats
 
-ALL_ROUND_TIE = 0.05
+Rows = Sequence[Mapping[str, Any]]
 
 
 def _number(row: Mapping[str, Any], key: str) -> float:
@@ -39,33 +43,66 @@ def pick(
 ) -> dict[str, Any] | None:
     """The winner of ``rows`` (one per format) by ``value``, the runner-up, the margin
     and its interval, and whether they tie; None without two formats."""
-    ranked = _candidates(rows, floor, value)
-    if not ranked:
+    found_rows = _candidates(rows, floor, value)
+    if not found_rows:
         return None
-    first = ranked[0]
+    if value == "ratio":
+        found_rows = [row for row, _, _ in claims.ranked(found_rows)]
+    first = found_rows[0]
     found: dict[str, Any] = {"winner": first["format"], "value": _number(first, value)}
-    if len(ranked) == 1:
+    if len(found_rows) == 1:
         return {**found, "runner_up": None, "tie": False}
-    second = ranked[1]
+    second = found_rows[1]
+    if value == "ratio":
+        return {**found, "runner_up": second["format"], **claims.margin(first, second)}
     a, b = _number(first, value), _number(second, value)
-    a_lo, a_hi = _number(first, lo), _number(first, hi)
-    b_lo, b_hi = _number(second, lo), _number(second, hi)
-    if not all(math.isfinite(x) for x in (a_lo, a_hi, b_lo, b_hi)):
-        a_lo = a_hi = a
-        b_lo = b_hi = b
     return {
         **found,
         "runner_up": second["format"],
         "margin": b / a if a > 0 else math.inf,
-        "margin_lo": b_lo / a_hi if a_hi > 0 else math.inf,
-        "margin_hi": b_hi / a_lo if a_lo > 0 else math.inf,
-        "tie": b_lo <= a_hi,
+        "margin_lo": _number(second, lo) / _number(first, hi),
+        "margin_hi": _number(second, hi) / _number(first, lo),
+        "tie": _number(second, lo) <= _number(first, hi),
     }
 
 
-def all_round(needs: Mapping[str, Rows], floor: str | None, value: str = "ratio") -> dict[str, Any]:
+def _score_difference(
+    needs: Mapping[str, Rows], a: str, b: str, disk_need: str
+) -> dict[str, float] | None:
+    """ln(score a) - ln(score b) of the all-round rule with its 95% interval: round by
+    round where every timing need of both formats has rounds, else from the rows'
+    own intervals combined (each read as +/- 1.96 standard errors on a log scale)."""
+    timing = {
+        need: {r["format"]: r for r in rows} for need, rows in needs.items() if need != disk_need
+    }
+    disk = {r["format"]: _number(r, "ratio") for r in needs.get(disk_need, [])}
+    count = len(timing) + (1 if disk else 0)
+    disk_term = math.log(disk[a] / disk[b]) / count if disk else 0.0
+    per_round: list[dict[int, float]] = []
+    for by_format in timing.values():
+        ra, rb = claims.rounds_of(by_format[a]), claims.rounds_of(by_format[b])
+        per_round.append({r: ra[r] - rb[r] for r in ra.keys() & rb.keys()})
+    common = set.intersection(*(set(d) for d in per_round)) if per_round else set()
+    if len(common) >= 2 and all(per_round):
+        diffs = {r: sum(d[r] for d in per_round) / count + disk_term for r in common}
+        return stats.t_interval(list(diffs.values()))
+    mean, variance = disk_term, 0.0
+    for by_format in timing.values():
+        for name, sign in ((a, 1), (b, -1)):
+            row = by_format[name]
+            mean += sign * math.log(_number(row, "ratio")) / count
+            spread = math.log(_number(row, "ratio_hi") / _number(row, "ratio_lo"))
+            variance += (spread / (2 * stats.Z95) / count) ** 2
+    half = stats.Z95 * math.sqrt(variance)
+    return {"mean": mean, "lo": mean - half, "hi": mean + half}
+
+
+def all_round(
+    needs: Mapping[str, Rows], floor: str | None, value: str = "ratio", disk_need: str = ""
+) -> dict[str, Any]:
     """The all-round pick: per format, the geometric mean of value / best value over the
-    needs it was measured in (all of them); the lowest wins."""
+    needs it was measured in (all of them); the lowest wins, and a runner-up the run
+    cannot show behind it ties. ``disk_need`` names the need of exact values (bytes)."""
     scores: dict[str, list[float]] = {}
     for rows in needs.values():
         ranked = _candidates(rows, floor, value)
@@ -79,7 +116,11 @@ def all_round(needs: Mapping[str, Rows], floor: str | None, value: str = "ratio"
     order = sorted(means, key=means.get)
     if not order:
         return {}
-    tied = [f for f in order[1:] if means[f] <= means[order[0]] * (1 + ALL_ROUND_TIE)]
+    tied = []
+    for other in order[1:]:
+        found = _score_difference(needs, order[0], other, disk_need)
+        if found is None or found["hi"] >= 0:
+            tied.append(other)
     return {"winner": order[0], "score": means[order[0]], "tied": tied, "scores": means}
 
 
@@ -89,7 +130,12 @@ def _margin_text(found: Mapping[str, Any], better: str) -> str:
     exact = found["margin_lo"] == found["margin_hi"]
     interval = "" if exact else f" [{found['margin_lo']:.2f}–{found['margin_hi']:.2f}]"
     if found["tie"]:
-        return f"a tie: intervals overlap ({found['margin']:.2f}x{interval})"
+        return f"a tie: the run cannot order them ({found['margin']:.2f}x{interval})"
+    if not exact and not claims.can_tell(found):
+        return (
+            f"{better} than {found['runner_up']}, by how much the run cannot tell "
+            f"({found['margin']:.2f}x{interval})"
+        )
     return f"{found['margin']:.2f}x {better} than {found['runner_up']}{interval}"
 
 
@@ -131,7 +177,7 @@ def rows(tables: Mapping[str, Rows], floor: str | None, n: int) -> list[tuple[st
             winner += f" or **{found['runner_up']}**"
         out.append((need, winner, _margin_text(found, better)))
     core = {need: table for need, table, _ in needs if "lookup" not in need}
-    best = all_round(core, floor)
+    best = all_round(core, floor, disk_need="the smallest store on disk")
     if best:
         tied = "".join(f" or **{f}**" for f in best["tied"])
         others = sorted(best["scores"].items(), key=lambda kv: kv[1])[1:3]
@@ -149,8 +195,10 @@ def rows(tables: Mapping[str, Rows], floor: str | None, n: int) -> list[tuple[st
 
 INTRO = (
     "Which format to pick for each need (the floor, {floor}, is the reference and is left "
-    "out). Margins are ratios of paired medians with their 95% intervals; overlapping "
-    "intervals are a tie. The all-round rule is in the README."
+    "out). A margin is the runner-up's ratio to the floor over the winner's, with the 95% "
+    "interval of their round-paired difference; a need whose two formats the run cannot "
+    "order is a tie, and a margin whose interval spans more than 2x is not quoted as a "
+    "number. The all-round rule is in the README."
 )
 
 
