@@ -87,10 +87,10 @@ def test_summary_ranks_by_the_ratio_to_the_floor() -> None:
     assert "\n## Summary at n = 100 images\n" in text
     sections = {s.splitlines()[0]: s for s in text.split("### ")[1:]}
     stores = sections["Which format stores fastest?"]
-    assert "| 1 | hdf5 | 0.5 [0.495–0.505] | 0.5 [0.45–0.55] | 200 |  | 6 |" in stores
-    assert "| 3 | png | 8 [7.92–8.08] | 8 [7.2–8.8] | 12 |  | 6 |" in stores
+    assert "| 1 | hdf5 | 0.5 [0.495–0.505] | 0.5 [0.45–0.55] | 200 |  | job, 6 pairs |" in stores
+    assert "| 3 | png | 8 [7.92–8.08] | 8 [7.2–8.8] | 12 |  | job, 6 pairs |" in stores
     warm = sections["Which format reads fastest from a warm cache, in order?"]
-    assert "| 2 | hdf5 | 1.5 [1.48–1.51] | 0.3 [0.27–0.33] | 333 |  | 6 |" in warm
+    assert "| 2 | hdf5 | 1.5 [1.48–1.51] | 0.3 [0.27–0.33] | 333 |  | job, 6 pairs |" in warm
     assert "cold cache" not in text  # no cold reads measured, no cold table
     assert "| 3 | png | 4 | 1.33 | 1.33 |" in sections["Which format is smallest on disk?"]
 

@@ -59,8 +59,8 @@ FIGURES: dict[str, FigureRecord] = {
         caption=(
             "Every format in every scenario at the largest n, as its paired ratio to the "
             "floor (disk: bytes per image over the floor's); colour on a log scale, darker "
-            "is costlier; ≈1 where the 95% interval of the ratio reaches 1 (a tie with the "
-            "floor). {paired}"
+            "is costlier; ≈1 where the interval of the ratio reaches 1 (a tie with the "
+            "floor). {paired} {spread}"
         ),
     ),
     "image_size": FigureRecord(
@@ -71,7 +71,7 @@ FIGURES: dict[str, FigureRecord] = {
             "How each format's cost moves with image size (the image-size sweep: the "
             "dataset resized to each size, the same MiB of pixels at every size). Time per "
             "image to store and to read back shuffled (warm and cold), and the warm "
-            "shuffled read's MB/s of pixels; median, band its 95% interval. {read} {spread}"
+            "shuffled read's MB/s of pixels. {read} {spread}"
         ),
     ),
     "store_time_linear": FigureRecord(
@@ -140,7 +140,7 @@ FIGURES: dict[str, FigureRecord] = {
         drawer="single_image",
         topic="Store",
         caption=(
-            "Storing and reading one image (n = 1): median, bar its 95% interval. "
+            "Storing and reading one image (n = 1): median, bar the job's interval of it. "
             "Store includes creating the store; read includes opening it. {paired}"
         ),
     ),
@@ -192,7 +192,8 @@ FIGURES: dict[str, FigureRecord] = {
             "Images/s of one shuffled PyTorch DataLoader epoch (batch {batch_size}, "
             "num_workers {num_workers}), after the store is loaded into the page "
             "cache and one untimed epoch of the floor; every batch is copied out and "
-            "checked. {paired} Bar: the 95% interval of the median."
+            "checked. {paired} Bar: the interval of the job's median (its coverage is in "
+            "dataloader.csv; the host's drift between jobs is not in it)."
         ),
     ),
     "workflow_cost": FigureRecord(
@@ -214,17 +215,20 @@ TABLES: dict[str, TableRecord] = {
         layout=None,
         caption=(
             "The image-size sweep: per size (square, px), format and measurement, the "
-            "median time per image with its 95% interval, MB/s of pixels, the ratio to the "
-            "floor and bytes on disk per image; the same MiB of pixels at every size."
+            "time per image with its interval (as in each size's read.csv), MB/s of pixels, "
+            "the ratio to the floor and bytes on disk per image; the same MiB of pixels at "
+            "every size."
         ),
     ),
     "store": TableRecord(
         layout="timing",
         caption=(
-            "Store time per format and n (write, and write until durable): the median"
-            " ratio to the floor and its 95% interval, the median time and its "
-            "interval, the floor's, the CPU probe and how sampling ended "
-            "({sampling})."
+            "Store time per format and n (write, and write until durable): the ratio to "
+            "the floor and its interval, the time and its interval, the floor's, the CPU "
+            "probe and how sampling ended ({sampling}). Columns rounds, coverage and "
+            "interval say what each interval is: Student-t 95% over rounds, or one job's "
+            "order-statistic interval of its median, which leaves out the drift between "
+            "jobs."
         ),
     ),
     "read": TableRecord(
@@ -278,8 +282,9 @@ TABLES: dict[str, TableRecord] = {
         caption=(
             "One table per question at the largest n: which format stores fastest, "
             "reads fastest (warm, cold, sequential, shuffled) and is smallest on "
-            "disk, ranked by the ratio to the raw floor with its 95% interval; "
-            "a rank counts the formats clearly faster (interval wholly below)."
+            "disk, ranked by the ratio to the raw floor with its interval; a rank "
+            "counts the formats the run shows faster (the round-paired difference's 95% "
+            "interval excludes zero)."
         ),
     ),
 }

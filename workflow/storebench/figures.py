@@ -90,7 +90,7 @@ def _time_lines(
     linestyle: str = "-",
     label_suffix: str = "",
 ) -> None:
-    """Median per n as a line, its 95% interval as a band, one line per format."""
+    """Estimate per n as a line, its interval as a band, one line per format."""
     for fmt, style in styles.items():
         series = _where(rows, format=fmt)
         if not series:
@@ -183,7 +183,7 @@ def store_time(tables: Tables, palette: Palette, log_y: bool) -> Figure:
     _time_lines(ax, _where(rows, measurement="store_durable"), styles, ":", " durable")
     _log_time_axes(ax, log_y)
     ax.set_title(
-        "Store: writer returns (solid), durable (dotted)\nmedian, band = 95% interval", fontsize=8
+        "Store: writer returns (solid), durable (dotted)\nband = interval (see caption)", fontsize=8
     )
     _format_legend(fig, styles)
     return fig
@@ -197,7 +197,7 @@ def read_time(tables: Tables, palette: Palette, log_y: bool) -> Figure:
     _time_lines(ax, _where(rows, cache=cache, order=order), styles)
     _log_time_axes(ax, log_y)
     ax.set_title(
-        f"Read n images back ({cache} cache, {order} order)\nmedian, band = 95% interval",
+        f"Read n images back ({cache} cache, {order} order)\nband = interval (see caption)",
         fontsize=8,
     )
     _format_legend(fig, styles)
@@ -227,7 +227,7 @@ def read_cache(tables: Tables, palette: Palette) -> Figure:
         _time_lines(ax, _where(rows, cache=cache, order=order), styles, linestyle)
     _log_time_axes(ax)
     ax.set_title(
-        f"Warm (solid) vs cold (dashed) page cache\n{order} order; median, band = 95% interval",
+        f"Warm (solid) vs cold (dashed) page cache\n{order} order; band = interval (see caption)",
         fontsize=8,
     )
     _format_legend(fig, styles)
@@ -638,7 +638,7 @@ def _bar(
     color: str,
     hatch: str,
 ) -> None:
-    """One bar at the median, with its 95% interval as an error bar."""
+    """One bar at the estimate, with its interval as an error bar."""
     low, mid, high = low_mid_high
     ax.bar(
         x, mid, width, color=color, hatch=hatch, edgecolor="black", hatchcolor="0.6", linewidth=0.4
@@ -674,7 +674,7 @@ def single_image(tables: Tables, palette: Palette) -> Figure:
     ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_ylabel("time (s)")
     ax.set_title(
-        "One image: store (plain) and read (hatched)\nmedian, bar = 95% interval", fontsize=8
+        "One image: store (plain) and read (hatched)\nmedian, bar = one job's interval", fontsize=8
     )
     return fig
 
@@ -777,7 +777,7 @@ def dataloader_throughput(tables: Tables, palette: Palette) -> Figure:
     )
     ax.set_title(
         f"DataLoader epoch of {n:,} shuffled images\n"
-        f"batch {batch}; workers: {legend}\nbar = 95% interval",
+        f"batch {batch}; workers: {legend}\nbar = one job's interval",
         fontsize=8,
     )
     return fig

@@ -19,7 +19,7 @@ Rows = list[dict[str, Any]]
 
 HOW = {
     "paired": "Every time is one of a pair with the raw floor doing the same work in the same "
-    "job, in random order ({sampling}); the ratio of each pair is kept.",
+    "job, format first and floor first in turn ({sampling}); the ratio of each pair is kept.",
     "store": "Each store writes all n images into a new empty folder after earlier writes are "
     "synced. {paired} File creation latency is probed before each pair, and a store timed while "
     "the file system was slow is listed in noise.csv.",
