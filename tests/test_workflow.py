@@ -7,6 +7,7 @@ import copy
 import csv
 import html
 import importlib.util
+import itertools
 import json
 import os
 import re
@@ -25,6 +26,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from storebench import stats
 from storebench.catalog import FIGURES
 from storebench.config import normalize
 from storebench.cost import read_table_tsv
@@ -56,6 +58,9 @@ N_IMAGES = 6000  # the 5,000-image sample repeated, then cut: not a multiple
 PARALLEL = {"cutoffs": [1000], "workers": [1, 2], "caches": ["warm", "cold"]}
 DATALOADER = {"cutoffs": [1000], "batch_size": 64, "num_workers": [0, 2]}
 HAS_TORCH = importlib.util.find_spec("torch") is not None
+# The shared run measures every cell in one job (its counts are known); test_rounds_*
+# runs the rounds.
+NO_ROUNDS = {**yaml.safe_load((ROOT / "config.yaml").read_text())["rounds"], "from_n": None}
 TABLES = ["store", "read", "single", "parallel", *(["dataloader"] if HAS_TORCH else [])]
 DRAWN = [
     name
@@ -79,6 +84,7 @@ def small_config(work: Path, cifar10: dict) -> Path:
         latency_samples=50,
         parallel=PARALLEL,
         dataloader=DATALOADER,
+        rounds=NO_ROUNDS,
     )
 
 
@@ -141,6 +147,7 @@ def expected_plan(config: dict) -> dict[str, int]:
         * len(parallel["caches"]),
         "dataloader": n_formats * len(dataloader["cutoffs"]) * len(dataloader["num_workers"]),
         "table": 7,
+        "round": _round_jobs(config),
         "noise": 1,
         "figure": len(RUN_FIGURES),
         "environment": 1,
@@ -151,6 +158,15 @@ def expected_plan(config: dict) -> dict[str, int]:
     if not HAS_TORCH:
         expected.update(dataloader=0, table=6, figure=len(RUN_FIGURES) - 1)
     return {k: v for k, v in expected.items() if v}
+
+
+def _round_jobs(config: dict) -> int:
+    """One round job per round past the first, where any cell is measured in rounds."""
+    rounds = config.get("rounds") or {}
+    from_n = rounds.get("from_n")
+    if from_n is None or not any(n >= from_n for n in config["cutoffs"]):
+        return 0
+    return rounds["max_rounds"] - 1
 
 
 def test_default_plan(tmp_path: Path) -> None:
@@ -743,17 +759,27 @@ def test_summary_ranks_every_format(run: Path) -> None:
         if int(r["n"]) == max(CUTOFFS) and r["measurement"] == "store"
     }
     rows = [line.split("|")[1:-1] for line in sections[0].splitlines() if line.startswith("| ")]
-    assert [c.strip() for c in rows[0]][:4] == [
+    assert [c.strip() for c in rows[0]] == [
         "rank",
         "format",
-        "× raw [95% interval]",
-        "store s [95% interval]",
+        "× raw [interval]",
+        "store s [interval]",
+        "images/s",
+        "MB/s",
+        "interval",
     ]
     ranked = [
         (cells[1].strip(), cells[2].split("[")[0], cells[3].split("[")[0]) for cells in rows[1:]
     ]
     ratio = {fmt: float(r["ratio"]) for fmt, r in store.items()}
-    assert [f for f, _, _ in ranked] == sorted(ratio, key=ratio.get)  # lowest ratio first
+    assert sorted(f for f, _, _ in ranked) == sorted(ratio)
+    ranks = [int(cells[0].split()[0]) for cells in rows[1:]]
+    assert ranks == sorted(ranks)  # listed in rank order, ...
+    pairs = zip(itertools.pairwise(ranked), itertools.pairwise(ranks), strict=True)
+    for (a, b), (ra, rb) in pairs:
+        assert ra < rb or ratio[a[0]] <= ratio[b[0]]  # ... then by ratio
+    # one job per cell in this run: every row says so, with its coverage
+    assert all(cells[6].strip().startswith("job, ") for cells in rows[1:])
     for fmt, r, seconds in ranked:
         assert float(r) == pytest.approx(ratio[fmt], rel=5e-3)
         assert float(seconds) == pytest.approx(float(store[fmt]["median"]), rel=5e-3)
@@ -890,9 +916,10 @@ def test_benchmark_replay_cuts_every_job_and_compares(run: Path) -> None:
     # every job took REPEATS pairs: one pair each replays in less time
     out, took, replayed = replay(1)
     assert 0 < replayed < took
-    assert "as replayed:" in out and "verdict: AGREE" in out  # a run against itself
-    cells = len(FORMATS) * 6  # at n = 1000: 4 reads and 2 store times per format
-    assert f"ratios of the store and read cells: {cells}/{cells} agree" in out
+    # this run measured no cell in rounds, so there is nothing to compare, and it says so
+    assert (
+        "as replayed:" in out and "verdict: none: no store or read cells measured in rounds" in out
+    )
     # the policy the run was measured with replays every job as it was
     _, took, replayed = replay(REPEATS)
     assert replayed == took
@@ -985,3 +1012,87 @@ def test_dataloader_epochs(run: Path) -> None:
         order = read_indices(n, "random", seed=0)
         result = yaml.safe_load(path.read_text())
         assert result["checksum"] == checksum(images[order], labels[order])
+
+
+def test_rounds_measure_the_large_cells_again_in_a_new_order_each_round(
+    tmp_path: Path, sample: Path
+) -> None:
+    """Cells at n >= rounds.from_n: their own job is round 1, then one job per round;
+    the tables take their intervals from the spread between rounds."""
+    formats = yaml.safe_load((ROOT / "config.yaml").read_text())["formats"]
+    rounds = {
+        "from_n": 1000,
+        "min_rounds": 4,
+        "max_rounds": 5,
+        "precision": 0.04,
+        "budget_min": 5,
+        "cell_s": 0.05,
+        "max_pairs": 3,
+    }
+    config = write_config(
+        tmp_path,
+        cifar10={"url": "https://example.invalid/x", "md5": md5sum(sample), "archive": str(sample)},
+        formats={name: formats[name] for name in ("raw", "png", "lmdb")},
+        n_images=2000,
+        cutoffs=[100, 1000],
+        repeats=REPEATS,
+        filesystem_probe={"slow_factor": 3, "max_wait_s": 0},
+        parallel={**PARALLEL, "cutoffs": []},
+        dataloader={**DATALOADER, "cutoffs": []},
+        rounds=rounds,
+        test_slowdown={"lmdb": 1.3},
+    )
+    tables_out = ["results/tables/read.csv", "results/tables/store.csv"]
+    snakemake(tmp_path, "--cores", "2", "--configfile", str(config), *tables_out)
+    files = sorted((tmp_path / "results/measurements/round").glob("r*.json"))
+    assert [f.name for f in files] == ["r2.json", "r3.json", "r4.json", "r5.json"]
+    by_cell: dict[tuple, dict[int, dict]] = {}
+    for path in files:
+        data = json.loads(path.read_text())
+        for record in data["records"]:
+            assert record["n"] == 1000 and record["round"] == data["round"]
+            assert record.get("slowdown", 1) == (1.3 if record["format"] == "lmdb" else 1)
+            key = (record["format"], record.get("cache", ""), record.get("order", ""))
+            by_cell.setdefault(key, {})[record["round"]] = record
+    assert len(by_cell) == 3 * 5  # every format's store and 4 reads
+    for rounds_of_cell in by_cell.values():
+        assert {2, 3, 4} <= set(rounds_of_cell)  # the minimum, then as needed
+        firsts = [rounds_of_cell[r]["first"][0] for r in sorted(rounds_of_cell)]
+        assert all(a != b for a, b in itertools.pairwise(firsts))  # balanced across rounds
+    orders = [
+        [
+            (r["format"], r.get("cache"), r.get("order"))
+            for r in json.loads(f.read_text())["records"]
+        ]
+        for f in files[:3]
+    ]
+    assert orders[0] != orders[1] or orders[1] != orders[2]  # a fresh order each round
+    for row in read_csv(tmp_path / "results/tables/read.csv"):
+        if int(row["n"]) == 1000:
+            assert 4 <= int(row["rounds"]) <= 5 and row["coverage"] == "0.95"
+            assert row["interval"] == f"95% over {row['rounds']} rounds (Student t)"
+            assert row["stopped"] in ("precision", "max_rounds", "budget")
+            assert len(stats.parse_rounds(row["round_values"])) == int(row["rounds"])
+        else:
+            assert row["rounds"] == "" and row["interval"].startswith("one job: ")
+    # one run checks itself, odd rounds against even
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "storebench",
+            "compare",
+            str(tmp_path / "results"),
+            "--min-n",
+            "1000",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "odd rounds (A) against even rounds (B)" in out and "\nverdict: " in out
+    # --forcerun round reruns the rounds and what reads them, not a store or a read
+    plan = snakemake(
+        tmp_path, "-n", "--configfile", str(config), "--forcerun", "round", *tables_out
+    )
+    assert job_counts(plan.stdout) == {"round": 4, "table": 2}

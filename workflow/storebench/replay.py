@@ -188,10 +188,11 @@ def report(first: Path, second: Path, policy: Shorter, min_n: int = 10_000) -> s
             )
             outs.append(out)
         keep = ("cells:", "calibration:", "order claims:", "verdict:")
-        measured = compare.report(first, second, min_n).splitlines()
-        lines.append("as measured:")
-        lines += [f"  {line}" for line in measured if line.startswith(keep)]
-        replayed = compare.report(outs[0], outs[1], min_n).splitlines()
-        lines.append("as replayed:")
-        lines += [f"  {line}" for line in replayed if line.startswith(keep)]
+        for name, pair in (("as measured", (first, second)), ("as replayed", outs)):
+            lines.append(f"{name}:")
+            try:
+                found = compare.report(pair[0], pair[1], min_n).splitlines()
+            except StorebenchError as error:  # no cells in rounds: nothing to compare
+                found = [f"verdict: none: {error}"]
+            lines += [f"  {line}" for line in found if line.startswith(keep)]
     return "\n".join(lines)
