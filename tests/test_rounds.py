@@ -420,3 +420,18 @@ def test_the_summary_names_what_each_interval_is() -> None:
     usage = [{"format": f, "kind": "x", "n": 100_000, "allocated_bytes": 2**20} for f in MODEL]
     text = publish.summary_markdown({"store": store, "read": rows, "usage": usage}, None, 2)
     assert "Student-t 95% interval over rounds" in text and "[95% interval]" not in text
+
+
+def test_the_disk_plan_counts_what_rounds_leave_in_the_trash() -> None:
+    from storebench import diskspace
+    from storebench.formats import make_format
+
+    png, raw = make_format("png", {"kind": "png"}), make_format("raw", {"kind": "npy"})
+    png_size = diskspace.store_bytes(png, 100_000)
+    raw_size = diskspace.store_bytes(raw, 100_000)
+    # PNG's copies (one file per image) stay in the trash until the run ends; the
+    # floor's are deleted at once, so only the one being written counts
+    found = diskspace.round_bytes([(png, 100_000), (raw, 100_000)], 9)
+    assert found == 2 * max(png_size, raw_size) + 9 * png_size
+    assert diskspace.round_bytes([(raw, 100_000)], 9) == 2 * raw_size
+    assert diskspace.round_bytes([], 9) == 0 and diskspace.round_bytes([(png, 10)], 0) == 0

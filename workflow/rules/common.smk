@@ -461,6 +461,12 @@ def start_run():
     need, count = storebench.diskspace.plan_bytes(
         stores, config["repeats"], dataset, IMAGE_BYTES, staged=STAGED
     )
+    planned_rounds = sum(job.rule.name == "round" for job in jobs)
+    need += storebench.diskspace.round_bytes(
+        [(FORMAT_OBJECTS[c.format], c.n) for c in ROUND_CELLS if c.stage == "store"],
+        planned_rounds,
+        IMAGE_BYTES,
+    )
     global RUN_LOCK
     try:
         free = storebench.diskspace.check(need, count, config["repeats"], Path(RESULTS))

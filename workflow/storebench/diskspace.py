@@ -46,6 +46,21 @@ def plan_bytes(
     return need, count
 
 
+def round_bytes(
+    stores: Iterable[tuple[Format, int]], rounds: int, image_bytes: int = IMAGE_BYTES
+) -> int:
+    """Bytes the round jobs add (:mod:`storebench.rounds`): each round rewrites every
+    round store cell (``stores``: format and n) into scratch, one at a time, with a
+    floor copy beside it; a store of one file per image goes to the trash (deleting
+    many files slows later stores), so each round leaves one copy of those."""
+    sizes = [(fmt, store_bytes(fmt, n, image_bytes)) for fmt, n in stores]
+    if not sizes or rounds < 1:
+        return 0
+    scratch = 2 * max(size for _, size in sizes)
+    trashed = sum(size for fmt, size in sizes if fmt.kind == "png")
+    return scratch + rounds * trashed
+
+
 def free_bytes(path: Path) -> int:
     """Free bytes for an unprivileged user on the file system that holds ``path``."""
     path = Path(path).absolute()
