@@ -158,16 +158,32 @@ def test_a_short_reference_runs_several_times_a_pair_and_gives_its_median() -> N
         max_reference_runs=5,
     )
     reference = _trial([1.0, 1.0, 4.0], calls, "B")  # a slow outlier every third run
-    result = run_pairs(_trial([12.0], calls, "A"), reference, policy, seed=3)
-    # The first pair knows nothing yet (one run); then 0.25 * 12 / 1 = 3 runs a pair.
+    result = run_pairs(
+        _trial([12.0], calls, "A"), reference, policy, seed=3, first_side="reference"
+    )
+    # The first pair, floor first, knows nothing yet (one run); then 0.25 * 12 / 1 = 3
+    # runs a pair, judged by the runs' own median.
     assert [len(block["x_s"]) for block in result["reference_runs"]] == [1, 3, 3, 3]
     assert calls.count("A") == 4 and calls.count("B") == 10
     # A pair's reference value is the median of its runs: the outlier does not move it.
     assert result["reference_samples"]["x_s"] == [1.0, 1.0, 1.0, 1.0]
     assert len(result["cpu_s"]) == 4  # one CPU probe before each pair, outside it
+    # Format first, its time in that pair sizes the floor's runs at once ...
+    calls.clear()
+    first = run_pairs(
+        _trial([12.0], calls, "A"), _trial([1.0], calls, "B"), policy, first_side="format"
+    )
+    assert [len(block["x_s"]) for block in first["reference_runs"]] == [3, 3, 3, 3]
+    # ... and a hint from earlier rounds does when the floor goes first
+    hinted = run_pairs(
+        _sequence([12.0]), _sequence([1.0]), policy, first_side="reference", format_hint_s=12.0
+    )
+    assert [len(block["read_s"]) for block in hinted["reference_runs"]] == [3, 3, 3, 3]
     # A reference as long as the format runs once; the cap bounds a very short one.
-    assert policy.reference_runs([1.0], [1.0]) == 1
-    assert policy.reference_runs([1000.0], [1.0]) == 5
+    same = run_pairs(_sequence([1.0]), _sequence([1.0]), policy, first_side="format")
+    assert {len(block["read_s"]) for block in same["reference_runs"]} == {1}
+    short = run_pairs(_sequence([1000.0]), _sequence([1.0]), policy, first_side="format")
+    assert {len(block["read_s"]) for block in short["reference_runs"]} == {5}
 
 
 # --- the floor reads the bytes the fastest way, and right ------------------------------
@@ -602,7 +618,14 @@ def test_a_pair_the_host_stole_from_is_kept_raw_and_retaken(
     # half shows it: 9.0 s): retaken.
     _ticks(monkeypatch, [0, 100, 0])
     calls: list[str] = []
-    policy = Policy(min_pairs=3, max_pairs=3, precision=0.0, time_cap_s=0.0, max_steal=0.05)
+    policy = Policy(
+        min_pairs=3,
+        max_pairs=3,
+        precision=0.0,
+        time_cap_s=0.0,
+        max_steal=0.05,
+        max_reference_runs=1,
+    )
     result = run_pairs(
         _trial([1.0, 9.0, 1.1, 1.2], calls, "A"),
         _trial([0.5], calls, "B"),

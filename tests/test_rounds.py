@@ -9,6 +9,7 @@ memory-bound floor, a format bound by memory (beta = 0.2) hardly; each round add
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from typing import Any
@@ -207,14 +208,15 @@ def test_each_round_draws_a_new_order_and_balances_who_goes_first() -> None:
     assert len(orders) > 1  # not one fixed order
     for cell in every:
         sides = [rounds.first_side(cell, r) for r in range(1, 11)]
-        assert sides.count("format") == 5 and sides[0] != sides[1]
-    starts = {
-        rounds.first_side(c, 1)
-        for c in rounds.cells(
-            ["a", "b", "c", "d"], [10_000], ["warm", "cold"], ["random"], SETTINGS
-        )
+        assert sides.count("format") == 5 and all(a != b for a, b in itertools.pairwise(sides))
+        assert sides[0] == "format"  # round 1 knows nothing of the format: it goes first
+    # later rounds size the floor's runs by the format's time in the earlier ones
+    past_rounds = {
+        1: record("x", 10_000, "warm", "random", 1, 20.0, 0.1),
+        2: record("x", 10_000, "warm", "random", 2, 22.0, 0.1),
     }
-    assert starts == {"format", "reference"}
+    assert rounds.format_hint_s(past_rounds) == pytest.approx(2.1)
+    assert rounds.format_hint_s({}) is None
 
 
 def test_pairs_alternate_and_the_cpu_probe_runs_outside_them() -> None:

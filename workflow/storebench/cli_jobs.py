@@ -220,6 +220,7 @@ def cmd_round(args: argparse.Namespace) -> None:
             "seed": config["seed"] + args.round,
             "first_side": rounds.first_side(cell, args.round),
             "slowdown": float(slowdown.get(cell.format, 1.0)),
+            "format_hint_s": rounds.format_hint_s(past[cell]),
         }
         part, part_labels = images[: cell.n], labels[: cell.n]
         extra: dict[str, Any] = {}

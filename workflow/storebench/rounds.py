@@ -15,8 +15,9 @@ measured once per *round*:
 
 Within a round a cell takes one pair with the floor, or a few when they are short
 (``cell_s``), and the round's value is the median of its pairs' log ratios. The
-order of a pair (format first or floor first) alternates between rounds, from a
-first order fixed per cell, so it is balanced across rounds.
+order of a pair (format first or floor first) alternates between rounds, so it is
+balanced across rounds; beside a long format the floor runs several times a pair
+(:func:`storebench.sampling.run_pairs`), sized by the format's time.
 
 A cell takes rounds until the Student-t 95% interval of its mean log ratio over
 rounds is within +/- ``precision`` (at least ``min_rounds``, at most
@@ -29,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -111,11 +111,24 @@ def cells(
 
 
 def first_side(cell: Cell, round_: int) -> str:
-    """Which side of the pair runs first for ``cell`` in round ``round_``: fixed per
-    cell in round 1 (by a hash of its name, so half the cells start each way), then
-    alternating, so every cell's order is balanced across its rounds."""
-    start = zlib.crc32(cell.name.encode())
-    return ("format", "reference")[(start + round_) % 2]
+    """Which side of the pair runs first for ``cell`` in round ``round_``: the format
+    in odd rounds, the floor in even ones, so every cell's order is balanced across
+    its rounds. Round 1 (the cell's own job, which knows nothing of the cell yet)
+    starts with the format, whose time then sizes the floor's runs
+    (:func:`storebench.sampling.run_pairs`); later rounds know it from earlier ones
+    (:func:`format_hint_s`)."""
+    return ("format", "reference")[(round_ + 1) % 2]
+
+
+def format_hint_s(rounds: Mapping[int, Mapping[str, Any]]) -> float | None:
+    """The format's typical time in a cell's earlier rounds (its first measurement's
+    median), or None without any."""
+    times: list[float] = []
+    for result in rounds.values():
+        samples = result.get("samples") or {}
+        if samples:
+            times += list(next(iter(samples.values())))
+    return float(np.median(times)) if times else None
 
 
 def round_value(result: Mapping[str, Any], measurement: str) -> dict[str, float]:

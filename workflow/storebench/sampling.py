@@ -116,16 +116,6 @@ class Policy:
         interval = stats.median_interval(ratios)
         return stats.half_width(interval) <= self.precision
 
-    def reference_runs(self, format_s: list[float], reference_s: list[float]) -> int:
-        """How many times the reference runs in the next pair: as many as fit in
-        ``reference_share`` of the format's (median) time so far, 1 to ``max_reference_runs``."""
-        if not format_s or not reference_s:
-            return 1
-        fmt, ref = float(np.median(format_s)), float(np.median(reference_s))
-        if ref <= 0:
-            return 1
-        return int(max(1, min(self.max_reference_runs, self.reference_share * fmt // ref)))
-
 
 class CpuProbe:
     """A fixed CPU workload: decode the same in-memory PNGs (Pillow, one core).
@@ -183,6 +173,7 @@ def run_pairs(
     cpu: CpuProbe | None = None,
     before_pair: Callable[[], dict[str, Any]] | None = None,
     first_side: str | None = None,
+    format_hint_s: float | None = None,
 ) -> dict[str, Any]:
     """Alternate ``trial`` and ``reference`` in pairs until ``policy`` says stop.
 
@@ -190,7 +181,9 @@ def run_pairs(
     (e.g. a file-system probe) runs before each pair, off the clock; what it returns
     is kept per pair. The first pair runs ``first_side`` first (``"format"`` or
     ``"reference"``; drawn from ``seed`` if None), and the order alternates from
-    there. The CPU probe runs once before each pair, outside it. Returns the samples
+    there. The CPU probe runs once before each pair, outside it. ``format_hint_s``:
+    the format's typical time, known from earlier rounds, which sizes the reference's
+    runs in a pair where the reference goes first and no pair has run yet. Returns the samples
     of both sides, the order of every pair, the CPU probe's times and why sampling
     stopped.
     """
@@ -220,14 +213,23 @@ def run_pairs(
         calls["format"] += 1
         return trial()
 
-    def reference_block(count: int) -> dict[str, list[float]]:
-        """``count`` reference runs."""
+    def reference_block(format_s: float | None) -> dict[str, list[float]]:
+        """Reference runs, as many as fit in ``reference_share`` of the format's time
+        ``format_s`` (its time in this pair if it ran first, else its typical time;
+        one run when unknown), judged by the median of these runs and the earlier
+        pairs' reference values, at most ``max_reference_runs``."""
         block: dict[str, list[float]] = {}
-        for _ in range(count):
+        while True:
             calls["reference"] += 1
             for key, value in reference().items():
                 block.setdefault(key, []).append(value)
-        return block
+            runs = next(iter(block.values()))
+            if format_s is None or len(runs) >= policy.max_reference_runs:
+                return block
+            # judged with the earlier pairs' values too: one slow run does not end it
+            typical = float(np.median([*runs, *next(iter(references.values()), [])]))
+            if typical <= 0 or (len(runs) + 1) * typical > policy.reference_share * format_s:
+                return block
 
     def sampled() -> float:
         return time.perf_counter() - began - waited
@@ -239,7 +241,8 @@ def run_pairs(
             prepared = before_pair()
             waited += time.perf_counter() - ready
         primary = next(iter(samples), None)
-        count = policy.reference_runs(samples.get(primary, []), references.get(primary, []))
+        earlier = samples.get(primary, [])
+        typical = float(np.median(earlier)) if earlier else format_hint_s
         start_side = SIDES.index(first_side)
         turn = (start_side + len(first)) % 2  # a retaken pair is retaken in its order
         order = (SIDES[turn], SIDES[1 - turn])
@@ -249,7 +252,11 @@ def run_pairs(
         at = host.cpu_ticks()
         start = time.perf_counter()
         for side in order:
-            values[side] = format_trial() if side == "format" else reference_block(count)
+            if side == "format":
+                values[side] = format_trial()
+            else:  # sized by the format's time in this pair when it ran first
+                ran = values.get("format")
+                values[side] = reference_block(next(iter(ran.values())) if ran else typical)
         pair_s = time.perf_counter() - start
         after = host.cpu_ticks()
         spent = host.ticks_between(at, after)
@@ -293,7 +300,7 @@ def run_pairs(
             "pair %d (%s first, reference x%d): %s",
             pairs,
             order[0],
-            count,
+            len(next(iter(block.values()))),
             ", ".join(f"{k} {samples[k][-1]:.4g} s / {references[k][-1]:.4g} s" for k in samples),
         )
         if pairs < policy.min_pairs:
