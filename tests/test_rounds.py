@@ -156,7 +156,7 @@ def test_a_round_row_is_the_mean_over_rounds_with_its_t_interval() -> None:
     # three rounds are not called 95%, and a cell measured twice in a round is refused
     [few] = tables.timing_rows(records[:3])
     assert few["coverage"] == "" and "too few to call 95%" in few["interval"]
-    with pytest.raises(StorebenchError, match="two results of round 2"):
+    with pytest.raises(StorebenchError, match="measured twice in round 2"):
         tables.timing_rows([*records, records[1]])
     # a one-job row says its interval is the job's own, with its real coverage
     job = {

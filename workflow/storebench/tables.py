@@ -276,21 +276,20 @@ def add_run_drift(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _by_cell(loaded: Iterable[dict[str, Any]]) -> list[dict[int, dict[str, Any]]]:
     """Results grouped by cell, in the order first seen: a one-job cell as {0: result},
-    a cell measured in rounds as {round: result}."""
-    groups: dict[Any, dict[int, dict[str, Any]]] = {}
-    for index, result in enumerate(loaded):
+    a cell measured in rounds as {round: result} (:func:`storebench.rounds.history`)."""
+    loaded = list(loaded)
+    grouped = rounds.history(loaded)
+    out: list[dict[int, dict[str, Any]]] = []
+    seen: set[rounds.Cell] = set()
+    for result in loaded:
         if result.get("round") is None:
-            groups[("job", index)] = {0: result}
+            out.append({0: result})
             continue
         cell = rounds.Cell.of(result)
-        found = groups.setdefault(cell, {})
-        if result["round"] in found:
-            raise StorebenchError(
-                f"{cell.name}: two results of round {result['round']}; "
-                "remake the rounds with `snakemake --cores 4 --forcerun round`"
-            )
-        found[result["round"]] = result
-    return list(groups.values())
+        if cell not in seen:
+            seen.add(cell)
+            out.append(dict(grouped[cell]))
+    return out
 
 
 def _merged(by_round: dict[int, dict[str, Any]]) -> dict[str, Any]:
