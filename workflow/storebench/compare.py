@@ -178,20 +178,24 @@ def machine_lines(found: list[dict[str, Any]]) -> list[str]:
             if abs(shift) > math.log(1.03)
             else ""
         ),
-        "per format: median ratio move B/A, and its slope on the balance's move "
-        "(1: the ratio follows the CPU, 0: it does not):",
+        "per format: median ratio move B/A, its slope on the balance's move (1: the "
+        "ratio follows the CPU, 0: it does not), and its cells within 10% and changed:",
     ]
-    by_format: dict[str, list[tuple[float, float]]] = {}
+    by_format: dict[str, list[tuple[float, float, bool, str]]] = {}
     for cell, x in moves:
-        by_format.setdefault(cell["key"][1], []).append((x, cell["d"]))
+        point = (x, cell["d"], cell["within"], cell["label"])
+        by_format.setdefault(cell["key"][1], []).append(point)
     for fmt, points in by_format.items():
         xs = np.array([p[0] for p in points])
         ys = np.array([p[1] for p in points])
         spread = float(np.var(xs))
         slope = float(np.cov(xs, ys, bias=True)[0, 1] / spread) if spread > 1e-6 else math.nan
+        within = sum(p[2] for p in points)
+        changed = sum(p[3] == "changed" for p in points)
         lines.append(
             f"  {fmt:<20} ratio {math.exp(float(np.median(ys))):.3f}x, "
-            f"slope {'n/a' if math.isnan(slope) else f'{slope:+.2f}'} ({len(points)} cells)"
+            f"slope {'n/a' if math.isnan(slope) else f'{slope:+.2f}'}; "
+            f"within 10% in {within}/{len(points)} cells, changed in {changed}"
         )
     return lines
 
@@ -334,7 +338,16 @@ def self_check(results: Path, min_n: int = 10_000, worst: int = 8) -> str:
         f"odd rounds (A) against even rounds (B), store and read cells at n >= {min_n:,}",
         "",
     ]
-    lines += [*_table_lines(found, worst), ""]
+    lines += [*_table_lines(found, worst), "", "per format: cells within 10% and changed:"]
+    counts: dict[str, list[dict[str, Any]]] = {}
+    for cell in found:
+        counts.setdefault(cell["key"][1], []).append(cell)
+    lines += [
+        f"  {fmt:<20} within 10% in {sum(c['within'] for c in cells)}/{len(cells)} cells, "
+        f"changed in {sum(c['label'] == 'changed' for c in cells)}"
+        for fmt, cells in counts.items()
+    ]
+    lines.append("")
     floors = {"the run": floor_holds(every, _floor_name(every))}
     lines += verdict(found, floors, claimed, reversed_, word="CONSISTENT")
     return "\n".join(lines) + "\n"
