@@ -389,3 +389,27 @@ def test_a_lossy_store_records_its_psnr_and_its_reads_are_validated(data, tmp_pa
             1,
             reference=(floor, tmp_path / "floor"),
         )
+
+
+def test_every_timed_store_and_cold_read_starts_with_warm_free_memory(
+    data, tmp_path: Path, monkeypatch
+) -> None:
+    """Free memory this VM has not touched lately is slow to touch: a new store's page
+    cache (or a cold read's) must find as many just-touched free pages as it needs."""
+    images, labels = data
+    sizes: list[int] = []
+    monkeypatch.setattr(measure, "warm_free_memory", sizes.append)
+    fmt = make_format("raw", {"kind": "npy"})
+    out = tmp_path / "stores" / "raw" / str(N)
+    _, staged = measure.measure_store(
+        fmt, images, labels, out, tmp_path / "trash", 2, quiet(out.parent)
+    )
+    assert len(sizes) == 4 and min(sizes) >= N * 32 * 32 * 3  # both sides of 2 pairs, whole
+    sizes.clear()
+    indices = measure.read_indices(N, "random", 0)
+    measure.measure_read(fmt, staged, images, labels, indices, "cold", repeats=2)
+    on_disk = sum(p.stat().st_size for p in fmt.files(staged))
+    assert sizes == [on_disk] * 4
+    sizes.clear()
+    measure.measure_read(fmt, staged, images, labels, indices, "warm", repeats=2)
+    assert sizes == []  # a warm read allocates no page cache
