@@ -243,11 +243,9 @@ def warm_free_memory(size: int) -> None:
     On this VM memory that has not been used for a while is slow to touch the
     first time (about 0.5 GB/s, REFERENCE.md), and a new store's page cache is
     such memory: a 300 MB store took 0.08 or 0.35 s depending on whether the
-    kernel had recently freed pages at hand (and 0.08 to 0.5 s between rounds of
-    one run, with 17 GB free, when only a chunk's worth was warmed). Freeing
-    just-touched pages right before the clock starts gives every store, and every
-    cold read, the same, warm, start. At most :data:`WARM_MAX_BYTES`, so a job's
-    memory stays bounded.
+    kernel had recently freed pages at hand. Freeing just-touched pages right
+    before the clock starts gives every store, and every cold read, the same,
+    warm, start. At most :data:`WARM_MAX_BYTES`, so a job's memory stays bounded.
     """
     scratch = np.empty(min(size, WARM_MAX_BYTES), np.uint8)
     scratch.fill(1)
