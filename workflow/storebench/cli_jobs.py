@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +21,6 @@ from storebench import cifar, host, measure, provenance, results, rounds, single
 from storebench.errors import StorebenchError
 from storebench.formats import Format, make_format
 from storebench.sampling import Policy
-
-log = logging.getLogger(__name__)
 
 
 def _format(args: argparse.Namespace) -> Format:
@@ -71,20 +67,6 @@ def _round_fields(args: argparse.Namespace) -> dict[str, Any]:
     return fields | ({"slowdown": args.slowdown} if args.slowdown != 1 else {})
 
 
-def _settings(config: dict[str, Any]) -> dict[str, Any]:
-    """The run's sampling settings as every paired job records them (``run``): one run's
-    results must all say the same (:func:`storebench.results.check_one_run`)."""
-    sampling = config.get("sampling") or {}
-    return {
-        "repeats": config.get("repeats"),
-        "sampling": {
-            key: sampling.get(key) for key in ("max_pairs", "precision", "time_cap_s", "max_steal")
-        },
-        "seed": config.get("seed"),
-        "rounds": config.get("rounds") or {},
-    }
-
-
 def _dataset_identity(args: argparse.Namespace) -> dict[str, Any] | None:
     """What dataset.json says of the dataset a job used (its --dataset-meta, or the one
     beside its --images)."""
@@ -113,7 +95,7 @@ def _meta(args: argparse.Namespace, fmt: Format) -> dict[str, Any]:
         args.n,
         reference=(paired, _reference(args)) if paired else None,
         dataset=_dataset_identity(args),
-        settings=_settings(config),
+        settings=provenance.run_settings(config),
     )
 
 
@@ -183,86 +165,18 @@ def cmd_read(args: argparse.Namespace) -> None:
 
 
 def cmd_round(args: argparse.Namespace) -> None:
-    """One round (>= 2) over every cell measured in rounds that still needs one."""
-    config = json.loads(args.config_json)
-    settings = rounds.Settings.of(config["rounds"])
-    specs = config["formats"]
-    formats = {name: make_format(name, spec) for name, spec in specs.items()}
-    floor = formats[args.floor]
-    records = [r for _, r in results.load_records(args.history)]
-    past = rounds.history(records)
-    earlier = [results.read_json(p) for p in args.history if p.parent.name == "round"]
-    every = rounds.cells(specs, config["cutoffs"], config["caches"], config["orders"], settings)
-    todo = rounds.plan(every, past, args.round, settings, config["seed"])
-    spent = rounds.spent(earlier)
-    settings_record = _settings(config)
-    slowdown = config.get("test_slowdown") or {}
-    identity = cifar.dataset_identity(args.images)
-    largest = max((c.n for c in todo), default=0)
-    images, labels = cifar.load_first(args.images, args.labels, largest) if todo else (None, None)
-    probe = config["filesystem_probe"]
-    args.scratch.mkdir(parents=True, exist_ok=True)
-    quiet = host.QuietFilesystem(
-        args.scratch, probe["max_wait_s"], probe["slow_factor"], args.baseline, args.trash
+    from storebench import roundjob
+
+    result = roundjob.measure_round(
+        args.round,
+        json.loads(args.config_json),
+        args.floor,
+        (args.images, args.labels),
+        args.stores,
+        (args.scratch, args.trash, args.baseline),
+        args.history,
     )
-    began = time.perf_counter()
-    measured, skipped = [], []
-    for cell in todo:
-        if not rounds.within_budget(past[cell], settings, spent + time.perf_counter() - began):
-            skipped.append(cell.name)
-            continue
-        fmt = formats[cell.format]
-        kwargs = {
-            "reference": floor,
-            "policy": Policy.within_round(
-                settings.cell_s, settings.max_pairs, config["sampling"]["max_steal"]
-            ),
-            "seed": config["seed"] + args.round,
-            "first_side": rounds.first_side(cell, args.round),
-            "slowdown": float(slowdown.get(cell.format, 1.0)),
-            "format_hint_s": rounds.format_hint_s(past[cell]),
-        }
-        part, part_labels = images[: cell.n], labels[: cell.n]
-        extra: dict[str, Any] = {}
-        cell_began = time.perf_counter()
-        if cell.stage == "store":
-            out = args.scratch / cell.format / str(cell.n)
-            result, staged = measure.measure_store(
-                fmt, part, part_labels, out, args.trash, None, quiet, **kwargs
-            )
-            host.discard(staged, args.trash)
-        else:
-            kwargs["reference"] = (floor, args.stores / args.floor / str(cell.n))
-            indices = measure.read_indices(cell.n, cell.order, config["seed"])
-            store = args.stores / cell.format / str(cell.n)
-            result = measure.measure_read(
-                fmt, store, part, part_labels, indices, cell.cache, **kwargs
-            )
-            extra = {"order": cell.order, "seed": config["seed"]}
-        meta = provenance.describe(
-            cell.format,
-            fmt,
-            cell.n,
-            reference=(args.floor, floor),
-            dataset=identity,
-            settings=settings_record,
-        )
-        wall_s = time.perf_counter() - cell_began
-        record = {**meta, **extra, **result, "round": args.round, "wall_s": wall_s}
-        if kwargs["slowdown"] != 1:
-            record["slowdown"] = kwargs["slowdown"]
-        measured.append(record)
-    if skipped:
-        log.info("round %d: %d cell(s) left out: the budget is spent", args.round, len(skipped))
-    results.write_json(
-        {
-            "round": args.round,
-            "records": measured,
-            "over_budget": skipped,
-            "elapsed_s": time.perf_counter() - began,
-        },
-        args.result,
-    )
+    results.write_json(result, args.result)
 
 
 def cmd_parallel(args: argparse.Namespace) -> None:

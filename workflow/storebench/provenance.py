@@ -146,3 +146,17 @@ def describe(
         "memory": chunks.memory_record(),
         "run": {"dataset": dataset, **(settings or {})},
     }
+
+
+def run_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The run's sampling settings as every paired result records them (``run``): one
+    run's results must all say the same (:func:`storebench.results.check_one_run`)."""
+    sampling = config.get("sampling") or {}
+    return {
+        "repeats": config.get("repeats"),
+        "sampling": {
+            key: sampling.get(key) for key in ("max_pairs", "precision", "time_cap_s", "max_steal")
+        },
+        "seed": config.get("seed"),
+        "rounds": config.get("rounds") or {},
+    }
