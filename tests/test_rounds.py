@@ -437,3 +437,21 @@ def test_the_disk_plan_counts_what_rounds_leave_in_the_trash() -> None:
     assert found == 2 * max(png_size, raw_size) + 9 * png_size
     assert diskspace.round_bytes([(raw, 100_000)], 9) == 2 * raw_size
     assert diskspace.round_bytes([], 9) == 0 and diskspace.round_bytes([(png, 10)], 0) == 0
+
+
+def test_a_table_takes_only_its_own_stage_from_the_round_files(tmp_path: Path) -> None:
+    from storebench import results
+
+    read = record("x", 10_000, "warm", "random", 2, 2.0, 0.1)
+    store = {
+        **record("x", 10_000, "", "", 2, 2.0, 0.1),
+        "samples": {"store_s": [0.2], "store_durable_s": [0.3]},
+        "reference_samples": {"store_s": [0.1], "store_durable_s": [0.1]},
+    }
+    path = tmp_path / "measurements" / "round" / "r2.json"
+    results.write_json({"round": 2, "records": [read, store]}, path)
+    assert [r["samples"].keys() for r in results.check_one_run([path], "read")] == [
+        {"read_s": 0}.keys()
+    ]
+    assert len(results.check_one_run([path], "store")) == 1
+    assert len(results.check_one_run([path])) == 2

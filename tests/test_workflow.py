@@ -1067,7 +1067,14 @@ def test_rounds_measure_the_large_cells_again_in_a_new_order_each_round(
         for f in files[:3]
     ]
     assert orders[0] != orders[1] or orders[1] != orders[2]  # a fresh order each round
-    for row in read_csv(tmp_path / "results/tables/read.csv"):
+    # a round measures stores and reads; each table takes its own
+    read_rows = read_csv(tmp_path / "results/tables/read.csv")
+    store_rows = read_csv(tmp_path / "results/tables/store.csv")
+    assert {row["measurement"] for row in read_rows} == {"read"}
+    assert {row["measurement"] for row in store_rows} == {"store", "store_durable"}
+    assert len(read_rows) == 3 * 2 * 4 and len(store_rows) == 3 * 2 * 2
+    assert all(int(r["rounds"]) >= 4 for r in store_rows if int(r["n"]) == 1000)
+    for row in read_rows:
         if int(row["n"]) == 1000:
             assert 4 <= int(row["rounds"]) <= 5 and row["coverage"] == "0.95"
             assert row["interval"] == f"95% over {row['rounds']} rounds (Student t)"

@@ -318,6 +318,11 @@ def get_table_inputs(wildcards):
     return found
 
 
+def get_table_stage(wildcards):
+    """Which records of the round files a table takes (a round measures stores and reads)."""
+    return f"--stage {wildcards.table}" if wildcards.table in ("store", "read") else ""
+
+
 def get_cost_inputs():
     """The benchmark file of every job whose cost scales with the data."""
     files = [rules.dataset.benchmark]

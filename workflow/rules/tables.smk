@@ -22,10 +22,11 @@ rule table:
     params:
         layout=get_table_layout,
         columns=get_table_columns,
+        stage=get_table_stage,
         caption=get_caption_of(),
     shell:
         "python -m storebench --log {log:q} table {params.layout} --csv {output.csv:q} --md {output.md:q}"
-        " {input.results:q}"
+        " {params.stage} {input.results:q}"
 
 
 rule noise:

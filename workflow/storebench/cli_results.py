@@ -20,7 +20,8 @@ from storebench.errors import StorebenchError
 
 def cmd_table(args: argparse.Namespace) -> None:
     rows_of, columns = tables.LAYOUTS[args.layout]
-    tables.write_table(rows_of(results.check_one_run(args.inputs)), columns, args.csv, args.md)
+    loaded = results.check_one_run(args.inputs, args.stage)
+    tables.write_table(rows_of(loaded), columns, args.csv, args.md)
 
 
 def cmd_size_table(args: argparse.Namespace) -> None:
@@ -227,6 +228,9 @@ def add_commands(sub: Any) -> None:
     p.add_argument("layout", choices=sorted(tables.LAYOUTS))
     p.add_argument("--csv", type=Path, required=True)
     p.add_argument("--md", type=Path, required=True)
+    p.add_argument(
+        "--stage", choices=("store", "read"), help="of round files, take this stage's records"
+    )
     p.add_argument("inputs", type=Path, nargs="+")
     p.set_defaults(func=cmd_table)
 

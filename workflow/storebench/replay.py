@@ -138,11 +138,9 @@ def replay_run(run: Path, policy: Shorter, out: Path) -> dict[str, tuple[float, 
             continue
         if table in ("store", "read"):
             paths += sorted((Path(run) / "measurements" / "round").glob("r*.json"))
-        loaded = results.check_one_run(paths)
+        loaded = results.check_one_run(paths, table if table in ("store", "read") else None)
         replayed, saved, total = [], 0.0, 0.0
         for result in loaded:
-            if (table == "store") != ("store_s" in result["samples"]):
-                continue  # a round file's records of the other table
             total += result["sampling"]["elapsed_s"]
             if result.get("round") is not None:
                 if policy.max_rounds is None or result["round"] <= policy.max_rounds:

@@ -92,14 +92,14 @@ def _sound(path: Path, result: Any, named: bool = True) -> dict[str, Any]:
     return result
 
 
-def check_one_run(paths: Iterable[Path]) -> list[dict[str, Any]]:
+def check_one_run(paths: Iterable[Path], stage: str | None = None) -> list[dict[str, Any]]:
     """Load results for one table and refuse them if they come from different runs.
 
     One run means the same versions and code fingerprint, the same dataset, repeats
     and seed, and per format the same kind and options. The older file of the first
     mismatch is named, with the command that remakes it.
     """
-    loaded = load_records(paths)
+    loaded = load_records(paths, stage)
     first_of: dict[str, tuple[Path, dict[str, Any]]] = {}
     for path, result in loaded:
         wanted = {
@@ -114,16 +114,22 @@ def check_one_run(paths: Iterable[Path]) -> list[dict[str, Any]]:
     return [result for _, result in loaded]
 
 
-def load_records(paths: Iterable[Path]) -> list[tuple[Path, dict[str, Any]]]:
+def load_records(
+    paths: Iterable[Path], stage: str | None = None
+) -> list[tuple[Path, dict[str, Any]]]:
     """(path, result) of every result file, each checked; a round file
-    (:mod:`storebench.rounds`) gives one per cell record it holds."""
+    (:mod:`storebench.rounds`) gives one per cell record it holds (of ``stage``,
+    ``store`` or ``read``, only, when given: a round measures both)."""
     from storebench import rounds
 
     loaded = []
     for path in map(Path, paths):
         data = read_json(path)
         if isinstance(data, dict) and "records" in data:
-            loaded += [(path, _sound(path, r, named=False)) for r in rounds.expand(path, data)]
+            records = [_sound(path, r, named=False) for r in rounds.expand(path, data)]
+            loaded += [
+                (path, r) for r in records if stage is None or rounds.Cell.of(r).stage == stage
+            ]
         else:
             loaded.append((path, _sound(path, data)))
     return loaded
