@@ -282,9 +282,9 @@ TABLES: dict[str, TableRecord] = {
         caption=(
             "One table per question at the largest n: which format stores fastest, "
             "reads fastest (warm, cold, sequential, shuffled) and is smallest on "
-            "disk, ranked by the ratio to the raw floor with its interval; a rank "
-            "counts the formats the run shows faster (the round-paired difference's 95% "
-            "interval excludes zero)."
+            "disk, ranked by the ratio to the raw floor with its interval; a rank runs "
+            "from 1 plus the formats the run shows faster to the count less those it "
+            "shows slower (the round-paired difference's 95% interval excludes zero)."
         ),
     ),
 }

@@ -39,12 +39,16 @@ def before(a: Row, b: Row) -> bool:
     return clearly_before(a, b, "ratio_lo", "ratio_hi")
 
 
-def ranked(rows: Sequence[Row]) -> list[tuple[Row, int, bool]]:
-    """``rows`` best first, each with its rank (1 + the formats shown faster) and whether
-    it shares that rank. Listed in rank order, then by ratio, so order and ranks agree."""
-    ranks = [1 + sum(before(other, row) for other in rows if other is not row) for row in rows]
-    order = sorted(range(len(rows)), key=lambda i: (ranks[i], float(rows[i]["ratio"])))
-    return [(rows[i], ranks[i], ranks.count(ranks[i]) > 1) for i in order]
+def ranked(rows: Sequence[Row]) -> list[tuple[Row, int, int]]:
+    """``rows`` best first, each with the ranks the run allows it: from 1 + the number of
+    formats shown faster to the count of rows less the number shown slower. Two formats
+    the run cannot order have ranges that share a rank; one number where the run pins
+    the rank down. Listed by those ranks, then by ratio, so order and ranks agree."""
+    faster = [sum(before(other, row) for other in rows if other is not row) for row in rows]
+    slower = [sum(before(row, other) for other in rows if other is not row) for row in rows]
+    spans = [(1 + f, len(rows) - s) for f, s in zip(faster, slower, strict=True)]
+    order = sorted(range(len(rows)), key=lambda i: (*spans[i], float(rows[i]["ratio"])))
+    return [(rows[i], *spans[i]) for i in order]
 
 
 def margin(winner: Row, runner_up: Row) -> dict[str, Any]:

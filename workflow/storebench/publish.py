@@ -150,9 +150,9 @@ def confidence(row: Mapping[str, Any]) -> str:
 
 
 def _ranked_timings(title: str, unit: str, rows: Rows, floor: str | None) -> list[str]:
-    """Formats ranked by their paired ratio to the floor (best first): a format's rank is
-    1 plus the number of formats the run shows faster (:func:`storebench.claims.ranked`);
-    formats of one rank are a tie."""
+    """Formats ranked by their paired ratio to the floor (best first), each with the
+    ranks the run allows it (:func:`storebench.claims.ranked`): a range, 1 to 3 say,
+    where the run cannot tell it from formats around it."""
     rows = [r for r in rows if r.get("ratio", "") != ""]
     if not rows:
         return []
@@ -163,10 +163,10 @@ def _ranked_timings(title: str, unit: str, rows: Rows, floor: str | None) -> lis
         "| images/s | MB/s | interval |",
         "|---:|---|---:|---:|---:|---:|---|",
     ]
-    for row, rank, tied in claims.ranked(rows):
+    for row, best, worst in claims.ranked(rows):
         rate = row["n"] / float(row["median"])
         lines.append(
-            f"| {rank}{' (tie)' if tied else ''} | {row['format']} "
+            f"| {best if best == worst else f'{best}–{worst}'} | {row['format']} "
             f"| {_interval(row['ratio'], row['ratio_lo'], row['ratio_hi'])} "
             f"| {_interval(row['median'], row['median_lo'], row['median_hi'])} "
             f"| {rate:,.0f} | {_mb_per_s(row)} | {confidence(row)} |"
@@ -267,10 +267,11 @@ def summary_markdown(
         "the fastest way this machine can) doing the same work in the same process, "
         "format first and floor first in turn. "
         + _method(store + read, repeats)
-        + " Ranked by the ratio to the floor; lower is better. A format's rank is 1 plus "
-        "the number of formats the run shows faster: round by round, the 95% interval of "
-        "the paired difference excludes zero (one-job cells: intervals that do not "
-        "overlap); formats of one rank are a tie. "
+        + " Ranked by the ratio to the floor; lower is better. A format's rank runs from 1 "
+        "plus the number of formats the run shows faster to the number of formats less "
+        "those it shows slower (shown: round by round, the 95% interval of the paired "
+        "difference excludes zero; one-job cells: intervals that do not overlap); two "
+        "formats whose ranges share a rank are not put in order. "
         f"{reference_speeds(store + read)} {machine(environment)}",
         "",
     ]
