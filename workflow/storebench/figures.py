@@ -212,7 +212,7 @@ def read_write(tables: Tables, palette: Palette) -> Figure:
     _time_lines(ax, _where(tables["store"], measurement="store"), styles, "-")
     _time_lines(ax, _where(reads, cache=cache, order=order), styles, "--", " read")
     _log_time_axes(ax)
-    ax.set_title(f"Store (solid) and read (dashed)\nread: {cache}, {order}; median", fontsize=8)
+    ax.set_title(f"Store (solid) and read (dashed)\nread: {cache}, {order}", fontsize=8)
     _format_legend(fig, styles)
     return fig
 
