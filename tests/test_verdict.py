@@ -43,7 +43,13 @@ def test_all_round_is_the_lowest_geometric_mean_over_the_needs() -> None:
     needs["read"][2]["ratio"] = 1.9
     best = verdict.all_round(needs, None)
     assert best["winner"] == "c" and best["scores"]["c"] == pytest.approx((2 * 1.9) ** 0.5)
-    assert set(best["tied"]) == {"a", "b"}  # within 5% of c's mean
+    # 2.5% apart, with intervals of +/-2% a row: the run shows c ahead of both
+    assert best["tied"] == []
+    # with +/-20% a row it cannot: a tie (no longer "within 5%" of point estimates)
+    wide = {
+        need: [_read(r["format"], r["ratio"], 0.2) for r in rows] for need, rows in needs.items()
+    }
+    assert set(verdict.all_round(wide, None)["tied"]) == {"a", "b"}
 
 
 def test_the_verdict_names_a_pick_per_need_in_markdown_and_rst() -> None:

@@ -1044,7 +1044,7 @@ def test_rounds_measure_the_large_cells_again_in_a_new_order_each_round(
         test_slowdown={"lmdb": 1.3},
     )
     tables_out = ["results/tables/read.csv", "results/tables/store.csv"]
-    snakemake(tmp_path, "--cores", "2", "--configfile", str(config), *tables_out)
+    snakemake(tmp_path, "--cores", "2", "--configfile", str(config), "--", *tables_out)
     files = sorted((tmp_path / "results/measurements/round").glob("r*.json"))
     assert [f.name for f in files] == ["r2.json", "r3.json", "r4.json", "r5.json"]
     by_cell: dict[tuple, dict[int, dict]] = {}
@@ -1101,6 +1101,6 @@ def test_rounds_measure_the_large_cells_again_in_a_new_order_each_round(
     assert "odd rounds (A) against even rounds (B)" in out and "\nverdict: " in out
     # --forcerun round reruns the rounds and what reads them, not a store or a read
     plan = snakemake(
-        tmp_path, "-n", "--configfile", str(config), "--forcerun", "round", *tables_out
+        tmp_path, "-n", "--configfile", str(config), "--forcerun", "round", "--", *tables_out
     )
     assert job_counts(plan.stdout) == {"round": 4, "table": 2}
