@@ -491,9 +491,12 @@ def _job_n(stage, wildcards):
     """The number of images a job of ``stage`` holds."""
     if "n" in wildcards.keys():
         return int(wildcards.n)
-    return {"dataset": config["n_images"], "latency": max(CUTOFFS), "single": 1}.get(
-        stage, 0
-    )
+    return {
+        "dataset": config["n_images"],
+        "latency": max(CUTOFFS),
+        "round": max(CUTOFFS),
+        "single": 1,
+    }.get(stage, 0)
 
 
 def get_resources(stage):

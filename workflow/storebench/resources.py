@@ -27,6 +27,7 @@ MEMORY = {
     "store": (300, 3.0),
     "single": (300, 0.0),
     "read": (300, 6.0),
+    "round": (300, 6.0),  # a round stores and reads every cell it measures, one at a time
     "latency": (300, 2.0),
     "usage": (200, 0.0),
     "parallel": (500, 14.0),
@@ -55,6 +56,8 @@ def runtime_min(stage: str, n: int) -> int:
         return 240
     if stage in ("store", "read", "parallel", "dataloader", "dataset"):
         return 10 + math.ceil(n / 2_000)
+    if stage == "round":  # every cell of a round, the largest dominating
+        return 10 + math.ceil(n / 5_000)
     return 10
 
 
