@@ -257,22 +257,6 @@ def paired_difference(
     return {**t_interval([a[r] - b[r] for r in common], confidence), "rounds": len(common)}
 
 
-def paired_ranks(values: Sequence[Mapping[int, float]]) -> list[int]:
-    """Ranks of formats from their per-round log values (lower is better): a format's
-    rank is 1 plus the number of formats whose round-paired difference to it has a 95%
-    interval wholly below zero (shown better, same round by round)."""
-    ranks = []
-    for mine in values:
-        better = 0
-        for other in values:
-            if other is mine:
-                continue
-            found = paired_difference(other, mine)
-            better += found is not None and found["hi"] < 0
-        ranks.append(1 + better)
-    return ranks
-
-
 def parse_rounds(text: Any) -> dict[int, float]:
     """A table cell ``"1:0.1234 2:0.1301"`` (round: log value) as a dict; {} if empty."""
     if text in ("", None):
