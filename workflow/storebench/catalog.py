@@ -226,7 +226,7 @@ TABLES: dict[str, TableRecord] = {
             "Store time per format and n (write, and write until durable): the ratio to "
             "the floor and its interval, the time and its interval, the floor's, the CPU "
             "probe and how sampling ended ({sampling}). Columns rounds, coverage and "
-            "interval say what each interval is: Student-t 95% over rounds, or one job's "
+            "interval say what each interval is: the median's over rounds, or one job's "
             "order-statistic interval of its median, which leaves out the drift between "
             "jobs."
         ),

@@ -80,9 +80,9 @@ def _spread(config: Mapping[str, Any]) -> str:
     if rounds.get("from_n") is None:
         return f"Points: median; band or bar: {job}."
     return (
-        f"Points: from n = {rounds['from_n']:,} on, the mean over rounds, band or bar its "
-        "Student-t 95% interval over rounds (from 4 rounds; fewer are marked in the "
-        f"tables); below, the median, band or bar {job}."
+        f"Points: from n = {rounds['from_n']:,} on, the median over rounds, band or bar "
+        "its distribution-free interval over rounds (96.9% from 6 rounds; the tables "
+        f"give each one's coverage); below, the median, band or bar {job}."
     )
 
 
@@ -135,13 +135,12 @@ def _mb_per_s(row: Mapping[str, Any]) -> str:
 
 
 def confidence(row: Mapping[str, Any]) -> str:
-    """What a timing row's interval is, in a few words: "95%, 6 rounds (precision)" for a
-    cell measured in rounds, "job, 50%" for one job (which leaves out drift between jobs)."""
+    """What a timing row's interval is, in a few words: "96.9%, 6 rounds (precision)" for
+    a cell measured in rounds, "job, 50%" for one job (which leaves out drift between
+    jobs)."""
     stopped = row.get("stopped") or ""
     if row.get("rounds", "") not in ("", None):
-        called = row.get("coverage", "") not in ("", None)
-        head = f"{float(row['coverage']):.0%}" if called else "too few to call 95%"
-        return f"{head}, {int(row['rounds'])} rounds ({stopped})"
+        return f"{float(row['coverage']):.1%}, {int(row['rounds'])} rounds ({stopped})"
     coverage = row.get("coverage", "")
     head = f"job, {float(coverage):.1%}" if coverage not in ("", None) else "job"
     return f"{head}, {row['pairs']} pairs" + (
@@ -207,9 +206,10 @@ def _method(rows: Rows, repeats: int) -> str:
         )
     return (
         "Each cell was measured in rounds: jobs spread over the run, each round in a fresh "
-        f"random order ({min(counts)} to {max(counts)} rounds); the ratio is the geometric "
-        "mean over rounds of each round's median pair ratio, the interval its Student-t 95% "
-        "interval over rounds, which includes the host's drift between jobs."
+        f"random order ({min(counts)} to {max(counts)} rounds); the ratio is the median "
+        "over rounds of each round's median pair ratio, the interval the distribution-free "
+        "interval of that median over rounds (its coverage in the last column: 96.9% from "
+        "6 rounds), which includes the host's drift between jobs."
     )
 
 
@@ -269,8 +269,9 @@ def summary_markdown(
         + _method(store + read, repeats)
         + " Ranked by the ratio to the floor; lower is better. A format's rank runs from 1 "
         "plus the number of formats the run shows faster to the number of formats less "
-        "those it shows slower (shown: round by round, the 95% interval of the paired "
-        "difference excludes zero; one-job cells: intervals that do not overlap); two "
+        "those it shows slower (shown: round by round, the interval of the median paired "
+        "difference covers at least 95% and excludes zero; one-job cells: intervals that "
+        "do not overlap); two "
         "formats whose ranges share a rank are not put in order. "
         f"{reference_speeds(store + read)} {machine(environment)}",
         "",

@@ -19,10 +19,12 @@ order of a pair (format first or floor first) alternates between rounds, so it i
 balanced across rounds; beside a long format the floor runs several times a pair
 (:func:`storebench.sampling.run_pairs`), sized by the format's time.
 
-A cell takes rounds until the Student-t 95% interval of its mean log ratio over
-rounds is within +/- ``precision`` (at least ``min_rounds``, at most
-``max_rounds``), or until the rounds past the first have spent ``budget_min``
-minutes; the tables say which ended it.
+A cell's estimate is the median of its rounds' log ratios, and its interval the
+distribution-free one of that median (:func:`storebench.stats.round_interval`): a
+round the host slowed moves it by one rank. A cell takes rounds until that interval
+covers at least 95% (6 rounds) and is within +/- ``precision`` (at least
+``min_rounds``, at most ``max_rounds``), or until the rounds past the first have
+spent ``budget_min`` minutes; the tables say which ended it.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ class Settings:
     """config.yaml ``rounds`` (``from_n: null``: no rounds, one job per cell)."""
 
     from_n: int | None = None
-    min_rounds: int = 4
+    min_rounds: int = 6
     max_rounds: int = 10
     precision: float = 0.04
     budget_min: float = 25.0
@@ -165,22 +167,23 @@ def history(records: Iterable[Mapping[str, Any]]) -> dict[Cell, dict[int, Mappin
 
 
 def interval(rounds: Mapping[int, Mapping[str, Any]], measurement: str, key: str = "log_ratio"):
-    """The t-interval over rounds of one value (:func:`round_value`) of ``measurement``."""
-    return stats.t_interval([round_value(r, measurement)[key] for _, r in sorted(rounds.items())])
+    """The interval over rounds of one value (:func:`round_value`) of ``measurement``."""
+    return stats.round_interval(
+        [round_value(r, measurement)[key] for _, r in sorted(rounds.items())]
+    )
 
 
 def ended(rounds: Mapping[int, Mapping[str, Any]], stage: str, settings: Settings) -> str | None:
-    """Why a cell with these rounds needs no more: ``"precision"`` (its 95% interval is
-    within +/- precision, at least ``min_rounds`` rounds) or ``"max_rounds"``; None if
-    it needs another."""
+    """Why a cell with these rounds needs no more: ``"precision"`` (its interval covers
+    at least 95% and is within +/- precision, at least ``min_rounds`` rounds) or
+    ``"max_rounds"``; None if it needs another."""
     if len(rounds) < settings.min_rounds:
         return None
     if len(rounds) >= settings.max_rounds:
         return "max_rounds"
     found = interval(rounds, PRIMARY[stage])
-    if max(found["hi"] - found["mean"], found["mean"] - found["lo"]) <= math.log1p(
-        settings.precision
-    ):
+    spread = max(found["hi"] - found["center"], found["center"] - found["lo"])
+    if found["coverage"] >= stats.CONFIDENCE and spread <= math.log1p(settings.precision):
         return "precision"
     return None
 

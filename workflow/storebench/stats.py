@@ -7,7 +7,11 @@ The interval of a median is the distribution-free one from order statistics:
 for ``m`` sorted samples, ``[x(k), x(m-k+1)]`` holds the true median with
 probability ``1 - 2 * P(Binomial(m, 1/2) < k)``. With fewer than 6 samples no
 ``k`` reaches 95%; the interval is then ``[min, max]`` and its real coverage is
-reported (75% for 3 samples), never a pretended 95%.
+reported (75% for 3 samples), never a pretended 95%. The same interval serves
+the pairs of one job and the rounds of a cell (:func:`round_interval`); two runs'
+rounds are compared by the Mann-Whitney interval of their shift
+(:func:`shift_interval`). No normal or t distribution is assumed anywhere: this
+host's rounds have outliers (a store slowed 8x by fresh memory) that a mean follows.
 """
 
 from __future__ import annotations
@@ -108,21 +112,6 @@ def ratios(numerators: Sequence[float], denominators: Sequence[float]) -> list[f
     return [a / b if b > 0 else math.inf for a, b in zip(numerators, denominators, strict=True)]
 
 
-def tied_ranks(
-    rows: Sequence[dict[str, Any]], value: str = "median", lo: str = "lo", hi: str = "hi"
-) -> list[tuple[int, bool]]:
-    """Ranks of ``rows`` (already sorted best first): a row's rank is 1 plus the number of
-    rows whose interval lies wholly below its own, i.e. the formats clearly better than
-    it. So a rank is never lower than that of a format clearly better, and two formats
-    whose intervals overlap are never put in order by one of them being clearly better.
-
-    Returns ``(rank, tied)`` per row; ``tied`` is True for every row that shares its
-    rank with another.
-    """
-    ranks = [1 + sum(float(other[hi]) < float(row[lo]) for other in rows) for row in rows]
-    return [(rank, ranks.count(rank) > 1) for rank in ranks]
-
-
 def clearly_before(a: dict[str, Any], b: dict[str, Any], lo: str = "lo", hi: str = "hi") -> bool:
     """Whether ``a``'s interval lies wholly below ``b``'s: ``a`` is clearly better."""
     return float(a[hi]) < float(b[lo])
@@ -140,121 +129,77 @@ def robust_sd(values: Sequence[float]) -> float:
     return float(1.4826 * np.median(np.abs(array - np.median(array))))
 
 
-# Student's t: the 97.5% and 95% points for 1..30 degrees of freedom (two-sided 95% and
-# 90% intervals); beyond 30, the Cornish-Fisher expansion around the normal's point.
-_T975 = (
-    12.7062,
-    4.3027,
-    3.1824,
-    2.7764,
-    2.5706,
-    2.4469,
-    2.3646,
-    2.306,
-    2.2622,
-    2.2281,
-    2.201,
-    2.1788,
-    2.1604,
-    2.1448,
-    2.1314,
-    2.1199,
-    2.1098,
-    2.1009,
-    2.093,
-    2.086,
-    2.0796,
-    2.0739,
-    2.0687,
-    2.0639,
-    2.0595,
-    2.0555,
-    2.0518,
-    2.0484,
-    2.0452,
-    2.0423,
-)
-_T95 = (
-    6.3138,
-    2.92,
-    2.3534,
-    2.1318,
-    2.015,
-    1.9432,
-    1.8946,
-    1.8595,
-    1.8331,
-    1.8125,
-    1.7959,
-    1.7823,
-    1.7709,
-    1.7613,
-    1.7531,
-    1.7459,
-    1.7396,
-    1.7341,
-    1.7291,
-    1.7247,
-    1.7207,
-    1.7171,
-    1.7139,
-    1.7109,
-    1.7081,
-    1.7056,
-    1.7033,
-    1.7011,
-    1.6991,
-    1.6973,
-)
-_Z = {0.95: Z95, 0.90: 1.6448536269514722}
-
-
-def t_quantile(df: float, confidence: float = CONFIDENCE) -> float:
-    """The two-sided ``confidence`` (0.95 or 0.90) point of Student's t with ``df`` degrees
-    of freedom; a fractional ``df`` (Welch) is rounded down, which widens the interval."""
-    if confidence not in _Z:
-        raise ValueError(f"no t table for confidence {confidence}")
-    if df < 1:
-        return math.inf
-    whole = int(df)
-    if whole <= 30:
-        return (_T975 if confidence == 0.95 else _T95)[whole - 1]
-    z = _Z[confidence]
-    return z + (z**3 + z) / (4 * whole) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * whole**2)
-
-
-def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> dict[str, float]:
-    """Mean of ``values`` (e.g. one log ratio per round), its standard error, degrees of
-    freedom and its Student-t ``confidence`` interval (``lo``, ``hi``). With one value
-    the interval is unbounded: one round says nothing about the spread between rounds."""
-    array = np.asarray(values, dtype=float)
-    m = len(array)
-    if m < 1:
+def round_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> dict[str, float]:
+    """The median of ``values`` (one per round, e.g. a log ratio) and its distribution-free
+    interval from order statistics (:func:`median_interval`), which assumes only that the
+    rounds are exchangeable (each in a fresh random order, minutes apart). A round slowed
+    by the host moves the median by one rank, not the whole estimate, as a mean would.
+    Coverage is exact: 93.75% from 5 rounds (min to max), 96.9% from 6; one round: 0."""
+    if not len(values):
         raise ValueError("no values")
-    mean = float(array.mean())
-    if m < 2:
-        return {"mean": mean, "se": math.inf, "df": 0, "lo": -math.inf, "hi": math.inf}
-    se = float(array.std(ddof=1) / math.sqrt(m))
-    half = t_quantile(m - 1, confidence) * se
-    return {"mean": mean, "se": se, "df": m - 1, "lo": mean - half, "hi": mean + half}
+    found = median_interval(values, confidence)
+    return {
+        "center": found["median"],
+        "lo": found["lo"],
+        "hi": found["hi"],
+        "coverage": found["coverage"],
+        "count": len(values),
+    }
 
 
-def welch_df(se_a: float, df_a: float, se_b: float, df_b: float) -> float:
-    """Welch-Satterthwaite degrees of freedom of a difference of two means."""
-    num = (se_a**2 + se_b**2) ** 2
-    den = (se_a**4 / df_a if df_a else 0.0) + (se_b**4 / df_b if df_b else 0.0)
-    return num / den if den > 0 else math.inf
+@functools.lru_cache(maxsize=256)
+def _rank_sum_counts(m: int, n: int) -> tuple[int, ...]:
+    """How many of the C(m+n, m) orderings of two samples of sizes m and n give each
+    Mann-Whitney count U = 0..m*n (the number of pairs with the second sample's value
+    below the first's), exact integers."""
+    if m == 0 or n == 0:
+        return (1,)
+    with_last_of_first = _rank_sum_counts(m - 1, n)  # the largest value is from the first
+    with_last_of_second = _rank_sum_counts(m, n - 1)
+    counts = [0] * (m * n + 1)
+    for u, c in enumerate(with_last_of_first):
+        counts[u + n] += c
+    for u, c in enumerate(with_last_of_second):
+        counts[u] += c
+    return tuple(counts)
+
+
+def shift_interval(
+    a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE
+) -> dict[str, float]:
+    """How far ``b`` lies above ``a`` (one value per round in each): the difference of the
+    medians, and the distribution-free interval of the shift from the sorted pairwise
+    differences ``b[j] - a[i]`` (the Mann-Whitney interval, Lehmann's): ``[D(c),
+    D(mn+1-c)]`` with the largest ``c`` whose exact coverage is at least ``confidence``,
+    else ``c = 1`` with the coverage it has (90% for 3 rounds against 3)."""
+    m, n = len(a), len(b)
+    if not m or not n:
+        raise ValueError("no values")
+    diffs = np.sort(np.subtract.outer(np.asarray(b, float), np.asarray(a, float)).ravel())
+    counts = _rank_sum_counts(m, n)
+    total = math.comb(m + n, m)
+    below, c = counts[0], 1  # below: orderings with U <= c - 1
+    while 2 * c <= m * n and 1 - 2 * (below + counts[c]) / total >= confidence:
+        below += counts[c]
+        c += 1
+    return {
+        "center": float(np.median(b) - np.median(a)),
+        "lo": float(diffs[c - 1]),
+        "hi": float(diffs[m * n - c]),
+        "coverage": 1 - 2 * below / total,
+    }
 
 
 def paired_difference(
     a: Mapping[int, float], b: Mapping[int, float], confidence: float = CONFIDENCE
 ) -> dict[str, float] | None:
-    """The t-interval of ``a[r] - b[r]`` over the rounds ``r`` both measured (same round,
-    same host state): None with fewer than 2 such rounds."""
+    """The median of ``a[r] - b[r]`` over the rounds ``r`` both measured (same round, same
+    host state) and its interval (:func:`round_interval`): None with fewer than 2 such
+    rounds."""
     common = sorted(a.keys() & b.keys())
     if len(common) < 2:
         return None
-    return {**t_interval([a[r] - b[r] for r in common], confidence), "rounds": len(common)}
+    return {**round_interval([a[r] - b[r] for r in common], confidence), "rounds": len(common)}
 
 
 def parse_rounds(text: Any) -> dict[int, float]:

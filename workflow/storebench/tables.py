@@ -14,22 +14,21 @@ import numpy as np
 from storebench import host, rounds
 from storebench.errors import StorebenchError
 from storebench.stats import (
-    CONFIDENCE,
     format_rounds,
     half_width,
     median_interval,
     ratios,
     robust_sd,
+    round_interval,
     summarize,
-    t_interval,
 )
 
 # Every timing row: the ratio to the paired reference (the floor) with its interval
 # first, then the absolute time with its interval, the reference's own time, the CPU
 # probe (the machine's speed while measured) and how sampling ended. A cell measured
-# in rounds (storebench.rounds) has its estimate and Student-t interval from the
-# spread between rounds (``rounds``, ``round_values``: each round's log ratio,
-# ``log_se``, ``df``); a cell measured in one job has its median and the
+# in rounds (storebench.rounds) has its estimate (the median over rounds) and its
+# distribution-free interval from the spread between rounds (``rounds``,
+# ``round_values``: each round's log ratio); a cell measured in one job has its median and the
 # order-statistic interval of its pairs, whose ``coverage`` is that of the job's own
 # median (50% with 2 pairs), the drift between jobs not included. ``interval`` says
 # which, in words.
@@ -44,8 +43,6 @@ PAIRED_COLUMNS = (
     "interval",
     "ratio_job_lo",
     "ratio_job_hi",
-    "log_se",
-    "df",
     "round_values",
     "drift",
     "median",
@@ -156,8 +153,6 @@ def paired_stats(result: dict[str, Any], key: str) -> dict[str, Any]:
     stolen = host.job_steal(result)
     sampling = result.get("sampling") or {}
     return row | {
-        "log_se": "",
-        "df": "",
         "round_values": "",
         "median": mine["median"],
         "median_lo": mine["lo"],
@@ -176,22 +171,22 @@ def paired_stats(result: dict[str, Any], key: str) -> dict[str, Any]:
     }
 
 
-# A Student-t interval over fewer rounds leans on normality more than the data can
-# check; below this many it is not called 95%.
-MIN_CALLED_ROUNDS = 4
+def round_interval_label(coverage: float, count: int) -> str:
+    """What a round row's interval is: its exact coverage, from how many rounds."""
+    return f"{100 * coverage:.1f}% over {count} round{'s' if count != 1 else ''} (median)"
 
 
 def round_stats(by_round: dict[int, dict[str, Any]], key: str) -> dict[str, Any]:
     """The statistics of one measurement ``key`` of a cell measured in rounds: per
-    round, the median log ratio (and log time) of its pairs; over rounds, their mean
-    and Student-t 95% interval. Called 95% only from MIN_CALLED_ROUNDS rounds on."""
+    round, the median log ratio (and log time) of its pairs; over rounds, their median
+    and its distribution-free interval (:func:`storebench.stats.round_interval`), which
+    covers 95% or more from 6 rounds on and says what it covers below that."""
     ordered = [by_round[r] for r in sorted(by_round)]
     values = {r: rounds.round_value(result, key) for r, result in sorted(by_round.items())}
-    ratio = t_interval([v["log_ratio"] for v in values.values()])
-    own = t_interval([v["log_time"] for v in values.values()])
-    ref = t_interval([v["log_reference"] for v in values.values()])
+    ratio = round_interval([v["log_ratio"] for v in values.values()])
+    own = round_interval([v["log_time"] for v in values.values()])
+    ref = round_interval([v["log_reference"] for v in values.values()])
     count = len(values)
-    called = count >= MIN_CALLED_ROUNDS
     samples = [x for result in ordered for x in result["samples"][key]]
     cpu = [v["cpu_ms"] for v in values.values() if math.isfinite(v["cpu_ms"])]
     ticks = [t for result in ordered for t in result.get("ticks") or [] if t is not None]
@@ -201,25 +196,21 @@ def round_stats(by_round: dict[int, dict[str, Any]], key: str) -> dict[str, Any]
         "unit": "s",
         "pairs": len(samples),
         "rounds": count,
-        "ratio": math.exp(ratio["mean"]),
+        "ratio": math.exp(ratio["center"]),
         "ratio_lo": math.exp(ratio["lo"]),
         "ratio_hi": math.exp(ratio["hi"]),
-        "coverage": CONFIDENCE if called else "",
-        "interval": f"95% over {count} rounds (Student t)"
-        if called
-        else f"Student t over {count} round(s): too few to call 95%",
+        "coverage": round(ratio["coverage"], 4),
+        "interval": round_interval_label(ratio["coverage"], count),
         "ratio_job_lo": math.exp(ratio["lo"]),
         "ratio_job_hi": math.exp(ratio["hi"]),
-        "log_se": ratio["se"],
-        "df": ratio["df"],
         "round_values": format_rounds({r: v["log_ratio"] for r, v in values.items()}),
-        "median": math.exp(own["mean"]),
+        "median": math.exp(own["center"]),
         "median_lo": math.exp(own["lo"]),
         "median_hi": math.exp(own["hi"]),
         "drift": "",
         "time_drift": "",
         "reference": (ordered[0].get("reference") or {}).get("format", ""),
-        "reference_median": math.exp(ref["mean"]),
+        "reference_median": math.exp(ref["center"]),
         "reference_lo": math.exp(ref["lo"]),
         "reference_hi": math.exp(ref["hi"]),
         "cpu_ms": float(np.median(cpu)) if cpu else "",

@@ -69,9 +69,10 @@ def pick(
 def _score_difference(
     needs: Mapping[str, Rows], a: str, b: str, disk_need: str
 ) -> dict[str, float] | None:
-    """ln(score a) - ln(score b) of the all-round rule with its 95% interval: round by
-    round where every timing need of both formats has rounds, else from the rows'
-    own intervals combined (each read as +/- 1.96 standard errors on a log scale)."""
+    """ln(score a) - ln(score b) of the all-round rule with its interval: round by round
+    (the median over rounds, :func:`storebench.stats.round_interval`) where every
+    timing need of both formats has rounds, else from the rows' own intervals combined
+    (each read as +/- 1.96 standard errors on a log scale)."""
     timing = {
         need: {r["format"]: r for r in rows} for need, rows in needs.items() if need != disk_need
     }
@@ -85,7 +86,7 @@ def _score_difference(
     common = set.intersection(*(set(d) for d in per_round)) if per_round else set()
     if len(common) >= 2 and all(per_round):
         diffs = {r: sum(d[r] for d in per_round) / count + disk_term for r in common}
-        return stats.t_interval(list(diffs.values()))
+        return stats.round_interval(list(diffs.values()))
     mean, variance = disk_term, 0.0
     for by_format in timing.values():
         for name, sign in ((a, 1), (b, -1)):
@@ -94,7 +95,7 @@ def _score_difference(
             spread = math.log(_number(row, "ratio_hi") / _number(row, "ratio_lo"))
             variance += (spread / (2 * stats.Z95) / count) ** 2
     half = stats.Z95 * math.sqrt(variance)
-    return {"mean": mean, "lo": mean - half, "hi": mean + half}
+    return {"center": mean, "lo": mean - half, "hi": mean + half}
 
 
 def all_round(
@@ -119,7 +120,7 @@ def all_round(
     tied = []
     for other in order[1:]:
         found = _score_difference(needs, order[0], other, disk_need)
-        if found is None or found["hi"] >= 0:
+        if found is None or found["hi"] >= 0 or found.get("coverage", 1.0) < stats.CONFIDENCE:
             tied.append(other)
     return {"winner": order[0], "score": means[order[0]], "tied": tied, "scores": means}
 
