@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from storebench import catalog, figures, publish
+from storebench.errors import StorebenchError
 
 from conftest import ROOT
 
@@ -95,22 +96,40 @@ def test_summary_ranks_by_the_ratio_to_the_floor() -> None:
     assert "| 3 | png | 4 | 1.33 | 1.33 |" in sections["Which format is smallest on disk?"]
 
 
-def test_examples_replace_the_readme_block_and_copy_the_figures(tmp_path: Path) -> None:
+def test_examples_write_the_results_page_and_the_readme_verdict(tmp_path: Path) -> None:
     results = tmp_path / "results"
     (results / "tables").mkdir(parents=True)
     (results / "figures").mkdir()
-    (results / "tables/summary.md").write_text("## Summary\n\nnew\n")
+    summary = "## Verdict at n = 100 images\n\npick hdf5\n\n## Summary at n = 100 images\n\nrows\n"
+    (results / "tables/summary.md").write_text(summary)
     (results / "figures/store_time_log.png").write_bytes(b"png")
+    (results / "figures/tradeoff.png").write_bytes(b"png2")
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    (results / "config.yaml").write_text(yaml.safe_dump(config))
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{publish.START}\nold\n{publish.END}\nrest\n")
-    copied = publish.update_examples(results, readme, tmp_path / "ex", list(catalog.FIGURES))
-    assert readme.read_text() == f"intro\n{publish.START}\n## Summary\n\nnew\n{publish.END}\nrest\n"
-    assert (
-        copied == ["store_time_log"] and (tmp_path / "ex/store_time_log.png").read_bytes() == b"png"
-    )
+    page = tmp_path / "docs/results.md"
+    page.parent.mkdir()
+    figures = tmp_path / "workflow/report/examples"
+    copied = publish.update_examples(results, readme, page, figures, list(catalog.FIGURES))
+    assert sorted(copied) == ["store_time_log", "tradeoff"]
+    assert (figures / "tradeoff.png").read_bytes() == b"png2"
+    # the README gets the verdict only, a level down, with the one figure and a link
+    text = readme.read_text()
+    block = text.split(publish.START)[1].split(publish.END)[0]
+    assert text.startswith("intro\n") and text.endswith(f"{publish.END}\nrest\n")
+    assert "### Verdict at n = 100 images" in block and "pick hdf5" in block
+    assert "rows" not in block and "](workflow/report/examples/tradeoff.png)" in block
+    assert "[docs/results.md](docs/results.md)" in block
+    # the page is written whole: the run, the summary, every figure copied, its caption
+    written = page.read_text()
+    assert written.startswith("# Example results\n") and "## Summary at n = 100 images" in written
+    assert "A run of 11 formats on 100,000 images" in written
+    assert "![store_time_log](../workflow/report/examples/store_time_log.png)" in written
+    assert catalog.FIGURES["tradeoff"].caption.split("{")[0].strip() in written
     readme.write_text("no markers\n")
-    with pytest.raises(ValueError, match="no <!-- summary:start -->"):
-        publish.update_examples(results, readme, tmp_path / "ex", [])
+    with pytest.raises(StorebenchError, match="no <!-- verdict:start -->"):
+        publish.update_examples(results, readme, page, figures, [])
 
 
 def test_figures_are_written_as_png_svg_and_pdf(tmp_path: Path) -> None:

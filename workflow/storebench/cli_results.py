@@ -71,11 +71,31 @@ def _named_tables(items: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
     return loaded
 
 
+def cmd_config_docs(args: argparse.Namespace) -> None:
+    from storebench import configdoc
+
+    if args.check:
+        if not configdoc.update(args.doc, args.schema, args.config, check=True):
+            raise StorebenchError(
+                f"{args.doc} is stale against {args.schema} and {args.config}; "
+                "run `python -m storebench config-docs` and commit it"
+            )
+        print(f"{args.doc}: up to date")
+        return
+    configdoc.update(args.doc, args.schema, args.config)
+    print(f"{args.doc}: rendered from {args.schema} and {args.config}")
+
+
 def cmd_examples(args: argparse.Namespace) -> None:
     from storebench import catalog, publish
 
-    copied = publish.update_examples(args.results, args.readme, args.figures, list(catalog.FIGURES))
-    print(f"{args.readme}: summary from {args.results}; {len(copied)} figures -> {args.figures}")
+    copied = publish.update_examples(
+        args.results, args.readme, args.page, args.figures, list(catalog.FIGURES)
+    )
+    print(
+        f"{args.page}: written from {args.results}; {args.readme}: its verdict; "
+        f"{len(copied)} figures -> {args.figures}"
+    )
 
 
 def cmd_stages(args: argparse.Namespace) -> None:
@@ -274,11 +294,21 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--order", nargs="*", default=[], help="the run's formats, in config order")
     p.set_defaults(func=cmd_figure)
 
-    p = sub.add_parser("examples", help="copy a run's figures and summary into the README")
+    p = sub.add_parser(
+        "examples", help="write docs/results.md and the README's verdict from a finished run"
+    )
     p.add_argument("--results", type=Path, default=Path("results"))
     p.add_argument("--readme", type=Path, default=Path("README.md"))
+    p.add_argument("--page", type=Path, default=Path("docs/results.md"))
     p.add_argument("--figures", type=Path, default=Path("workflow/report/examples"))
     p.set_defaults(func=cmd_examples)
+
+    p = sub.add_parser("config-docs", help="render docs/configuration.md from config and schema")
+    p.add_argument("--doc", type=Path, default=Path("docs/configuration.md"))
+    p.add_argument("--schema", type=Path, default=Path("workflow/schemas/config.schema.yaml"))
+    p.add_argument("--config", type=Path, default=Path("config.yaml"))
+    p.add_argument("--check", action="store_true", help="fail if the document is stale")
+    p.set_defaults(func=cmd_config_docs)
 
     p = sub.add_parser("stages", help="print wall time and peak memory per stage")
     p.add_argument("--benchmarks", type=Path, default=Path("results/benchmarks"))

@@ -1,17 +1,23 @@
 """What a reader of the report needs besides the plots: captions that say what was
-measured, how and on what machine; one summary table per question; README examples."""
+measured, how and on what machine; one summary table per question; the example
+results (docs/results.md and the README's verdict)."""
 
 from __future__ import annotations
 
+import datetime
+import json
+import os
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from storebench import claims, verdict
 from storebench.catalog import FIGURES, TABLES
+from storebench.errors import StorebenchError
 from storebench.measure import SHARD_IMAGES, SHUFFLE_BUFFER
 from storebench.sampling import CpuProbe
 
@@ -65,8 +71,9 @@ def _sampling(config: Mapping[str, Any]) -> str:
     return (
         f"{text}; from n = {rounds['from_n']:,} on, in rounds: the cell's own job, then one "
         "job per round over every such cell in a fresh random order, "
-        f"{rounds['min_rounds']} to {rounds['max_rounds']} rounds until the 95% interval is "
-        f"within ±{rounds['precision']:.0%} or {rounds['budget_min']:g} minutes are spent"
+        f"{rounds['min_rounds']} to {rounds['max_rounds']} rounds until the interval of the "
+        f"median over rounds covers 95% and is within ±{rounds['precision']:.0%}, or "
+        f"{rounds['budget_min']:g} minutes are spent"
     )
 
 
@@ -320,28 +327,92 @@ def summary_markdown(
 
 
 # ---------------------------------------------------------------------------------------
-# README examples
+# Example results: docs/results.md, written whole, and the README's verdict
 
-START, END = "<!-- summary:start -->", "<!-- summary:end -->"
+START, END = "<!-- verdict:start -->", "<!-- verdict:end -->"
+# The one figure the README shows beside the verdict.
+FRONT_FIGURE = "tradeoff"
+
+
+def _run_date(results: Path) -> str:
+    stamp = (Path(results) / "tables" / "summary.md").stat().st_mtime
+    return datetime.datetime.fromtimestamp(stamp, datetime.UTC).strftime("%Y-%m-%d")
+
+
+def results_page(
+    summary: str,
+    config: Mapping[str, Any],
+    environment: Mapping[str, Any] | None,
+    figures: Sequence[str],
+    figures_link: str,
+    date: str,
+) -> str:
+    """docs/results.md: what the run was, its summary, and every figure with its caption."""
+    formats = len(config.get("formats") or {})
+    lines = [
+        "# Example results",
+        "",
+        "<!-- Written by `python -m storebench examples` from a finished run; "
+        "edits here are overwritten. -->",
+        "",
+        f"A run of {formats} formats on {config.get('n_images', 0):,} images (cutoffs "
+        + ", ".join(f"{c:,}" for c in config.get("cutoffs", []))
+        + f"), finished {date}. {machine(environment)} How each number was taken: "
+        "[methods.md](methods.md); other runs and how they compare: [runs.md](runs.md).",
+        "",
+        summary.rstrip(),
+        "",
+        "## Figures",
+        "",
+    ]
+    for name in figures:
+        caption = FIGURES[name].caption.format(**_values(config))
+        lines += [f"### {name}", "", f"![{name}]({figures_link}/{name}.png)", "", caption, ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def readme_verdict(summary: str, figure_link: str) -> str:
+    """The README's block: the summary's verdict, one level down, and one figure."""
+    verdict = summary.split("\n## Summary at", 1)[0].strip()
+    verdict = "\n".join(
+        "#" + line if line.startswith("#") else line for line in verdict.splitlines()
+    )
+    return (
+        f"{verdict}\n\n![{FRONT_FIGURE}]({figure_link})\n\n"
+        f"{FIGURES[FRONT_FIGURE].caption.split('. ')[0]}. Every table and figure of the run: "
+        "[docs/results.md](docs/results.md).\n"
+    )
 
 
 def update_examples(
-    results: Path, readme: Path, figures_dir: Path, names: Sequence[str]
+    results: Path, readme: Path, page: Path, figures_dir: Path, names: Sequence[str]
 ) -> list[str]:
-    """Copy a run's figures (PNG) into ``figures_dir`` and its summary into ``readme``
-    between the summary markers. Returns the figures copied."""
-    summary = (Path(results) / "tables" / "summary.md").read_text()
+    """Copy a run's figures (PNG) into ``figures_dir``, write ``page`` (docs/results.md)
+    whole from its summary, config and environment, and put its verdict with one figure
+    between the verdict markers of ``readme``. Returns the figures copied."""
+    results = Path(results)
+    summary = (results / "tables" / "summary.md").read_text()
     text = Path(readme).read_text()
     if START not in text or END not in text:
-        raise ValueError(f"{readme}: no {START} ... {END} block to replace")
-    head, rest = text.split(START, 1)
-    tail = rest.split(END, 1)[1]
-    Path(readme).write_text(f"{head}{START}\n{summary}{END}{tail}")
+        raise StorebenchError(f"{readme}: no {START} ... {END} block to replace")
+    config = yaml.safe_load((results / "config.yaml").read_text())
+    env_path = results / "environment.json"
+    environment = json.loads(env_path.read_text()) if env_path.is_file() else None
     copied = []
     figures_dir.mkdir(parents=True, exist_ok=True)
     for name in names:
-        source = Path(results) / "figures" / f"{name}.png"
+        source = results / "figures" / f"{name}.png"
         if source.exists():
             shutil.copyfile(source, figures_dir / source.name)
             copied.append(name)
+    page = Path(page)
+    link = os.path.relpath(figures_dir, page.parent)
+    page.write_text(
+        results_page(summary, config, environment, copied, link, _run_date(results))
+    )
+    front = os.path.relpath(figures_dir / f"{FRONT_FIGURE}.png", Path(readme).parent)
+    head, rest = text.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    block = readme_verdict(summary, front)
+    Path(readme).write_text(f"{head}{START}\n{block}{END}{tail}")
     return copied
