@@ -27,6 +27,32 @@ from PIL import Image
 from storebench.integrity import md5sum
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--slow",
+        action="store_true",
+        help="also run the slow tests (more workflow runs end to end); CI always does",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "slow: a slow test (workflow runs end to end); runs with --slow"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without --slow, tests marked slow are skipped, with the reason."""
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --slow (CI does)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 # The real CIFAR-10 sample (5,000 training images, official layout) beside the
 # repository on the project's machines; anywhere else the tests that need it skip.
 REAL_SAMPLE = ROOT.parent / "shared" / "data" / "cifar-10-sample-python.tar.gz"

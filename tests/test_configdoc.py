@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from storebench import cli, configdoc
+from storebench import cli
 from storebench.errors import StorebenchError
+from storebench.present import configdoc
 
 from conftest import ROOT
 
@@ -26,7 +27,7 @@ def test_the_committed_reference_is_rendered_from_the_current_files() -> None:
 def test_every_key_has_its_default_its_values_and_its_meaning() -> None:
     text = configdoc.render(SCHEMA, CONFIG)
     assert "| `rounds.min_rounds` | `6` | integer ≥ 2, ≤ 100 | The fewest rounds" in text
-    assert "| `caches` | `[\"warm\", \"cold\"]` | list of (one of `warm`, `cold`) |" in text
+    assert '| `caches` | `["warm", "cold"]` | list of (one of `warm`, `cold`) |' in text
     assert "| `cifar10.archive` | `null` | string or null |" in text
     # a section's prose is the comment above it in config.yaml
     rounds = text.split("### `rounds`", 1)[1].split("###", 1)[0]

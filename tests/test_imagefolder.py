@@ -11,7 +11,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from storebench import chunks, dataset, imagefolder
+from storebench import chunks, dataset, datasetfile, imagefolder
 from storebench.errors import StorebenchError
 
 from conftest import ROOT, make_folder, marked, training_set_of
@@ -74,7 +74,6 @@ def test_conversions_are_the_documented_ones(tmp_path: Path) -> None:
 def test_native_sizes_one_size_or_each_its_own(tmp_path: Path) -> None:
     """Native size: one array when every image has one size; add one of another size and
     the dataset keeps each image at its own size (ragged, see test_ragged.py)."""
-    from storebench import cifar
     from storebench.ragged import Ragged
 
     folder = tmp_path / "same"
@@ -88,7 +87,7 @@ def test_native_sizes_one_size_or_each_its_own(tmp_path: Path) -> None:
     assert identity["shape"] == [30, 40, 3] and np.load(out / "i.npy").shape == (6, 30, 40, 3)
     Image.new("RGB", (41, 30), (9, 9, 9)).save(folder / "b" / "odd.png")
     identity = dataset.build("imagefolder", folder, 7, out / "i.npy", out / "l.npy")
-    images, _ = cifar.load_first(out / "i.npy", out / "l.npy", 7)
+    images, _ = datasetfile.load_first(out / "i.npy", out / "l.npy", 7)
     assert identity["shape"] is None and isinstance(images, Ragged)
     assert [tuple(s) for s in images.shapes] == [(30, 40, 3)] * 6 + [(30, 41, 3)]
     assert (images[6] == 9).all()  # b/odd.png sorts after b/0.png .. b/2.png

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from storebench import host, measure, single, stats, validation
+from storebench import datasetfile, host, measure, single, stats, validation
 from storebench.errors import StorebenchError
 from storebench.formats import available_kinds, make_format
 from storebench.formats.base import Reader
@@ -135,7 +135,8 @@ def test_read_orders() -> None:
 def test_cold_read_that_stays_cached_is_labelled_not_verified(
     data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from storebench import pagecache, results, tables
+    from storebench import pagecache, results
+    from storebench.present import tables
 
     images, labels = data
     fmt = make_format("hdf5", {"kind": "hdf5"})
@@ -151,7 +152,8 @@ def test_cold_read_that_stays_cached_is_labelled_not_verified(
 
 
 def test_latency_percentiles(data, tmp_path: Path) -> None:
-    from storebench import results, tables
+    from storebench import results
+    from storebench.present import tables
 
     images, labels = data
     fmt = make_format("lmdb", {"kind": "lmdb", "value": "raw"})
@@ -227,12 +229,11 @@ class _Modulo(Reader):
 def test_a_reader_that_serves_the_first_repeat_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from storebench import cifar
 
     rng = np.random.default_rng(4)
     source = rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
-    cifar.save_repeated(source, 30, tmp_path / "images.npy")
-    cifar.save_repeated(np.arange(10, dtype=np.uint8) % 10, 30, tmp_path / "labels.npy")
+    datasetfile.save_repeated(source, 30, tmp_path / "images.npy")
+    datasetfile.save_repeated(np.arange(10, dtype=np.uint8) % 10, 30, tmp_path / "labels.npy")
     images, labels = np.load(tmp_path / "images.npy"), np.load(tmp_path / "labels.npy")
     fmt = make_format("npy", {"kind": "npy"})
     (tmp_path / "store").mkdir()
@@ -344,7 +345,7 @@ def test_a_lossy_store_records_its_psnr_and_its_reads_are_validated(data, tmp_pa
     """JPEG in LMDB: the store records how far its images are from the dataset's; reads
     pass against the decoded images, paired with the floor (which returns the originals),
     and a reader that returned the originals instead would fail."""
-    from storebench import tables
+    from storebench.present import tables
 
     images, labels = data
     fmt = make_format("lmdb_jpeg", {"kind": "lmdb", "value": "raw", "payload": "jpeg"})

@@ -15,21 +15,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from storebench import (
-    host,
-    measure,
-    pagecache,
-    provenance,
-    publish,
-    replay,
-    sampling,
-    stats,
-    tables,
-    validation,
-)
+from storebench import host, measure, pagecache, provenance, sampling, stats, validation
 from storebench.chunks import read_rows
 from storebench.errors import StorebenchError
 from storebench.formats import make_format
+from storebench.present import publish, replay, tables
 from storebench.sampling import Policy, run_pairs
 
 N = 300

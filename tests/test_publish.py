@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from storebench import catalog, figures, publish
 from storebench.errors import StorebenchError
+from storebench.present import catalog, figures, publish
 
 from conftest import ROOT
 
@@ -157,7 +157,7 @@ def test_figures_are_written_as_png_svg_and_pdf(tmp_path: Path) -> None:
 
 
 def test_cost_rows_group_benchmarks_by_stage_and_n(tmp_path: Path) -> None:
-    from storebench.cost import cost_rows
+    from storebench.present.cost import cost_rows
 
     header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
     files = {

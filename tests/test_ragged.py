@@ -13,7 +13,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from storebench import cifar, dataset, imagefolder, measure, validation
+from storebench import dataset, datasetfile, imagefolder, measure, validation
 from storebench.chunks import read_spans
 from storebench.errors import StorebenchError
 from storebench.formats import available_kinds, make_format
@@ -134,7 +134,7 @@ def test_a_folder_of_mixed_sizes_kept_native_becomes_a_ragged_dataset(tmp_path: 
     out = tmp_path / "dataset"
     out.mkdir()
     identity = dataset.build("imagefolder", folder, 30, out / "images.npy", out / "labels.npy")
-    images, _ = cifar.load_first(out / "images.npy", out / "labels.npy", 30)
+    images, _ = datasetfile.load_first(out / "images.npy", out / "labels.npy", 30)
     assert isinstance(images, Ragged) and len(images) == 30
     _, files = imagefolder.scan(folder)
     originals = [imagefolder.load(path, None) for path, _ in files]
@@ -200,7 +200,7 @@ def test_the_workflow_runs_on_a_folder_of_mixed_sizes_at_native_size(tmp_path: P
     results = work / "results"
     meta = json.loads((results / "dataset/dataset.json").read_text())
     assert meta["shape"] is None and meta["source_images"] == 211
-    images, _ = cifar.load_first(
+    images, _ = datasetfile.load_first(
         results / "dataset/images.npy", results / "dataset/labels.npy", 300
     )
     _, files = imagefolder.scan(folder)

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from storebench import claims, compare, publish, rounds, stats, tables, verdict
+from storebench import rounds, stats
 from storebench.errors import StorebenchError
+from storebench.present import claims, compare, publish, tables, verdict
 from storebench.sampling import Policy, run_pairs, slowed
 
 SETTINGS = rounds.Settings(from_n=10_000, min_rounds=4, max_rounds=10, precision=0.04)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from storebench import verdict
+from storebench.present import verdict
 
 
 def _read(fmt: str, ratio: float, half: float = 0.02, **where: str) -> dict:

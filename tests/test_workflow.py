@@ -27,13 +27,13 @@ import yaml
 from PIL import Image
 
 from storebench import stats
-from storebench.catalog import FIGURES
 from storebench.config import normalize
-from storebench.cost import read_table_tsv
 from storebench.diskspace import store_bytes
 from storebench.download import md5sum
 from storebench.formats import make_format
 from storebench.measure import read_indices
+from storebench.present.catalog import FIGURES
+from storebench.present.cost import read_table_tsv
 from storebench.results import read_json
 from storebench.validation import checksum
 
@@ -583,8 +583,8 @@ def test_figures_are_real_plots(run: Path) -> None:
 def test_plotted_lines_are_the_table(
     run: Path, figure: str, table: str, conditions: dict, column: str
 ) -> None:
-    from storebench.figures import draw
-    from storebench.tables import read_table
+    from storebench.present.figures import draw
+    from storebench.present.tables import read_table
 
     rows = read_table(run / f"results/tables/{table}.csv")
     fig = draw(figure, {table: rows}, FORMATS)
@@ -788,7 +788,7 @@ def test_summary_ranks_every_format(run: Path) -> None:
 
 
 def test_stage_summary_from_benchmarks(run: Path) -> None:
-    from storebench.cost import stage_rows
+    from storebench.present.cost import stage_rows
 
     rows = {r["stage"]: r for r in stage_rows(run / "results/benchmarks")}
     jobs = len(FORMATS) * len(CUTOFFS)

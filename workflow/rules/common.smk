@@ -21,10 +21,14 @@ import storebench.config  # noqa: E402
 import storebench.dataset  # noqa: E402
 import storebench.diskspace  # noqa: E402
 import storebench.plan  # noqa: E402
-import storebench.publish  # noqa: E402
+import storebench.present.publish  # noqa: E402
 import storebench.resources  # noqa: E402
 from storebench.errors import StorebenchError  # noqa: E402
-from storebench.catalog import FIGURES, TABLES as TABLE_RECORDS  # noqa: E402
+from storebench.present.catalog import (  # noqa: E402
+    FIGURES,
+    TABLES as TABLE_RECORDS,
+    TIMING_TABLES as TIMING_TABLE_NAMES,
+)
 
 try:
     storebench.config.normalize(config)
@@ -101,14 +105,12 @@ if DATALOADER["cutoffs"] and not HAS_TORCH:
         "storebench: PyTorch is not installed, so the DataLoader jobs are left out "
         "(pip install -e '.[torch]' to run them)"
     )
-# Timing tables: rows with a median and spread (noise.csv looks at these).
-TIMING_TABLES = (
-    "store",
-    "read",
-    "single",
-    *(("parallel",) if PARALLEL["cutoffs"] else ()),
-    *(("dataloader",) if DATALOADER["cutoffs"] and HAS_TORCH else ()),
-)
+# Timing tables (the catalog's list): those of the jobs this run has.
+RUNS_TABLE = {
+    "parallel": bool(PARALLEL["cutoffs"]),
+    "dataloader": bool(DATALOADER["cutoffs"]) and HAS_TORCH,
+}
+TIMING_TABLES = tuple(t for t in TIMING_TABLE_NAMES if RUNS_TABLE.get(t, True))
 TABLES = (*TIMING_TABLES, "usage", "latency")
 # The wildcard values each table's result files are expanded over.
 MAIN_GRID = dict(format=FORMATS, n=CUTOFFS, cache=CACHES, order=ORDERS)
@@ -335,13 +337,13 @@ def get_cost_inputs():
 
 
 def get_table_layout(wildcards):
-    """How the table makes rows of its result files (its record in storebench.catalog)."""
+    """How the table makes rows of its result files (its record in storebench.present.catalog)."""
     return TABLE_RECORDS[wildcards.table].layout
 
 
 def get_table_columns(wildcards):
     """The table's columns: a change in layout makes Snakemake rebuild the table."""
-    from storebench.tables import LAYOUTS
+    from storebench.present.tables import LAYOUTS
 
     return ",".join(LAYOUTS[get_table_layout(wildcards)][1])
 
@@ -381,7 +383,7 @@ def get_figure_topic(wildcards):
 
 
 def get_figure_caption(wildcards, input):
-    return storebench.publish.figure_caption(
+    return storebench.present.publish.figure_caption(
         wildcards.figure, config, _environment(input)
     )
 
@@ -391,7 +393,7 @@ def get_caption_of(table=None):
 
     def get_caption(wildcards, input):
         name = table or wildcards.table
-        return storebench.publish.table_caption(name, config, _environment(input))
+        return storebench.present.publish.table_caption(name, config, _environment(input))
 
     return get_caption
 

@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from storebench import host, measure, tables
+from storebench import datasetfile, host, measure
 from storebench.errors import StorebenchError
 from storebench.formats import make_format
+from storebench.present import tables
 
 
 def _store_time(fmt: Any, images: np.ndarray, labels: np.ndarray, parent: Path) -> float:
@@ -272,9 +273,8 @@ def interleaved(
         raise StorebenchError(
             f"no format {unknown[0]!r} in the config; choose from {list(formats)}"
         )
-    from storebench import cifar
 
-    images, labels = cifar.load_dataset(
+    images, labels = datasetfile.load_dataset(
         results_dir / "dataset/images.npy", results_dir / "dataset/labels.npy"
     )
     images, labels = np.array(images[:n]), np.array(labels[:n])

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from storebench import cifar, host, measure, provenance, results, rounds, single, usage
+from storebench import cifar, datasetfile, host, measure, provenance, results, rounds, single, usage
 from storebench.errors import StorebenchError
 from storebench.formats import Format, make_format
 from storebench.sampling import Policy
@@ -74,7 +74,7 @@ def _dataset_identity(args: argparse.Namespace) -> dict[str, Any] | None:
     if meta is not None:
         return results.read_json(meta)
     images = getattr(args, "images", None)
-    return cifar.dataset_identity(images) if images else None
+    return datasetfile.dataset_identity(images) if images else None
 
 
 def _meta(args: argparse.Namespace, fmt: Format) -> dict[str, Any]:
@@ -125,7 +125,7 @@ def cmd_dataset(args: argparse.Namespace) -> None:
 
 def cmd_store(args: argparse.Namespace) -> None:
     fmt = _format(args)
-    images, labels = cifar.load_first(args.images, args.labels, args.n)
+    images, labels = datasetfile.load_first(args.images, args.labels, args.n)
     quiet = host.QuietFilesystem(
         args.out.parent, args.max_wait_s, args.slow_factor, args.baseline, args.trash
     )
@@ -148,7 +148,7 @@ def cmd_store(args: argparse.Namespace) -> None:
 
 def cmd_read(args: argparse.Namespace) -> None:
     fmt = _format(args)
-    images, labels = cifar.load_first(args.images, args.labels, args.n)
+    images, labels = datasetfile.load_first(args.images, args.labels, args.n)
     indices = measure.read_indices(args.n, args.order, args.seed)
     cell = rounds.Cell("read", args.format, args.n, args.cache, args.order)
     result = measure.measure_read(
@@ -203,7 +203,7 @@ def cmd_dataloader(args: argparse.Namespace) -> None:
     except ImportError as exc:
         raise StorebenchError(f"{exc}; install the extra: pip install -e '.[torch]'") from None
     fmt = _format(args)
-    images, labels = cifar.load_first(args.images, args.labels, args.n)
+    images, labels = datasetfile.load_first(args.images, args.labels, args.n)
     indices = measure.read_indices(args.n, "random", args.seed)
     result = torchdata.measure_epochs(
         fmt, args.store, images, labels, indices, args.batch_size, args.num_workers, **_paired(args)
@@ -213,7 +213,7 @@ def cmd_dataloader(args: argparse.Namespace) -> None:
 
 def cmd_latency(args: argparse.Namespace) -> None:
     fmt = _format(args)
-    images, labels = cifar.load_first(args.images, args.labels, args.n)
+    images, labels = datasetfile.load_first(args.images, args.labels, args.n)
     rng = np.random.default_rng(args.seed)
     indices = rng.integers(0, args.n, args.samples)
     result = single.measure_latency(
@@ -232,7 +232,7 @@ def cmd_latency(args: argparse.Namespace) -> None:
 
 def cmd_single(args: argparse.Namespace) -> None:
     fmt = _format(args)
-    images, labels = cifar.load_first(args.images, args.labels, args.n)
+    images, labels = datasetfile.load_first(args.images, args.labels, args.n)
     args.scratch.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="single.", dir=args.scratch))
     try:

@@ -14,8 +14,9 @@ from typing import Any
 
 import yaml
 
-from storebench import cifar, cost, results, tables
+from storebench import datasetfile, results
 from storebench.errors import StorebenchError
+from storebench.present import cost, tables
 
 
 def cmd_table(args: argparse.Namespace) -> None:
@@ -47,7 +48,7 @@ def cmd_cost(args: argparse.Namespace) -> None:
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
-    from storebench import publish
+    from storebench.present import publish
 
     environment = results.read_json(args.environment) if args.environment else None
     named = _named_tables(args.table)
@@ -57,7 +58,7 @@ def cmd_summary(args: argparse.Namespace) -> None:
 
 
 def cmd_figure(args: argparse.Namespace) -> None:
-    from storebench import figures  # matplotlib: imported only by the jobs that draw
+    from storebench.present import figures  # matplotlib: imported only by the jobs that draw
 
     figures.render(args.name, _named_tables(args.table), args.out, args.order)
 
@@ -72,7 +73,7 @@ def _named_tables(items: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
 
 
 def cmd_config_docs(args: argparse.Namespace) -> None:
-    from storebench import configdoc
+    from storebench.present import configdoc
 
     if args.check:
         if not configdoc.update(args.doc, args.schema, args.config, check=True):
@@ -87,7 +88,7 @@ def cmd_config_docs(args: argparse.Namespace) -> None:
 
 
 def cmd_examples(args: argparse.Namespace) -> None:
-    from storebench import catalog, publish
+    from storebench.present import catalog, publish
 
     copied = publish.update_examples(
         args.results, args.readme, args.page, args.figures, list(catalog.FIGURES)
@@ -113,7 +114,7 @@ def cmd_stages(args: argparse.Namespace) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from storebench import compare
+    from storebench.present import compare
 
     if args.second is None:
         print(compare.self_check(args.first, args.min_n), end="")
@@ -129,7 +130,7 @@ def _benchmarks() -> Any:
 
 
 def cmd_benchmark_traps(args: argparse.Namespace) -> None:
-    images, labels = cifar.load_first(args.images, args.labels, args.n)
+    images, labels = datasetfile.load_first(args.images, args.labels, args.n)
     args.work.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="benchmark.", dir=args.work))
     try:
@@ -167,7 +168,7 @@ def cmd_benchmark_interleaved(args: argparse.Namespace) -> None:
 
 
 def cmd_benchmark_replay(args: argparse.Namespace) -> None:
-    from storebench import replay
+    from storebench.present import replay
 
     policy = replay.Shorter(args.repeats, args.time_cap_s, args.precision, args.max_rounds)
     print(replay.report(args.runs[0], args.runs[1], policy, args.min_n))
@@ -288,7 +289,7 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("figure", help="draw one figure from tables")
-    p.add_argument("name", help="figure name (see storebench.catalog.FIGURES)")
+    p.add_argument("name", help="figure name (see storebench.present.catalog.FIGURES)")
     p.add_argument("--table", action="append", default=[], help="NAME=path.csv")
     p.add_argument("--out", type=Path, nargs="+", required=True, help="paths: .png .svg .pdf")
     p.add_argument("--order", nargs="*", default=[], help="the run's formats, in config order")

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from storebench import cifar, imagefolder, results
+from storebench import cifar, datasetfile, imagefolder, results
 from storebench.chunks import chunk_images, write_npy
 from storebench.errors import StorebenchError
 from storebench.ragged import Ragged
@@ -29,7 +29,7 @@ from storebench.ragged import Ragged
 log = logging.getLogger(__name__)
 
 KINDS = ("cifar10", "imagefolder")
-META = cifar.DATASET_META
+META = datasetfile.DATASET_META
 
 
 def _resized(images: np.ndarray, size: tuple[int, int], rows: int) -> Iterator[np.ndarray]:
@@ -121,12 +121,12 @@ def build(
                 images, labels, sha = _stage(parts, len(files), shape, staging)
         if isinstance(images, Ragged):
             log.info("source: %d images of their own sizes", len(images))
-            cifar.save_repeated_ragged(images, n_images, images_out)
+            datasetfile.save_repeated_ragged(images, n_images, images_out)
         else:
             log.info("source: %d images of %s", len(images), images.shape[1:])
-            cifar.save_repeated(images, n_images, images_out)
-            np.save(images_out.with_name(cifar.SHAPES), np.empty((0, 3), np.int64))
-        cifar.save_repeated(labels, n_images, labels_out)
+            datasetfile.save_repeated(images, n_images, images_out)
+            np.save(images_out.with_name(datasetfile.SHAPES), np.empty((0, 3), np.int64))
+        datasetfile.save_repeated(labels, n_images, labels_out)
     finally:
         staging.unlink(missing_ok=True)
     ragged = isinstance(images, Ragged)

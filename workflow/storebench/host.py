@@ -22,6 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from storebench.protocol import TICKS_PER_S as TICKS_PER_S
+from storebench.protocol import job_steal as job_steal
+
 log = logging.getLogger(__name__)
 
 
@@ -34,9 +37,6 @@ def _libc_syncfs() -> Callable[[int], int] | None:
 
 
 _SYNCFS = _libc_syncfs()
-
-# The unit of /proc/stat's counters (USER_HZ).
-TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def cpu_ticks(stat: Path = Path("/proc/stat")) -> tuple[int, int] | None:
@@ -76,18 +76,6 @@ def ticks_between(
 def stolen_seconds(ticks: tuple[int, int] | None) -> float | None:
     """Seconds of CPU time the host stole in ``ticks`` (:func:`ticks_between`)."""
     return None if ticks is None else ticks[0] / TICKS_PER_S
-
-
-def job_steal(result: dict) -> float | None:
-    """A job's steal: its pairs' stolen ticks over all their ticks (a mean of each
-    pair's share would weigh a pair of two ticks like one of two thousand); the mean
-    of the shares for results that kept only those."""
-    ticks = [t for t in result.get("ticks") or [] if t is not None]
-    if ticks:
-        total = sum(t[1] for t in ticks)
-        return sum(t[0] for t in ticks) / total if total > 0 else None
-    shares = [share for share in result.get("steal") or [] if share is not None]
-    return float(sum(shares) / len(shares)) if shares else None
 
 
 def sync_filesystem(path: Path) -> None:

@@ -23,6 +23,11 @@ from storebench.chunks import Images, chunk_of, gather, row_bytes, sample_memory
 from storebench.errors import StorebenchError
 from storebench.formats import Format
 from storebench.host import QuietFilesystem, discard, fresh_dir, sync_filesystem, warm_free_memory
+from storebench.protocol import ORDERS as ORDERS
+from storebench.protocol import SHARD_IMAGES as SHARD_IMAGES
+from storebench.protocol import SHUFFLE_BUFFER as SHUFFLE_BUFFER
+from storebench.protocol import read_indices as read_indices
+from storebench.protocol import shard_order as shard_order
 from storebench.sampling import Policy, kept_calls, run_pairs, slowed
 from storebench.validation import ChunkedCheck
 
@@ -177,13 +182,6 @@ def psnr_of(fmt: Format, images: np.ndarray) -> float:
 
 
 CACHES = ("warm", "cold")
-ORDERS = ("sequential", "random", "shards")
-# The "shards" order, as streaming loaders (WebDataset) read: the images in shards of
-# SHARD_IMAGES consecutive ones (the webdataset format's default shard), the shards in
-# a shuffled order, each streamed in order through a shuffle buffer of SHUFFLE_BUFFER
-# images (webdataset's ``.shuffle(1000)``).
-SHARD_IMAGES = 10_000
-SHUFFLE_BUFFER = 1000
 COLD_RESIDENCY_MAX = 0.05  # a cold read with more of the store cached is not cold
 
 
@@ -193,40 +191,6 @@ def cache_verified(cache: str, resident: list[float]) -> bool:
     if not verified:
         log.warning("eviction did not take (%.0f%% cached): cold not verified", 100 * max(resident))
     return verified
-
-
-def read_indices(n: int, order: str, seed: int) -> np.ndarray:
-    """0..n-1 in order, or a permutation that is the same for every format."""
-    if order == "sequential":
-        return np.arange(n)
-    if order == "random":
-        return np.random.default_rng(seed).permutation(n)
-    if order == "shards":
-        return shard_order(n, seed)
-    raise StorebenchError(f"unknown read order {order!r}; choose one of {ORDERS}")
-
-
-def shard_order(
-    n: int, seed: int, shard: int = SHARD_IMAGES, buffer: int = SHUFFLE_BUFFER
-) -> np.ndarray:
-    """The order a streaming loader reads 0..n-1 in: shards of ``shard`` consecutive
-    images in a shuffled order, streamed through a shuffle buffer of ``buffer`` images
-    (each image entering the full buffer sends out a random one of it; at the end the
-    rest leaves in random order). Every image exactly once (checked)."""
-    rng = np.random.default_rng(seed)
-    starts = rng.permutation(np.arange(0, n, shard))
-    stream = np.concatenate([np.arange(s, min(s + shard, n)) for s in starts] or [[]])
-    slots = stream[:buffer].tolist()
-    out = []
-    picks = rng.integers(0, buffer, max(0, n - buffer)).tolist()
-    for pick, index in zip(picks, stream[buffer:].tolist(), strict=True):
-        out.append(slots[pick])
-        slots[pick] = index
-    out += rng.permutation(np.array(slots, dtype=np.int64)).tolist()
-    order = np.array(out, dtype=np.int64)
-    if len(order) != n or not np.array_equal(np.sort(order), np.arange(n)):
-        raise StorebenchError(f"shard order of {n} images is not a permutation (a bug)")
-    return order
 
 
 def _read_trial(

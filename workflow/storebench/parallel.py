@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from storebench import chunks, cifar, pagecache
+from storebench import chunks, datasetfile, pagecache
 from storebench.errors import StorebenchError
 from storebench.formats import Format
 from storebench.measure import CACHES, NS, cache_verified, warm_up_read
@@ -55,7 +55,7 @@ def _worker(
     a read's round 0 opens its store, its last round closes it. A ``"warm"`` command
     reads the start of the shard, untimed (:func:`~storebench.measure.warm_up_read`)."""
     try:
-        images, labels = cifar.load_dataset(images_path, labels_path)
+        images, labels = datasetfile.load_dataset(images_path, labels_path)
         # One check (and buffer) for both stores, unless a lossy format returns other images.
         checks: dict[object, ChunkedCheck] = {}
 
@@ -169,7 +169,9 @@ def measure_parallel(
     barrier = context.Barrier(workers)
     parts = shards(indices, workers)
     # all workers together hold about one chunk
-    size = math.ceil(chunks.chunk_of(cifar.load_dataset(images_path, labels_path)[0]) / workers)
+    size = math.ceil(
+        chunks.chunk_of(datasetfile.load_dataset(images_path, labels_path)[0]) / workers
+    )
     rounds = max(1, math.ceil(max(len(part) for part in parts) / size))
     pipes = [context.Pipe() for _ in parts]
     processes = []

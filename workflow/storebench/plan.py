@@ -10,9 +10,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO
 
-from storebench.cost import read_table_tsv
 from storebench.diskspace import GiB
 from storebench.errors import StorebenchError
+from storebench.present.cost import read_table_tsv
 
 
 def platform_notice(platform: str = sys.platform) -> str | None:

@@ -26,36 +26,27 @@ from storebench import chunks
 # What the measuring code itself runs on, whatever the format: numpy everywhere, Pillow
 # in the CPU probe. Each format declares its own libraries (Format.libraries).
 CORE_LIBRARIES = ("numpy", "pillow")
-# Modules that only present or compare results: editing them changes no measurement.
-# Modules that measure nothing: presentation, and what a run says or checks before it starts.
-PRESENTATION = frozenset(
-    {
-        "figures.py",
-        "tables.py",
-        "benchmarks.py",
-        "publish.py",
-        "compare.py",
-        "plan.py",
-        "diskspace.py",
-        "catalog.py",
-        "cost.py",
-        "verdict.py",
-        "replay.py",
-        "cli_results.py",
-        "claims.py",
-    }
-)
+# Modules that measure nothing: the presentation (the folder present/, skipped whole),
+# and what a run says or checks before it starts, and the user's own commands.
+PRESENTATION_FOLDER = "present/"
+NOT_MEASURING = frozenset({"plan.py", "diskspace.py", "benchmarks.py", "cli_results.py"})
+
+
+def measures(name: str) -> bool:
+    """Whether a module (its path under the package, e.g. ``measure.py`` or
+    ``present/tables.py``) is part of what measures, and so of the fingerprint."""
+    return not name.startswith(PRESENTATION_FOLDER) and name not in NOT_MEASURING
 
 
 @functools.cache
 def code_version() -> str:
     """A fingerprint of the code that measures: every module of the package but
-    :data:`PRESENTATION`. Results made by different code get different fingerprints."""
+    :func:`measures`. Results made by different code get different fingerprints."""
     root = Path(storebench.__file__).parent
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         name = path.relative_to(root).as_posix()
-        if name not in PRESENTATION:
+        if measures(name):
             digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:12]
 
@@ -79,7 +70,7 @@ def fingerprint(*formats: Any) -> str:
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         name = path.relative_to(root).as_posix()
-        if name in PRESENTATION:
+        if not measures(name):
             continue
         if name.startswith("formats/") and name not in own | FORMAT_SHARED:
             continue
@@ -120,6 +111,12 @@ def versions(*formats: Any) -> dict[str, str]:
 SHARED_VERSIONS = ("python", "storebench", *CORE_LIBRARIES)
 
 
+# The version of the result files' structure (results.TimedResult). 1: no stamp (before
+# 2026-12-02); 2: stamped. A table refuses a result of another version in one line that
+# names the command remaking it, rather than reading it through a compatibility shim.
+RESULT_SCHEMA = 2
+
+
 def describe(
     name: str,
     fmt: Any,
@@ -134,6 +131,7 @@ def describe(
     ref_name, ref_fmt = reference or (None, None)
     formats = [f for f in (fmt, ref_fmt) if f is not None]
     return {
+        "schema": RESULT_SCHEMA,
         "format": name,
         "kind": fmt.kind,
         "options": fmt.options(),

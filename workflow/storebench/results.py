@@ -1,4 +1,9 @@
-"""Result files (JSON) written by the measuring jobs and read by the tables."""
+"""Result files (JSON) written by the measuring jobs and read by the tables.
+
+What a timed job writes is declared once, :class:`TimedResult`, and stamped with
+:data:`storebench.provenance.RESULT_SCHEMA`; a file of another version is refused in
+one line naming the command that remakes it.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,61 @@ import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from storebench.errors import StorebenchError
-from storebench.provenance import SHARED_VERSIONS
+from storebench.provenance import RESULT_SCHEMA, SHARED_VERSIONS
+
+
+class TimedResult(TypedDict):
+    """One timed job's result file (or one cell record of a round file)."""
+
+    schema: int  # RESULT_SCHEMA
+    format: str
+    kind: str
+    options: dict[str, Any]
+    n: int
+    reference: dict[str, Any] | None  # the floor it was paired with: format, kind, options
+    versions: dict[str, str]  # Python, storebench, storebench_code (fingerprint), libraries
+    where: dict[str, Any]  # host and pid
+    memory: dict[str, Any]  # the job's peak memory (chunks.memory_record)
+    run: dict[str, Any]  # dataset identity, repeats, sampling, seed, rounds
+    samples: NotRequired[dict[str, list[float]]]  # measurement -> seconds, one per pair
+    reference_samples: NotRequired[dict[str, list[float]]]  # the floor's, per pair
+    reference_runs: NotRequired[list[dict[str, list[float]]]]  # the floor's runs, per pair
+    first: NotRequired[list[str]]  # which side went first, per pair
+    cpu_s: NotRequired[list[float]]  # the CPU probe before each pair
+    steal: NotRequired[list[float | None]]  # the machine's stolen share, per pair
+    ticks: NotRequired[list[list[int] | None]]  # stolen and total ticks, per pair
+    retaken: NotRequired[list[dict[str, Any]]]  # pairs retaken, kept raw
+    sampling: NotRequired[dict[str, Any]]  # pairs, stopped, elapsed_s, disturbed
+    residency_before: NotRequired[list[float]]  # reads: share of the store cached
+    cache: NotRequired[str]
+    order: NotRequired[str]
+    seed: NotRequired[int]
+    round: NotRequired[int]  # results measured in rounds: which
+
+
+# Every result names these; a timed one (with samples) these as well.
+REQUIRED = ("schema", "format", "kind", "n", "versions", "run")
+REQUIRED_TIMED = ("reference_samples", "sampling")
+
+
+def _rule_of(path: Path) -> str:
+    """The rule whose job wrote a result file (its folder under measurements/)."""
+    parts = Path(path).parts
+    return parts[parts.index("measurements") + 1] if "measurements" in parts else "all"
+
+
+def check_schema(path: Path, data: Any) -> None:
+    """Refuse a result (or round file) of another schema version, in one line."""
+    found = data.get("schema", 1) if isinstance(data, dict) else None
+    if found != RESULT_SCHEMA:
+        raise StorebenchError(
+            f"{path}: a result of schema {found} (this storebench reads {RESULT_SCHEMA}: it "
+            "was written by another version); remake it with "
+            f"`snakemake --cores 4 --forcerun {_rule_of(path)}`"
+        )
 
 
 def write_text(text: str, path: Path) -> None:
@@ -69,6 +125,11 @@ def _sound(path: Path, result: Any, named: bool = True) -> dict[str, Any]:
 
     if not isinstance(result, dict):
         raise bad("not a result (a JSON object)")
+    check_schema(path, result)
+    wanted = REQUIRED + (REQUIRED_TIMED if "samples" in result else ())
+    missing = [key for key in wanted if key not in result]
+    if missing:
+        raise bad(f"it lacks {', '.join(missing)}")
     parts = path.parts
     if named and "measurements" in parts:
         below = parts[parts.index("measurements") + 2 :]  # after the rule's folder
@@ -126,6 +187,7 @@ def load_records(
     for path in map(Path, paths):
         data = read_json(path)
         if isinstance(data, dict) and "records" in data:
+            check_schema(path, data)
             records = [_sound(path, r, named=False) for r in rounds.expand(path, data)]
             loaded += [
                 (path, r) for r in records if stage is None or rounds.Cell.of(r).stage == stage
@@ -138,8 +200,7 @@ def load_records(
 def _refuse(a: Path, b: Path, field: str, value_a: Any, value_b: Any) -> None:
     older, newer = sorted((a, b), key=lambda p: p.stat().st_mtime)
     values = {a: value_a, b: value_b}
-    parts = older.parts
-    rule = parts[parts.index("measurements") + 1] if "measurements" in parts else "all"
+    rule = _rule_of(older)
     raise StorebenchError(
         f"results from different runs cannot share a table: {field} is {values[older]!r} in "
         f"{older} but {values[newer]!r} in {newer}; remake the older results with "

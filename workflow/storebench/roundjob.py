@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from storebench import cifar, host, measure, provenance, results, rounds
+from storebench import datasetfile, host, measure, provenance, results, rounds
 from storebench.formats import make_format
 from storebench.sampling import Policy
 
@@ -46,13 +46,15 @@ def measure_round(
     scratch, trash, baseline = places
     images_path, labels_path = dataset
     largest = max((c.n for c in todo), default=0)
-    images, labels = cifar.load_first(images_path, labels_path, largest) if todo else (None, None)
+    images, labels = (
+        datasetfile.load_first(images_path, labels_path, largest) if todo else (None, None)
+    )
     probe = config["filesystem_probe"]
     scratch.mkdir(parents=True, exist_ok=True)
     quiet = host.QuietFilesystem(
         scratch, probe["max_wait_s"], probe["slow_factor"], baseline, trash
     )
-    identity = cifar.dataset_identity(images_path)
+    identity = datasetfile.dataset_identity(images_path)
     policy = Policy.within_round(
         settings.cell_s, settings.max_pairs, config["sampling"]["max_steal"]
     )
@@ -110,6 +112,7 @@ def measure_round(
     if skipped:
         log.info("round %d: %d cell(s) left out: the budget is spent", round_, len(skipped))
     return {
+        "schema": provenance.RESULT_SCHEMA,
         "round": round_,
         "records": measured,
         "over_budget": skipped,

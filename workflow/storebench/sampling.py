@@ -55,6 +55,8 @@ from typing import Any
 import numpy as np
 
 from storebench import host, stats
+from storebench.protocol import CPU_PROBE_IMAGES
+from storebench.protocol import Policy as Policy
 
 log = logging.getLogger(__name__)
 
@@ -64,59 +66,6 @@ NS = 1e-9
 Trial = Callable[[], dict[str, float]]
 
 
-@dataclasses.dataclass(frozen=True)
-class Policy:
-    """When a job stops taking pairs (config.yaml ``sampling``, ``repeats``)."""
-
-    min_pairs: int = 3
-    max_pairs: int = 200
-    precision: float = 0.05
-    time_cap_s: float = 30.0
-    reference_share: float = 0.25
-    max_reference_runs: int = 5
-    max_steal: float = 0.05
-
-    # Steal is counted in ticks of 10 ms: one tick is no evidence of a disturbance.
-    MIN_STOLEN_S = 0.02
-
-    @classmethod
-    def exactly(cls, pairs: int) -> Policy:
-        """Exactly ``pairs`` pairs, whatever the interval (tests, benchmarks)."""
-        return cls(min_pairs=pairs, max_pairs=pairs, precision=0.0, time_cap_s=0.0, max_steal=1)
-
-    def disturbed(self, ticks: tuple[int, int] | None) -> bool:
-        """Whether the host stole enough of the machine's CPU time during a pair
-        (``ticks``: its stolen and total ticks over all vCPUs) that the pair measures
-        the host rather than the format: more than ``max_steal`` of it, and at least
-        :data:`MIN_STOLEN_S` (one tick is no evidence)."""
-        if ticks is None or self.max_steal >= 1 or ticks[1] <= 0:
-            return False
-        stolen, total = ticks
-        return stolen / host.TICKS_PER_S >= self.MIN_STOLEN_S and stolen > self.max_steal * total
-
-    @classmethod
-    def within_round(cls, cell_s: float, max_pairs: int, max_steal: float) -> Policy:
-        """One round of a cell (:mod:`storebench.rounds`): at least one pair, more while
-        the pairs have taken less than ``cell_s`` (a short measurement's round is the
-        median of a few pairs), at most ``max_pairs``. No stop on precision: the
-        interval comes from the spread between rounds."""
-        return cls(
-            min_pairs=1,
-            max_pairs=max(1, max_pairs),
-            precision=0.0,
-            time_cap_s=cell_s,
-            max_steal=max_steal,
-        )
-
-    def settled(self, ratios: list[float]) -> bool:
-        """Whether the time cap may end a job with these ratios: from three pairs on,
-        or at fewer whose ratios lie within +/- ``precision`` of their median."""
-        if len(ratios) >= 3:
-            return True
-        interval = stats.median_interval(ratios)
-        return stats.half_width(interval) <= self.precision
-
-
 class CpuProbe:
     """A fixed CPU workload: decode the same in-memory PNGs (Pillow, one core).
 
@@ -124,7 +73,7 @@ class CpuProbe:
     all of them, so its time says how fast this CPU runs right now.
     """
 
-    IMAGES = 48
+    IMAGES = CPU_PROBE_IMAGES
 
     def __init__(self) -> None:
         from PIL import Image

@@ -1,14 +1,14 @@
 """What the workflow publishes: one record per figure and one per table.
 
-A figure"s record names the tables it is drawn from, the function of
-:mod:`storebench.figures` that draws it (and that function"s options), its topic
-in the report and its caption. A table"s record names its layout (how
-:mod:`storebench.tables` turns result files into rows; ``None`` for the tables
-with their own rule) and its caption. Rules, the report, the README"s examples
+A figure's record names the tables it is drawn from, the function of
+:mod:`storebench.present.figures` that draws it (and that function's options), its topic
+in the report and its caption. A table's record names its layout (how
+:mod:`storebench.present.tables` turns result files into rows; ``None`` for the tables
+with their own rule) and its caption. Rules, the report, the README's examples
 and the tests all read these records, so a figure or table is added in one place.
 
 Captions are templates: ``{paired}``, ``{store}``, ``{spread}`` ... are filled in
-by :mod:`storebench.publish` from the run"s config. No matplotlib here: the
+by :mod:`storebench.present.publish` from the run's config. No matplotlib here: the
 Snakefile imports this module at parse time.
 """
 
@@ -21,8 +21,8 @@ from typing import Any
 
 @dataclasses.dataclass(frozen=True)
 class FigureRecord:
-    """A figure: ``tables`` it reads, ``drawer`` (a function of storebench.figures) with
-    ``options``, and the report"s ``topic`` and ``caption``."""
+    """A figure: ``tables`` it reads, ``drawer`` (a function of storebench.present.figures) with
+    ``options``, and the report's ``topic`` and ``caption``."""
 
     tables: tuple[str, ...]
     drawer: str
@@ -33,11 +33,13 @@ class FigureRecord:
 
 @dataclasses.dataclass(frozen=True)
 class TableRecord:
-    """A table: its ``layout`` (a key of storebench.tables.LAYOUTS; None: made by its own
-    rule) and ``caption`` (what a row holds)."""
+    """A table: its ``layout`` (a key of storebench.present.tables.LAYOUTS; None: made by
+    its own rule), ``caption`` (what a row holds) and whether it is a ``timing`` table
+    (rows of timed jobs, each with a median and its interval: noise.csv reads these)."""
 
     layout: str | None
     caption: str
+    timing: bool = False
 
 
 FIGURES: dict[str, FigureRecord] = {
@@ -221,6 +223,7 @@ TABLES: dict[str, TableRecord] = {
         ),
     ),
     "store": TableRecord(
+        timing=True,
         layout="timing",
         caption=(
             "Store time per format and n (write, and write until durable): the ratio to "
@@ -232,6 +235,7 @@ TABLES: dict[str, TableRecord] = {
         ),
     ),
     "read": TableRecord(
+        timing=True,
         layout="timing",
         caption=(
             "Read time per format, n, cache state and order: ratio to the floor's "
@@ -240,6 +244,7 @@ TABLES: dict[str, TableRecord] = {
         ),
     ),
     "single": TableRecord(
+        timing=True,
         layout="timing",
         caption="Store and read of one image, paired with the floor ({sampling}).",
     ),
@@ -254,10 +259,12 @@ TABLES: dict[str, TableRecord] = {
         ),
     ),
     "parallel": TableRecord(
+        timing=True,
         layout="parallel",
         caption="Parallel readers: time, images/s and speed-up over one worker.",
     ),
     "dataloader": TableRecord(
+        timing=True,
         layout="dataloader",
         caption="PyTorch DataLoader epochs: time and images/s per num_workers.",
     ),
@@ -288,3 +295,7 @@ TABLES: dict[str, TableRecord] = {
         ),
     ),
 }
+
+
+# The timing tables, in the order the workflow makes them (the one list of them).
+TIMING_TABLES = tuple(name for name, record in TABLES.items() if record.timing)

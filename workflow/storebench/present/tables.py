@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from storebench import host, rounds
+from storebench import rounds
 from storebench.errors import StorebenchError
+from storebench.protocol import job_steal
 from storebench.stats import (
     format_rounds,
     half_width,
@@ -150,7 +151,7 @@ def paired_stats(result: dict[str, Any], key: str) -> dict[str, Any]:
         row |= {"ratio": "", "ratio_lo": "", "ratio_hi": "", "coverage": mine["coverage"]}
         row |= {"ratio_job_lo": "", "ratio_job_hi": "", "interval": ""}
     cpu = result.get("cpu_s") or []
-    stolen = host.job_steal(result)
+    stolen = job_steal(result)
     sampling = result.get("sampling") or {}
     return row | {
         "round_values": "",
@@ -214,7 +215,7 @@ def round_stats(by_round: dict[int, dict[str, Any]], key: str) -> dict[str, Any]
         "reference_lo": math.exp(ref["lo"]),
         "reference_hi": math.exp(ref["hi"]),
         "cpu_ms": float(np.median(cpu)) if cpu else "",
-        "steal": host.job_steal({"ticks": ticks}) if ticks else "",
+        "steal": job_steal({"ticks": ticks}) if ticks else "",
         "retaken": sum((r.get("sampling") or {}).get("retaken", 0) for r in ordered),
         "stopped": rounds.stop_reason(by_round, stage, settings),
         **{k: v for k, v in summarize(samples).items() if k != "median"},
@@ -538,7 +539,7 @@ def dataloader_rows(loaded: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return add_run_drift(rows)
 
 
-# table layout (storebench.catalog.TABLES) -> (rows from result files, columns)
+# table layout (storebench.present.catalog.TABLES) -> (rows from result files, columns)
 LAYOUTS: dict[
     str, tuple[Callable[[Iterable[dict[str, Any]]], list[dict[str, Any]]], tuple[str, ...]]
 ] = {

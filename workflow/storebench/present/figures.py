@@ -18,9 +18,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
-from storebench.catalog import FIGURES
 from storebench.errors import StorebenchError
-from storebench.tables import PERCENTILES
+from storebench.present.catalog import FIGURES
+from storebench.present.tables import PERCENTILES
 
 Rows = list[dict[str, Any]]
 Tables = Mapping[str, Rows]

@@ -15,11 +15,10 @@ from typing import Any
 import numpy as np
 import yaml
 
-from storebench import claims, verdict
-from storebench.catalog import FIGURES, TABLES
 from storebench.errors import StorebenchError
-from storebench.measure import SHARD_IMAGES, SHUFFLE_BUFFER
-from storebench.sampling import CpuProbe
+from storebench.present import claims, verdict
+from storebench.present.catalog import FIGURES, TABLES
+from storebench.protocol import CPU_PROBE_IMAGES, SHARD_IMAGES, SHUFFLE_BUFFER
 
 Rows = list[dict[str, Any]]
 
@@ -157,7 +156,7 @@ def confidence(row: Mapping[str, Any]) -> str:
 
 def _ranked_timings(title: str, unit: str, rows: Rows, floor: str | None) -> list[str]:
     """Formats ranked by their paired ratio to the floor (best first), each with the
-    ranks the run allows it (:func:`storebench.claims.ranked`): a range, 1 to 3 say,
+    ranks the run allows it (:func:`storebench.present.claims.ranked`): a range, 1 to 3 say,
     where the run cannot tell it from formats around it."""
     rows = [r for r in rows if r.get("ratio", "") != ""]
     if not rows:
@@ -247,9 +246,6 @@ def _drift_sentence(rows: Rows) -> str:
         f"{float(np.median(drift)):.1%} (a standard deviation): what pairing within one "
         "job cannot cancel, and what rounds sample."
     )
-
-
-CPU_PROBE_IMAGES = CpuProbe.IMAGES
 
 
 def verdict_rst(tables: Mapping[str, Rows]) -> str:
@@ -407,9 +403,7 @@ def update_examples(
             copied.append(name)
     page = Path(page)
     link = os.path.relpath(figures_dir, page.parent)
-    page.write_text(
-        results_page(summary, config, environment, copied, link, _run_date(results))
-    )
+    page.write_text(results_page(summary, config, environment, copied, link, _run_date(results)))
     front = os.path.relpath(figures_dir / f"{FRONT_FIGURE}.png", Path(readme).parent)
     head, rest = text.split(START, 1)
     tail = rest.split(END, 1)[1]

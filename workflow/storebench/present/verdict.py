@@ -3,9 +3,9 @@
 For each need the winner is the format with the lowest ratio to the floor (or bytes
 on disk), the floor itself left out: it is the reference every format is measured
 against, one memory-mapped .npy of raw pixels. The runner-up is the next in rank
-order (:func:`storebench.claims.ranked`). The margin is the runner-up's ratio over
+order (:func:`storebench.present.claims.ranked`). The margin is the runner-up's ratio over
 the winner's with the 95% interval of their round-paired difference
-(:func:`storebench.claims.margin`); where the run cannot order the two, the need is a
+(:func:`storebench.present.claims.margin`); where the run cannot order the two, the need is a
 tie and both are named; where the margin's interval spans more than 2x, the verdict
 says the run cannot tell by how much.
 
@@ -23,7 +23,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from storebench import claims, stats
+from storebench import stats
+from storebench.present import claims
 
 Rows = Sequence[Mapping[str, Any]]
 

@@ -6,7 +6,7 @@ a shorter ``time_cap_s``, a looser ``precision``) would have taken a prefix of t
 same pairs, so a run's result files already hold what it would have measured. This
 module cuts every timed result to that prefix, rebuilds the run's timing tables
 from the cut results, and says how much pair time the run would have saved; two
-runs replayed alike are then compared (:mod:`storebench.compare`) as two runs
+runs replayed alike are then compared (:mod:`storebench.present.compare`) as two runs
 measured under that policy would be.
 
 A pair's time is its CPU probe, its format sample and its reference runs; what
@@ -25,10 +25,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from storebench import compare, results, stats, tables
-from storebench.catalog import TABLES as TABLE_RECORDS
+from storebench import results, rounds, stats
 from storebench.errors import StorebenchError
-from storebench.sampling import Policy
+from storebench.present import compare, tables
+from storebench.present.catalog import TABLES as TABLE_RECORDS
+from storebench.present.catalog import TIMING_TABLES
+from storebench.protocol import Policy
 
 # Result lists with one entry per pair, and with one entry per reference run.
 PER_PAIR = (
@@ -43,7 +45,6 @@ PER_PAIR = (
     "cpu_s",
 )
 PER_REFERENCE_RUN = ("reference_residency_before",)
-TIMING = ("store", "read", "parallel", "dataloader")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,13 +133,14 @@ def replay_run(run: Path, policy: Shorter, out: Path) -> dict[str, tuple[float, 
     """Write ``run``'s timing tables as ``policy`` would have measured them under
     ``out``/tables; per table, (seconds of pairs saved, seconds of pairs taken)."""
     spent = {}
-    for table in TIMING:
+    for table in TIMING_TABLES:
         paths = sorted((Path(run) / "measurements" / table).rglob("*.json"))
         if not paths:
             continue
-        if table in ("store", "read"):
+        in_rounds = table in rounds.STAGES
+        if in_rounds:
             paths += sorted((Path(run) / "measurements" / "round").glob("r*.json"))
-        loaded = results.check_one_run(paths, table if table in ("store", "read") else None)
+        loaded = results.check_one_run(paths, table if in_rounds else None)
         replayed, saved, total = [], 0.0, 0.0
         for result in loaded:
             total += result["sampling"]["elapsed_s"]

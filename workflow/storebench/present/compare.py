@@ -36,12 +36,13 @@ from typing import Any
 
 import numpy as np
 
-from storebench import claims
+from storebench import rounds
 from storebench.errors import StorebenchError
+from storebench.present import claims
+from storebench.present.tables import read_table
 from storebench.stats import format_rounds, round_interval, shift_interval
-from storebench.tables import read_table
 
-TABLES = ("store", "read")
+TABLES = rounds.STAGES  # the tables whose cells are measured in rounds
 KEY = ("format", "n", "measurement", "cache", "order")
 TOLERANCE = 0.10
 LIMIT = math.log1p(TOLERANCE)
