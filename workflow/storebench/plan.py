@@ -68,7 +68,7 @@ def describe(
     else:
         lines.append(
             "storebench: time: no job of this plan has run here before; the default run "
-            "took 35 min of jobs on a 2-core VM (README, 'What a default run costs')"
+            "took 35 min of jobs on a 2-core VM (docs/scaling.md, 'What a default run costs')"
         )
     return lines
 

@@ -1,7 +1,7 @@
 """The raw floor: the images as one ``.npy`` file, read the fastest way this machine can.
 
 No per-image framing, no decoding. Each read picks, by measurement on this VM
-(README, "The floor reads the fastest way this machine can"), the fastest way to
+(docs/methods.md, "The floor reads the fastest way this machine can"), the fastest way to
 move the rows:
 
 * a contiguous range whose pages are cached: one copy from a memory map (a
@@ -12,7 +12,7 @@ move the rows:
 * sparse scattered rows (a small random batch): a gather from the memory map,
   one page fault instead of one system call per row.
 
-So no format reads the same bytes faster (the README says where one ties).
+So no format reads the same bytes faster (docs/runs.md says where one tied, and why).
 """
 
 from __future__ import annotations

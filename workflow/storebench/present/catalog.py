@@ -291,7 +291,8 @@ TABLES: dict[str, TableRecord] = {
             "reads fastest (warm, cold, sequential, shuffled) and is smallest on "
             "disk, ranked by the ratio to the raw floor with its interval; a rank runs "
             "from 1 plus the formats the run shows faster to the count less those it "
-            "shows slower (the round-paired difference's 95% interval excludes zero)."
+            "shows slower (the interval of the median round-paired difference covers at "
+            "least 95% and excludes zero)."
         ),
     ),
 }

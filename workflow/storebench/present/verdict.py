@@ -4,12 +4,12 @@ For each need the winner is the format with the lowest ratio to the floor (or by
 on disk), the floor itself left out: it is the reference every format is measured
 against, one memory-mapped .npy of raw pixels. The runner-up is the next in rank
 order (:func:`storebench.present.claims.ranked`). The margin is the runner-up's ratio over
-the winner's with the 95% interval of their round-paired difference
+the winner's with the interval of the median of their round-paired differences
 (:func:`storebench.present.claims.margin`); where the run cannot order the two, the need is a
 tie and both are named; where the margin's interval spans more than 2x, the verdict
 says the run cannot tell by how much.
 
-The all-round pick (README, "Which format should I pick?"): for every format, the
+The all-round pick (docs/methods.md, "Ranks and margins the data supports"): for every format, the
 geometric mean of its value over the best format's value in four needs (store, warm
 shuffled read, cold shuffled read, bytes on disk); the lowest mean wins. The
 runner-up ties unless the run shows the winner's mean lower: round by round (the
@@ -197,10 +197,11 @@ def rows(tables: Mapping[str, Rows], floor: str | None, n: int) -> list[tuple[st
 
 INTRO = (
     "Which format to pick for each need (the floor, {floor}, is the reference and is left "
-    "out). A margin is the runner-up's ratio to the floor over the winner's, with the 95% "
-    "interval of their round-paired difference; a need whose two formats the run cannot "
-    "order is a tie, and a margin whose interval spans more than 2x is not quoted as a "
-    "number. The all-round rule is in the README."
+    "out). A margin is the runner-up's ratio to the floor over the winner's, with the "
+    "interval of the median of their round-paired differences (at least 95%: 6 rounds or "
+    "more); a need whose two formats the run cannot order at 95% is a tie, and a margin "
+    "whose interval spans more than 2x is not quoted as a number. The all-round rule is "
+    "in docs/methods.md."
 )
 
 
