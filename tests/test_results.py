@@ -17,6 +17,7 @@ from storebench.errors import StorebenchError
 
 def _result(fmt: str = "png", n: int = 10, **changes: Any) -> dict[str, Any]:
     result = {
+        "schema": provenance.RESULT_SCHEMA,
         "format": fmt,
         "kind": "png",
         "options": {"compress_level": 6},
@@ -28,6 +29,8 @@ def _result(fmt: str = "png", n: int = 10, **changes: Any) -> dict[str, Any]:
             "seed": 0,
         },
         "samples": {"store_s": [0.1, 0.2, 0.3]},
+        "reference_samples": {"store_s": [0.1, 0.1, 0.1]},
+        "sampling": {"pairs": 3, "stopped": "precision"},
     }
     for path, value in changes.items():
         *parents, last = path.split("__")
@@ -56,6 +59,28 @@ def test_results_of_one_run_pass(tmp_path: Path) -> None:
     paths = _write(tmp_path, [_result(), _result(n=100), other])
     loaded = results.check_one_run(paths)
     assert [r["n"] for r in loaded] == [10, 100, 10]
+
+
+def test_an_older_result_is_refused_in_one_line_naming_how_to_remake_it(tmp_path: Path) -> None:
+    old = _result()
+    del old["schema"]  # written before results were stamped
+    (path,) = _write(tmp_path, [old])
+    with pytest.raises(StorebenchError) as caught:
+        results.check_one_run([path])
+    message = str(caught.value)
+    assert "\n" not in message and str(path) in message and "schema 1" in message
+    assert "snakemake --cores 4 --forcerun store" in message
+    # the current version passes; a round file is checked as a whole too
+    assert results.check_one_run(_write(tmp_path / "new", [_result()]))
+    round_file = tmp_path / "results/measurements/round/r2.json"
+    results.write_json({"round": 2, "records": [{**_result(), "round": 2}]}, round_file)
+    with pytest.raises(StorebenchError, match="--forcerun round"):
+        results.check_one_run([round_file])
+    # a result that lacks a declared field says which
+    partial = _result()
+    del partial["reference_samples"]
+    with pytest.raises(StorebenchError, match="it lacks reference_samples"):
+        results.check_one_run(_write(tmp_path / "partial", [partial]))
 
 
 def test_code_version_is_recorded() -> None:

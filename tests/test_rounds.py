@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from storebench import rounds, stats
+from storebench import provenance, rounds, stats
 from storebench.errors import StorebenchError
 from storebench.present import claims, compare, publish, tables, verdict
 from storebench.sampling import Policy, run_pairs, slowed
@@ -46,6 +46,8 @@ def record(
 ) -> dict[str, Any]:
     """One round's result of a read cell, as a round job writes it."""
     return {
+        "schema": provenance.RESULT_SCHEMA,
+        "versions": {},
         "format": fmt,
         "kind": "npy" if fmt == "raw" else "x",
         "n": n,
@@ -524,7 +526,9 @@ def test_a_table_takes_only_its_own_stage_from_the_round_files(tmp_path: Path) -
         "reference_samples": {"store_s": [0.1], "store_durable_s": [0.1]},
     }
     path = tmp_path / "measurements" / "round" / "r2.json"
-    results.write_json({"round": 2, "records": [read, store]}, path)
+    results.write_json(
+        {"schema": provenance.RESULT_SCHEMA, "round": 2, "records": [read, store]}, path
+    )
     assert [r["samples"].keys() for r in results.check_one_run([path], "read")] == [
         {"read_s": 0}.keys()
     ]
