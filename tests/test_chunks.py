@@ -180,6 +180,7 @@ def test_dataloader_epochs_fill_the_buffer_several_times(
     assert result["checksum"] == validation.checksum(np.array(images)[indices], labels[indices])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["npy", "hdf5", "tfrecord", "png", "lmdb_raw"])
 def test_memory_held_does_not_grow_with_n(
     name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
@@ -221,13 +222,15 @@ def test_memory_held_does_not_grow_with_n(
         assert large < 6 * image_mb * 2**20 + 8_000 * per_image, (job, large)
 
 
-def test_the_readme_example_format_round_trips_in_chunks(small_chunks: int, tmp_path: Path) -> None:
-    """The README's "Add your own format" example works as printed."""
-    readme = (ROOT / "README.md").read_text()
+def test_the_contributing_example_format_round_trips_in_chunks(
+    small_chunks: int, tmp_path: Path
+) -> None:
+    """CONTRIBUTING.md's "Add your own format" example works as printed."""
+    readme = (ROOT / "CONTRIBUTING.md").read_text()
     section = readme.split("## Add your own format", 1)[1]
     code = section.split("```python", 1)[1].split("```", 1)[0]
     namespace: dict = {}
-    exec(compile(code, "README.md", "exec"), namespace)
+    exec(compile(code, "CONTRIBUTING.md", "exec"), namespace)
     fmt = namespace["FlatFormat"]()
     images, labels = _dataset(tmp_path, N)
     _, staged = measure.measure_store(

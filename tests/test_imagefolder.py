@@ -197,6 +197,7 @@ def _folder_config(work: Path, folder: Path, size: list[int] | None, n_images: i
     )
 
 
+@pytest.mark.slow
 def test_the_workflow_runs_on_an_image_folder_resized(tmp_path: Path) -> None:
     """A few hundred images of mixed sizes and kinds, resized to 24x32: every store holds
     the folder's images, every table and figure is drawn."""
@@ -229,6 +230,7 @@ def test_the_workflow_runs_on_an_image_folder_resized(tmp_path: Path) -> None:
         assert (results / f"figures/{name}.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_the_workflow_keeps_native_sizes_and_refuses_array_formats_once_they_differ(
     tmp_path: Path,
 ) -> None:

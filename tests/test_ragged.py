@@ -176,6 +176,7 @@ def _config(work: Path, folder: Path, formats: list[str]) -> Path:
     )
 
 
+@pytest.mark.slow
 def test_the_workflow_runs_on_a_folder_of_mixed_sizes_at_native_size(tmp_path: Path) -> None:
     """A few hundred JPEG/PNG/WebP files of mixed sizes and modes, kept at their own
     sizes: every store holds them exactly, reads are validated, every table is made; the

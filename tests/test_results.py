@@ -78,8 +78,8 @@ def test_an_older_result_is_refused_in_one_line_naming_how_to_remake_it(tmp_path
         results.check_one_run([round_file])
     # a result that lacks a declared field says which
     partial = _result()
-    del partial["reference_samples"]
-    with pytest.raises(StorebenchError, match="it lacks reference_samples"):
+    del partial["samples"]
+    with pytest.raises(StorebenchError, match="it lacks samples"):
         results.check_one_run(_write(tmp_path / "partial", [partial]))
 
 

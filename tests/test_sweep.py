@@ -77,6 +77,7 @@ def test_each_size_gets_the_same_bytes_and_its_own_config() -> None:
     assert config["size_sweep"]["sizes"] == [32, 256]  # the outer config is untouched
 
 
+@pytest.mark.slow
 def test_the_sweep_runs_each_size_and_draws_its_figure(
     tmp_path: Path, sample: Path, sample_md5: str
 ) -> None:

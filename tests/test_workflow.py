@@ -366,6 +366,7 @@ def _kill_mid_write(work: Path, config: Path, target: str, whole_run: bool) -> N
     assert _staging(work, "png", 5000)  # the half-written copy is still there
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("whole_run", [False, True], ids=["job-killed", "run-killed"])
 def test_a_store_killed_mid_write_is_rebuilt(whole_run: bool, tmp_path: Path, sample: Path) -> None:
     formats = yaml.safe_load((ROOT / "config.yaml").read_text())["formats"]
@@ -403,6 +404,7 @@ def test_a_store_killed_mid_write_is_rebuilt(whole_run: bool, tmp_path: Path, sa
     np.testing.assert_array_equal(got_labels, labels)
 
 
+@pytest.mark.slow
 def test_local_cluster_profile_runs_every_job_as_its_own_process(
     tmp_path: Path, sample: Path
 ) -> None:
@@ -1015,6 +1017,7 @@ def test_dataloader_epochs(run: Path) -> None:
         assert result["checksum"] == checksum(images[order], labels[order])
 
 
+@pytest.mark.slow
 def test_rounds_measure_the_large_cells_again_in_a_new_order_each_round(
     tmp_path: Path, sample: Path
 ) -> None:

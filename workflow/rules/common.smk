@@ -393,7 +393,9 @@ def get_caption_of(table=None):
 
     def get_caption(wildcards, input):
         name = table or wildcards.table
-        return storebench.present.publish.table_caption(name, config, _environment(input))
+        return storebench.present.publish.table_caption(
+            name, config, _environment(input)
+        )
 
     return get_caption
 

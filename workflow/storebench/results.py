@@ -47,9 +47,9 @@ class TimedResult(TypedDict):
     round: NotRequired[int]  # results measured in rounds: which
 
 
-# Every result names these; a timed one (with samples) these as well.
+# Every result names these; a paired one (with the floor's samples) these as well.
 REQUIRED = ("schema", "format", "kind", "n", "versions", "run")
-REQUIRED_TIMED = ("reference_samples", "sampling")
+REQUIRED_PAIRED = ("samples",)
 
 
 def _rule_of(path: Path) -> str:
@@ -126,7 +126,7 @@ def _sound(path: Path, result: Any, named: bool = True) -> dict[str, Any]:
     if not isinstance(result, dict):
         raise bad("not a result (a JSON object)")
     check_schema(path, result)
-    wanted = REQUIRED + (REQUIRED_TIMED if "samples" in result else ())
+    wanted = REQUIRED + (REQUIRED_PAIRED if "reference_samples" in result else ())
     missing = [key for key in wanted if key not in result]
     if missing:
         raise bad(f"it lacks {', '.join(missing)}")
