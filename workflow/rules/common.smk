@@ -23,6 +23,7 @@ import storebench.diskspace  # noqa: E402
 import storebench.plan  # noqa: E402
 import storebench.present.publish  # noqa: E402
 import storebench.resources  # noqa: E402
+import storebench.sweep  # noqa: E402
 from storebench.errors import StorebenchError  # noqa: E402
 from storebench.present.catalog import (  # noqa: E402
     FIGURES,
@@ -199,7 +200,7 @@ def get_sweep_tables(wildcards):
     return {
         f"{table}_{size}": f"{RESULTS}/sizes/{size}/results/tables/{table}.csv"
         for size in SIZES
-        for table in ("store", "read", "usage")
+        for table in storebench.sweep.TABLES
     }
 
 
@@ -315,14 +316,14 @@ def get_table_inputs(wildcards):
     # Each table is named after the rule whose results it summarises.
     pattern = getattr(rules, wildcards.table).output.result
     found = expand(pattern, **TABLE_GRIDS.get(wildcards.table, MAIN_GRID))
-    if wildcards.table in ("store", "read") and ROUND_CELLS:
+    if wildcards.table in storebench.rounds.STAGES and ROUND_CELLS:
         found += expand(rules.round.output.result, round=ROUND_NUMBERS)
     return found
 
 
 def get_table_stage(wildcards):
     """Which records of the round files a table takes (a round measures stores and reads)."""
-    return f"--stage {wildcards.table}" if wildcards.table in ("store", "read") else ""
+    return f"--stage {wildcards.table}" if wildcards.table in storebench.rounds.STAGES else ""
 
 
 def get_cost_inputs():

@@ -4,7 +4,7 @@ rule size_run:
     output:
         tables=expand(
             f"{RESULTS}/sizes/{{{{size}}}}/results/tables/{{table}}.csv",
-            table=("store", "read", "usage"),
+            table=storebench.sweep.TABLES,
         ),
     log:
         job=f"{RESULTS}/logs/sizes/{{size}}.log",

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from storebench import datasetfile, results
+from storebench import datasetfile, results, rounds
 from storebench.errors import StorebenchError
 from storebench.present import cost, tables
 
@@ -250,7 +250,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--csv", type=Path, required=True)
     p.add_argument("--md", type=Path, required=True)
     p.add_argument(
-        "--stage", choices=("store", "read"), help="of round files, take this stage's records"
+        "--stage", choices=rounds.STAGES, help="of round files, take this stage's records"
     )
     p.add_argument("inputs", type=Path, nargs="+")
     p.set_defaults(func=cmd_table)
