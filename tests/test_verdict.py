@@ -76,3 +76,12 @@ def test_the_verdict_names_a_pick_per_need_in_markdown_and_rst() -> None:
     rst = verdict.rst(tables, "raw", 1000)
     assert rst.startswith("Verdict at n = 1,000 images\n===========================\n")
     assert "   * - the fastest writes\n     - **b**\n" in rst
+
+
+def test_the_verdict_says_which_intervals_its_margins_have() -> None:
+    one_job = {"read": [_read("raw", 1.0), _read("a", 2.0)]}
+    text = verdict.markdown(one_job, "raw", 1000)
+    assert "one job each" in text and "round-paired" not in text
+    rounds = {"read": [{**r, "round_values": "1:0.1 2:0.2"} for r in one_job["read"]]}
+    text = verdict.markdown(rounds, "raw", 1000)
+    assert "round-paired differences" in text and "one job each" not in text

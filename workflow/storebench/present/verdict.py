@@ -197,17 +197,33 @@ def rows(tables: Mapping[str, Rows], floor: str | None, n: int) -> list[tuple[st
 
 INTRO = (
     "Which format to pick for each need (the floor, {floor}, is the reference and is left "
-    "out). A margin is the runner-up's ratio to the floor over the winner's, with the "
-    "interval of the median of their round-paired differences (at least 95%: 6 rounds or "
-    "more); a need whose two formats the run cannot order at 95% is a tie, and a margin "
-    "whose interval spans more than 2x is not quoted as a number. The all-round rule is "
-    "in docs/methods.md."
+    "out). A margin is the runner-up's ratio to the floor over the winner's, with {how}; "
+    "a need whose two formats the run cannot order is a tie, and a margin whose interval "
+    "spans more than 2x is not quoted as a number. The all-round rule is in "
+    "docs/methods.md."
 )
+PAIRED = (
+    "the interval of the median of their round-paired differences (at least 95%: 6 rounds or more)"
+)
+UNPAIRED = (
+    "an interval made of the two formats' own intervals (one job each: they leave out the "
+    "host's drift between jobs)"
+)
+
+
+def _intro(tables: Mapping[str, Rows], floor: str | None, n: int) -> str:
+    """The verdict's first paragraph, saying which intervals its margins have."""
+    in_rounds = any(
+        r.get("round_values") not in ("", None) and r.get("n") == n
+        for rows in tables.values()
+        for r in rows
+    )
+    return INTRO.format(floor=floor, how=PAIRED if in_rounds else UNPAIRED)
 
 
 def markdown(tables: Mapping[str, Rows], floor: str | None, n: int) -> str:
     """The verdict as Markdown (the top of summary.md)."""
-    lines = [f"## Verdict at n = {n:,} images", "", INTRO.format(floor=floor), ""]
+    lines = [f"## Verdict at n = {n:,} images", "", _intro(tables, floor, n), ""]
     lines += ["| if you need | pick | by how much |", "|---|---|---|"]
     lines += [
         f"| {need} | {choice} | {margin} |" for need, choice, margin in rows(tables, floor, n)
@@ -218,7 +234,7 @@ def markdown(tables: Mapping[str, Rows], floor: str | None, n: int) -> str:
 def rst(tables: Mapping[str, Rows], floor: str | None, n: int) -> str:
     """The verdict as reStructuredText (the first page of report.html)."""
     title = f"Verdict at n = {n:,} images"
-    lines = [title, "=" * len(title), "", INTRO.format(floor=floor), ""]
+    lines = [title, "=" * len(title), "", _intro(tables, floor, n), ""]
     lines += [".. list-table::", "   :header-rows: 1", ""]
     for cells in [("if you need", "pick", "by how much"), *rows(tables, floor, n)]:
         lines += [f"   * - {cells[0]}", f"     - {cells[1]}", f"     - {cells[2]}"]
