@@ -323,7 +323,11 @@ def get_table_inputs(wildcards):
 
 def get_table_stage(wildcards):
     """Which records of the round files a table takes (a round measures stores and reads)."""
-    return f"--stage {wildcards.table}" if wildcards.table in storebench.rounds.STAGES else ""
+    return (
+        f"--stage {wildcards.table}"
+        if wildcards.table in storebench.rounds.STAGES
+        else ""
+    )
 
 
 def get_cost_inputs():
