@@ -509,10 +509,11 @@ def test_the_disk_plan_counts_what_rounds_leave_in_the_trash() -> None:
     png_size = diskspace.store_bytes(png, 100_000)
     raw_size = diskspace.store_bytes(raw, 100_000)
     # PNG's copies (one file per image) stay in the trash until the run ends; the
-    # floor's are deleted at once, so only the one being written counts
+    # floor's are deleted at once, so only the one being written counts; the reads'
+    # copies of the floor (a store of few files) may all be there at once
     found = diskspace.round_bytes([(png, 100_000), (raw, 100_000)], 9)
-    assert found == 2 * max(png_size, raw_size) + 9 * png_size
-    assert diskspace.round_bytes([(raw, 100_000)], 9) == 2 * raw_size
+    assert found == 2 * max(png_size, raw_size) + raw_size + 9 * png_size
+    assert diskspace.round_bytes([(raw, 100_000)], 9) == 3 * raw_size
     assert diskspace.round_bytes([], 9) == 0 and diskspace.round_bytes([(png, 10)], 0) == 0
 
 
@@ -534,3 +535,44 @@ def test_a_table_takes_only_its_own_stage_from_the_round_files(tmp_path: Path) -
     ]
     assert len(results.check_one_run([path], "store")) == 1
     assert len(results.check_one_run([path])) == 2
+
+
+def test_a_round_reads_its_own_copy_of_a_store_of_few_files(tmp_path: Path) -> None:
+    """Where a store's file lands on disk sets how fast it reads, so each round reads a
+    copy of its own; a store of one file per image is read where it is."""
+    import collections
+
+    from storebench.formats import make_format
+    from storebench.roundjob import StoreCopies
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (80, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, 80).astype(np.int64)
+    raw, png = make_format("raw", {"kind": "npy"}), make_format("png", {"kind": "png"})
+    raw_store, png_store = tmp_path / "stores/raw/80", tmp_path / "stores/png/80"
+    for fmt, store in ((raw, raw_store), (png, png_store)):
+        store.mkdir(parents=True)
+        fmt.write(store, images, labels)
+    folder = tmp_path / "scratch/copies"
+    copies = StoreCopies(folder, collections.Counter({raw_store: 2, png_store: 1}))
+    copy, copied = copies.take(raw, raw_store)
+    assert copied and copy != raw_store and copy.is_relative_to(folder)
+    assert copies.take(raw, raw_store) == (copy, True)  # one copy per round
+    out = np.empty_like(images), np.empty_like(labels)
+    reader = raw.open(copy)
+    reader.read_into(np.arange(80), *out)
+    reader.close()
+    assert np.array_equal(out[0], images) and np.array_equal(out[1], labels)
+    assert copies.take(png, png_store) == (png_store, False)  # 80 files: in place
+    copies.done(raw_store)
+    assert copy.is_dir()  # another cell of the round still reads it
+    copies.done(raw_store)
+    copies.done(png_store)
+    assert not copy.exists() and png_store.is_dir() and raw_store.is_dir()
+    copies.take(raw, raw_store)
+    copies.close()  # a round that ends early (budget, failure) leaves no copy
+    assert not folder.exists()
+    folder.mkdir(parents=True)
+    (folder / "left").mkdir()  # a killed round's copy: the next round starts clean
+    StoreCopies(folder, collections.Counter())
+    assert not folder.exists()

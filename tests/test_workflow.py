@@ -1056,6 +1056,8 @@ def test_rounds_measure_the_large_cells_again_in_a_new_order_each_round(
         for record in data["records"]:
             assert record["n"] == 1000 and record["round"] == data["round"]
             assert record.get("slowdown", 1) == (1.3 if record["format"] == "lmdb" else 1)
+            if record.get("cache"):  # a read: of the round's own copy, but PNG's files
+                assert record["store_copy"] == (record["format"] != "png")
             key = (record["format"], record.get("cache", ""), record.get("order", ""))
             by_cell.setdefault(key, {})[record["round"]] = record
     assert len(by_cell) == 3 * 5  # every format's store and 4 reads
@@ -1071,6 +1073,7 @@ def test_rounds_measure_the_large_cells_again_in_a_new_order_each_round(
         for f in files[:3]
     ]
     assert orders[0] != orders[1] or orders[1] != orders[2]  # a fresh order each round
+    assert not (tmp_path / "results/scratch/round/copies").exists()  # deleted after each round
     # a round measures stores and reads; each table takes its own
     read_rows = read_csv(tmp_path / "results/tables/read.csv")
     store_rows = read_csv(tmp_path / "results/tables/store.csv")

@@ -45,6 +45,7 @@ class TimedResult(TypedDict):
     order: NotRequired[str]
     seed: NotRequired[int]
     round: NotRequired[int]  # results measured in rounds: which
+    store_copy: NotRequired[bool]  # a round's read: of the round's own copy of the store
 
 
 # Every result names these; a paired one (with the floor's samples) these as well.
