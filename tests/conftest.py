@@ -146,10 +146,12 @@ def make_archive(
 
 def marked(images: np.ndarray, repeat: int) -> np.ndarray:
     """``images`` as the dataset holds their ``repeat``-th repeat (0: the originals): the
-    repeat's number XORed into the first pixel, low byte into red, high into green."""
+    repeat's number, little-endian, XORed into each image's first eight bytes (the first
+    pixel's red, green, blue, then the next pixels')."""
     out = np.array(images, copy=True)
-    out[:, 0, 0, 0] ^= repeat & 0xFF
-    out[:, 0, 0, 1] ^= (repeat >> 8) & 0xFF
+    flat = out.reshape(len(out), -1)
+    for k in range(min(8, flat.shape[1])):
+        flat[:, k] ^= (repeat >> (8 * k)) & 0xFF
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -157,3 +158,48 @@ def test_a_dataset_section_is_optional_and_a_square_size_is_two_sides() -> None:
     config = copy.deepcopy(SHIPPED) | {"dataset": {"kind": "imagefolder", "path": "x"}}
     normalize(config)
     assert config["dataset"] == {"kind": "imagefolder", "path": "x", "size": None}
+
+
+@pytest.mark.parametrize("name", ["1e3", "nan", "inf", "Infinity", "123", 123, 10, "png_", "-x"])
+def test_a_format_name_the_outputs_would_misread_is_refused(name: Any) -> None:
+    """A name that reads back from a table as a number (YAML's ``1_0:`` is the number 10),
+    or ends in ``_`` (a link in the report's markup), is refused in one line."""
+    config = _with("formats.raw", KeyError)
+    config["formats"] = {name: {"kind": "npy"}, "raw": {"kind": "npy"}}
+    with pytest.raises(StorebenchError, match="is not a usable format name") as info:
+        check(config)
+    assert "\n" not in str(info.value) and repr(name) in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["a", "png_fast", "hdf5-lzf", "x1", "nano", "info"])
+def test_a_format_name_that_reads_as_text_is_accepted(name: str) -> None:
+    config = _with("formats.raw", KeyError)
+    config["formats"] = {name: {"kind": "npy"}, "raw": {"kind": "npy"}}
+    assert name in check(config)
+
+
+def test_a_config_file_yaml_would_misread_is_refused(tmp_path: Path) -> None:
+    """A key given twice in one section (YAML keeps the last, silently) and an anchor
+    bomb (nested aliases) are refused, naming the file, before anything walks them."""
+    from storebench.config import check_file
+
+    good = tmp_path / "good.yaml"
+    good.write_text("a: 1\nb: {c: 2, d: [1, 2]}\nbase: &x {k: 1}\nother: *x\n")
+    check_file(good)
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("repeats: 3\nsampling:\n  precision: 0.05\n  precision: 0.5\n")
+    with pytest.raises(StorebenchError, match=r"twice.yaml, line 4: the key 'precision' is"):
+        check_file(twice)
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    for level in "bcdefghi":
+        previous = chr(ord(level) - 1)
+        lines.append(f"{level}: &{level} [{', '.join(['*' + previous] * 9)}]")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")  # 9**9 entries if expanded
+    with pytest.raises(StorebenchError, match=r"bomb.yaml: 72 YAML aliases"):
+        check_file(bomb)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("a: [1, 2\n")
+    with pytest.raises(StorebenchError, match=r"broken\.yaml: cannot be read as YAML") as info:
+        check_file(broken)
+    assert "\n" not in str(info.value)

@@ -157,7 +157,7 @@ def test_extract_and_dataset_match_the_official_decoding(
     assert images.shape == (2 * SAMPLE_TRAIN + 7, 32, 32, 3) and images.dtype == np.uint8
     assert labels.shape == (2 * SAMPLE_TRAIN + 7,) and labels.dtype == np.uint8
     np.testing.assert_array_equal(images[:SAMPLE_TRAIN], expected_images)
-    # Each repeat is marked in its first pixel, so no two rows are the same image.
+    # Each repeat is marked in its first bytes, so no two rows are the same image.
     np.testing.assert_array_equal(
         images[SAMPLE_TRAIN : 2 * SAMPLE_TRAIN], marked(expected_images, 1)
     )
@@ -443,3 +443,21 @@ def test_a_full_disk_is_not_called_a_corrupt_archive(
         cifar.extract(sample, tmp_path / "x", md5sum(sample))
     assert "corrupt" not in str(info.value)
     assert list(tmp_path.iterdir()) == []  # the staging folder is gone
+
+
+def test_a_repeat_mark_does_not_wrap_where_a_one_image_source_repeats_past_65536() -> None:
+    """The mark is the repeat's number over eight bytes: repeat 65,537 of a one-image
+    source is not repeat 1 again, so a reader serving row ``i mod 65,536`` fails; a
+    grayscale image is marked too."""
+    from storebench.datasetfile import repeated_rows
+
+    rng = np.random.default_rng(0)
+    for shape in ((1, 4, 4, 3), (1, 4, 4, 1), (1, 5, 3)):
+        source = rng.integers(0, 256, shape, dtype=np.uint8)
+        rows = repeated_rows(source, np.array([0, 1, 65_536, 65_537, 70_000]))
+        assert len({row.tobytes() for row in rows}) == 5, shape
+        for row, repeat in zip(rows, (0, 1, 65_536, 65_537, 70_000), strict=True):
+            np.testing.assert_array_equal(row, marked(source, repeat)[0])
+    tiny = rng.integers(0, 256, (1, 1, 1, 3), dtype=np.uint8)  # 3 bytes: 24 bits of mark
+    rows = repeated_rows(tiny, np.array([1, 1 + 2**24]))
+    np.testing.assert_array_equal(rows[0], rows[1])  # what a 3-byte image can hold

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pickle
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import lmdb
@@ -275,7 +277,7 @@ def test_hdf5_scattered_reads_across_many_blocks(
     """Runs of nearby rows, lone rows, repeats and block edges, into the caller's buffer."""
     from storebench.formats import hdf5
 
-    monkeypatch.setattr(hdf5, "BLOCK", 50)  # many blocks from a small store
+    monkeypatch.setattr(hdf5, "BLOCK_BYTES", 50 * 32 * 32 * 3)  # 50 images: many blocks
     rng = np.random.default_rng(3)
     n = 700
     images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
@@ -345,3 +347,69 @@ def test_a_damaged_shard_is_named_in_one_line(data, tmp_path: Path) -> None:
     (tmp_path / "index.npy").unlink()
     with pytest.raises(StorebenchError, match=r"index\.npy: missing or unreadable"):
         _read(fmt, tmp_path, np.arange(3))
+
+
+@pytest.mark.parametrize("name", ["lmdb", "lmdb_raw", "lmdb_raw_append"])
+def test_a_truncated_lmdb_store_is_named_not_a_sigbus(name: str, data, tmp_path: Path) -> None:
+    """LMDB maps data.mdb: a read past the end of a truncated file dies by SIGBUS, so the
+    reader checks the file against LMDB's own page count when it opens. Run in a child
+    process, so a SIGBUS fails this test instead of killing the test run."""
+    images, labels = data
+    store = tmp_path / name
+    store.mkdir()
+    make_format(name, SPECS[name]).write(store, images, labels)
+    mdb = store / "data.mdb"
+    size = mdb.stat().st_size
+    for cut in (size // 2, 8192, 100):
+        with open(mdb, "r+b") as handle:
+            handle.truncate(cut)
+        script = (
+            "import sys, numpy as np\n"
+            "from storebench.errors import StorebenchError\n"
+            "from storebench.formats import make_format\n"
+            f"fmt = make_format({name!r}, {SPECS[name]!r})\n"
+            "out = np.zeros((40, 32, 32, 3), np.uint8), np.zeros(40, np.uint8)\n"
+            "try:\n"
+            f"    reader = fmt.open({str(store)!r})\n"
+            "    reader.read_into(np.arange(40)[::-1].copy(), *out)\n"
+            "    reader.close()\n"
+            "except StorebenchError as error:\n"
+            "    print(error); sys.exit(1)\n"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=False
+        )
+        assert proc.returncode == 1, (cut, proc.returncode, proc.stderr)
+        assert proc.stdout.startswith(f"{store}: damaged store"), proc.stdout
+        assert f"--force {store}" in proc.stdout and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("name", ["hdf5", "zarr"])
+def test_a_scattered_read_buffer_is_bounded_in_bytes_and_touched_off_the_clock(
+    name: str, tmp_path: Path
+) -> None:
+    """The buffer a scattered read goes through holds about 3 MiB whatever the image
+    size (1,024 images of 256 px asked for 200 MB, filled inside every timed read), and
+    is made once per process: a second reader (the next timed read) reuses it."""
+    from storebench.formats import base
+
+    rng = np.random.default_rng(5)
+    images = rng.integers(0, 256, (40, 256, 256, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, 40, dtype=np.uint8)
+    fmt = make_format(name, {"kind": name, **({"chunk": 4} if name == "zarr" else {})})
+    fmt.write(tmp_path, images, labels)
+    indices = rng.permutation(40)
+
+    def read() -> np.ndarray:
+        out = np.zeros_like(images), np.zeros_like(labels)
+        with fmt.open(tmp_path) as reader:
+            reader.read_into(indices, *out)
+        np.testing.assert_array_equal(out[1], labels[indices])
+        return out[0]
+
+    np.testing.assert_array_equal(read(), images[indices])  # the warm-up read makes it
+    (first,) = base._BUFFERS.values()
+    assert first.nbytes <= 4 << 20 and len(first) < 1024
+    np.testing.assert_array_equal(read(), images[indices])
+    (second,) = base._BUFFERS.values()
+    assert second is first  # reused, not allocated inside the timed read

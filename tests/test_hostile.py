@@ -202,6 +202,9 @@ CONFIGS = {
         "md5",
     ),
     "huge-repeats": ({"repeats": 10**6}, "repeats"),
+    # names the outputs would misread (round three, family 4): a number, a markup link
+    "format-name-a-number": ({"formats": {"1e3": {"kind": "npy"}}}, "'1e3'"),
+    "format-name-a-link": ({"formats": {"raw_": {"kind": "npy"}}}, "'raw_'"),
 }
 
 
@@ -219,6 +222,21 @@ def test_a_bad_config_value_stops_the_workflow_before_any_job(case: str, tmp_pat
     assert len(lines) == 1 and key in lines[0], text
     assert "Traceback" not in text
     assert not (tmp_path / "results").exists()
+
+
+def test_a_config_file_with_a_key_twice_stops_the_workflow_before_any_job(
+    tmp_path: Path,
+) -> None:
+    """YAML keeps the last of two equal keys silently; the workflow refuses the file."""
+    config = _config(tmp_path, {"url": "https://example.invalid/x.tar.gz", "md5": "0" * 32})
+    text = config.read_text()
+    config.write_text(text + "repeats: 5\n")  # a second top-level repeats
+    proc = snakemake(tmp_path, "--cores", "1", "--configfile", str(config), check=False)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    lines = [line for line in text.splitlines() if line.startswith("storebench: error:")]
+    assert len(lines) == 1 and "the key 'repeats' is given twice" in lines[0], text
+    assert "Traceback" not in text and not (tmp_path / "results").exists()
 
 
 # family 5: results and runs, on one small run in a folder whose path has spaces

@@ -4,6 +4,11 @@ reads; bad images are refused with one line naming the file, leaving nothing beh
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +122,18 @@ def _break(folder: Path, case: str) -> str:
         Image.new("RGB", (8, 8)).save(outside)
         (cat / "link.png").symlink_to(outside)
         return r"cat/link\.png: a symbolic link out of the image folder"
+    if case == "link_loop":
+        (cat / "loop.png").symlink_to(cat / "loop.png")
+        return r"cat/loop\.png: a symbolic link that loops or leads nowhere"
+    if case == "named_pipe":
+        os.mkfifo(cat / "pipe.png")  # reading it would wait for a writer forever
+        return r"cat/pipe\.png: not a regular file"
+    if case == "name_not_utf8":
+        Image.new("RGB", (8, 8)).save(os.fsdecode(bytes(cat) + b"/\xff.png"), format="PNG")
+        return r"cat/\\xff\.png: a name that is not valid UTF-8"
+    if case == "class_links_class":
+        (folder / "kitten").symlink_to(cat, target_is_directory=True)
+        return r"kitten: a class folder that links to .*cat, inside the image folder"
     if case == "no_classes":
         for child in folder.iterdir():
             if not child.name.startswith("."):
@@ -135,6 +152,10 @@ def _break(folder: Path, case: str) -> str:
         "empty_class",
         "link_out",
         "no_classes",
+        "link_loop",
+        "named_pipe",
+        "name_not_utf8",
+        "class_links_class",
     ],
 )
 def test_bad_image_folders_are_refused_in_one_line(case: str, tmp_path: Path) -> None:
@@ -266,3 +287,76 @@ def _csv(path: Path) -> list[dict[str, str]]:
 
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def test_an_image_of_more_pixels_than_storebench_decodes_is_refused_from_its_header(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small file can decode to gigabytes: the header's size is checked first."""
+    folder = make_folder(tmp_path / "images")
+    monkeypatch.setattr(imagefolder, "MAX_PIXELS", 40 * 30 - 1)  # the folder's 40 x 30 images
+    out = tmp_path / "dataset"
+    out.mkdir()
+    with pytest.raises(StorebenchError, match=r"40 x 30 pixels, more than storebench decodes"):
+        dataset.build("imagefolder", folder, 20, out / "images.npy", out / "labels.npy", None)
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.skipif(
+    os.geteuid() == 0 and shutil.which("setpriv") is None,
+    reason="as root every folder is readable, and setpriv (to drop root) is missing",
+)
+def test_an_unreadable_folder_inside_a_class_is_refused_not_skipped() -> None:
+    """os.walk skips a folder it cannot list, so every number would come from a subset
+    of the images without a word; the scan refuses it. Run as an unprivileged user
+    (root reads every folder)."""
+    base = Path(tempfile.mkdtemp(prefix="storebench-unreadable-", dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        folder = make_folder(base / "images")
+        hidden = folder / "cat" / "more"
+        hidden.mkdir()
+        Image.new("RGB", (40, 30)).save(hidden / "x.png")
+        for path in [base, *base.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        hidden.chmod(0o000)
+        script = (
+            "import sys\n"
+            "from storebench import imagefolder\n"
+            "from storebench.errors import StorebenchError\n"
+            "try:\n"
+            f"    imagefolder.scan({str(folder)!r})\n"
+            "except StorebenchError as error:\n"
+            "    print(error); sys.exit(1)\n"
+        )
+        command = [sys.executable, "-c", script]
+        if os.geteuid() == 0:
+            command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "workflow")}
+        proc = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert proc.stdout.startswith(f"{hidden}: cannot be read"), proc.stdout
+    finally:
+        if base.exists():
+            hidden.chmod(0o755)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_payload_that_cannot_encode_the_images_is_refused_before_any_job() -> None:
+    """WebP encodes at most 16,383 px a side, JPEG 65,500: a folder of wider images
+    with such a payload would kill the store job after the dataset was built."""
+    from storebench import payload
+    from storebench.formats import make_format
+
+    formats = {
+        "raw": make_format("raw", {"kind": "npy"}),
+        "lmdb_webp": make_format("lmdb_webp", {"kind": "lmdb", "value": "raw", "payload": "webp"}),
+        "wds_jpeg": make_format("wds_jpeg", {"kind": "webdataset", "payload": "jpeg"}),
+    }
+    payload.check_sides(formats, (16_383, 300, 3))  # at the limit: fine
+    with pytest.raises(StorebenchError, match=r"formats\.lmdb_webp: payload webp encodes at"):
+        payload.check_sides(formats, (200, 16_384, 3))
+    del formats["lmdb_webp"]
+    payload.check_sides(formats, (200, 16_384, 3))
+    with pytest.raises(StorebenchError, match=r"formats\.wds_jpeg: payload jpeg"):
+        payload.check_sides(formats, (65_501, 10, 3))

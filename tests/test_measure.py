@@ -85,6 +85,28 @@ def test_a_store_of_many_files_goes_to_the_trash(data, tmp_path: Path, monkeypat
     assert sorted(p.name for p in out.parent.iterdir()) == [staged.name]
 
 
+@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="needs /dev/shm (a tmpfs)")
+def test_stores_on_another_file_system_than_the_trash_are_deleted_not_renamed(
+    data, tmp_path: Path, monkeypatch
+) -> None:
+    """results/stores linked to another disk (a cluster's scratch): no rename reaches the
+    trash there, so a store of many files is deleted at once instead of failing the job."""
+    import tempfile
+
+    images, labels = data
+    monkeypatch.setattr(host, "FEW_FILES", 10)  # 40 PNG files are "many" here
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as other:
+        if Path(other).stat().st_dev == tmp_path.stat().st_dev:
+            pytest.skip("/dev/shm is on the same file system as the tests' folder")
+        (tmp_path / "stores").symlink_to(other, target_is_directory=True)
+        out, trash = tmp_path / "stores" / "png" / "40", tmp_path / "trash"
+        fmt = make_format("png", {"kind": "png"})
+        _, staged = measure.measure_store(fmt, images, labels, out, trash, 3, quiet(out.parent))
+        assert sorted(p.name for p in out.parent.iterdir()) == [staged.name]
+        assert len(list(staged.iterdir())) == N + 1  # the kept copy, whole
+        assert not trash.exists() or not list(trash.rglob("*.png"))
+
+
 def test_beside_a_long_store_the_floor_stores_several_times_a_pair(data, tmp_path: Path) -> None:
     # PNG encodes every image; the floor writes one file: tens of times faster. One floor
     # store slowed by the host would set the pair's ratio, so the floor runs several

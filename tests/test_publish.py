@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -227,3 +228,56 @@ def test_labels_cover_no_marker_and_no_other_label() -> None:
     # at the axes' right edge, a label goes left rather than out of the axes
     edge = figures._label_places({"webdataset": (395, 100)}, {"webdataset": 3.0}, bounds)
     assert edge["webdataset"][0] < 0
+
+
+def _table(tmp_path: Path, name: str = "read", **cells: Any) -> Path:
+    from storebench.present.tables import TIMING_COLUMNS, write_csv
+
+    row = dict.fromkeys(TIMING_COLUMNS, "")
+    row.update(format="nan", kind="npy", n=1000, measurement="read", ratio=1.5)
+    row.update(ratio_lo=1.4, ratio_hi=1.7, interval="one job: 96.9% for its own median")
+    row.update(cells)
+    path = tmp_path / f"{name}.csv"
+    write_csv([row], TIMING_COLUMNS, path)
+    return path
+
+
+def test_a_table_reads_back_names_as_text_and_numbers_as_numbers(tmp_path: Path) -> None:
+    from storebench.present.tables import read_table
+
+    (row,) = read_table(_table(tmp_path))
+    assert row["format"] == "nan" and row["n"] == 1000 and row["ratio"] == 1.5
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("missing-column", r"read\.csv: no column 'ratio_hi' .*--forcerun table"),
+        ("text", r"read\.csv, line 2, column ratio: 'fast' is not a finite number"),
+        ("nan", r"read\.csv, line 2, column median: 'nan' is not a finite number"),
+        ("outside", r"read\.csv, line 2: ratio 2\.5 lies outside its own interval"),
+        ("negative", r"read\.csv, line 2, column ratio_lo: -1\.4 is not a positive ratio"),
+        ("truncated", r"read\.csv, line 2: not as many cells as the header has columns"),
+    ],
+)
+def test_a_table_the_workflow_did_not_write_is_refused_in_one_line(
+    damage: str, message: str, tmp_path: Path
+) -> None:
+    """An older table, a hand-edited cell, a cut file: one line naming the file, line and
+    column and how to remake it; not a traceback, not a NaN ranked first."""
+    from storebench.present.tables import read_table
+
+    cells = {"text": {"ratio": "fast"}, "nan": {"median": "nan"}, "outside": {"ratio": 2.5}}
+    cells["negative"] = {"ratio_lo": -1.4}
+    path = _table(tmp_path, **cells.get(damage, {}))
+    text = path.read_text()
+    if damage == "missing-column":
+        header, row = text.splitlines()
+        at = header.split(",").index("ratio_hi")
+        drop = lambda line: ",".join(c for i, c in enumerate(line.split(",")) if i != at)  # noqa: E731
+        path.write_text(f"{drop(header)}\n{drop(row)}\n")
+    elif damage == "truncated":
+        path.write_text(text[: text.index("\n") + 20])  # the header and part of a row
+    with pytest.raises(StorebenchError, match=message) as info:
+        read_table(path)
+    assert "\n" not in str(info.value)

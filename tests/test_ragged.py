@@ -140,7 +140,7 @@ def test_a_folder_of_mixed_sizes_kept_native_becomes_a_ragged_dataset(tmp_path: 
     originals = [imagefolder.load(path, None) for path, _ in files]
     for k, original in enumerate(originals):
         np.testing.assert_array_equal(images[k], original)
-        repeat = images[k + 13].copy()  # the second repeat: marked in its first pixel
+        repeat = images[k + 13].copy()  # the second repeat: marked in its first byte
         repeat[0, 0, 0] ^= 1
         np.testing.assert_array_equal(repeat, original)
     assert identity["shape"] is None and identity["n_images"] == 30

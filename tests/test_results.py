@@ -83,6 +83,18 @@ def test_an_older_result_is_refused_in_one_line_naming_how_to_remake_it(tmp_path
         results.check_one_run(_write(tmp_path / "partial", [partial]))
 
 
+def test_a_cut_result_file_is_refused_in_one_line_naming_its_rule(tmp_path: Path) -> None:
+    (path,) = _write(tmp_path, [_result()])
+    text = path.read_text()
+    for cut in (text[: len(text) // 2], "", "\xff\xfe"):
+        path.write_text(cut, encoding="latin-1")
+        with pytest.raises(StorebenchError, match="not a whole JSON file") as caught:
+            results.check_one_run([path])
+        message = str(caught.value)
+        assert "\n" not in message and str(path) in message
+        assert "snakemake --cores 4 --forcerun store" in message
+
+
 def test_code_version_is_recorded() -> None:
     version = provenance.versions()["storebench_code"]
     assert len(version) == 12 and int(version, 16) >= 0

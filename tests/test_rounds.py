@@ -576,3 +576,22 @@ def test_a_round_reads_its_own_copy_of_a_store_of_few_files(tmp_path: Path) -> N
     (folder / "left").mkdir()  # a killed round's copy: the next round starts clean
     StoreCopies(folder, collections.Counter())
     assert not folder.exists()
+
+
+def test_compare_refuses_runs_that_measured_different_data(tmp_path: Path) -> None:
+    """Two runs of other images (another dataset, image size or count) are not a rerun:
+    compare says so instead of judging their cells."""
+    import json
+
+    a = write_run(tmp_path / "a", simulate(11))
+    b = write_run(tmp_path / "b", simulate(12))
+    meta = {"kind": "cifar10", "source": "cifar-10-batches-py", "sha256": "3660ed9cecca1260"}
+    meta |= {"source_images": 5000, "shape": [32, 32, 3], "dtype": "uint8", "n_images": 100000}
+    for folder, shape in ((a, [32, 32, 3]), (b, [32, 32, 3])):
+        (folder / "dataset").mkdir()
+        (folder / "dataset" / "dataset.json").write_text(json.dumps({**meta, "shape": shape}))
+    assert "verdict: REPRODUCED:" in compare.report(a, b)  # the same data: judged
+    (b / "dataset" / "dataset.json").write_text(json.dumps({**meta, "shape": [64, 64, 3]}))
+    with pytest.raises(StorebenchError, match=r"measured different data \(shape: ") as info:
+        compare.report(a, b)
+    assert "\n" not in str(info.value)

@@ -75,3 +75,30 @@ def test_a_flipped_byte_is_caught_by_the_crc(store) -> None:
         reader.read_into(np.array([2]), *out)  # the records around it still read
         with pytest.raises(StorebenchError, match="CRC mismatch"):
             reader.read_into(np.array([3]), *out)
+
+
+@pytest.mark.parametrize("damage", ["flipped", "truncated", "length"])
+def test_a_damaged_store_is_named_while_the_reader_closes(store, damage: str) -> None:
+    """The read job closes its reader in a ``finally`` while the error is in flight: the
+    error must stay the store's (not "cannot close exported pointers", not a struct
+    error from a length that runs past the file) and name the job that rebuilds it."""
+    folder, _, _ = store
+    path = folder / "data.tfrecord"
+    data = bytearray(path.read_bytes())
+    offset = int(np.load(folder / "offsets.npy")[3])
+    if damage == "flipped":
+        data[offset + 200] ^= 0x01
+    elif damage == "truncated":
+        del data[offset + 100 :]
+    else:  # a length field that runs past the end of the file
+        data[offset : offset + 8] = struct.pack("<Q", 10**9)
+    path.write_bytes(bytes(data))
+    fmt = make_format("t", {"kind": "tfrecord"})
+    out = np.zeros((1, 32, 32, 3), np.uint8), np.zeros(1, np.uint8)
+    reader = fmt.open(folder)
+    with pytest.raises(StorebenchError, match="damaged store") as info:
+        try:
+            reader.read_into(np.array([3]), *out)
+        finally:
+            reader.close()
+    assert f"snakemake --cores 4 --force {folder}" in str(info.value)

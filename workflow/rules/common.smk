@@ -20,6 +20,7 @@ shell.prefix(
 import storebench.config  # noqa: E402
 import storebench.dataset  # noqa: E402
 import storebench.diskspace  # noqa: E402
+import storebench.payload  # noqa: E402
 import storebench.plan  # noqa: E402
 import storebench.present.publish  # noqa: E402
 import storebench.resources  # noqa: E402
@@ -30,6 +31,13 @@ from storebench.present.catalog import (  # noqa: E402
     TABLES as TABLE_RECORDS,
     TIMING_TABLES as TIMING_TABLE_NAMES,
 )
+
+# A key given twice, or an anchor bomb: YAML would read the file other than it reads.
+try:
+    for _path in dict.fromkeys(workflow.configfiles):  # --configfile's, or config.yaml
+        storebench.config.check_file(Path(_path))
+except StorebenchError as error:
+    raise WorkflowError(f"storebench: error: {error}") from None
 
 try:
     storebench.config.normalize(config)
@@ -56,6 +64,7 @@ try:
     IMAGE_SHAPE = storebench.dataset.planned_shape(DATASET_SPEC)
     # A folder kept at native sizes that differ: images of their own sizes.
     VARIABLE_SIZE = storebench.dataset.planned_variable(DATASET_SPEC)
+    storebench.payload.check_sides(FORMAT_OBJECTS, IMAGE_SHAPE)
 except StorebenchError as error:
     raise WorkflowError(f"storebench: error: config.yaml: {error}") from None
 IMAGE_BYTES = IMAGE_SHAPE[0] * IMAGE_SHAPE[1] * IMAGE_SHAPE[2]

@@ -118,11 +118,79 @@ def _strings(value: Any, path: tuple = ()) -> Iterator[tuple[tuple, str]]:
             yield from _strings(item, (*path, i))
 
 
+# A config file needs no aliases (``*name``); a few are allowed, many are an anchor bomb
+# (nested aliases that expand to billions of entries when the file is walked).
+MAX_ALIASES = 64
+
+
+def check_file(path: Path) -> None:
+    """Refuse a config file that YAML would read other than it reads: a key given twice
+    in one section (YAML keeps the last, silently), or more than :data:`MAX_ALIASES`
+    aliases. Reads events and nodes only, so an anchor bomb costs nothing here."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        aliases = sum(isinstance(e, yaml.AliasEvent) for e in yaml.parse(text, yaml.SafeLoader))
+        if aliases > MAX_ALIASES:
+            raise StorebenchError(
+                f"{path}: {aliases} YAML aliases (*name), more than {MAX_ALIASES}: "
+                "write the values out"
+            )
+        root = yaml.compose(text, yaml.SafeLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise StorebenchError(f"{path}: cannot be read as YAML ({first}); fix it") from None
+    seen: set[int] = set()
+    nodes = [root] if root is not None else []
+    while nodes:
+        node = nodes.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            keys: set[str] = set()
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+                    if key.value in keys:
+                        raise StorebenchError(
+                            f"{path}, line {key.start_mark.line + 1}: the key {key.value!r} "
+                            "is given twice in one section (YAML keeps the last); keep one"
+                        )
+                    keys.add(key.value)
+                nodes += [key, value]
+        elif isinstance(node, yaml.SequenceNode):
+            nodes += node.value
+
+
+FORMAT_NAME = re.compile(r"[A-Za-z]([A-Za-z0-9_-]*[A-Za-z0-9])?")
+
+
+def _check_format_names(formats: Any) -> None:
+    """Refuse a format name the outputs would misread: one that reads as a number
+    (``123``, ``1e3``, ``nan``, ``inf``) comes back from the tables as one, and one
+    ending in ``_`` is a link in the report's markup."""
+    if not isinstance(formats, Mapping):
+        return  # the schema names it
+    for name in formats:
+        number = True
+        try:
+            float(name)
+        except (TypeError, ValueError):
+            number = False
+        if number or not isinstance(name, str) or not FORMAT_NAME.fullmatch(name):
+            raise StorebenchError(
+                f"formats: {name!r} is not a usable format name (the tables, figures and "
+                "report read names as text); start it with a letter, use letters, digits, "
+                "_ and -, end it with a letter or digit, and avoid nan and inf"
+            )
+
+
 def check(config: Mapping[str, Any], schema: Path = SCHEMA) -> dict[str, Format]:
     """Raise a one-line :class:`StorebenchError` naming the key of the first bad value.
 
     Returns the configured formats, built (so every option was checked).
     """
+    _check_format_names(config.get("formats"))
     validator = STRICT(_schema(schema))
     error = jsonschema.exceptions.best_match(validator.iter_errors(dict(config)))
     if error is not None:

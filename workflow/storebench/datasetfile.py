@@ -1,6 +1,6 @@
 """The run's dataset file, whatever its source: ``images.npy`` (or the bytes of images
 of their own sizes with ``shapes.npy``), ``labels.npy`` and ``dataset.json``. Written
-by repeating the source's images in order (each repeat marked in its first pixel),
+by repeating the source's images in order (each repeat marked in its first bytes),
 memory-mapped by every job.
 """
 
@@ -20,24 +20,37 @@ from storebench.ragged import Ragged
 DATASET_META = "dataset.json"
 
 
+MARK_BYTES = 8  # a repeat's number, little-endian, XORed into an image's first bytes
+
+
+def _marks(repeat: np.ndarray, width: int) -> np.ndarray:
+    """The bytes XORed into the first ``width`` (at most :data:`MARK_BYTES`) bytes of
+    images of repeat number ``repeat``: the number, little-endian."""
+    shifts = 8 * np.arange(width, dtype=np.uint64)
+    return ((repeat.astype(np.uint64)[:, None] >> shifts) & 0xFF).astype(np.uint8)
+
+
 def repeated_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Rows ``rows`` of ``array`` repeated in order; images of every repeat after the first
-    carry the repeat's number in their first pixel (XOR into red, then green: 65,535
-    repeats apart), so no two rows are the same image and a reader that returns row
-    ``i mod len(array)`` fails validation."""
+    carry the repeat's number in their first bytes (XOR, little-endian, over up to
+    :data:`MARK_BYTES` bytes: the first pixel's channels, then the next pixels'), so no two
+    rows are the same image and a reader that returns row ``i mod len(array)`` (or
+    ``i mod 65,536``) fails validation. An image of fewer bytes than a repeat's number
+    needs keeps its low bytes only."""
     part = array[rows % len(array)]
-    if array.ndim == 4 and array.shape[3] >= 2:
-        repeat = rows // len(array)
-        marked = repeat > 0
-        if marked.any():
-            part[marked, 0, 0, 0] ^= (repeat[marked] & 0xFF).astype(np.uint8)
-            part[marked, 0, 0, 1] ^= ((repeat[marked] >> 8) & 0xFF).astype(np.uint8)
+    repeat = rows // len(array)
+    marked = repeat > 0
+    if marked.any() and part.ndim >= 2:
+        flat = part.reshape(len(part), -1)
+        width = min(MARK_BYTES, flat.shape[1])
+        flat[marked, :width] ^= _marks(repeat[marked], width)
+        part = flat.reshape(part.shape)
     return part
 
 
 def save_repeated(array: np.ndarray, n: int, path: Path) -> None:
     """Write ``array`` repeated in order to ``n`` rows as a .npy file, atomically
-    (:func:`repeated_rows`: each repeat of an image is marked in its first pixel).
+    (:func:`repeated_rows`: each repeat of an image is marked in its first bytes).
 
     The article doubles 50,000 images to 100,000; any n works. Rows are written a
     chunk at a time, so only ``array`` and one chunk are ever in memory.
@@ -69,7 +82,7 @@ SHAPES = "shapes.npy"  # beside images.npy: each image's shape (empty: all one s
 def save_repeated_ragged(source: Ragged, n: int, path: Path) -> None:
     """:func:`save_repeated` for images of their own sizes: ``path`` gets their bytes one
     after another (repeated in order to ``n`` images, each repeat marked in its first
-    pixel), :data:`SHAPES` beside it their shapes."""
+    bytes), :data:`SHAPES` beside it their shapes."""
     if len(source) == 0:
         raise StorebenchError("the source holds no images")
     path = Path(path)
@@ -82,9 +95,13 @@ def save_repeated_ragged(source: Ragged, n: int, path: Path) -> None:
         for start, stop in spans(n, max(1, chunk_of(source))):
             part = source.take(rows[start:stop])
             repeat = np.arange(start, stop) // len(source)
-            first = part.offsets[:-1][repeat > 0]
-            part.data[first] ^= (repeat[repeat > 0] & 0xFF).astype(np.uint8)
-            part.data[first + 1] ^= ((repeat[repeat > 0] >> 8) & 0xFF).astype(np.uint8)
+            marked = repeat > 0
+            first = part.offsets[:-1][marked]
+            sizes = np.diff(part.offsets)[marked]
+            marks = _marks(repeat[marked], MARK_BYTES)
+            for k in range(MARK_BYTES):
+                has = sizes > k  # an image of fewer bytes keeps the low bytes only
+                part.data[first[has] + k] ^= marks[has, k]
             yield part.flat()
 
     with open(tmp, "wb") as handle:

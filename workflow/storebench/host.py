@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import json
 import logging
 import os
@@ -110,8 +111,7 @@ def create_latency_us(folder: Path, files: int = 200, keep: Path | None = None) 
             times.append(time.perf_counter_ns() - start)
     finally:
         if keep is not None:
-            keep.mkdir(parents=True, exist_ok=True)
-            os.replace(probe, tempfile.mkdtemp(prefix="probe.", dir=keep) + "/files")
+            to_trash(probe, keep, "probe.", "files")
         else:
             shutil.rmtree(probe)
     return statistics.median(times) / 1e3
@@ -218,8 +218,23 @@ def discard(path: Path, trash: Path) -> None:
     if sum(1 for _ in zip(path.rglob("*"), range(FEW_FILES + 1), strict=False)) <= FEW_FILES:
         shutil.rmtree(path)
         return
+    to_trash(path, trash, "old.", "store")
+
+
+def to_trash(path: Path, trash: Path, prefix: str, name: str) -> None:
+    """Move ``path`` into a new folder in ``trash`` (as ``name``); where ``trash`` is on
+    another file system (``results/stores`` or the scratch linked to another disk, as on clusters),
+    no rename reaches it, so ``path`` is deleted now instead."""
     trash.mkdir(parents=True, exist_ok=True)
-    os.replace(path, tempfile.mkdtemp(prefix="old.", dir=trash) + "/store")
+    target = Path(tempfile.mkdtemp(prefix=prefix, dir=trash))
+    try:
+        os.replace(path, target / name)
+    except OSError as error:
+        if error.errno != errno.EXDEV:
+            raise
+        target.rmdir()
+        log.info("%s is on another file system than %s: deleted now", path, trash)
+        shutil.rmtree(path)
 
 
 WARM_MAX_BYTES = 2**30

@@ -9,14 +9,21 @@ channel is dropped, and 16-bit images are scaled to 8 bits (the top byte). With
 a ``size``, every image is resized to it (bicubic); without one, all images must
 already have the same size.
 
+Like torchvision's ImageFolder, an image is read as stored: an EXIF orientation
+tag is not applied, and an animated image gives its first frame.
+
 Anything else gets one line naming the file: a file that is not an image, a
 corrupt or truncated image, an empty class folder, a symbolic link that leads
-out of the folder.
+out of the folder, loops, or makes a class folder of another's images, a folder
+that cannot be read (it would otherwise be skipped, and every number would come
+from a subset), a pipe or device with an image's name, a name that is not valid
+UTF-8, and an image of more than :data:`MAX_PIXELS` pixels.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +36,18 @@ EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 FORMATS = ("JPEG", "PNG", "WEBP")
 MAX_CLASSES = 256  # labels are one byte
 SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+# The most pixels an image may have (8192 x 8192, the largest dataset.size): a small
+# file can decode to gigabytes (a 16-bit PNG under Pillow's own limit took 1.6 GB).
+MAX_PIXELS = 8192 * 8192
+
+
+def _check_pixels(image: Image.Image, path: Path) -> None:
+    """Refuse an image of more than :data:`MAX_PIXELS`, from its header (nothing decoded)."""
+    if image.width * image.height > MAX_PIXELS:
+        raise StorebenchError(
+            f"{_shown(path)}: {image.width} x {image.height} pixels, more than storebench "
+            f"decodes ({MAX_PIXELS:,}); downscale it first"
+        )
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -67,33 +86,89 @@ def scan(folder: Path) -> tuple[list[str], list[tuple[Path, int]]]:
 
 def _class_files(root: Path, folder: Path) -> Iterator[Path]:
     """Every image file below ``folder``, refusing links out of ``root`` and non-images."""
-    if folder.is_symlink() and not _inside(folder.resolve(), root):
-        raise _link_out(folder)
-    for top, dirs, names in os.walk(folder):
+    if folder.is_symlink():
+        target = _resolved(folder)
+        if not _inside(target, root):
+            raise _link_out(folder)
+        raise StorebenchError(
+            f"{_shown(folder)}: a class folder that links to {_shown(target)}, inside the "
+            "image folder: the same images would be read under two labels; remove the link"
+        )
+
+    def unreadable(error: OSError) -> None:  # os.walk would skip the folder silently
+        where = error.filename or folder
+        raise StorebenchError(
+            f"{_shown(Path(where))}: cannot be read ({error.strerror}); make it readable "
+            "or move it out of the image folder"
+        )
+
+    for top, dirs, names in os.walk(folder, onerror=unreadable):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for d in dirs:
+            _check_name(Path(top, d))
             if Path(top, d).is_symlink():
                 raise StorebenchError(
-                    f"{Path(top, d)}: a linked folder inside a class; copy its images in instead"
+                    f"{_shown(Path(top, d))}: a linked folder inside a class; copy its "
+                    "images in instead"
                 )
         for name in names:
             path = Path(top, name)
             if name.startswith("."):
                 continue
-            if path.is_symlink() and not _inside(path.resolve(), root):
+            _check_name(path)
+            if path.is_symlink() and not _inside(_resolved(path), root):
                 raise _link_out(path)
             if path.suffix.lower() not in EXTENSIONS:
                 raise StorebenchError(
-                    f"{path}: not an image file (only {', '.join(EXTENSIONS)} are read); "
+                    f"{_shown(path)}: not an image file (only {', '.join(EXTENSIONS)} are "
+                    "read); move it out of the image folder"
+                )
+            try:
+                mode = path.stat().st_mode
+            except OSError as error:
+                raise StorebenchError(
+                    f"{_shown(path)}: cannot be read ({error.strerror}); fix or remove it"
+                ) from None
+            if not stat.S_ISREG(mode):  # a named pipe would hang the first read
+                raise StorebenchError(
+                    f"{_shown(path)}: not a regular file (a pipe, socket or device); "
                     "move it out of the image folder"
                 )
             yield path
 
 
+def _shown(path: Path) -> str:
+    """``path`` for a message: as is if it is valid UTF-8, else its bytes escaped."""
+    try:
+        return str(path).encode("utf-8").decode("utf-8")
+    except UnicodeEncodeError:
+        return repr(os.fsencode(path))[2:-1]
+
+
+def _check_name(path: Path) -> None:
+    """Refuse a file or folder name that is not valid UTF-8 (the outputs, logs and
+    Snakemake write names as UTF-8)."""
+    if _shown(path) != str(path):
+        raise StorebenchError(
+            f"{_shown(path)}: a name that is not valid UTF-8; rename it (e.g. convmv -f "
+            "latin1 -t utf8)"
+        )
+
+
+def _resolved(path: Path) -> Path:
+    """Where a link leads; a link that loops (or cannot be followed) is refused."""
+    try:
+        return path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise StorebenchError(
+            f"{_shown(path)}: a symbolic link that loops or leads nowhere; remove it"
+        ) from None
+
+
 def _link_out(path: Path) -> StorebenchError:
     return StorebenchError(
-        f"{path}: a symbolic link out of the image folder (to {path.resolve()}); copy the "
-        "file in or remove the link"
+        f"{_shown(path)}: a symbolic link out of the image folder (to "
+        f"{_shown(path.resolve())}); copy the file in or remove the link"
     )
 
 
@@ -102,8 +177,9 @@ def _rgb(image: Image.Image, path: Path) -> Image.Image:
     if image.mode == "RGB":
         return image
     if image.mode in SIXTEEN_BIT:
-        grey = (np.asarray(image).astype(np.uint32) >> 8).clip(0, 255).astype(np.uint8)
-        return Image.fromarray(np.repeat(grey[..., None], 3, axis=2))
+        grey = np.asarray(image)  # uint16 (I;16) or int32 (I) holding 0..65535
+        grey = (grey >> 8).clip(0, 255).astype(np.uint8)  # one image-sized copy at a time
+        return Image.merge("RGB", [Image.fromarray(grey)] * 3)
     if image.mode in ("F",):
         raise StorebenchError(
             f"{path}: a floating-point image (mode F); convert it to 8-bit RGB first"
@@ -115,6 +191,7 @@ def load(path: Path, size: tuple[int, int] | None) -> np.ndarray:
     """One image file as ``(height, width, 3) uint8``, resized to ``size`` if given."""
     try:
         with Image.open(path, formats=FORMATS) as image:
+            _check_pixels(image, path)
             image.load()
             rgb = _rgb(image, path)
             if size is not None and rgb.size != (size[1], size[0]):
@@ -134,7 +211,10 @@ def shapes_of(files: list[tuple[Path, int]]) -> np.ndarray:
     for k, (path, _) in enumerate(files):
         try:
             with Image.open(path, formats=FORMATS) as image:
+                _check_pixels(image, path)
                 shapes[k] = (image.height, image.width, 3)
+        except StorebenchError:
+            raise
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
             raise StorebenchError(
                 f"{path}: not a readable JPEG, PNG or WebP image ({exc}); fix or remove it"

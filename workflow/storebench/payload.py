@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -23,6 +24,25 @@ from storebench.ragged import Ragged
 PAYLOADS = ("raw", "jpeg", "webp")
 EXTENSIONS = {"raw": "raw", "jpeg": "jpg", "webp": "webp"}
 PILLOW = {"jpeg": "JPEG", "webp": "WEBP"}
+
+
+# The longest side each codec encodes (libjpeg: 65,500 px; libwebp: 16,383 px).
+MAX_SIDE = {"jpeg": 65_500, "webp": 16_383}
+
+
+def check_sides(formats: Mapping[str, Any], shape: Sequence[int]) -> None:
+    """Refuse, before any job, a format whose payload cannot encode images of ``shape``
+    (the dataset's largest height and width): its store job would die after the
+    dataset was built."""
+    height, width = int(shape[0]), int(shape[1])
+    for name, fmt in formats.items():
+        limit = MAX_SIDE.get(getattr(fmt, "payload", "raw"))
+        if limit is not None and max(height, width) > limit:
+            raise StorebenchError(
+                f"formats.{name}: payload {fmt.payload} encodes at most {limit:,} px a side, "
+                f"and the images are up to {height} x {width}; set dataset.size, or use "
+                "another payload"
+            )
 
 
 def check(payload: object, quality: object) -> None:

@@ -84,7 +84,15 @@ def write_json(data: dict[str, Any], path: Path) -> None:
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
+    """A result (or any JSON file the workflow wrote); a cut or damaged one is refused in
+    one line naming the rule that remakes it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (UnicodeDecodeError, ValueError) as error:
+        raise StorebenchError(
+            f"{path}: not a whole JSON file ({error}); remake it: "
+            f"snakemake --cores 4 --forcerun {_rule_of(Path(path))}"
+        ) from None
 
 
 def _provenance(result: dict[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 
@@ -147,6 +147,32 @@ def wrong_size(store: Path, index: int, found: int, expected: int) -> Storebench
     return StorebenchError(
         f"{store}: image {index} holds {found} bytes, but the dataset's images hold "
         f"{expected}; the store was written from another dataset: rerun its store job"
+    )
+
+
+_BUFFERS: dict[tuple, np.ndarray] = {}
+
+
+def reused_buffer(rows: int, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A buffer of ``rows`` images of ``shape`` and ``dtype`` for a reader's scattered
+    reads: one per process, reused by every reader, so the untimed warm-up read
+    allocates and touches it and no timed read does; one at a time, so memory stays
+    bounded by the largest a reader asks for."""
+    key = (int(rows), tuple(shape), np.dtype(dtype).str)
+    buffer = _BUFFERS.get(key)
+    if buffer is None:
+        _BUFFERS.clear()
+        buffer = np.empty((int(rows), *shape), dtype)
+        buffer.fill(0)  # touched now, not inside a timed read
+        _BUFFERS[key] = buffer
+    return buffer
+
+
+def damaged(store: Path, what: str) -> StorebenchError:
+    """The error for a store whose bytes are not what its format wrote (truncated, or
+    changed after it was written): ``what`` says what the reader found."""
+    return StorebenchError(
+        f"{store}: damaged store ({what}); rebuild it: snakemake --cores 4 --force {store}"
     )
 
 

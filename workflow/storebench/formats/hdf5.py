@@ -23,13 +23,15 @@ from storebench.formats.base import (
     image_chunks,
     is_range,
     one_size_only,
+    reused_buffer,
 )
 
 FILE = "data.h5"
 
 
-# Scattered reads go through a reused buffer of this many images (3 MiB) ...
-BLOCK = 1024
+# Scattered reads go through a reused buffer of at most this many bytes (1,024 CIFAR
+# images; 16 at 256 px) ...
+BLOCK_BYTES = 3 << 20
 # ... and wanted rows at most this far apart are read as one span.
 GAP = 16
 
@@ -40,13 +42,6 @@ class Hdf5Reader(Reader):
         self.file = h5py.File(self.path, "r")
         self.images = self.file["images"]
         self.labels = self.file["labels"]
-        self._scratch: np.ndarray | None = None
-
-    def _block(self) -> np.ndarray:
-        if self._scratch is None:
-            self._scratch = np.empty((BLOCK, *self.images.shape[1:]), self.images.dtype)
-            self._scratch.fill(0)  # touched once, then reused
-        return self._scratch
 
     def read_into(self, indices: np.ndarray, images: np.ndarray, labels: np.ndarray) -> None:
         one_size_only("hdf5", images)
@@ -61,7 +56,7 @@ class Hdf5Reader(Reader):
         # h5py reads selections in increasing order only, builds one hyperslab per
         # scattered row (slow for many rows) and returns a new array. Instead, visit
         # the wanted rows in increasing order, read each run of nearby rows (at most
-        # BLOCK) with one call into a reused buffer, and copy the wanted rows out.
+        # a buffer of BLOCK_BYTES) with one call into it, and copy the wanted rows out.
         order = np.argsort(indices, kind="stable")
         wanted = indices[order]
         first, last = int(wanted[0]), int(wanted[-1]) + 1
@@ -70,15 +65,18 @@ class Hdf5Reader(Reader):
         span_labels = np.empty(last - first, self.labels.dtype)
         self.labels.read_direct(span_labels, source_sel=np.s_[first:last])
         labels[order] = span_labels[wanted - first]
-        breaks = (np.diff(wanted) > GAP) | (np.diff(wanted // BLOCK) != 0)
+        shape, dtype = self.images.shape[1:], self.images.dtype
+        row_bytes = max(1, int(np.prod(shape)) * dtype.itemsize)
+        block = reused_buffer(max(1, BLOCK_BYTES // row_bytes), shape, dtype)
+        rows = len(block)
+        breaks = (np.diff(wanted) > GAP) | (np.diff(wanted // rows) != 0)
         bounds = np.flatnonzero(breaks) + 1
-        if len(wanted) <= BLOCK and len(bounds) >= len(wanted) // 2:
+        if len(wanted) <= rows and len(bounds) >= len(wanted) // 2:
             # A batch of mostly lone rows: one h5py selection reads it faster than a
             # call per row, and its array is only batch-sized.
             unique, inverse = np.unique(wanted, return_inverse=True)
             images[order] = self.images[unique][inverse]
             return
-        block = self._block()
         for lo, hi in zip(
             np.r_[0, bounds].tolist(), np.r_[bounds, len(wanted)].tolist(), strict=True
         ):

@@ -24,6 +24,7 @@ from storebench.formats.base import (
     EncodedImages,
     Format,
     Reader,
+    damaged,
     image_chunks,
     is_range,
     wrong_size,
@@ -63,7 +64,17 @@ def key(index: int) -> bytes:
 class LmdbReader(Reader):
     def __init__(self, directory: Path, value: str, payload: str = "raw"):
         self.path = Path(directory)
-        self.env = lmdb.open(str(directory), readonly=True, lock=False)
+        try:
+            self.env = lmdb.open(str(directory), readonly=True, lock=False)
+        except lmdb.Error as error:
+            raise damaged(self.path, f"LMDB cannot open it: {error}") from None
+        # A data.mdb shorter than its own last page would be mapped past its end: the
+        # first read there dies by SIGBUS, so it is refused here.
+        size = (self.path / "data.mdb").stat().st_size
+        needed = (self.env.info()["last_pgno"] + 1) * self.env.stat()["psize"]
+        if size < needed:
+            self.env.close()
+            raise damaged(self.path, f"data.mdb holds {size} bytes, its pages need {needed}")
         self.value = value
         self.payload = payload
 

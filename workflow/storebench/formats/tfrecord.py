@@ -22,8 +22,7 @@ import crc32c
 import numpy as np
 
 from storebench.chunks import Images, slots
-from storebench.errors import StorebenchError
-from storebench.formats.base import Format, Reader, image_chunks, wrong_size
+from storebench.formats.base import Format, Reader, damaged, image_chunks, wrong_size
 
 # The tfrecord package imports its PyTorch integration whenever torch is installed
 # (1.3 s of start-up in every job). We use only its writer and protobuf schema, so
@@ -52,14 +51,21 @@ class TfrecordReader(Reader):
 
     def _record(self, offset: int) -> memoryview:
         view = self.view
-        header = view[offset : offset + 8]
+        if offset < 0 or offset + 12 > len(view):
+            raise damaged(self.path.parent, f"no record at byte {offset} of {self.path.name}")
         (length,) = struct.unpack_from("<Q", view, offset)
         (length_crc,) = struct.unpack_from("<I", view, offset + 8)
-        data = view[offset + 12 : offset + 12 + length]
-        (data_crc,) = struct.unpack_from("<I", view, offset + 12 + length)
-        if masked_crc(header) != length_crc or masked_crc(data) != data_crc:
-            raise StorebenchError(f"{self.path}: corrupt record at byte {offset} (CRC mismatch)")
-        return data
+        end = offset + 12 + length
+        sound = end + 4 <= len(view) and masked_crc(view[offset : offset + 8]) == length_crc
+        if sound:
+            data = view[offset + 12 : end]
+            (data_crc,) = struct.unpack_from("<I", view, end)
+            if masked_crc(data) == data_crc:
+                return data
+            data.release()  # an exported slice would keep close() from unmapping
+        raise damaged(
+            self.path.parent, f"CRC mismatch in the record at byte {offset} of {self.path.name}"
+        )
 
     def read_into(self, indices: np.ndarray, images: np.ndarray, labels: np.ndarray) -> None:
         if not len(indices):

@@ -22,7 +22,14 @@ from zarr.core.buffer import default_buffer_prototype
 from storebench import chunks
 from storebench.chunks import Images
 from storebench.errors import StorebenchError
-from storebench.formats.base import Format, Reader, check_shape, is_range, one_size_only
+from storebench.formats.base import (
+    Format,
+    Reader,
+    check_shape,
+    is_range,
+    one_size_only,
+    reused_buffer,
+)
 
 COMPRESSIONS = ("none", "zstd", "blosc_zstd", "blosc_lz4")
 BLOCK_BYTES = 4 * 2**20  # scattered reads go through a buffer of about this many bytes
@@ -48,7 +55,6 @@ class ZarrReader(Reader):
             raise StorebenchError(f"{self.path}: no zarr.json; the store is incomplete")
         group = zarr.open_group(self.path, mode="r")
         self.images, self.labels = group["images"], group["labels"]
-        self._block: np.ndarray | None = None
 
     def read_into(self, indices: np.ndarray, images: np.ndarray, labels: np.ndarray) -> None:
         one_size_only("zarr", images)
@@ -84,12 +90,11 @@ class ZarrReader(Reader):
             images[order[lo:hi]] = scratch[wanted[lo:hi] - start]
 
     def _scratch(self, images: np.ndarray) -> np.ndarray:
-        """A reused buffer of whole chunks, about :data:`BLOCK_BYTES` (touched once)."""
-        if self._block is None:
-            chunk = self.images.chunks[0]
-            rows = max(1, BLOCK_BYTES // max(1, images[0].nbytes)) // chunk * chunk or chunk
-            self._block = np.zeros((rows, *self.images.shape[1:]), np.uint8)
-        return self._block
+        """A reused buffer of whole chunks, about :data:`BLOCK_BYTES` (one per process:
+        :func:`~storebench.formats.base.reused_buffer`)."""
+        chunk = self.images.chunks[0]
+        rows = max(1, BLOCK_BYTES // max(1, images[0].nbytes)) // chunk * chunk or chunk
+        return reused_buffer(rows, self.images.shape[1:], np.uint8)
 
     def close(self) -> None:
         pass  # zarr holds no open files between reads

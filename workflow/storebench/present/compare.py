@@ -29,6 +29,7 @@ format moved".
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -285,8 +286,32 @@ def _table_lines(found: list[dict[str, Any]], worst: int) -> list[str]:
     return lines
 
 
+DATASET_FIELDS = ("kind", "source", "sha256", "source_images", "shape", "dtype", "n_images")
+
+
+def same_data(first: Path, second: Path) -> None:
+    """Refuse to compare runs that measured different data (another dataset, image size
+    or number of images), as their results folders' ``dataset/dataset.json`` say."""
+    found = []
+    for results in (first, second):
+        path = Path(results) / "dataset" / "dataset.json"
+        try:
+            found.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            return  # a folder of tables alone: nothing to check against
+    differ = [f for f in DATASET_FIELDS if found[0].get(f) != found[1].get(f)]
+    if differ:
+        field = differ[0]
+        raise StorebenchError(
+            f"{first} and {second} measured different data ({field}: "
+            f"{found[0].get(field)} against {found[1].get(field)}); compare two runs of "
+            "the same dataset and image size"
+        )
+
+
 def report(first: Path, second: Path, min_n: int = 10_000, worst: int = 8) -> str:
     """The comparison of two runs as text (what ``compare A B`` prints)."""
+    same_data(first, second)
     found = cells(first, second, min_n)
     if not found:
         raise StorebenchError(

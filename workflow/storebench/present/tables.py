@@ -581,20 +581,106 @@ def write_table(
     os.replace(tmp, md_path)
 
 
+# Columns that hold text whatever they read like (a format's name is never a number).
+TEXT_COLUMNS = frozenset(
+    {
+        "format",
+        "kind",
+        "measurement",
+        "cache",
+        "order",
+        "unit",
+        "interval",
+        "reference",
+        "stopped",
+        "mode",
+        "reason",
+        "start_method",
+        "stage",
+        "round_values",
+    }
+)
+# Tables made by their own rule (the others by ``table``), with their columns if known.
+OWN_RULES = {"noise": "noise", "cost": "cost", "image_size": "size_table"}
+
+
+def _expected(name: str) -> tuple[str | None, tuple[str, ...]]:
+    """The rule that remakes table ``name`` and the columns it writes (() if unknown)."""
+    from storebench.present.catalog import TABLES
+
+    record = TABLES.get(name)
+    if record is not None and record.layout is not None:
+        return "table", LAYOUTS[record.layout][1]
+    if name == "noise":
+        return "noise", NOISE_COLUMNS
+    return OWN_RULES.get(name), ()
+
+
 def read_table(path: Path) -> list[dict[str, Any]]:
-    """Read a table written by :func:`write_table`, numbers as numbers."""
+    """Read a table written by :func:`write_table`, numbers as numbers, text columns
+    (:data:`TEXT_COLUMNS`) as text. A table the workflow would not have written (a
+    column missing, a row of other length, a cell that is not a finite number, a ratio
+    outside its own interval) is refused in one line naming the file, line and column."""
+    path = Path(path)
     try:
         with open(path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+            header = reader.fieldnames or []
     except FileNotFoundError:
         message = f"no table {path}; run the workflow first (or check the path)"
         raise StorebenchError(message) from None
-    for row in rows:
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise StorebenchError(f"{path}: unreadable ({error}); remake it") from None
+    rule, columns = _expected(path.stem)
+    remake = f"remake it: snakemake --cores 4 --forcerun {rule or 'all'}"
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise StorebenchError(
+            f"{path}: no column {missing[0]!r} (written by another version?); {remake}"
+        )
+    for line, row in enumerate(rows, start=2):
+        if None in row or None in row.values():
+            raise StorebenchError(
+                f"{path}, line {line}: not as many cells as the header has columns; {remake}"
+            )
         for key, value in row.items():
-            for number in (int, float):
-                try:
-                    row[key] = number(value)
-                    break
-                except ValueError:
-                    continue
+            if key in TEXT_COLUMNS or value == "":
+                continue
+            number = _number(value)
+            if number is None:
+                raise StorebenchError(
+                    f"{path}, line {line}, column {key}: {value!r} is not a finite number "
+                    f"(the table was edited or damaged); {remake}"
+                )
+            row[key] = number
+        _check_ratio(path, line, row, remake)
     return rows
+
+
+def _number(text: str) -> int | float | None:
+    """``text`` as an int or a finite float; None if it is neither."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _check_ratio(path: Path, line: int, row: dict[str, Any], remake: str) -> None:
+    """A ratio to the floor is positive and inside its own interval."""
+    ratio, lo, hi = (row.get(k, "") for k in ("ratio", "ratio_lo", "ratio_hi"))
+    for key, value in (("ratio", ratio), ("ratio_lo", lo), ("ratio_hi", hi)):
+        if value != "" and value <= 0:
+            raise StorebenchError(
+                f"{path}, line {line}, column {key}: {value!r} is not a positive ratio; {remake}"
+            )
+    if "" not in (ratio, lo, hi) and not lo * (1 - 1e-9) <= ratio <= hi * (1 + 1e-9):
+        raise StorebenchError(
+            f"{path}, line {line}: ratio {ratio} lies outside its own interval "
+            f"[{lo}, {hi}] (the table was edited or damaged); {remake}"
+        )
