@@ -203,3 +203,21 @@ def test_a_config_file_yaml_would_misread_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StorebenchError, match=r"broken\.yaml: cannot be read as YAML") as info:
         check_file(broken)
     assert "\n" not in str(info.value)
+
+
+def test_the_slurm_profile_runs_one_timed_job_at_a_time_on_a_whole_node() -> None:
+    """On a cluster every node measures the same shared file system: the profile caps
+    the rules that take a unit of ``bench`` at one at a time, each on its own node."""
+    import re
+
+    profile = yaml.safe_load((ROOT / "workflow/profiles/slurm/config.yaml").read_text())
+    assert "bench=1" in profile["resources"]
+    rules_text = "\n".join(p.read_text() for p in (ROOT / "workflow/rules").glob("*.smk"))
+    timed = [
+        name
+        for name, body in re.findall(r"^rule (\w+):\n((?:[ \t].*\n|\n)*)", rules_text, re.M)
+        if "bench=1" in body
+    ]
+    assert {"store", "read", "round"} <= set(timed)
+    for name in timed:
+        assert "--exclusive" in profile["set-resources"][name]["slurm_extra"], name

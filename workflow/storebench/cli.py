@@ -9,13 +9,14 @@ line (``storebench: error: ...``) and exit 1.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from storebench import cli_jobs, cli_results
+from storebench import cli_jobs, cli_results, diskspace
 from storebench.errors import StorebenchError
 
 log = logging.getLogger("storebench")
@@ -51,7 +52,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (| head): no traceback, no more output
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except Exception:
-        log.exception("unexpected failure (a bug: please report it with this log)")
-        raise
+    except Exception as exc:
+        full = full_disk(exc, args)
+        if full is None:
+            log.exception("unexpected failure (a bug: please report it with this log)")
+            raise
+        log.error("error: %s", full)
+        if args.log:
+            print(f"storebench: error: {full}", file=sys.stderr)
+        return 1
     return 0
+
+
+# Below this many free bytes a failed write is put down to a full disk, whatever the
+# library called it (LMDB says "Input/output error", HDF5 "file write failed").
+NEARLY_FULL = 16 << 20
+FULL_TEXTS = ("No space left on device", "Disk quota exceeded")
+
+
+def full_disk(exc: BaseException, args: argparse.Namespace) -> str | None:
+    """One line for a failure caused by a full disk or quota (ENOSPC, EDQUOT), naming
+    where and what to do; None if the failure was something else."""
+    places = [Path(v) for v in vars(args).values() if isinstance(v, str | Path) and "/" in str(v)]
+    where = None
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = exc.filename
+    elif not any(text in str(exc) for text in FULL_TEXTS):
+        where = next((p for p in places if diskspace.free_bytes(p) < NEARLY_FULL), None)
+        if where is None:
+            return None
+    place = Path(where or (places[0] if places else ".")).absolute()
+    free = diskspace.free_bytes(place)
+    return (
+        f"the disk is full (or over quota) at {place} ({free / 2**20:.0f} MiB free): free "
+        "space there or point results/ at a bigger disk, then rerun (the job left nothing "
+        "half-written)"
+    )

@@ -6,7 +6,9 @@ memory-mapped by every job.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +62,24 @@ def save_repeated(array: np.ndarray, n: int, path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
+    with _removed_on_failure(tmp), open(tmp, "wb") as handle:
         size = chunk_of(array)
         rows = (repeated_rows(array, np.arange(start, stop)) for start, stop in spans(n, size))
         write_npy(handle, (n, *array.shape[1:]), array.dtype, rows)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _removed_on_failure(path: Path) -> Iterator[None]:
+    """Delete ``path`` (a file being written) if the block fails: a full disk must not
+    keep the space, nor leave a file a rerun could take for the dataset."""
+    try:
+        yield
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
 
 
 def dataset_identity(images: Path) -> dict[str, Any] | None:
@@ -104,7 +117,7 @@ def save_repeated_ragged(source: Ragged, n: int, path: Path) -> None:
                 part.data[first[has] + k] ^= marks[has, k]
             yield part.flat()
 
-    with open(tmp, "wb") as handle:
+    with _removed_on_failure(tmp), open(tmp, "wb") as handle:
         write_npy(handle, (total,), np.dtype(np.uint8), parts())
         handle.flush()
         os.fsync(handle.fileno())

@@ -11,6 +11,7 @@ reference (the raw floor doing the same work) in the same process, alternating
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -118,9 +119,6 @@ def measure_store(
         reference or fmt, source, labels, out.parent, f".{out.name}.reference.", references
     )
 
-    warm_up_store(fmt, images, labels, out.parent, trash)
-    warm_up_store(reference or fmt, images, labels, out.parent, trash)
-
     def before_pair() -> dict[str, Any]:
         while len(kept) > 1:  # only the last copy of the format is kept
             discard(kept.pop(0), trash)
@@ -129,15 +127,25 @@ def measure_store(
         sync_filesystem(out.parent)  # start with no dirty pages of earlier work
         return quiet.wait()
 
-    result = run_pairs(
-        trial,
-        floor,
-        policy,
-        seed,
-        before_pair=before_pair,
-        first_side=first_side,
-        format_hint_s=format_hint_s,
-    )
+    try:
+        warm_up_store(fmt, images, labels, out.parent, trash)
+        warm_up_store(reference or fmt, images, labels, out.parent, trash)
+        result = run_pairs(
+            trial,
+            floor,
+            policy,
+            seed,
+            before_pair=before_pair,
+            first_side=first_side,
+            format_hint_s=format_hint_s,
+        )
+    except BaseException:
+        # A full disk, a bug, Ctrl-C: no copy left, and its space (and the trash's, kept
+        # only so that deleting does not slow the timing of later stores) freed now.
+        staged = [*out.parent.glob(f".{out.name}.*.*"), *out.parent.glob(".warm-up.*")]
+        for path in {*kept, *references, *staged, trash}:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
     while references:
         discard(references.pop(), trash)
     while len(kept) > 1:

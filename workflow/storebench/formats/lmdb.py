@@ -9,9 +9,12 @@ every read).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import itertools
 import math
+import os
 import pickle
+import shutil
 from pathlib import Path
 
 import lmdb
@@ -59,6 +62,16 @@ PICKLE_GLOBALS = {(__name__, "CifarImage"): f"{__name__}:CifarImage"}
 
 def key(index: int) -> bytes:
     return f"{index:08}".encode()
+
+
+def _room_for(directory: Path, size: int) -> None:
+    """With ``writemap`` LMDB writes its pages through a memory map: a page the file
+    system cannot allocate (a full disk, another writer) kills the process by SIGBUS,
+    with no error and an empty log. So a chunk is written only where its pages fit;
+    otherwise the write fails as a full disk does (ENOSPC), which the job reports."""
+    free = shutil.disk_usage(directory).free
+    if size > free:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(directory))
 
 
 class LmdbReader(Reader):
@@ -171,6 +184,8 @@ class LmdbFormat(EncodedImages, Format):
                     pages = math.ceil((value_size + 64) / PAGE) + 1
                     map_size = max(1 << 20, n * pages * PAGE * 2)
                     env = lmdb.open(str(directory), map_size=map_size, writemap=self.writemap)
+                if self.writemap:  # see _room_for
+                    _room_for(directory, len(chunk) * pages * PAGE)
                 while True:
                     try:
                         with env.begin(write=True) as txn:
