@@ -281,3 +281,25 @@ def test_a_table_the_workflow_did_not_write_is_refused_in_one_line(
     with pytest.raises(StorebenchError, match=message) as info:
         read_table(path)
     assert "\n" not in str(info.value)
+
+
+def test_machine_strings_read_as_themselves_in_a_report_caption() -> None:
+    """A CPU model or mount source holding markup characters (``_``, ``*``, backquotes,
+    ``|``) goes into the report's captions (reStructuredText) as text, not markup and
+    not an error box."""
+    from docutils.core import publish_doctree
+    from docutils.nodes import system_message
+
+    odd = "Xeon*2 `fast` _x_ |y| vg-root_ a\\b [c] <d> e:f"
+    environment = {
+        "machine": {"cpu_model": odd, "usable_cpus": 2, "memory_bytes": 2**34},
+        "os": {"system": "Linux", "release": "6.1_custom"},
+        "filesystem": {"type": "ext4", "device": "/dev/mapper/vg-root_"},
+        "versions": {"numpy": "2.0"},
+        "python": "3.12",
+    }
+    text = publish.machine(environment)
+    tree = publish_doctree(text, settings_overrides={"report_level": 5, "halt_level": 5})
+    assert not list(tree.findall(system_message)), text
+    shown = tree.astext()
+    assert odd in shown and "/dev/mapper/vg-root_" in shown and "6.1_custom" in shown

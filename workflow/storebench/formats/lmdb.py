@@ -184,8 +184,8 @@ class LmdbFormat(EncodedImages, Format):
                     pages = math.ceil((value_size + 64) / PAGE) + 1
                     map_size = max(1 << 20, n * pages * PAGE * 2)
                     env = lmdb.open(str(directory), map_size=map_size, writemap=self.writemap)
-                if self.writemap:  # see _room_for
-                    _room_for(directory, len(chunk) * pages * PAGE)
+                if self.writemap:  # see _room_for; the B-tree adds about 1% to the values
+                    _room_for(directory, len(chunk) * (pages - 1) * PAGE * 105 // 100)
                 while True:
                     try:
                         with env.begin(write=True) as txn:

@@ -4,6 +4,7 @@ results (docs/results.md and the README's verdict)."""
 
 from __future__ import annotations
 
+import re
 import datetime
 import json
 import os
@@ -49,11 +50,18 @@ def machine(environment: Mapping[str, Any] | None) -> str:
     m, fs, v = environment["machine"], environment["filesystem"], environment["versions"]
     libraries = ", ".join(f"{k} {v[k]}" for k in ("numpy", "pillow", "lmdb", "h5py") if k in v)
     return (
-        f"Machine: {m['cpu_model']}, {m['usable_cpus']} CPUs, "
-        f"{m['memory_bytes'] / 2**30:.0f} GiB RAM, {environment['os']['system']} "
-        f"{environment['os']['release']}; {fs['type']} file system on {fs['device']}; "
-        f"Python {environment['python']}, {libraries}."
+        f"Machine: {rst_text(m['cpu_model'])}, {m['usable_cpus']} CPUs, "
+        f"{m['memory_bytes'] / 2**30:.0f} GiB RAM, {rst_text(environment['os']['system'])} "
+        f"{rst_text(environment['os']['release'])}; {rst_text(fs['type'])} file system on "
+        f"{rst_text(fs['device'])}; Python {rst_text(environment['python'])}, {libraries}."
     )
+
+
+def rst_text(text: object) -> str:
+    """``text`` with the characters of reStructuredText's inline markup escaped, so that a
+    machine's string (a CPU model, a mount source) reads as itself in a report caption
+    (and in Markdown, where the same escapes hold) instead of as markup or an error."""
+    return re.sub(r"([\\`*_|\[\]<>:])", r"\\\1", str(text))
 
 
 def _sampling(config: Mapping[str, Any]) -> str:
