@@ -305,6 +305,62 @@ def interleaved(
         )
 
 
+def read_buffer(side: int, n: int, rounds: int, work: Path, seed: int = 0) -> None:
+    """Print an HDF5 shuffled read of ``n`` images of ``side`` px, warm, with the buffer
+    its scattered reads go through made inside every read at 1,024 images (the reader
+    before 2026-12-02: 192 MiB at 256 px, allocated and filled on the clock) against the
+    reused one of at most 3 MiB, in pairs whose order alternates, as the ratio old/new
+    per pair: its median and the order-statistic interval of that median."""
+    from storebench import stats
+    from storebench.formats import base, hdf5
+
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, side, side, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, n, dtype=np.uint8)
+    fmt = make_format("hdf5", {"kind": "hdf5"})
+    store = Path(tempfile.mkdtemp(prefix="read-buffer.", dir=work))
+    try:
+        fmt.write(store, images, labels)
+        indices = rng.permutation(n)
+        out = np.zeros_like(images), np.zeros_like(labels)
+        out[0].fill(1)  # the caller's buffer, touched, as the workflow's is
+
+        def read(old: bool) -> float:
+            bytes_per_block = hdf5.BLOCK_BYTES
+            if old:
+                hdf5.BLOCK_BYTES = 1024 * images[0].nbytes
+                base._BUFFERS.clear()  # made inside the read, as each reader did
+            try:
+                start = time.perf_counter()
+                with fmt.open(store) as reader:
+                    reader.read_into(indices, *out)
+                return time.perf_counter() - start
+            finally:
+                hdf5.BLOCK_BYTES = bytes_per_block
+                if old:
+                    base._BUFFERS.clear()
+
+        read(False)  # the warm-up read makes the reused buffer, off the clock
+        ratios, times = [], {True: [], False: []}
+        for k in range(rounds):
+            first = bool(k % 2)
+            pair = {first: read(first), not first: read(not first)}
+            times[True].append(pair[True])
+            times[False].append(pair[False])
+            ratios.append(pair[True] / pair[False])
+        found = stats.median_interval(ratios)
+        print(
+            f"HDF5, {n:,} images of {side} px, warm shuffled read, {rounds} pairs: "
+            f"buffer made per read {1e3 * np.median(times[True]):.1f} ms, reused "
+            f"{1e3 * np.median(times[False]):.1f} ms (medians); old/new "
+            f"{found['median']:.2f}x [{found['lo']:.2f}-{found['hi']:.2f}, "
+            f"{found['coverage']:.1%}]"
+        )
+        assert np.array_equal(out[0], images[indices]) and np.array_equal(out[1], labels[indices])
+    finally:
+        shutil.rmtree(store)
+
+
 def memory(results_dir: Path) -> None:
     """Print the peak memory of every measuring job, per stage and n, and per format.
 

@@ -142,6 +142,11 @@ def cmd_benchmark_traps(args: argparse.Namespace) -> None:
         shutil.rmtree(work)
 
 
+def cmd_benchmark_read_buffer(args: argparse.Namespace) -> None:
+    args.work.mkdir(parents=True, exist_ok=True)
+    _benchmarks().read_buffer(args.side, args.n, args.rounds, args.work)
+
+
 def cmd_benchmark_compare(args: argparse.Namespace) -> None:
     _benchmarks().compare(args.tables[0], args.tables[1], args.min_n)
 
@@ -199,6 +204,15 @@ def _benchmark_parsers(sub: Any) -> None:
         p.add_argument("--store-n", type=int, default=10_000, help="images per PNG store")
         p.add_argument("--work", type=Path, default=Path("results/scratch"))
         p.set_defaults(func=cmd_benchmark_traps, what=what)
+
+    p = modes.add_parser(
+        "read-buffer", help="HDF5 shuffled reads, a scratch buffer made per read vs reused"
+    )
+    p.add_argument("--side", type=int, default=256, help="image side (px)")
+    p.add_argument("--n", type=int, default=1000, help="images read")
+    p.add_argument("--rounds", type=int, default=15, help="pairs (old, new)")
+    p.add_argument("--work", type=Path, default=Path("results/scratch"))
+    p.set_defaults(func=cmd_benchmark_read_buffer)
 
     p = modes.add_parser("compare", help="how far each median moved between two read tables")
     p.add_argument("--tables", type=Path, nargs=2, required=True, help="two runs' read.csv")

@@ -4,10 +4,10 @@ results (docs/results.md and the README's verdict)."""
 
 from __future__ import annotations
 
-import re
 import datetime
 import json
 import os
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
