@@ -148,7 +148,7 @@ def marked(images: np.ndarray, repeat: int) -> np.ndarray:
     """``images`` as the dataset holds their ``repeat``-th repeat (0: the originals): the
     repeat's number, little-endian, XORed into each image's first eight bytes (the first
     pixel's red, green, blue, then the next pixels')."""
-    out = np.array(images, copy=True)
+    out = np.array(images, copy=True, order="C")  # reshape below is then a view
     flat = out.reshape(len(out), -1)
     for k in range(min(8, flat.shape[1])):
         flat[:, k] ^= (repeat >> (8 * k)) & 0xFF

@@ -39,7 +39,7 @@ def repeated_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
     rows are the same image and a reader that returns row ``i mod len(array)`` (or
     ``i mod 65,536``) fails validation. An image of fewer bytes than a repeat's number
     needs keeps its low bytes only."""
-    part = array[rows % len(array)]
+    part = np.ascontiguousarray(array[rows % len(array)])  # reshape below: a view
     repeat = rows // len(array)
     marked = repeat > 0
     if marked.any() and part.ndim >= 2:
