@@ -81,7 +81,9 @@ def full_disk(exc: BaseException, args: argparse.Namespace) -> str | None:
         where = next((p for p in places if diskspace.free_bytes(p) < NEARLY_FULL), None)
         if where is None:
             return None
-    place = Path(where or (places[0] if places else ".")).absolute()
+    if where is None:  # the error names no file: the fullest of the job's places
+        where = min(places or [Path()], key=diskspace.free_bytes)
+    place = Path(where).absolute()
     free = diskspace.free_bytes(place)
     return (
         f"the disk is full (or over quota) at {place} ({free / 2**20:.0f} MiB free): free "
