@@ -65,9 +65,8 @@ class Hdf5Reader(Reader):
         span_labels = np.empty(last - first, self.labels.dtype)
         self.labels.read_direct(span_labels, source_sel=np.s_[first:last])
         labels[order] = span_labels[wanted - first]
-        shape, dtype = self.images.shape[1:], self.images.dtype
-        row_bytes = max(1, int(np.prod(shape)) * dtype.itemsize)
-        block = reused_buffer(max(1, BLOCK_BYTES // row_bytes), shape, dtype)
+        rows = max(1, BLOCK_BYTES // max(1, images[0].nbytes))  # as the zarr reader sizes it
+        block = reused_buffer(rows, self.images.shape[1:], self.images.dtype)
         rows = len(block)
         breaks = (np.diff(wanted) > GAP) | (np.diff(wanted // rows) != 0)
         bounds = np.flatnonzero(breaks) + 1
