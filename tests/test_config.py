@@ -138,6 +138,9 @@ def test_scale_config_is_complete_valid_and_official() -> None:
         ("parallel.workers", [1, 4096], "parallel.workers.1: 4096 is greater than the maximum"),
         ("formats.png.compress_level", True, "formats.png.compress_level: True is not a whole"),
         ("formats.hdf5_gzip.level", 4.0, "formats.hdf5_gzip.level: 4.0 is not a whole number"),
+        ("rounds.to_n", 1000, "rounds: to_n=1000 is below from_n=10000, so no cell"),
+        ("rounds.to_n", 0, "rounds.to_n: 0 is less than the minimum of 1"),
+        ("rounds.to_n", KeyError, "rounds: 'to_n' is a required property"),
     ],
 )
 def test_bad_values_are_named(path: str, value: Any, message: str) -> None:

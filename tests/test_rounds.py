@@ -595,3 +595,42 @@ def test_compare_refuses_runs_that_measured_different_data(tmp_path: Path) -> No
     with pytest.raises(StorebenchError, match=r"measured different data \(shape: ") as info:
         compare.report(a, b)
     assert "\n" not in str(info.value)
+
+
+def _rounds_up_to_10k(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records of a run with rounds.to_n = 10,000: at n = 100,000 each cell is
+    measured in its own job alone (two pairs, no round)."""
+    kept = []
+    for r in records:
+        if r["n"] == 100_000:
+            if r["round"] != 1:
+                continue
+            r = {**r, "round": None}
+            r["samples"] = {"read_s": r["samples"]["read_s"] * 2}
+            r["reference_samples"] = {"read_s": r["reference_samples"]["read_s"] * 2}
+        kept.append(r)
+    return kept
+
+
+def test_rounds_up_to_a_size_leave_the_larger_cells_to_one_job_and_say_so(tmp_path: Path) -> None:
+    settings = rounds.Settings(from_n=10_000, to_n=10_000)
+    assert [settings.applies(n) for n in (1_000, 10_000, 100_000)] == [False, True, False]
+    assert rounds.Settings(from_n=10_000).applies(10**6)
+    a = write_run(tmp_path / "a", _rounds_up_to_10k(simulate(11)))
+    b = write_run(tmp_path / "b", _rounds_up_to_10k(simulate(12)))
+    text = compare.report(a, b)
+    # compare judges the cells in rounds and names the ones it cannot
+    assert "not compared: 16 at n = 100,000, measured in one job per cell" in text
+    assert {line[2] for line in _cells(text)} == {"n=10000"}, text
+    assert "not compared" not in compare.report(
+        write_run(tmp_path / "c", simulate(11)), write_run(tmp_path / "d", simulate(12))
+    )
+    # the summary and the verdict speak of the largest n measured in rounds
+    rows = tables.timing_rows(_rounds_up_to_10k(simulate(11)))
+    assert publish.headline_n(rows) == 10_000
+    assert publish.headline_n(tables.timing_rows(simulate(11))) == 100_000
+    store = [{**r, "measurement": "store", "cache": "", "order": ""} for r in rows]
+    usage = [{"format": f, "kind": "x", "n": 10_000, "allocated_bytes": 2**20} for f in MODEL]
+    text = publish.summary_markdown({"store": store, "read": rows, "usage": usage}, None, 2)
+    assert "## Summary at n = 10,000 images" in text
+    assert "n = 100,000 was measured in one job per cell" in text

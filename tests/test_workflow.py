@@ -26,6 +26,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from storebench import rounds as storebench_rounds
 from storebench import stats
 from storebench.config import normalize
 from storebench.diskspace import store_bytes
@@ -162,11 +163,10 @@ def expected_plan(config: dict) -> dict[str, int]:
 
 def _round_jobs(config: dict) -> int:
     """One round job per round past the first, where any cell is measured in rounds."""
-    rounds = config.get("rounds") or {}
-    from_n = rounds.get("from_n")
-    if from_n is None or not any(n >= from_n for n in config["cutoffs"]):
+    settings = storebench_rounds.Settings.of(config.get("rounds"))
+    if not any(settings.applies(n) for n in config["cutoffs"]):
         return 0
-    return rounds["max_rounds"] - 1
+    return settings.max_rounds - 1
 
 
 def test_default_plan(tmp_path: Path) -> None:
@@ -1026,6 +1026,7 @@ def test_rounds_measure_the_large_cells_again_in_a_new_order_each_round(
     formats = yaml.safe_load((ROOT / "config.yaml").read_text())["formats"]
     rounds = {
         "from_n": 1000,
+        "to_n": None,
         "min_rounds": 4,
         "max_rounds": 5,
         "precision": 0.04,

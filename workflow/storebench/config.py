@@ -223,6 +223,12 @@ def check(config: Mapping[str, Any], schema: Path = SCHEMA) -> dict[str, Format]
             f"rounds: min_rounds={rounds['min_rounds']} exceeds max_rounds="
             f"{rounds['max_rounds']}; lower min_rounds or raise max_rounds"
         )
+    low, high = rounds.get("from_n"), rounds.get("to_n")
+    if low is not None and high is not None and high < low:
+        raise StorebenchError(
+            f"rounds: to_n={high} is below from_n={low}, so no cell is measured in "
+            "rounds; raise to_n, or set from_n: null for none"
+        )
     unknown = [name for name in config.get("test_slowdown") or {} if name not in config["formats"]]
     if unknown:
         raise StorebenchError(

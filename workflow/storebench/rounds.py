@@ -4,7 +4,7 @@ Pairing cancels the host's drift inside a job, but not between jobs: this host's
 CPU and memory speeds drift apart over minutes (about 8% between jobs, a standard
 deviation), and a format bound by the CPU, measured against the memory-bound
 floor, moves with them. No number of pairs inside one job can show that. So at
-``n >= from_n`` every cell (a store, or a read in one cache state and order) is
+``from_n <= n <= to_n`` every cell (a store, or a read in one cache state and order) is
 measured once per *round*:
 
 - round 1 is the cell's own ``store`` or ``read`` job (which also builds the store);
@@ -50,9 +50,11 @@ PRIMARY = {"store": "store_durable_s", "read": "read_s"}
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """config.yaml ``rounds`` (``from_n: null``: no rounds, one job per cell)."""
+    """config.yaml ``rounds`` (``from_n: null``: no rounds, one job per cell; ``to_n:
+    null``: no upper bound)."""
 
     from_n: int | None = None
+    to_n: int | None = None
     min_rounds: int = 6
     max_rounds: int = 10
     precision: float = 0.04
@@ -65,8 +67,10 @@ class Settings:
         return cls(**(config or {}))
 
     def applies(self, n: int) -> bool:
-        """Whether a cell of ``n`` images is measured in rounds."""
-        return self.from_n is not None and n >= self.from_n
+        """Whether a cell of ``n`` images is measured in rounds: ``from_n <= n <= to_n``."""
+        if self.from_n is None or n < self.from_n:
+            return False
+        return self.to_n is None or n <= self.to_n
 
 
 @dataclasses.dataclass(frozen=True, order=True)

@@ -116,6 +116,26 @@ def _pairs(first: Path, second: Path, min_n: int) -> list[tuple[tuple, Row, Row]
     return found
 
 
+def left_out(first: Path, second: Path, min_n: int) -> str:
+    """The cells at n >= ``min_n`` that both runs measured but not both in rounds, which
+    compare cannot judge (one job's spread leaves out the drift between jobs), as a
+    line; "" when there are none."""
+    sizes: dict[int, int] = {}
+    for table in TABLES:
+        a, b = _load(first, table), _load(second, table)
+        for key in a.keys() & b.keys():
+            n = int(a[key]["n"])
+            if n >= min_n and not (_in_rounds(a[key]) and _in_rounds(b[key])):
+                sizes[n] = sizes.get(n, 0) + 1
+    if not sizes:
+        return ""
+    listed = ", ".join(f"{count} at n = {n:,}" for n, count in sorted(sizes.items()))
+    return (
+        f"not compared: {listed}, measured in one job per cell (no rounds; "
+        "workflow/configs/full.yaml measures them in rounds)"
+    )
+
+
 def _judged(pairs: Iterable[tuple[tuple, Row, Row]]) -> list[dict[str, Any]]:
     return [{"key": key, "a": a, "b": b, **judge(a, b)} for key, a, b in pairs]
 
@@ -321,7 +341,8 @@ def report(first: Path, second: Path, min_n: int = 10_000, worst: int = 8) -> st
     rows_a, rows_b = [c["a"] for c in found], [c["b"] for c in found]
     floor = _floor_name(rows_a)
     claimed, reversed_ = reversals(found)
-    lines = [f"A: {first}", f"B: {second}", f"store and read cells at n >= {min_n:,}", ""]
+    lines = [f"A: {first}", f"B: {second}", f"store and read cells at n >= {min_n:,}"]
+    lines += [note for note in [left_out(first, second, min_n)] if note] + [""]
     lines += _table_lines(found, worst)
     lines += ["", *machine_lines(found), ""]
     floors = {"A": floor_holds(rows_a, floor), "B": floor_holds(rows_b, floor)}

@@ -64,6 +64,16 @@ def rst_text(text: object) -> str:
     return re.sub(r"([\\`*_|\[\]<>:])", r"\\\1", str(text))
 
 
+def _rounds_span(rounds: Mapping[str, Any]) -> str:
+    """Where rounds apply: "from n = 10,000 on", "at n = 10,000", "from n = a to b"."""
+    low, high = rounds["from_n"], rounds.get("to_n")
+    if high is None:
+        return f"from n = {low:,} on"
+    if high == low:
+        return f"at n = {low:,}"
+    return f"from n = {low:,} to {high:,}"
+
+
 def _sampling(config: Mapping[str, Any]) -> str:
     sampling = config.get("sampling", {})
     text = (
@@ -76,7 +86,7 @@ def _sampling(config: Mapping[str, Any]) -> str:
     if rounds.get("from_n") is None:
         return text
     return (
-        f"{text}; from n = {rounds['from_n']:,} on, in rounds: the cell's own job, then one "
+        f"{text}; {_rounds_span(rounds)}, in rounds: the cell's own job, then one "
         "job per round over every such cell in a fresh random order, "
         f"{rounds['min_rounds']} to {rounds['max_rounds']} rounds until the interval of the "
         f"median over rounds covers 95% and is within ±{rounds['precision']:.0%}, or "
@@ -94,9 +104,9 @@ def _spread(config: Mapping[str, Any]) -> str:
     if rounds.get("from_n") is None:
         return f"Points: median; band or bar: {job}."
     return (
-        f"Points: from n = {rounds['from_n']:,} on, the median over rounds, band or bar "
+        f"Points: {_rounds_span(rounds)}, the median over rounds, band or bar "
         "its distribution-free interval over rounds (96.9% from 6 rounds; the tables "
-        f"give each one's coverage); below, the median, band or bar {job}."
+        f"give each one's coverage); elsewhere, the median, band or bar {job}."
     )
 
 
@@ -256,19 +266,38 @@ def _drift_sentence(rows: Rows) -> str:
     )
 
 
+def headline_n(rows: Rows) -> int:
+    """The n the summary and the verdict speak of: the largest measured in rounds (the
+    cells measured at full rigour), else the largest measured."""
+    in_rounds = [r["n"] for r in rows if len(claims.rounds_of(r)) >= 2]
+    return max(in_rounds or [r["n"] for r in rows])
+
+
+def _headline_note(rows: Rows, n: int) -> str:
+    """What the summary leaves out: the larger n measured in one job per cell."""
+    larger = sorted({r["n"] for r in rows if r["n"] > n})
+    if not larger:
+        return ""
+    sizes = ", ".join(f"{m:,}" for m in larger)
+    return (
+        f" n = {sizes} was measured in one job per cell, without the rounds that make "
+        "a number reproducible (its rows in results/tables give each interval's coverage; "
+        "workflow/configs/full.yaml measures it in rounds)."
+    )
+
+
 def verdict_rst(tables: Mapping[str, Rows]) -> str:
-    """The verdict at the largest n, as reStructuredText (report.html's first page)."""
+    """The verdict at :func:`headline_n`, as reStructuredText (report.html's first page)."""
     store, read, usage = tables["store"], tables["read"], tables["usage"]
-    n = max(r["n"] for r in store + read)
-    return verdict.rst(tables, _floor(store + read + usage), n)
+    return verdict.rst(tables, _floor(store + read + usage), headline_n(store + read))
 
 
 def summary_markdown(
     tables: Mapping[str, Rows], environment: Mapping[str, Any] | None, repeats: int
 ) -> str:
-    """One ranked table per question, at the largest n measured."""
+    """One ranked table per question, at :func:`headline_n`."""
     store, read, usage = tables["store"], tables["read"], tables["usage"]
-    n = max(r["n"] for r in store + read)
+    n = headline_n(store + read)
     floor = _floor(store + read + usage)
     lines = [
         verdict.markdown(tables, floor, n),
@@ -284,7 +313,8 @@ def summary_markdown(
         "difference covers at least 95% and excludes zero; one-job cells: intervals that "
         "do not overlap); two "
         "formats whose ranges share a rank are not put in order. "
-        f"{reference_speeds(store + read)} {machine(environment)}",
+        f"{reference_speeds(store + read)} {machine(environment)}"
+        + _headline_note(store + read, n),
         "",
     ]
     lines += _ranked_timings(
