@@ -41,3 +41,8 @@ onstart:
 
 onsuccess:
     empty_trash()
+
+
+# With --keep-going, what finished is still tabled and ranked (results/partial/).
+onerror:
+    report_partial()

@@ -414,3 +414,40 @@ def test_a_scattered_read_buffer_is_bounded_in_bytes_and_touched_off_the_clock(
     np.testing.assert_array_equal(read(), images[indices])
     (second,) = base._BUFFERS.values()
     assert second is first  # reused, not allocated inside the timed read
+
+
+def test_a_format_unit_larger_than_a_job_holds_is_refused_in_bytes(tmp_path: Path) -> None:
+    """An HDF5 chunk or a Zarr shard is held in memory whole: 64 images of 2048 px is
+    768 MiB, against the 384 MiB a job holds at once (docs/scaling.md)."""
+    from storebench.formats.base import check_unit, check_units
+
+    hdf5 = make_format("hdf5_gzip", {"kind": "hdf5", "chunk": 64, "compression": "gzip"})
+    big = (2048, 2048, 3)
+    with pytest.raises(
+        StorebenchError,
+        match=r"^formats\.hdf5_gzip: chunk = 64 images of 2048 x 2048 px is 768 MiB held in "
+        r"memory at once, more than a job holds \(384 MiB\); set chunk to 32 or fewer images$",
+    ):
+        check_unit("formats.hdf5_gzip", hdf5, big, 100_000)
+    check_unit("formats.hdf5_gzip", hdf5, big, 32)  # a store of 32 images: one 384 MiB chunk
+    check_unit("formats.hdf5_gzip", hdf5, (32, 32, 3), 100_000)  # CIFAR: 192 KiB
+    sharded = make_format("zarr_blosc", {"kind": "zarr", "chunk": 64, "shard": 8192})
+    with pytest.raises(StorebenchError, match=r"shard = 8,192 images of 256 x 256 px is 1,536 MiB"):
+        check_units({"zarr_blosc": sharded}, [((32, 32, 3), 100_000), ((256, 256, 3), 20_000)])
+    with pytest.raises(StorebenchError, match=r"set shard to 2,048 or fewer images$"):
+        check_units({"zarr_blosc": sharded}, [((256, 256, 3), 20_000)])
+    check_units({"zarr_blosc": sharded}, [((256, 256, 3), 320)])  # the sweep's 60 MiB at 256 px
+    huge_chunk = make_format("z", {"kind": "zarr", "chunk": 4096, "shard": 8192})
+    with pytest.raises(StorebenchError, match=r"set chunk and shard to 2,048 or fewer images$"):
+        check_units({"z": huge_chunk}, [((256, 256, 3), 20_000)])
+    for fmt in (make_format("hdf5", {"kind": "hdf5"}), make_format("raw", {"kind": "npy"})):
+        check_unit("formats.x", fmt, big, 10**6)  # no unit: read and written in bounded blocks
+    # the store job refuses it too (an image folder's own sizes are known only then),
+    # before it writes anything; a view of one image stands for 40, allocating nothing
+    images = np.broadcast_to(np.zeros((1, *big), np.uint8), (40, *big))
+    for fmt in (hdf5, make_format("zarr", {"kind": "zarr", "chunk": 1000})):
+        store = tmp_path / fmt.kind
+        store.mkdir()
+        with pytest.raises(StorebenchError, match=rf"^{fmt.kind} store: chunk = "):
+            fmt.write(store, images, np.zeros(40, np.uint8))
+        assert not any(store.iterdir())

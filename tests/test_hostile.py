@@ -205,6 +205,21 @@ CONFIGS = {
     # names the outputs would misread (round three, family 4): a number, a markup link
     "format-name-a-number": ({"formats": {"1e3": {"kind": "npy"}}}, "'1e3'"),
     "format-name-a-link": ({"formats": {"raw_": {"kind": "npy"}}}, "'raw_'"),
+    # memory no option bounds (family 3): a unit a format holds whole, in bytes
+    "hdf5-chunk-of-768-mib": (
+        {"dataset": {"kind": "cifar10", "path": None, "size": [2048, 2048]}},
+        "formats.hdf5_gzip: chunk = 64 images of 2048 x 2048 px is 768 MiB",
+    ),
+    "zarr-shard-of-1.5-gib-in-the-sweep": (
+        {
+            "formats": {
+                "raw": {"kind": "npy"},
+                "zarr_blosc": {"kind": "zarr", "chunk": 64, "shard": 8192},
+            },
+            "size_sweep": {"sizes": [32, 256], "megabytes": 2000, "formats": None},
+        },
+        "formats.zarr_blosc: shard = 8,192 images of 256 x 256 px",
+    ),
 }
 
 

@@ -1112,3 +1112,61 @@ def test_rounds_measure_the_large_cells_again_in_a_new_order_each_round(
         tmp_path, "-n", "--configfile", str(config), "--forcerun", "round", "--", *tables_out
     )
     assert job_counts(plan.stdout) == {"round": 4, "table": 2}
+
+
+@pytest.mark.slow
+def test_with_keep_going_a_failed_format_is_named_and_the_rest_still_reported(
+    tmp_path: Path, sample: Path
+) -> None:
+    """One format's jobs fail (its library cannot be imported); with --keep-going the
+    others' tables, summary, verdict and figures are made in results/partial/, the
+    failed format named, and a rerun that can import it completes the run."""
+    formats = yaml.safe_load((ROOT / "config.yaml").read_text())["formats"]
+    config = write_config(
+        tmp_path,
+        cifar10={"url": "https://example.invalid/x", "md5": md5sum(sample), "archive": str(sample)},
+        formats={name: formats[name] for name in ("raw", "png", "lmdb", "hdf5")},
+        n_images=1000,
+        cutoffs=[10, 100],
+        repeats=REPEATS,
+        filesystem_probe={"slow_factor": 3, "max_wait_s": 0},
+        parallel={**PARALLEL, "cutoffs": []},
+        dataloader={**DATALOADER, "cutoffs": []},
+        rounds=NO_ROUNDS,
+    )
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    # as if the lmdb package were missing or broken: every lmdb job fails on import
+    (broken / "sitecustomize.py").write_text("import sys\nsys.modules['lmdb'] = None\n")
+    args = ("--cores", "2", "--configfile", str(config))
+    failed = snakemake(tmp_path, *args, "--keep-going", check=False, pythonpath=broken)
+    assert failed.returncode != 0
+    said = failed.stdout + failed.stderr
+    assert "lmdb: no results for store (n=10, n=100)" in said, said
+    assert "partial results from what finished: results/partial/summary.md" in said
+    partial = tmp_path / "results/partial"
+    summary = (partial / "summary.md").read_text()
+    assert summary.startswith("# Partial results: the run did not finish")
+    assert "- lmdb: no results for store (n=10, n=100); read (" in summary
+    assert "### Verdict at n = 100 images" in summary and "| **" in summary
+    read_rows = read_csv(partial / "tables/read.csv")
+    assert {r["format"] for r in read_rows} == {"raw", "png", "hdf5"}
+    assert {int(r["n"]) for r in read_rows} == {10, 100} and len(read_rows) == 3 * 2 * 4
+    assert (partial / "figures/read_time_log.png").stat().st_size > 10_000
+    # nothing complete was made from the partial results, and the rerun remakes them
+    assert not (tmp_path / "results/tables/summary.md").exists()
+    assert not (tmp_path / "results/measurements/store/lmdb").exists() or not any(
+        (tmp_path / "results/measurements/store/lmdb").iterdir()
+    )
+    snakemake(tmp_path, *args)
+    assert {r["format"] for r in read_csv(tmp_path / "results/tables/read.csv")} == {
+        "raw",
+        "png",
+        "lmdb",
+        "hdf5",
+    }
+    assert not partial.exists()  # the complete run removed the partial one
+    # without --keep-going nothing partial is written: the run stops at the failure
+    shutil.rmtree(tmp_path / "results/measurements/store/lmdb")
+    stopped = snakemake(tmp_path, *args, check=False, pythonpath=broken)
+    assert stopped.returncode != 0 and not partial.exists()

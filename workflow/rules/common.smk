@@ -3,6 +3,7 @@ import os
 import json
 import shlex
 import shutil
+import subprocess
 import sys
 
 import snakemake
@@ -19,9 +20,11 @@ shell.prefix(
 
 import storebench.config  # noqa: E402
 import storebench.dataset  # noqa: E402
+import storebench.formats.base  # noqa: E402
 import storebench.diskspace  # noqa: E402
 import storebench.payload  # noqa: E402
 import storebench.plan  # noqa: E402
+import storebench.present.partial  # noqa: E402
 import storebench.present.publish  # noqa: E402
 import storebench.resources  # noqa: E402
 import storebench.sweep  # noqa: E402
@@ -51,6 +54,7 @@ RESULTS = "results"
 TRASH = f"{RESULTS}/.trash"
 # The verdict (which format to pick), also the first page of report.html.
 VERDICT = f"{RESULTS}/tables/verdict.rst"
+PARTIAL = f"{RESULTS}/partial"
 # The dataset every measuring job reads; dataset.json says which data it is.
 DATASET = dict(
     images=f"{RESULTS}/dataset/images.npy",
@@ -92,7 +96,16 @@ SWEEP = config["size_sweep"]
 SIZES = SWEEP["sizes"]
 CACHES = config["caches"]
 ORDERS = config["orders"]
-# Cells at n >= rounds.from_n are measured in rounds (storebench.rounds): their own
+# A format's unit (an HDF5 chunk, a Zarr shard) is held in memory whole: bound it.
+try:
+    storebench.formats.base.check_units(FORMAT_OBJECTS, [(IMAGE_SHAPE, max(CUTOFFS))])
+    storebench.formats.base.check_units(
+        {f: FORMAT_OBJECTS[f] for f in SWEEP.get("formats") or FORMATS},
+        [((s, s, 3), storebench.sweep.images_at(s, SWEEP["megabytes"])) for s in SIZES],
+    )
+except StorebenchError as error:
+    raise WorkflowError(f"storebench: error: config.yaml: {error}") from None
+# Cells at from_n <= n <= to_n (config rounds) are measured in rounds (storebench.rounds): their own
 # store or read job is round 1, then one `round` job per further round.
 import storebench.rounds  # noqa: E402
 
@@ -449,8 +462,54 @@ def get_final_outputs():
 
 
 def empty_trash():
-    """Delete replaced stores once no timed job can be slowed down by it."""
+    """Delete replaced stores once no timed job can be slowed down by it, and the
+    partial results of an earlier run that did not finish (onsuccess)."""
     shutil.rmtree(TRASH, ignore_errors=True)
+    shutil.rmtree(PARTIAL, ignore_errors=True)
+
+
+def report_partial():
+    """onerror, with --keep-going only: the tables, summary, verdict and figures of
+    the jobs that finished, in results/partial/, and which formats did not finish
+    (storebench.present.partial)."""
+    if not workflow.execution_settings.keep_going:
+        return
+    planned = {}
+    for table in TABLES:
+        pattern = getattr(rules, table).output.result
+        grid = TABLE_GRIDS.get(table, MAIN_GRID)
+        by_format = {
+            fmt: list(dict.fromkeys(expand(pattern, **{**grid, "format": [fmt]})))
+            for fmt in FORMATS
+        }
+        in_rounds = table in storebench.rounds.STAGES and ROUND_CELLS
+        planned[table] = {
+            "layout": TABLE_RECORDS[table].layout,
+            "stage": table if table in storebench.rounds.STAGES else None,
+            "by_format": by_format,
+            "shared": expand(rules.round.output.result, round=ROUND_NUMBERS) if in_rounds else [],
+        }
+    plan = Path(PARTIAL, "plan.json")
+    storebench.present.partial.write_plan(
+        plan,
+        {
+            "out": PARTIAL,
+            "logs": f"{RESULTS}/logs",
+            "tables": planned,
+            "environment": rules.environment.output.json,
+            "repeats": config["repeats"],
+            "order": FORMATS,
+            "figure_formats": config["figure_formats"],
+        },
+    )
+    command = [sys.executable, "-m", "storebench", "--log", f"{RESULTS}/logs/partial.log"]
+    subprocess.run([*command, "partial", str(plan)], check=False, env=_package_env())
+
+
+def _package_env():
+    """The environment with this checkout's package first on PYTHONPATH."""
+    paths = [PACKAGE_DIR, *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
 def get_bench_threads(wildcards):

@@ -72,6 +72,13 @@ def _named_tables(items: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
     return loaded
 
 
+def cmd_partial(args: argparse.Namespace) -> None:
+    from storebench.present import partial
+
+    for line in partial.build(args.plan):
+        print(line)
+
+
 def cmd_config_docs(args: argparse.Namespace) -> None:
     from storebench.present import configdoc
 
@@ -308,6 +315,12 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--out", type=Path, nargs="+", required=True, help="paths: .png .svg .pdf")
     p.add_argument("--order", nargs="*", default=[], help="the run's formats, in config order")
     p.set_defaults(func=cmd_figure)
+
+    p = sub.add_parser(
+        "partial", help="tables, verdict and figures of an unfinished run (--keep-going)"
+    )
+    p.add_argument("plan", type=Path, help="the plan the workflow's onerror hook wrote")
+    p.set_defaults(func=cmd_partial)
 
     p = sub.add_parser(
         "examples", help="write docs/results.md and the README's verdict from a finished run"

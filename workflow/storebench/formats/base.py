@@ -102,6 +102,12 @@ class Format(ABC):
     # formats that store one record per image do; array formats need one size.
     variable_size: ClassVar[bool] = False
 
+    def unit(self) -> tuple[str, int] | None:
+        """The option that sets how many images the format writes and reads as one unit
+        (an HDF5 chunk, a Zarr shard), and its value; None for formats without one. A
+        unit is held in memory whole, so :func:`check_unit` bounds it in bytes."""
+        return None
+
     def options(self) -> dict[str, object]:
         """The options this format was configured with (defaults filled in)."""
         return dataclasses.asdict(self)
@@ -196,6 +202,43 @@ def is_range(indices: np.ndarray) -> bool:
         return True
     start = int(indices[0])
     return bool(np.array_equal(indices, np.arange(start, start + len(indices))))
+
+
+def check_unit(
+    where: str, fmt: Format, shape: tuple[int, ...] | list[int], n: int | None = None
+) -> None:
+    """Refuse a format whose unit (:meth:`Format.unit`) of images of ``shape`` would
+    hold more bytes than a job holds at once (one chunk of the dataset,
+    :data:`storebench.chunks.CHUNK_BYTES`, docs/scaling.md): memory that no option
+    would bound, and a read that decodes a whole unit for one image. ``where`` begins
+    the message (``formats.NAME`` before a run, the kind in a job); a store of ``n``
+    images has units of at most ``n``."""
+    found = fmt.unit()
+    row = int(np.prod(shape, dtype=np.int64))
+    if found is None or min(found[1], n or found[1]) * max(1, row) <= chunks.CHUNK_BYTES:
+        return
+    option, images = found
+    limit = max(1, chunks.CHUNK_BYTES // max(1, row))
+    step = getattr(fmt, "chunk", 1) if option == "shard" else 1
+    advice = (
+        f"set {option} to {limit // step * step:,} or fewer images"
+        if limit >= step
+        else f"set chunk and shard to {limit:,} or fewer images"
+    )
+    size = " x ".join(str(int(side)) for side in shape[:2])
+    raise StorebenchError(
+        f"{where}: {option} = {images:,} images of {size} px is "
+        f"{images * row / 2**20:,.0f} MiB held in memory at once, more than a job holds "
+        f"({chunks.CHUNK_BYTES >> 20} MiB); {advice}"
+    )
+
+
+def check_units(formats: dict[str, Format] | Any, planned: Any) -> None:
+    """:func:`check_unit` for every configured format and every (image shape, largest
+    n) a run plans (the dataset's, and each size of the sweep), before any job."""
+    for shape, n in planned:
+        for name, fmt in formats.items():
+            check_unit(f"formats.{name}", fmt, tuple(shape), n)
 
 
 def one_size_only(kind: str, images: object) -> None:

@@ -20,6 +20,7 @@ from storebench.formats.base import (
     Format,
     Reader,
     check_shape,
+    check_unit,
     image_chunks,
     is_range,
     one_size_only,
@@ -128,8 +129,12 @@ class Hdf5Format(Format):
             if self.compression in (None, "lzf") or not lowest <= self.level <= 9:
                 raise ValueError(f"level is {lowest}..9 and needs a compression that takes one")
 
+    def unit(self) -> tuple[str, int] | None:
+        return None if self.chunk is None else ("chunk", self.chunk)
+
     def write(self, directory: Path, images: np.ndarray | Images, labels: np.ndarray) -> None:
         one_size_only(self.kind, images)
+        check_unit(f"{self.kind} store", self, images.shape[1:], len(images))
         layout = {}
         if self.chunk is not None:
             layout = {

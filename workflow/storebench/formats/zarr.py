@@ -26,6 +26,7 @@ from storebench.formats.base import (
     Format,
     Reader,
     check_shape,
+    check_unit,
     is_range,
     one_size_only,
     reused_buffer,
@@ -128,8 +129,12 @@ class ZarrFormat(Format):
         if not isinstance(self.level, int) or not 1 <= self.level <= 9:
             raise ValueError(f"level must be 1..9, not {self.level!r}")
 
+    def unit(self) -> tuple[str, int] | None:
+        return ("chunk", self.chunk) if self.shard is None else ("shard", self.shard)
+
     def write(self, directory: Path, images: np.ndarray | Images, labels: np.ndarray) -> None:
         one_size_only(self.kind, images)
+        check_unit(f"{self.kind} store", self, images.shape[1:], len(images))
         n = len(images)
         shape = tuple(images.shape[1:])
         chunk = min(self.chunk, max(1, n))
