@@ -207,7 +207,15 @@ CONFIGS = {
     "format-name-a-link": ({"formats": {"raw_": {"kind": "npy"}}}, "'raw_'"),
     # memory no option bounds (family 3): a unit a format holds whole, in bytes
     "hdf5-chunk-of-768-mib": (
-        {"dataset": {"kind": "cifar10", "path": None, "size": [2048, 2048]}},
+        {
+            "dataset": {"kind": "cifar10", "path": None, "size": [2048, 2048]},
+            "formats": {
+                "raw": {"kind": "npy"},
+                "hdf5_gzip": {"kind": "hdf5", "chunk": 64, "compression": "gzip"},
+            },
+            "n_images": 100,
+            "cutoffs": [10, 100],
+        },
         "formats.hdf5_gzip: chunk = 64 images of 2048 x 2048 px is 768 MiB",
     ),
     "zarr-shard-of-1.5-gib-in-the-sweep": (

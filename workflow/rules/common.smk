@@ -487,7 +487,11 @@ def report_partial():
             "layout": TABLE_RECORDS[table].layout,
             "stage": table if table in storebench.rounds.STAGES else None,
             "by_format": by_format,
-            "shared": expand(rules.round.output.result, round=ROUND_NUMBERS) if in_rounds else [],
+            "shared": (
+                expand(rules.round.output.result, round=ROUND_NUMBERS)
+                if in_rounds
+                else []
+            ),
         }
     plan = Path(PARTIAL, "plan.json")
     storebench.present.partial.write_plan(
@@ -502,7 +506,13 @@ def report_partial():
             "figure_formats": config["figure_formats"],
         },
     )
-    command = [sys.executable, "-m", "storebench", "--log", f"{RESULTS}/logs/partial.log"]
+    command = [
+        sys.executable,
+        "-m",
+        "storebench",
+        "--log",
+        f"{RESULTS}/logs/partial.log",
+    ]
     subprocess.run([*command, "partial", str(plan)], check=False, env=_package_env())
 
 

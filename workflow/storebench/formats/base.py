@@ -204,21 +204,25 @@ def is_range(indices: np.ndarray) -> bool:
     return bool(np.array_equal(indices, np.arange(start, start + len(indices))))
 
 
+# The most bytes of images a format's unit may hold: as many as a chunk of the dataset.
+UNIT_BYTES = chunks.CHUNK_BYTES
+
+
 def check_unit(
     where: str, fmt: Format, shape: tuple[int, ...] | list[int], n: int | None = None
 ) -> None:
     """Refuse a format whose unit (:meth:`Format.unit`) of images of ``shape`` would
-    hold more bytes than a job holds at once (one chunk of the dataset,
-    :data:`storebench.chunks.CHUNK_BYTES`, docs/scaling.md): memory that no option
+    hold more bytes than a job holds at once (:data:`UNIT_BYTES`, one chunk of the
+    dataset, docs/scaling.md): memory that no option
     would bound, and a read that decodes a whole unit for one image. ``where`` begins
     the message (``formats.NAME`` before a run, the kind in a job); a store of ``n``
     images has units of at most ``n``."""
     found = fmt.unit()
     row = int(np.prod(shape, dtype=np.int64))
-    if found is None or min(found[1], n or found[1]) * max(1, row) <= chunks.CHUNK_BYTES:
+    if found is None or min(found[1], n or found[1]) * max(1, row) <= UNIT_BYTES:
         return
     option, images = found
-    limit = max(1, chunks.CHUNK_BYTES // max(1, row))
+    limit = max(1, UNIT_BYTES // max(1, row))
     step = getattr(fmt, "chunk", 1) if option == "shard" else 1
     advice = (
         f"set {option} to {limit // step * step:,} or fewer images"
@@ -229,7 +233,7 @@ def check_unit(
     raise StorebenchError(
         f"{where}: {option} = {images:,} images of {size} px is "
         f"{images * row / 2**20:,.0f} MiB held in memory at once, more than a job holds "
-        f"({chunks.CHUNK_BYTES >> 20} MiB); {advice}"
+        f"({UNIT_BYTES >> 20} MiB); {advice}"
     )
 
 

@@ -45,12 +45,13 @@ def missing(plan: Mapping[str, Any]) -> dict[str, dict[str, list[str]]]:
     return found
 
 
-def _cell(path: str) -> str:
-    """A result file's cell, for a person: ``n=100000 cold random`` from
-    ``.../read/lmdb/100000_cold_random.json``."""
-    stem = Path(path).stem
-    parts = stem.split("_")
-    return " ".join([f"n={parts[0]}", *parts[1:]]) if parts[0].isdigit() else stem
+def _cell(path: str, fmt: str) -> str:
+    """A result file's cell, for a person: ``n=100000 cold-random`` from
+    ``.../read/lmdb/100000/cold-random.json``; "" for a file of the format as a whole
+    (``.../single/lmdb.json``)."""
+    parts = Path(path).with_suffix("").parts
+    below = parts[len(parts) - parts[::-1].index(fmt) :] if fmt in parts else parts[-1:]
+    return " ".join(f"n={p}" if p.isdigit() else p for p in below)
 
 
 def missing_lines(plan: Mapping[str, Any]) -> list[str]:
@@ -59,9 +60,9 @@ def missing_lines(plan: Mapping[str, Any]) -> list[str]:
     for fmt, by_table in missing(plan).items():
         parts = []
         for table, paths in by_table.items():
-            cells = sorted({_cell(p) for p in paths}, key=_natural)
+            cells = sorted({_cell(p, fmt) for p in paths} - {""}, key=_natural)
             shown = ", ".join(cells[:3]) + (f" and {len(cells) - 3} more" if len(cells) > 3 else "")
-            parts.append(f"{table} ({shown})")
+            parts.append(f"{table} ({shown})" if cells else table)
         lines.append(f"{fmt}: no results for {'; '.join(parts)}")
     rounds = {p for spec in plan["tables"].values() for p in spec.get("shared", [])}
     absent = sorted((p for p in rounds if not Path(p).is_file()), key=_natural)
