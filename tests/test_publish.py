@@ -303,3 +303,21 @@ def test_machine_strings_read_as_themselves_in_a_report_caption() -> None:
     assert not list(tree.findall(system_message)), text
     shown = tree.astext()
     assert odd in shown and "/dev/mapper/vg-root_" in shown and "6.1_custom" in shown
+
+
+def test_a_title_wider_than_the_figure_is_shrunk_to_fit_and_a_short_one_is_kept() -> None:
+    import matplotlib.pyplot as plt
+
+    from storebench.present import figures
+
+    for text, shrunk in (
+        ("Read n images back (warm cache, sequential order), all", True),
+        ("warm", False),
+    ):
+        fig, ax = plt.subplots(figsize=(figures.WIDTH_IN, 2), layout="constrained")
+        ax.set_title(text, fontsize=9)
+        figures._fit_titles(fig)
+        box = ax.title.get_window_extent(fig.canvas.get_renderer())
+        assert (ax.title.get_fontsize() < 9) == shrunk
+        assert box.x0 >= 0 and box.x1 <= fig.bbox.width
+        plt.close(fig)

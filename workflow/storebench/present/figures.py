@@ -821,11 +821,33 @@ def workflow_cost(tables: Tables, palette: Palette) -> Figure:
     return fig
 
 
+def _fit_titles(fig: Figure) -> None:
+    """Shrink an axes title that would run past the figure's edge (wide tick labels
+    move an axes, and its centred title, sideways) until it fits, at 5 pt at least."""
+    for _ in range(20):
+        fig.canvas.draw()  # lays the figure out (constrained layout runs at draw time)
+        renderer, width = fig.canvas.get_renderer(), fig.bbox.width
+        margin = 0.02 * width  # text is a little wider at the saved resolution
+        wide = []
+        for ax in fig.axes:
+            title = ax.title
+            if not title.get_text() or title.get_fontsize() <= 5:
+                continue
+            box = title.get_window_extent(renderer)
+            if box.x0 < margin or box.x1 > width - margin:
+                wide.append(title)
+        if not wide:
+            return
+        for title in wide:
+            title.set_fontsize(title.get_fontsize() - 0.5)
+
+
 def render(name: str, tables: Tables, outputs: Sequence[Path], order: Sequence[str] = ()) -> None:
     """Draw figure ``name`` from ``tables`` and save it to every path in ``outputs``
     (PNG at 200 dpi, SVG, PDF: by suffix). ``order``: every format of the run, in
     config order, which fixes each format's colour and marker."""
     fig = draw(name, tables, order)
+    _fit_titles(fig)
     for path in outputs:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         path = Path(path)
