@@ -121,6 +121,42 @@ def _strings(value: Any, path: tuple = ()) -> Iterator[tuple[tuple, str]]:
 # A config file needs no aliases (``*name``); a few are allowed, many are an anchor bomb
 # (nested aliases that expand to billions of entries when the file is walked).
 MAX_ALIASES = 64
+# The most values a config file may hold with its aliases expanded (config.yaml: ~250).
+MAX_VALUES = 100_000
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _expanded_values(root: yaml.Node | None) -> int:
+    """How many values the composed document ``root`` holds once its aliases are
+    expanded (each shared node counted as often as it is referred to), computed once per
+    node: an anchor bomb is measured, not built. A node inside itself is refused."""
+    if root is None:
+        return 0
+    size: dict[int, int] = {}
+    open_: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        if id(node) in size:
+            continue
+        children = _children(node)
+        if finished:
+            open_.discard(id(node))
+            size[id(node)] = 1 + sum(size[id(child)] for child in children)
+            continue
+        if any(id(child) in open_ or child is node for child in children):
+            raise ValueError(f"a YAML anchor refers to itself (line {node.start_mark.line + 1})")
+        open_.add(id(node))
+        stack.append((node, True))
+        stack += [(child, False) for child in children if id(child) not in size]
+    return size[id(root)]
 
 
 def check_file(path: Path) -> None:
@@ -137,6 +173,15 @@ def check_file(path: Path) -> None:
                 "write the values out"
             )
         root = yaml.compose(text, yaml.SafeLoader)
+        try:
+            values = _expanded_values(root)
+        except ValueError as error:
+            raise StorebenchError(f"{path}: {error}; write the values out") from None
+        if values > MAX_VALUES:
+            raise StorebenchError(
+                f"{path}: its YAML aliases (*name) expand it to {values:,} values, more "
+                f"than {MAX_VALUES:,}: write the values out"
+            )
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise StorebenchError(f"{path}: cannot be read as YAML ({first}); fix it") from None
