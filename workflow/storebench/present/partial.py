@@ -108,8 +108,8 @@ def build(plan_path: Path) -> list[str]:
         made[table] = csv
     if not {"store", "read"} <= made.keys():
         return [*absent, "no store or read finished: nothing to rank"]
-    notes = _summary(plan, made, absent, out)
-    notes += _figures(plan, made, out)
+    _summary(plan, made, absent, out)
+    notes = _figures(plan, made, out)
     return [
         *absent,
         *notes,
@@ -119,7 +119,7 @@ def build(plan_path: Path) -> list[str]:
 
 def _summary(
     plan: Mapping[str, Any], made: Mapping[str, Path], absent: Sequence[str], out: Path
-) -> list[str]:
+) -> None:
     from storebench.present import publish
 
     named = {t: tables.read_table(made[t]) for t in SUMMARY_TABLES if t in made}
@@ -141,7 +141,6 @@ def _summary(
     ]
     text = publish.summary_markdown(named, environment, int(plan.get("repeats", 2)))
     results.write_text("\n".join(head) + "\n" + text, out / "summary.md")
-    return []
 
 
 def _figures(plan: Mapping[str, Any], made: Mapping[str, Path], out: Path) -> list[str]:
