@@ -204,6 +204,29 @@ def test_a_round_row_is_the_median_over_rounds_with_its_interval() -> None:
     assert one["interval"].startswith("one job: 50.0% for its own median")
 
 
+def test_a_rounds_value_is_balanced_over_the_order_of_its_pairs() -> None:
+    # The side run second was 5-10% slower in a store pair. With five pairs format
+    # first (ratio 0.9: the floor, second, slower) and four floor first (1.1), the plain
+    # median is 0.9, half the order effect; the balanced one is the centre.
+    first = ["format", "reference"] * 4 + ["format"]
+    ratios = [0.9 if side == "format" else 1.1 for side in first]
+    result = {
+        "samples": {"store_s": [r * 0.01 for r in ratios]},
+        "reference_samples": {"store_s": [0.01] * len(first)},
+        "first": first,
+    }
+    assert math.exp(np.median(np.log(ratios))) == pytest.approx(0.9)
+    value = rounds.round_value(result, "store_s")
+    assert math.exp(value["log_ratio"]) == pytest.approx(math.sqrt(0.9 * 1.1))
+    assert value["log_reference"] == pytest.approx(math.log(0.01))
+    # a round of one order only (one pair): its plain median, balanced across rounds
+    only = {**result, "first": ["format"] * len(first)}
+    assert math.exp(rounds.round_value(only, "store_s")["log_ratio"]) == pytest.approx(0.9)
+    assert rounds.balanced_median(np.log([0.9, 1.2]), []) == pytest.approx(
+        np.median(np.log([0.9, 1.2]))
+    )
+
+
 # --- the rounds -----------------------------------------------------------------------
 
 
@@ -508,12 +531,12 @@ def test_the_disk_plan_counts_what_rounds_leave_in_the_trash() -> None:
     png, raw = make_format("png", {"kind": "png"}), make_format("raw", {"kind": "npy"})
     png_size = diskspace.store_bytes(png, 100_000)
     raw_size = diskspace.store_bytes(raw, 100_000)
-    # PNG's copies (one file per image) stay in the trash until the run ends; the
-    # floor's are deleted at once, so only the one being written counts; the reads'
-    # copies of the floor (a store of few files) may all be there at once
+    # PNG's copies (one file per image) stay in the trash until the run ends; a store
+    # of few files is deleted before the next pair, so each side's last copy and the
+    # one being written count; the reads' copies of the floor may all be there at once
     found = diskspace.round_bytes([(png, 100_000), (raw, 100_000)], 9)
-    assert found == 2 * max(png_size, raw_size) + raw_size + 9 * png_size
-    assert diskspace.round_bytes([(raw, 100_000)], 9) == 3 * raw_size
+    assert found == 4 * max(png_size, raw_size) + raw_size + 9 * png_size
+    assert diskspace.round_bytes([(raw, 100_000)], 9) == 5 * raw_size
     assert diskspace.round_bytes([], 9) == 0 and diskspace.round_bytes([(png, 10)], 0) == 0
 
 
