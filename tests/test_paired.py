@@ -118,7 +118,8 @@ def test_time_spent_before_a_pair_is_not_on_the_time_cap() -> None:
     calls: list[str] = []
     policy = Policy(min_pairs=2, max_pairs=8, precision=0.0, time_cap_s=0.25)
 
-    def wait() -> dict[str, Any]:
+    def wait(order: tuple[str, str]) -> dict[str, Any]:
+        assert sorted(order) == ["format", "reference"]
         time.sleep(0.3)
         return {"waited_s": 0.3}
 

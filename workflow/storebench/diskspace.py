@@ -50,15 +50,16 @@ def round_bytes(
     stores: Iterable[tuple[Format, int]], rounds: int, image_bytes: int = IMAGE_BYTES
 ) -> int:
     """Bytes the round jobs add (:mod:`storebench.rounds`): each round rewrites every
-    round store cell (``stores``: format and n) into scratch, one at a time, with a
-    floor copy beside it; a store of one file per image goes to the trash (deleting
+    round store cell (``stores``: format and n) into scratch, one at a time, beside the
+    floor: each side's last copy and its new one (the floor is no larger than the
+    largest store); a store of one file per image goes to the trash (deleting
     many files slows later stores), so each round leaves one copy of those. A round's
     reads copy every store of a few files (:class:`storebench.roundjob.StoreCopies`),
     which may all be there at once."""
     sizes = [(fmt, store_bytes(fmt, n, image_bytes)) for fmt, n in stores]
     if not sizes or rounds < 1:
         return 0
-    scratch = 2 * max(size for _, size in sizes)
+    scratch = 4 * max(size for _, size in sizes)
     trashed = sum(size for fmt, size in sizes if fmt.kind == "png")
     copies = sum(size for fmt, size in sizes if fmt.kind != "png")
     return scratch + copies + rounds * trashed

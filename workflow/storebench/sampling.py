@@ -120,15 +120,16 @@ def run_pairs(
     policy: Policy,
     seed: int = 0,
     cpu: CpuProbe | None = None,
-    before_pair: Callable[[], dict[str, Any]] | None = None,
+    before_pair: Callable[[tuple[str, str]], dict[str, Any]] | None = None,
     first_side: str | None = None,
     format_hint_s: float | None = None,
 ) -> dict[str, Any]:
     """Alternate ``trial`` and ``reference`` in pairs until ``policy`` says stop.
 
     The stopping test uses the first measurement ``trial`` returns. ``before_pair``
-    (e.g. a file-system probe) runs before each pair, off the clock; what it returns
-    is kept per pair. The first pair runs ``first_side`` first (``"format"`` or
+    (e.g. a file-system probe) runs before each pair, off the clock, with the pair's
+    order (``("format", "reference")`` or the reverse); what it returns is kept per
+    pair. The first pair runs ``first_side`` first (``"format"`` or
     ``"reference"``; drawn from ``seed`` if None), and the order alternates from
     there. The CPU probe runs once before each pair, outside it. ``format_hint_s``:
     the format's typical time, known from earlier rounds, which sizes the reference's
@@ -184,17 +185,17 @@ def run_pairs(
         return time.perf_counter() - began - waited
 
     while len(first) < policy.max_pairs:
+        start_side = SIDES.index(first_side)
+        turn = (start_side + len(first)) % 2  # a retaken pair is retaken in its order
+        order = (SIDES[turn], SIDES[1 - turn])
         prepared = None
         if before_pair is not None:
             ready = time.perf_counter()
-            prepared = before_pair()
+            prepared = before_pair(order)
             waited += time.perf_counter() - ready
         primary = next(iter(samples), None)
         earlier = samples.get(primary, [])
         typical = float(np.median(earlier)) if earlier else format_hint_s
-        start_side = SIDES.index(first_side)
-        turn = (start_side + len(first)) % 2  # a retaken pair is retaken in its order
-        order = (SIDES[turn], SIDES[1 - turn])
         probes, called = len(cpu_s), dict(calls)
         cpu_s.append(cpu())  # before the pair, outside it: it favours neither side
         values: dict[str, Any] = {}
