@@ -230,3 +230,19 @@ def test_a_failure_inside_the_object_store_leaves_no_server_behind(tmp_path: Pat
         assert _group_pids(tmp_path / "s3")
         raise RuntimeError("a job failed")
     assert not _group_pids(tmp_path / "s3")
+
+
+@_marks(needs_weed)
+def test_the_link_benchmark_prints_each_link_with_every_request_counted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("obstore")
+    from storebench import benchmarks
+
+    benchmarks.link(tmp_path, repeats=1)
+    lines = [line for line in capsys.readouterr().out.splitlines() if "null request" in line]
+    assert [line.split(" ")[0] for line in lines] == list(benchmarks.LINKS)
+    assert all("102 requests counted (102 made)" in line for line in lines)
+    wan = next(line for line in lines if line.startswith("s3-wan"))
+    assert float(wan.split("null request ")[1].split(" ms")[0]) >= 30  # the set latency
+    assert not list(tmp_path.iterdir())  # the server's folder is gone

@@ -429,3 +429,74 @@ def memory(results_dir: Path) -> None:
                 else "-"
             )
         print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+LINKS = {
+    "direct": (0.0, 0.0),
+    "s3-lan": (1.0, 1000.0),  # latency ms, bandwidth Mbit/s
+    "s3-wan": (30.0, 150.0),
+}
+
+
+def link(work: Path, repeats: int = 15) -> None:
+    """Print what each emulated link costs a client of the S3 server storebench starts
+    (:mod:`storebench.objectstore` behind :mod:`storebench.linkproxy`): the null
+    request's time to first byte, a 4 MiB object's throughput and 100 gets of 3 KiB
+    objects (a CIFAR-10 PNG each), each the median of ``repeats`` with the
+    order-statistic interval of that median, and the requests the link counted."""
+    import obstore
+    from obstore.store import S3Store
+
+    from storebench import linkproxy, objectstore, stats
+
+    folder = Path(tempfile.mkdtemp(prefix="link.", dir=work))
+    try:
+        started = time.perf_counter()
+        with objectstore.seaweedfs(folder / "s3") as endpoint:
+            print(f"SeaweedFS started in {time.perf_counter() - started:.1f} s")
+            host, port = endpoint.url.removeprefix("http://").split(":")
+            big, small = bytes(4 << 20), [bytes([i]) * 3072 for i in range(100)]
+            for name, (latency_ms, mbit) in LINKS.items():
+                with linkproxy.LinkProxy(
+                    (host, int(port)), linkproxy.Link.of(latency_ms, mbit)
+                ) as proxy:
+                    store = S3Store(
+                        "bench",
+                        endpoint=f"http://127.0.0.1:{proxy.address[1]}",
+                        access_key_id=endpoint.access_key,
+                        secret_access_key=endpoint.secret_key,
+                        region=endpoint.region,
+                        client_options={"allow_http": True},
+                    )
+                    obstore.put(store, f"{name}/big", big)
+                    for i, payload in enumerate(small):
+                        obstore.put(store, f"{name}/{i}", payload)
+                    before = proxy.counts
+                    null, rate, gets = [], [], []
+                    for _ in range(repeats):
+                        null.append(linkproxy.null_request_s(proxy.address))
+                        start = time.perf_counter()
+                        got = obstore.get(store, f"{name}/big").bytes()
+                        rate.append(len(got) / (time.perf_counter() - start) / 1e6)
+                        start = time.perf_counter()
+                        for i in range(len(small)):
+                            obstore.get(store, f"{name}/{i}").bytes()
+                        gets.append(len(small) / (time.perf_counter() - start))
+                    after = proxy.counts
+                requests = after["requests"] - before["requests"]
+
+                def shown(values: list[float], unit: str, scale: float = 1.0) -> str:
+                    found = stats.median_interval([v * scale for v in values])
+                    return (
+                        f"{found['median']:.4g} {unit} [{found['lo']:.4g}-{found['hi']:.4g}, "
+                        f"{found['coverage']:.0%}]"
+                    )
+
+                print(
+                    f"{name} ({latency_ms:g} ms, {mbit:g} Mbit/s): null request "
+                    f"{shown(null, 'ms', 1e3)}; 4 MiB get {shown(rate, 'MB/s')}; "
+                    f"3 KiB gets {shown(gets, '/s')}; {requests} requests counted "
+                    f"({repeats * (2 + len(small))} made)"
+                )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

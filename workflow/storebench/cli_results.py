@@ -154,6 +154,11 @@ def cmd_benchmark_read_buffer(args: argparse.Namespace) -> None:
     _benchmarks().read_buffer(args.side, args.n, args.rounds, args.work)
 
 
+def cmd_benchmark_link(args: argparse.Namespace) -> None:
+    args.work.mkdir(parents=True, exist_ok=True)
+    _benchmarks().link(args.work, args.repeats)
+
+
 def cmd_benchmark_compare(args: argparse.Namespace) -> None:
     _benchmarks().compare(args.tables[0], args.tables[1], args.min_n)
 
@@ -220,6 +225,13 @@ def _benchmark_parsers(sub: Any) -> None:
     p.add_argument("--rounds", type=int, default=15, help="pairs (old, new)")
     p.add_argument("--work", type=Path, default=Path("results/scratch"))
     p.set_defaults(func=cmd_benchmark_read_buffer)
+
+    p = modes.add_parser(
+        "link", help="the emulated links to the S3 server storebench starts (the tiers extra)"
+    )
+    p.add_argument("--repeats", type=int, default=15, help="measurements of each quantity")
+    p.add_argument("--work", type=Path, default=Path("results/scratch"))
+    p.set_defaults(func=cmd_benchmark_link)
 
     p = modes.add_parser("compare", help="how far each median moved between two read tables")
     p.add_argument("--tables", type=Path, nargs=2, required=True, help="two runs' read.csv")
