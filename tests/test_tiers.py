@@ -3,6 +3,7 @@ workflow starts itself."""
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import http.server
 import threading
@@ -187,19 +188,11 @@ def test_objects_round_trip_through_the_link_and_every_request_is_counted(
     tmp_path: Path,
 ) -> None:
     obstore = pytest.importorskip("obstore")
-    from obstore.store import S3Store
 
     with objectstore.seaweedfs(tmp_path / "s3") as endpoint:
         host, port = endpoint.url.removeprefix("http://").split(":")
         with linkproxy.LinkProxy((host, int(port)), linkproxy.Link(latency_s=0.02)) as proxy:
-            store = S3Store(
-                "bench",
-                endpoint=f"http://127.0.0.1:{proxy.address[1]}",
-                access_key_id=endpoint.access_key,
-                secret_access_key=endpoint.secret_key,
-                region=endpoint.region,
-                client_options={"allow_http": True},
-            )
+            store = objectstore.s3_store(endpoint, "bench", f"http://127.0.0.1:{proxy.address[1]}")
             payloads = {f"images/{i}.bin": bytes([i]) * (1000 + i) for i in range(5)}
             for key, payload in payloads.items():
                 obstore.put(store, key, payload)
@@ -212,14 +205,8 @@ def test_objects_round_trip_through_the_link_and_every_request_is_counted(
             counts = proxy.counts
         assert counts["requests"] == 5 + 5 + 1
         # wrong credentials: refused, not served
-        wrong = S3Store(
-            "bench",
-            endpoint=endpoint.url,
-            access_key_id=endpoint.access_key,
-            secret_access_key="not-the-secret",
-            region=endpoint.region,
-            client_options={"allow_http": True},
-        )
+        impostor = dataclasses.replace(endpoint, secret_key="not-the-secret")
+        wrong = objectstore.s3_store(impostor, "bench")
         with pytest.raises(Exception, match=r"(?i)signature|denied|forbidden|403"):
             obstore.get(wrong, "images/0.bin").bytes()
 

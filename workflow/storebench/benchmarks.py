@@ -445,7 +445,6 @@ def link(work: Path, repeats: int = 15) -> None:
     objects (a CIFAR-10 PNG each), each the median of ``repeats`` with the
     order-statistic interval of that median, and the requests the link counted."""
     import obstore
-    from obstore.store import S3Store
 
     from storebench import linkproxy, objectstore, stats
 
@@ -460,14 +459,8 @@ def link(work: Path, repeats: int = 15) -> None:
                 with linkproxy.LinkProxy(
                     (host, int(port)), linkproxy.Link.of(latency_ms, mbit)
                 ) as proxy:
-                    store = S3Store(
-                        "bench",
-                        endpoint=f"http://127.0.0.1:{proxy.address[1]}",
-                        access_key_id=endpoint.access_key,
-                        secret_access_key=endpoint.secret_key,
-                        region=endpoint.region,
-                        client_options={"allow_http": True},
-                    )
+                    url = f"http://127.0.0.1:{proxy.address[1]}"
+                    store = objectstore.s3_store(endpoint, "bench", url)
                     obstore.put(store, f"{name}/big", big)
                     for i, payload in enumerate(small):
                         obstore.put(store, f"{name}/{i}", payload)

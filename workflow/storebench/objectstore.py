@@ -28,6 +28,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from storebench.errors import StorebenchError
 
@@ -46,6 +47,21 @@ class Endpoint:
     access_key: str
     secret_key: str = field(repr=False)
     region: str = "us-east-1"
+
+
+def s3_store(endpoint: Endpoint, bucket: str, url: str | None = None) -> Any:
+    """An obstore S3 store of ``bucket`` at ``endpoint`` (or at ``url``, e.g. the link
+    proxy in front of it), with the endpoint's credentials."""
+    from obstore.store import S3Store
+
+    return S3Store(
+        bucket,
+        endpoint=url or endpoint.url,
+        access_key_id=endpoint.access_key,
+        secret_access_key=endpoint.secret_key,
+        region=endpoint.region,
+        client_options={"allow_http": True},
+    )
 
 
 def weed_binary() -> Path:
