@@ -233,3 +233,26 @@ def test_the_link_benchmark_prints_each_link_with_every_request_counted(
     wan = next(line for line in lines if line.startswith("s3-wan"))
     assert float(wan.split("null request ")[1].split(" ms")[0]) >= 30  # the set latency
     assert not list(tmp_path.iterdir())  # the server's folder is gone
+
+
+def test_an_unreachable_endpoint_is_one_line_naming_the_tier() -> None:
+    pytest.importorskip("obstore")
+    port = objectstore.free_ports(1)[0]  # nothing listens there
+    endpoint = objectstore.Endpoint(f"http://127.0.0.1:{port}", "key", "secret")
+    start = time.perf_counter()
+    with pytest.raises(StorebenchError, match=r"^tier s3-lan: .* is unreachable; check") as error:
+        objectstore.check(endpoint, "bench", "s3-lan")
+    assert "\n" not in str(error.value) and "secret" not in str(error.value)
+    assert time.perf_counter() - start < 30  # one retry, not obstore's ten
+
+
+@_marks(needs_weed)
+def test_wrong_credentials_and_a_missing_bucket_are_one_line_each(tmp_path: Path) -> None:
+    obstore = pytest.importorskip("obstore")
+    with objectstore.seaweedfs(tmp_path / "s3") as endpoint:
+        obstore.put(objectstore.s3_store(endpoint, "bench"), "x", b"1")
+        objectstore.check(endpoint, "bench", "s3-lan")  # the right ones pass
+        with pytest.raises(StorebenchError, match="refused the credentials; set AWS_"):
+            objectstore.check(dataclasses.replace(endpoint, secret_key="no"), "bench", "s3-lan")
+        with pytest.raises(StorebenchError, match="bucket 'nosuch' does not exist; create"):
+            objectstore.check(endpoint, "nosuch", "s3-lan")

@@ -12,6 +12,7 @@ clients in memory: never in results, logs or the report.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import logging
 import os
@@ -49,19 +50,56 @@ class Endpoint:
     region: str = "us-east-1"
 
 
-def s3_store(endpoint: Endpoint, bucket: str, url: str | None = None) -> Any:
+def s3_store(
+    endpoint: Endpoint, bucket: str, url: str | None = None, retries: int | None = None
+) -> Any:
     """An obstore S3 store of ``bucket`` at ``endpoint`` (or at ``url``, e.g. the link
-    proxy in front of it), with the endpoint's credentials."""
+    proxy in front of it), with the endpoint's credentials; ``retries``: how often a
+    failed request is retried (obstore's default, 10, when None)."""
     from obstore.store import S3Store
 
+    extra: dict[str, Any] = {}
+    if retries is not None:
+        extra["retry_config"] = {
+            "max_retries": retries,
+            "retry_timeout": datetime.timedelta(seconds=10),
+            "backoff": {"init_backoff": datetime.timedelta(milliseconds=100)},
+        }
     return S3Store(
         bucket,
         endpoint=url or endpoint.url,
         access_key_id=endpoint.access_key,
         secret_access_key=endpoint.secret_key,
         region=endpoint.region,
-        client_options={"allow_http": True},
+        client_options={"allow_http": True, "timeout": "10s", "connect_timeout": "5s"},
+        **extra,
     )
+
+
+def check(endpoint: Endpoint, bucket: str, tier: str) -> None:
+    """Before any job: list one key of ``bucket`` at ``endpoint``, and turn what can go
+    wrong into one line naming the tier and the fix (unreachable endpoint, credentials
+    refused, no such bucket)."""
+    import obstore
+    from obstore.exceptions import BaseError
+
+    where = f"tier {tier}: {endpoint.url}, bucket {bucket!r}"
+    try:
+        next(iter(obstore.list(s3_store(endpoint, bucket, retries=1), chunk_size=1)), None)
+    except (BaseError, OSError) as error:  # its own classes, or FileNotFoundError
+        text = str(error)
+        if "NoSuchBucket" in text:
+            fix = "does not exist; create it, or name an existing bucket in the tier"
+        elif "403" in text or "InvalidAccessKeyId" in text or "SignatureDoesNotMatch" in text:
+            fix = (
+                "refused the credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                "to a key that may list and read the bucket"
+            )
+        elif "error sending request" in text or "connect" in text.lower():
+            fix = "is unreachable; check the endpoint's address and that its server runs"
+        else:
+            fix = f"failed: {text.splitlines()[0][:200]}"
+        raise StorebenchError(f"{where} {fix}") from None
 
 
 def weed_binary() -> Path:
