@@ -25,7 +25,7 @@ from storebench.sampling import Policy, run_pairs, slowed
 
 SETTINGS = rounds.Settings(from_n=10_000, min_rounds=4, max_rounds=10, precision=0.04)
 # format -> (true ratio to the floor, beta: how far it follows the CPU against memory)
-MODEL = {"raw": (1.0, 0.0), "mem": (3.0, 0.2), "cpu": (50.0, 1.0), "mid": (8.0, 0.5)}
+MODEL = {"raw": (1.0, 0.0), "mem": (1.8, 0.2), "cpu": (50.0, 1.0), "mid": (8.0, 0.5)}
 CELLS = [
     (n, cache, order)
     for n in (10_000, 100_000)
@@ -469,6 +469,47 @@ def test_the_machine_moving_is_told_apart_from_a_format_moving(tmp_path: Path) -
     }
     assert moved["cpu"] > 1.1 and abs(moved["mem"] - 1) < 0.05 and abs(moved["raw"] - 1) < 0.02
     assert "verdict: NOT REPRODUCED" in text  # the CPU-bound cells moved 15%
+    # ... and the cells bound by memory and I/O (mem and the floor: at most 2x the
+    # floor's time) are checked alone, and reproduce
+    assert "checked alone: 16 of 32 cells, 8 of them the floor's own" in text
+    assert "\nverdict: REPRODUCED WHERE BOUND BY MEMORY AND I/O: 100.0% of cells" in text
+    # the same check fails when a memory-bound format moved as well
+    b = write_run(tmp_path / "b_mem", simulate(32, {"mem": 1.2}, balance_shift=math.log(1.15)))
+    text = compare.report(a, b)
+    assert "checked alone: 16 of 32 cells" in text
+    assert "\nverdict: NOT REPRODUCED WHERE BOUND BY MEMORY AND I/O: 50.0% of cells" in text
+    # when the machine did not move, a failed verdict stands alone: a format moving is
+    # not excused by the cells it did not touch
+    b = write_run(tmp_path / "b_cpu", simulate(32, {"cpu": 1.2}))
+    text = compare.report(a, b)
+    assert "verdict: NOT REPRODUCED" in text and "checked alone" not in text
+    assert "moved against its memory" not in text
+
+
+def test_the_balance_moved_only_when_significant_and_beyond_the_limit() -> None:
+    def balance(move: float, spread: float, cells: int = 30) -> dict[str, float] | None:
+        """Ten rounds a run, the rounds' balances ``spread`` apart, run B's ``move``
+        away; every cell sees its round's balance, on a scale of its own."""
+        found = []
+        for c in range(cells):
+            values = [
+                {r: c + spread * r + side * math.log(move) for r in range(1, 11)} for side in (0, 1)
+            ]
+            found.append(
+                {
+                    side: {"balance_values": stats.format_rounds(v)}
+                    for side, v in zip(("a", "b"), values, strict=True)
+                }
+            )
+        return compare.balance_move(found)
+
+    assert compare.moved(balance(1.05, 0.001))  # 5%, shown
+    assert compare.moved(balance(1 / 1.05, 0.001))  # either way
+    assert not compare.moved(balance(1.02, 0.001))  # shown, but within 3%
+    # 5%, but the rounds spread 2% apart: however many cells share them, the interval
+    # is the rounds' and holds no move
+    assert not compare.moved(balance(1.05, 0.02, cells=300))
+    assert compare.balance_move([]) is None and not compare.moved(None)
 
 
 def test_a_floor_that_does_not_hold_one_fails_the_verdict(tmp_path: Path) -> None:
@@ -485,7 +526,7 @@ def test_a_floor_that_does_not_hold_one_fails_the_verdict(tmp_path: Path) -> Non
 
 def test_a_reversed_order_claim_fails_the_verdict(tmp_path: Path) -> None:
     a = write_run(tmp_path / "a", simulate(51))
-    b = write_run(tmp_path / "b", simulate(52, slower={"mem": 3.0}))  # mem now behind mid
+    b = write_run(tmp_path / "b", simulate(52, slower={"mem": 5.0}))  # mem now behind mid
     text = compare.report(a, b)
     assert "mem before mid in A, after it in B" in text
     assert "verdict: NOT REPRODUCED" in text

@@ -29,7 +29,9 @@ from storebench.stats import (
 # probe (the machine's speed while measured) and how sampling ended. A cell measured
 # in rounds (storebench.rounds) has its estimate (the median over rounds) and its
 # distribution-free interval from the spread between rounds (``rounds``,
-# ``round_values``: each round's log ratio); a cell measured in one job has its median and the
+# ``round_values``: each round's log ratio; ``balance_values``: each round's log of the
+# CPU probe's time over the floor's, the machine's CPU:memory balance); a cell measured
+# in one job has its median and the
 # order-statistic interval of its pairs, whose ``coverage`` is that of the job's own
 # median (50% with 2 pairs), the drift between jobs not included. ``interval`` says
 # which, in words.
@@ -45,6 +47,7 @@ PAIRED_COLUMNS = (
     "ratio_job_lo",
     "ratio_job_hi",
     "round_values",
+    "balance_values",
     "drift",
     "median",
     "median_lo",
@@ -155,6 +158,7 @@ def paired_stats(result: dict[str, Any], key: str) -> dict[str, Any]:
     sampling = result.get("sampling") or {}
     return row | {
         "round_values": "",
+        "balance_values": "",
         "median": mine["median"],
         "median_lo": mine["lo"],
         "median_hi": mine["hi"],
@@ -205,6 +209,13 @@ def round_stats(by_round: dict[int, dict[str, Any]], key: str) -> dict[str, Any]
         "ratio_job_lo": math.exp(ratio["lo"]),
         "ratio_job_hi": math.exp(ratio["hi"]),
         "round_values": format_rounds({r: v["log_ratio"] for r, v in values.items()}),
+        "balance_values": format_rounds(
+            {
+                r: math.log(v["cpu_ms"] / 1e3) - v["log_reference"]
+                for r, v in values.items()
+                if math.isfinite(v["cpu_ms"])
+            }
+        ),
         "median": math.exp(own["center"]),
         "median_lo": math.exp(own["lo"]),
         "median_hi": math.exp(own["hi"]),
@@ -598,6 +609,7 @@ TEXT_COLUMNS = frozenset(
         "start_method",
         "stage",
         "round_values",
+        "balance_values",
     }
 )
 # Tables made by their own rule (the others by ``table``), with their columns if known.
