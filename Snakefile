@@ -21,6 +21,7 @@ include: "workflow/rules/usage.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/sweep.smk"
+include: "workflow/rules/tiers.smk"
 
 
 # report.html opens on the verdict once a run has made it.

@@ -1,4 +1,5 @@
 import importlib.util
+import re
 import os
 import json
 import shlex
@@ -28,6 +29,7 @@ import storebench.present.partial  # noqa: E402
 import storebench.present.publish  # noqa: E402
 import storebench.resources  # noqa: E402
 import storebench.sweep  # noqa: E402
+import storebench.tiers  # noqa: E402
 from storebench.errors import StorebenchError  # noqa: E402
 from storebench.present.catalog import (  # noqa: E402
     FIGURES,
@@ -94,6 +96,10 @@ CUTOFFS = config["cutoffs"]
 # The image-size sweep: one run of the workflow per size, under results/sizes/.
 SWEEP = config["size_sweep"]
 SIZES = SWEEP["sizes"]
+# Storage tiers: one run of the workflow per tier, its tables copied to results/tiers/.
+TIERS = config["tiers"]
+# The tables made only when the run has a size sweep or tiers.
+OPTIONAL_TABLES = (*(["image_size"] if SIZES else []), *(["tiers"] if TIERS else []))
 CACHES = config["caches"]
 ORDERS = config["orders"]
 # A format's unit (an HDF5 chunk, a Zarr shard) is held in memory whole: bound it.
@@ -164,6 +170,7 @@ wildcard_constraints:
     round=r"\d+",
     batch=r"\d+",
     num_workers=r"\d+",
+    tier="|".join(map(re.escape, TIERS)) or "(?!)",
 
 
 def get_archive():
@@ -229,6 +236,41 @@ def get_sweep_tables(wildcards):
 def get_sweep_table_args(wildcards, input):
     return " ".join(
         f"--table {name.rsplit('_', 1)[1]}={shlex.quote(path)}"
+        for name, path in input.items()
+        if name != "environment"
+    )
+
+
+def get_tier_config(wildcards):
+    """The config of one tier's run (storebench.tiers.sub_config), as JSON for the
+    command line: only what that run measures reruns it."""
+    archive = get_sweep_archive()
+    sub = storebench.tiers.sub_config(
+        config, wildcards.tier, archive[0] if archive else None
+    )
+    return shlex.quote(json.dumps(sub))
+
+
+def get_tier_spec(wildcards):
+    return shlex.quote(json.dumps(TIERS[wildcards.tier]))
+
+
+def get_tier_tables(wildcards):
+    """This run's (the local tier's) and every tier's tables and tier.json, by name."""
+    found = {
+        f"{table}@{storebench.tiers.LOCAL}": f"{RESULTS}/tables/{table}.csv"
+        for table in storebench.tiers.TABLES
+    }
+    for tier in TIERS:
+        found[f"tier@{tier}"] = f"{RESULTS}/tiers/{tier}/tier.json"
+        for table in storebench.tiers.TABLES:
+            found[f"{table}@{tier}"] = f"{RESULTS}/tiers/{tier}/tables/{table}.csv"
+    return found
+
+
+def get_tier_table_args(wildcards, input):
+    return " ".join(
+        f"--table {name}={shlex.quote(path)}"
         for name, path in input.items()
         if name != "environment"
     )
@@ -439,13 +481,13 @@ def get_final_outputs():
     """Every table and figure of a full run, and the environment it ran in."""
     tables = expand(
         f"{RESULTS}/tables/{{table}}.{{ext}}",
-        table=(*TABLES, "noise", *(["image_size"] if SIZES else [])),
+        table=(*TABLES, "noise", *OPTIONAL_TABLES),
         ext=("csv", "md"),
     )
     drawn = [
         name
         for name, figure in FIGURES.items()
-        if set(figure.tables) <= {*TABLES, "cost", *(["image_size"] if SIZES else [])}
+        if set(figure.tables) <= {*TABLES, "cost", *OPTIONAL_TABLES}
     ]
     figures = expand(
         f"{RESULTS}/figures/{{figure}}.{{ext}}",
@@ -582,6 +624,7 @@ def _job_n(stage, wildcards):
         "dataset": config["n_images"],
         "latency": max(CUTOFFS),
         "round": max(CUTOFFS),
+        "tier_run": max(CUTOFFS),
         "single": 1,
     }.get(stage, 0)
 

@@ -257,6 +257,14 @@ def cmd_size_run(args: argparse.Namespace) -> None:
     sweep.run(args.size, config, args.work, args.cores, args.snakefile, args.run_log)
 
 
+def cmd_tier_run(args: argparse.Namespace) -> None:
+    from storebench import tiers
+
+    spec = json.loads(args.spec_json)  # the tier's entry in config tiers
+    config = json.loads(args.config_json)  # the tier's own run (storebench.tiers.sub_config)
+    tiers.run(args.tier, spec, config, args.out, args.cores, args.snakefile, args.run_log)
+
+
 def cmd_usage(args: argparse.Namespace) -> None:
     fmt = _format(args)
     results.write_json(
@@ -427,6 +435,16 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--snakefile", type=Path, required=True)
     p.add_argument("--run-log", type=Path, required=True, help="the inner run's output")
     p.set_defaults(func=cmd_size_run)
+
+    p = sub.add_parser("tier-run", help="the experiment on one storage tier")
+    p.add_argument("--tier", required=True, help="the tier's name in config tiers")
+    p.add_argument("--spec-json", required=True, help="the tier's entry, as JSON")
+    p.add_argument("--config-json", required=True, help="the tier's run config, as JSON")
+    p.add_argument("--out", type=Path, required=True, help="where its tables are copied")
+    p.add_argument("--cores", type=int, required=True)
+    p.add_argument("--snakefile", type=Path, required=True)
+    p.add_argument("--run-log", type=Path, required=True, help="the inner run's output")
+    p.set_defaults(func=cmd_tier_run)
 
     p = sub.add_parser("environment", help="describe the machine and library versions")
     p.add_argument("--results-dir", type=Path, required=True)

@@ -38,6 +38,30 @@ def cmd_size_table(args: argparse.Namespace) -> None:
     results.write_text(sweep.markdown(rows, args.megabytes), args.md)
 
 
+def cmd_tier_table(args: argparse.Namespace) -> None:
+    from storebench import tiers as storage
+    from storebench.present import tiers
+
+    found: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    filesystems: dict[str, str] = {}
+    for item in args.table:
+        name, _, path = item.partition("=")
+        table, _, tier = name.partition("@")
+        if table == "tier":
+            described = results.read_json(Path(path))
+            fs = described.get("filesystem") or {}
+            filesystems[tier] = f"{fs.get('type', '?')} at {described.get('work', '?')}"
+        else:
+            found.setdefault(tier, {})[table] = tables.read_table(Path(path))
+    local = next(iter(found))
+    if local not in filesystems:
+        fs = storage.filesystem(Path(args.csv).parent)
+        filesystems[local] = f"{fs['type']} at {Path(args.csv).parent.parent.resolve()}"
+    rows = tiers.rows(found, filesystems)
+    tables.write_csv(rows, tiers.COLUMNS, args.csv)
+    results.write_text(tiers.markdown(rows, found, filesystems), args.md)
+
+
 def cmd_noise(args: argparse.Namespace) -> None:
     rows = tables.noisy_rows(args.inputs, args.threshold)
     tables.write_table(rows, tables.NOISE_COLUMNS, args.csv, args.md)
@@ -287,6 +311,14 @@ def add_commands(sub: Any) -> None:
     )
     p.add_argument("inputs", type=Path, nargs="+")
     p.set_defaults(func=cmd_table)
+
+    p = sub.add_parser("tier-table", help="the tiers table: every storage tier side by side")
+    p.add_argument(
+        "--table", action="append", required=True, help="TABLE@TIER=path.csv or tier@TIER=tier.json"
+    )
+    p.add_argument("--csv", type=Path, required=True)
+    p.add_argument("--md", type=Path, required=True)
+    p.set_defaults(func=cmd_tier_table)
 
     p = sub.add_parser("size-table", help="the size sweep's table: time per image by size")
     p.add_argument("--table", action="append", default=[], help="SIZE=path.csv (repeated)")

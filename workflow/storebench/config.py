@@ -12,6 +12,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from storebench import tiers
 from storebench.errors import StorebenchError
 from storebench.formats import Format, make_format
 
@@ -68,6 +69,7 @@ def normalize(config: MutableMapping[str, Any], schema: Path = SCHEMA) -> None:
     ``[side, side]``."""
     typed = _typed(dict(config), _schema(schema))
     config.update(typed)
+    config.setdefault("tiers", {})
     sweep = config.setdefault("size_sweep", dict(DEFAULT_SWEEP))
     if isinstance(sweep, dict):
         for key, value in DEFAULT_SWEEP.items():
@@ -262,6 +264,7 @@ def check(config: Mapping[str, Any], schema: Path = SCHEMA) -> dict[str, Format]
         raise StorebenchError(
             f"size_sweep.formats: {unknown} are not in formats {list(config['formats'])}"
         )
+    tiers.check(config)
     rounds = config.get("rounds") or {}
     if rounds and rounds["min_rounds"] > rounds["max_rounds"]:
         raise StorebenchError(

@@ -34,6 +34,7 @@ MEMORY = {
     "dataloader": (800, 15.0),
     "publish": (1000, 0.0),
     "size_run": (1000, 6.0),  # a whole run at one size: its largest job
+    "tier_run": (1000, 6.0),  # a whole run on one storage tier: its largest job
 }
 SMALL = (500, 0.0)  # tables, figures, environment
 
@@ -51,8 +52,8 @@ def mem_mb(stage: str, n: int, image_bytes: int = IMAGE_BYTES) -> int:
 
 def runtime_min(stage: str, n: int) -> int:
     """Minutes: 10, plus one per 2,000 images for the jobs that touch every image; a
-    size of the image-size sweep is a whole run."""
-    if stage == "size_run":
+    size of the image-size sweep, or a storage tier, is a whole run."""
+    if stage in ("size_run", "tier_run"):
         return 240
     if stage in ("store", "read", "parallel", "dataloader", "dataset"):
         return 10 + math.ceil(n / 2_000)

@@ -16,15 +16,11 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-import subprocess
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from storebench.errors import StorebenchError
+from storebench import subrun
 
 TABLES = ("store", "read", "usage")
 MiB = 2**20
@@ -80,29 +76,8 @@ def run(
     size: int, config: Mapping[str, Any], work: Path, cores: int, snakefile: Path, log: Path
 ) -> None:
     """Run the workflow for one size in ``work`` (its tables: ``work/results/tables``)."""
-    work = Path(work)
-    work.mkdir(parents=True, exist_ok=True)
-    path = work / "config.yaml"
-    path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
     targets = [f"results/tables/{table}.csv" for table in TABLES]
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(snakefile),
-        "--directory",
-        str(work),
-        "--configfile",
-        str(path),
-        "--cores",
-        str(cores),
-        *targets,
-    ]
-    with open(log, "a") as handle:
-        done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, check=False)
-    if done.returncode != 0:
-        raise StorebenchError(f"the run at {size} px failed; see {log} and {work}/.snakemake/log")
+    subrun.run(f"at {size} px", config, work, targets, cores, snakefile, log)
 
 
 def _number(row: Mapping[str, Any], key: str) -> float:

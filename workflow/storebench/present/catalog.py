@@ -76,6 +76,18 @@ FIGURES: dict[str, FigureRecord] = {
             "shuffled read's MB/s of pixels. {read} {spread}"
         ),
     ),
+    "tiers": FigureRecord(
+        tables=("tiers",),
+        drawer="tiers",
+        topic="Storage tiers",
+        caption=(
+            "Where the data lives: images/s per format on each storage tier (the run "
+            "itself is local; each other tier ran the whole experiment there, its floor "
+            "on the same tier), for the store and the shuffled reads, cold and warm, at "
+            "the largest n every tier measured. Bars: the median; lines: the interval of "
+            "the tier's own run. {spread}"
+        ),
+    ),
     "store_time_linear": FigureRecord(
         tables=("store",),
         drawer="store_time",
@@ -213,6 +225,15 @@ FIGURES: dict[str, FigureRecord] = {
 }
 
 TABLES: dict[str, TableRecord] = {
+    "tiers": TableRecord(
+        layout=None,
+        caption=(
+            "Storage tiers side by side: per tier (local: this run), format and cell, "
+            "images/s with its interval and the ratio to the floor measured on the same "
+            "tier with its interval (as in each tier's store.csv and read.csv), and bytes "
+            "on disk per image; the file system each tier ran on."
+        ),
+    ),
     "image_size": TableRecord(
         layout=None,
         caption=(

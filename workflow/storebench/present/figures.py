@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.patches
 import numpy as np
 
 matplotlib.use("Agg")
@@ -409,6 +410,60 @@ def image_size(tables: Tables, palette: Palette) -> Figure:
         ax.tick_params(labelsize=6)
     axes[-1].set_xlabel("image size (px, square)", fontsize=8)
     _format_legend(fig, styles)
+    return fig
+
+
+TIER_HATCHES = ("", "////", "....", "xxxx", "\\\\\\\\", "++++")
+
+
+def tiers(tables: Tables, palette: Palette) -> Figure:
+    """Images/s per format on each storage tier (bars side by side, one hatch per tier,
+    the format's colour), for the store and the shuffled reads, at the largest n every
+    tier measured; error bars: each tier's own interval."""
+    rows = tables["tiers"]
+    names = list(dict.fromkeys(r["tier"] for r in rows))
+    by_tier = [{r["n"] for r in rows if r["tier"] == t} for t in names]
+    common = set.intersection(*by_tier)
+    n = max(common) if common else max(r["n"] for r in rows)
+    formats = palette.formats(rows)
+    styles = palette.styles(formats)
+    panels = [
+        ("store", {"measurement": "store"}),
+        ("read, cold cache, shuffled", {"cache": "cold", "order": "random"}),
+        ("read, warm cache, shuffled", {"cache": "warm", "order": "random"}),
+    ]
+    panels = [(t, w) for t, w in panels if _where(rows, n=n, **w)]
+    fig, axes = _panels(len(panels), 1.5, len(names))
+    width = 0.8 / len(names)
+    for ax, (title, where) in zip(axes, panels, strict=True):
+        cells = {(r["format"], r["tier"]): r for r in _where(rows, n=n, **where)}
+        for i, fmt in enumerate(formats):
+            for j, tier in enumerate(names):
+                row = cells.get((fmt, tier))
+                if row is None:
+                    continue
+                low_mid_high = (row["images_per_s_lo"], row["images_per_s"], row["images_per_s_hi"])
+                x = i - 0.4 + width * (j + 0.5)
+                _bar(ax, x, width, low_mid_high, styles[fmt]["color"], TIER_HATCHES[j % 6])
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(formats)))
+        ax.set_xticklabels(formats, rotation=45, ha="right", fontsize=5.5)
+        ax.set_ylabel("images/s", fontsize=7)
+        ax.set_title(f"{title}, n = {n:,}", fontsize=7)
+        ax.tick_params(labelsize=6)
+    handles = [
+        matplotlib.patches.Patch(
+            facecolor="white", edgecolor="black", hatch=TIER_HATCHES[j % 6], label=tier
+        )
+        for j, tier in enumerate(names)
+    ]
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncol=min(4, len(handles)),
+        fontsize=6,
+        frameon=False,
+    )
     return fig
 
 

@@ -610,10 +610,12 @@ TEXT_COLUMNS = frozenset(
         "stage",
         "round_values",
         "balance_values",
+        "tier",
+        "filesystem",
     }
 )
 # Tables made by their own rule (the others by ``table``), with their columns if known.
-OWN_RULES = {"noise": "noise", "cost": "cost", "image_size": "size_table"}
+OWN_RULES = {"noise": "noise", "cost": "cost", "image_size": "size_table", "tiers": "tier_table"}
 
 
 def _expected(name: str) -> tuple[str | None, tuple[str, ...]]:

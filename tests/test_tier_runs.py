@@ -1,0 +1,216 @@
+"""Storage tiers as runs: the config of a tier, its checks, the tiers table and figure,
+and the experiment run again on a directory tier."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from storebench import config as configuration
+from storebench import tiers
+from storebench.errors import StorebenchError
+from storebench.measure import read_indices
+from storebench.present import figures
+from storebench.present import tiers as tier_tables
+from storebench.validation import checksum
+
+from conftest import ROOT
+
+
+def _config(**tier: Any) -> dict[str, Any]:
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["tiers"] = tier
+    configuration.normalize(config)
+    return config
+
+
+def test_a_directory_tier_is_checked_before_any_job(tmp_path: Path) -> None:
+    good = {"kind": "directory", "path": str(tmp_path)}
+    configuration.check(_config(nfs=good))  # a folder that is there and writable
+    cases = [
+        ({"local": good}, "tiers.local: 'local' is the run itself"),
+        ({"nfs": {**good, "path": "relative/x"}}, "tiers.nfs.path: 'relative/x' is relative"),
+        (
+            {"nfs": {**good, "path": str(tmp_path / "absent")}},
+            f"tiers.nfs.path: {tmp_path / 'absent'} is not a directory; mount it",
+        ),
+        ({"nfs": {**good, "formats": ["png", "nope"]}}, "tiers.nfs.formats: ['nope'] are not"),
+        ({"nfs": {**good, "cutoffs": [10, 7]}}, "tiers.nfs.cutoffs: [7] are not in cutoffs"),
+        ({"nfs": {"kind": "s4", "path": str(tmp_path)}}, "tiers.nfs.kind: 's4' is not one of"),
+        ({"n fs": good}, "tiers: 'n fs' does not match"),
+    ]
+    for tier, message in cases:
+        with pytest.raises(StorebenchError, match="^" + message.replace("[", r"\[")):
+            configuration.check(_config(**tier))
+    assert not (tmp_path / "storebench").exists()  # checking wrote nothing
+
+
+def test_a_file_in_place_of_the_directory_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StorebenchError, match="is not a directory"):
+        configuration.check(_config(nfs={"kind": "directory", "path": str(tmp_path / "file")}))
+
+
+def test_a_tiers_run_measures_its_formats_and_cutoffs_with_the_floor(tmp_path: Path) -> None:
+    config = _config(
+        nfs={"kind": "directory", "path": str(tmp_path), "formats": ["png"], "cutoffs": [1000]}
+    )
+    config["test_slowdown"] = {"png": 1.2, "hdf5": 1.2}
+    sub = tiers.sub_config(config, "nfs", "relative.tar.gz")
+    assert list(sub["formats"]) == ["raw", "png"]  # the floor kept
+    assert sub["cutoffs"] == [1000] and sub["n_images"] == 1000
+    assert sub["tiers"] == {} and sub["size_sweep"]["sizes"] == []
+    assert sub["test_slowdown"] == {"png": 1.2}
+    assert sub["cifar10"]["archive"] == str(Path("relative.tar.gz").resolve())
+    assert sub["parallel"]["cutoffs"] == [] and sub["dataloader"]["cutoffs"] == []
+    configuration.check(sub)  # the tier's run has a config of its own that is valid
+    assert tiers.work_folder("nfs", config["tiers"]["nfs"]) == tmp_path / "storebench" / "nfs"
+    # no narrowing: every format and cutoff of the run
+    whole = tiers.sub_config(_config(nfs={"kind": "directory", "path": str(tmp_path)}), "nfs", None)
+    assert list(whole["formats"]) == list(config["formats"])
+    assert whole["cutoffs"] == config["cutoffs"]
+
+
+def test_the_filesystem_of_a_path_is_the_mount_that_holds_it(tmp_path: Path) -> None:
+    found = tiers.filesystem(tmp_path)
+    assert found["type"] not in ("", "unknown") and tmp_path.is_relative_to(found["mount"])
+    root = tiers.filesystem(Path("/"))
+    assert root["mount"] == "/"
+    # a deeper mount wins over / for what is below it
+    proc = tiers.filesystem(Path("/proc/self"))
+    assert proc["type"] == "proc" and proc["mount"] == "/proc"
+
+
+def _row(fmt: str, ratio: float, median: float, **where: Any) -> dict[str, Any]:
+    return {
+        "format": fmt,
+        "kind": "npy" if fmt == "raw" else "x",
+        "n": where.get("n", 1000),
+        "measurement": where.get("measurement", "read"),
+        "cache": where.get("cache", "cold"),
+        "order": where.get("order", "random"),
+        "median": median,
+        "median_lo": median * 0.95,
+        "median_hi": median * 1.05,
+        "ratio": ratio,
+        "ratio_lo": ratio * 0.95,
+        "ratio_hi": ratio * 1.05,
+        "interval": "95.0% over 6 rounds (median)",
+        "pairs": 6,
+    }
+
+
+def _tier(ratios: dict[str, float]) -> dict[str, list[dict[str, Any]]]:
+    """A tier's tables: cold shuffled reads and stores at the given ratios to the floor."""
+    read = [_row(f, r, 0.1 * r) for f, r in ratios.items()]
+    store = [
+        _row(f, r, 0.2 * r, measurement="store", cache="", order="") for f, r in ratios.items()
+    ]
+    usage = [
+        {"format": f, "kind": "x", "n": 1000, "bytes_per_image": 3100.0 + i}
+        for i, f in enumerate(ratios)
+    ]
+    return {"read": read, "store": store, "usage": usage}
+
+
+def test_the_tiers_table_puts_tiers_side_by_side_and_names_what_changes() -> None:
+    found = {
+        "local": _tier({"raw": 1.0, "png": 20.0, "hdf5": 1.2, "webdataset": 2.5}),
+        "nfs": _tier({"raw": 1.0, "png": 40.0, "hdf5": 3.0, "webdataset": 1.5}),
+    }
+    where = {"local": "ext4 at /x", "nfs": "nfs4 at /mnt"}
+    rows = tier_tables.rows(found, where)
+    assert len(rows) == 2 * 4 * 2  # tiers x formats x (store + one read)
+    png = next(
+        r
+        for r in rows
+        if r["tier"] == "nfs" and r["format"] == "png" and r["measurement"] == "read"
+    )
+    assert png["images_per_s"] == pytest.approx(1000 / 4.0)
+    assert png["images_per_s_lo"] < png["images_per_s"] < png["images_per_s_hi"]
+    assert png["filesystem"] == "nfs4 at /mnt" and png["bytes_per_image"] == 3101.0
+    text = tier_tables.markdown(rows, found, where)
+    assert "| **local** | ext4 at /x" not in text and "- **nfs**: nfs4 at /mnt" in text
+    # hdf5 is ahead of webdataset locally (1.2 against 2.5), behind it on nfs (3.0 > 1.5)
+    assert "hdf5 is ahead of webdataset on local, behind it on nfs" in text
+    assert "png is ahead" not in text  # png is behind both on both tiers
+    assert "changes between tiers: hdf5 on local; webdataset on nfs" in text
+    # intervals that meet on one tier: no change claimed
+    found["nfs"] = _tier({"raw": 1.0, "png": 40.0, "hdf5": 1.3, "webdataset": 1.25})
+    text = tier_tables.markdown(tier_tables.rows(found, where), found, where)
+    assert "ahead of" not in text and "nowhere beyond the intervals" in text
+
+
+def test_the_tiers_figure_draws_every_tier(tmp_path: Path) -> None:
+    found = {
+        "local": _tier({"raw": 1.0, "png": 20.0, "hdf5": 1.2}),
+        "nfs": _tier({"raw": 1.0, "png": 40.0, "hdf5": 3.0}),
+    }
+    rows = tier_tables.rows(found, {})
+    out = tmp_path / "tiers.png"
+    figures.render("tiers", {"tiers": rows}, [out], ["raw", "png", "hdf5"])
+    assert out.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_the_experiment_runs_again_on_a_directory_tier(
+    tmp_path: Path, sample: Path, sample_md5: str
+) -> None:
+    from conftest import snakemake, write_config
+
+    formats = yaml.safe_load((ROOT / "config.yaml").read_text())["formats"]
+    work, mount = tmp_path / "run", tmp_path / "mount"
+    work.mkdir()
+    mount.mkdir()
+    config = write_config(
+        work,
+        cifar10={
+            "url": "https://example.invalid/x.tar.gz",
+            "md5": sample_md5,
+            "archive": str(sample),
+        },
+        formats={name: formats[name] for name in ("raw", "png", "hdf5")},
+        n_images=100,
+        cutoffs=[10, 100],
+        repeats=2,
+        filesystem_probe={"slow_factor": 3, "max_wait_s": 0},
+        tiers={"scratch": {"kind": "directory", "path": str(mount), "cutoffs": [100]}},
+    )
+    snakemake(work, "results/figures/tiers.png", "--cores", "2", "--configfile", str(config))
+    results = work / "results"
+    with open(results / "tables/tiers.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    by_tier = {t: [r for r in rows if r["tier"] == t] for t in ("local", "scratch")}
+    # the local tier at both cutoffs, the directory tier at its one; store + 4 reads each
+    assert {int(r["n"]) for r in by_tier["local"]} == {10, 100}
+    assert {int(r["n"]) for r in by_tier["scratch"]} == {100}
+    assert len(by_tier["scratch"]) == 3 * (1 + 4)
+    assert all(float(r["images_per_s"]) > 0 for r in rows)
+    # the tier's stores, dataset and results live on the tier, its tables are copied back
+    inner = mount / "storebench" / "scratch" / "results"
+    assert (inner / "stores" / "png" / "100").is_dir() and not (results / "stores/png/100").exists()
+    images = np.load(inner / "dataset" / "images.npy")
+    local = np.load(results / "dataset" / "images.npy")
+    assert images.shape == (100, 32, 32, 3) and np.array_equal(images, local[:100])
+    described = json.loads((results / "tiers/scratch/tier.json").read_text())
+    assert described["work"] == str(mount / "storebench" / "scratch")
+    assert described["filesystem"]["type"] not in ("", "unknown")
+    # every read of the tier's run returned the dataset's images and labels
+    labels = np.load(inner / "dataset" / "labels.npy")
+    reads = sorted((inner / "measurements" / "read").rglob("*.json"))
+    assert len(reads) == 3 * 4
+    for path in reads:
+        result = json.loads(path.read_text())
+        index = read_indices(100, result["order"], seed=0)
+        assert result["checksum"] == checksum(images[index], labels[index])
+    text = (results / "tables/tiers.md").read_text()
+    assert "### Verdict per tier at n = 100 images" in text and "| local | scratch |" in text
+    assert (results / "figures/tiers.png").stat().st_size > 10_000
+    assert math.isfinite(float(by_tier["scratch"][0]["ratio"]))

@@ -1,0 +1,212 @@
+"""The tiers table: every storage tier's store and read cells side by side (the run
+itself is the ``local`` tier), the verdict per tier, and where the pick or the order of
+two formats changes between tiers.
+
+Each tier measured its formats against the floor on the same tier, so a ratio says how
+a format fares there against the fastest read that tier allows, and images/s says how
+fast it is there; both come with the interval of the tier's own run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from storebench.present import publish, verdict
+
+Rows = Sequence[Mapping[str, Any]]
+
+COLUMNS = (
+    "tier",
+    "filesystem",
+    "format",
+    "n",
+    "measurement",
+    "cache",
+    "order",
+    "images_per_s",
+    "images_per_s_lo",
+    "images_per_s_hi",
+    "ratio",
+    "ratio_lo",
+    "ratio_hi",
+    "interval",
+    "bytes_per_image",
+)
+TEXT = ("tier", "filesystem")
+
+
+def _number(row: Mapping[str, Any], key: str) -> float:
+    value = row.get(key, "")
+    return float(value) if value not in ("", None) else math.nan
+
+
+def rows(
+    tiers: Mapping[str, Mapping[str, Rows]], filesystems: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """One row per tier, format and cell (store; read per cache and order): images/s
+    with its interval, the ratio to the tier's own floor with its interval, and bytes on
+    disk per image. ``tiers``: tier -> table name (store, read, usage) -> rows."""
+    out = []
+    for tier, tables in tiers.items():
+        disk = {
+            (r["format"], int(r["n"])): _number(r, "bytes_per_image")
+            for r in tables.get("usage", [])
+        }
+        timed = [r for r in tables.get("store", []) if r["measurement"] == "store"]
+        timed += list(tables.get("read", []))
+        for row in timed:
+            n = int(row["n"])
+            median, lo, hi = (_number(row, k) for k in ("median", "median_lo", "median_hi"))
+            out.append(
+                {
+                    "tier": tier,
+                    "filesystem": filesystems.get(tier, ""),
+                    "format": row["format"],
+                    "n": n,
+                    "measurement": row["measurement"],
+                    "cache": row.get("cache", ""),
+                    "order": row.get("order", ""),
+                    "images_per_s": n / median,
+                    "images_per_s_lo": n / hi,
+                    "images_per_s_hi": n / lo,
+                    "ratio": _number(row, "ratio"),
+                    "ratio_lo": _number(row, "ratio_lo"),
+                    "ratio_hi": _number(row, "ratio_hi"),
+                    "interval": row.get("interval", ""),
+                    "bytes_per_image": disk.get((row["format"], n), math.nan),
+                }
+            )
+    return out
+
+
+def _label(row: Mapping[str, Any]) -> str:
+    if row["measurement"] == "store":
+        return "store"
+    return f"read, {row['cache']} cache, {row['order']} order"
+
+
+def common_n(tiers: Mapping[str, Mapping[str, Rows]]) -> int | None:
+    """The n every tier's verdict speaks of: the smallest of the tiers' headline n
+    (each the largest n it measured at full rigour), so all speak of one n."""
+    found = []
+    for tables in tiers.values():
+        timed = [*tables.get("store", []), *tables.get("read", [])]
+        if timed:
+            found.append(publish.headline_n(timed))
+    return min(found) if found else None
+
+
+def verdicts(tiers: Mapping[str, Mapping[str, Rows]], n: int) -> dict[str, dict[str, str]]:
+    """need -> tier -> "pick (margin)" at ``n``, from each tier's own tables."""
+    out: dict[str, dict[str, str]] = {}
+    for tier, tables in tiers.items():
+        every = [*tables.get("store", []), *tables.get("read", []), *tables.get("usage", [])]
+        floor = next((r["format"] for r in every if r.get("kind") == "npy"), None)
+        for need, pick, margin in verdict.rows(tables, floor, n):
+            out.setdefault(need, {})[tier] = f"{pick} ({margin})"
+    return out
+
+
+def pick_changes(picks: Mapping[str, Mapping[str, str]], names: Sequence[str]) -> list[str]:
+    """One line per need whose pick differs between tiers."""
+    lines = []
+    for need, by_tier in picks.items():
+        winners = {t: by_tier[t].split(" (", 1)[0].replace("*", "") for t in names if t in by_tier}
+        if len(set(winners.values())) > 1:
+            where = "; ".join(f"{w} on {t}" for t, w in winners.items())
+            lines.append(f"The pick for {need} changes between tiers: {where}.")
+    return lines
+
+
+def _order(x: Mapping[str, Any], y: Mapping[str, Any]) -> str:
+    """ "<" if x's ratio interval lies wholly below y's, ">" if above, "" if they meet."""
+    if x["ratio_hi"] < y["ratio_lo"]:
+        return "<"
+    if y["ratio_hi"] < x["ratio_lo"]:
+        return ">"
+    return ""
+
+
+def ranking_changes(tier_rows: Rows, n: int) -> list[str]:
+    """One line for every pair of formats that the local tier and another tier put in
+    opposite orders at ``n``, each order shown by intervals that do not meet."""
+    groups: dict[str, dict[str, dict[str, Mapping[str, Any]]]] = {}
+    for row in tier_rows:
+        if int(row["n"]) == n:
+            groups.setdefault(_label(row), {}).setdefault(row["tier"], {})[row["format"]] = row
+    lines = []
+    for label, by_tier in groups.items():
+        tiers = list(by_tier)
+        if len(tiers) < 2:
+            continue
+        home = tiers[0]
+        for other in tiers[1:]:
+            a, b = by_tier[home], by_tier[other]
+            common = [f for f in a if f in b]
+            for i, first in enumerate(common):
+                for second in common[i + 1 :]:
+                    before, after = _order(a[first], a[second]), _order(b[first], b[second])
+                    if before and after and before != after:
+                        winner = first if before == "<" else second
+                        loser = second if winner == first else first
+                        lines.append(
+                            f"{label}: {winner} is ahead of {loser} on {home}, behind it on {other}"
+                        )
+    return lines
+
+
+def markdown(
+    tier_rows: Rows, tiers: Mapping[str, Mapping[str, Rows]], filesystems: Mapping[str, str]
+) -> str:
+    """The tiers as Markdown: where each ran, the verdict per tier, images/s and the
+    ratio to the tier's floor per format, cell and tier, and where the order changes."""
+    names = list(tiers)
+    n = common_n(tiers)
+    lines = ["## Storage tiers", ""]
+    lines += [f"- **{t}**: {filesystems.get(t, '') or 'unknown file system'}" for t in names]
+    lines.append("")
+    if n is None:
+        return "\n".join([*lines, "No tier measured anything.", ""])
+    lines += [f"### Verdict per tier at n = {n:,} images", ""]
+    lines += ["| if you need | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    picks = verdicts(tiers, n)
+    for need, by_tier in picks.items():
+        lines.append(f"| {need} | " + " | ".join(by_tier.get(t, "") for t in names) + " |")
+    lines.append("")
+    changed = pick_changes(picks, names)
+    lines += [f"- {line}" for line in changed] or ["- The picks are the same on every tier."]
+    lines.append("")
+    formats = list(dict.fromkeys(r["format"] for r in tier_rows))
+    for label in dict.fromkeys(_label(r) for r in tier_rows):
+        cells = {
+            (r["format"], r["tier"]): r
+            for r in tier_rows
+            if _label(r) == label and int(r["n"]) == n
+        }
+        if not cells:
+            continue
+        lines += [
+            f"### {label}, n = {n:,}: images/s (ratio to the tier's floor)",
+            "",
+            "| format | " + " | ".join(names) + " |",
+            "|---|" + "---:|" * len(names),
+        ]
+        for fmt in formats:
+            values = []
+            for tier in names:
+                row = cells.get((fmt, tier))
+                values.append(
+                    f"{row['images_per_s']:,.0f} ({row['ratio']:.3g}x "
+                    f"[{row['ratio_lo']:.3g}–{row['ratio_hi']:.3g}])"
+                    if row
+                    else ""
+                )
+            lines.append(f"| {fmt} | " + " | ".join(values) + " |")
+        lines.append("")
+    lines += ["### Where the order of two formats changes between tiers", ""]
+    lines += [f"- {line}" for line in ranking_changes(tier_rows, n)] or [
+        "- nowhere beyond the intervals"
+    ]
+    return "\n".join(lines) + "\n"
