@@ -330,6 +330,28 @@ def write_config(work: Path, **changes: object) -> Path:
     return path
 
 
+def local_config(
+    work: Path, archive: Path, formats: tuple[str, ...] | None = None, **changes: object
+) -> Path:
+    """:func:`write_config` for a run that reads CIFAR-10 from the local ``archive``, with
+    the named ``formats`` of config.yaml (None: all), no parallel or DataLoader jobs and
+    a quick file-system probe; ``changes`` override any of it."""
+    shipped = yaml.safe_load((ROOT / "config.yaml").read_text())
+    base: dict[str, object] = {
+        "cifar10": {
+            "url": "https://example.invalid/x.tar.gz",
+            "md5": md5sum(archive),
+            "archive": str(archive),
+        },
+        "filesystem_probe": {"slow_factor": 3, "max_wait_s": 0},
+        "parallel": {**shipped["parallel"], "cutoffs": []},
+        "dataloader": {**shipped["dataloader"], "cutoffs": []},
+    }
+    if formats is not None:
+        base["formats"] = {name: shipped["formats"][name] for name in formats}
+    return write_config(work, **{**base, **changes})
+
+
 def make_folder(root: Path, per_class: int = 4, seed: int = 3) -> Path:
     """Three classes of JPEG, PNG and WebP files of mixed sizes and modes (RGB, grey,
     palette, RGBA, 16-bit grey)."""

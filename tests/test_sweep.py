@@ -78,26 +78,18 @@ def test_each_size_gets_the_same_bytes_and_its_own_config() -> None:
 
 
 @pytest.mark.slow
-def test_the_sweep_runs_each_size_and_draws_its_figure(
-    tmp_path: Path, sample: Path, sample_md5: str
-) -> None:
-    from conftest import snakemake, write_config
+def test_the_sweep_runs_each_size_and_draws_its_figure(tmp_path: Path, sample: Path) -> None:
+    from conftest import local_config, snakemake
 
-    formats = yaml.safe_load((ROOT / "config.yaml").read_text())["formats"]
     work = tmp_path / "run"
     work.mkdir()
-    config = write_config(
+    config = local_config(
         work,
-        cifar10={
-            "url": "https://example.invalid/x.tar.gz",
-            "md5": sample_md5,
-            "archive": str(sample),
-        },
-        formats={name: formats[name] for name in ("raw", "png", "hdf5")},
+        sample,
+        ("raw", "png", "hdf5"),
         n_images=100,
         cutoffs=[100],
         repeats=2,
-        filesystem_probe={"slow_factor": 3, "max_wait_s": 0},
         size_sweep={"sizes": [8, 16], "megabytes": 0.05, "formats": None},
     )
     snakemake(work, "results/figures/image_size.png", "--cores", "2", "--configfile", str(config))

@@ -160,27 +160,19 @@ def test_the_tiers_figure_draws_every_tier(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_the_experiment_runs_again_on_a_directory_tier(
-    tmp_path: Path, sample: Path, sample_md5: str
-) -> None:
-    from conftest import snakemake, write_config
+def test_the_experiment_runs_again_on_a_directory_tier(tmp_path: Path, sample: Path) -> None:
+    from conftest import local_config, snakemake
 
-    formats = yaml.safe_load((ROOT / "config.yaml").read_text())["formats"]
     work, mount = tmp_path / "run", tmp_path / "mount"
     work.mkdir()
     mount.mkdir()
-    config = write_config(
+    config = local_config(
         work,
-        cifar10={
-            "url": "https://example.invalid/x.tar.gz",
-            "md5": sample_md5,
-            "archive": str(sample),
-        },
-        formats={name: formats[name] for name in ("raw", "png", "hdf5")},
+        sample,
+        ("raw", "png", "hdf5"),
         n_images=100,
         cutoffs=[10, 100],
         repeats=2,
-        filesystem_probe={"slow_factor": 3, "max_wait_s": 0},
         tiers={"scratch": {"kind": "directory", "path": str(mount), "cutoffs": [100]}},
     )
     snakemake(work, "results/figures/tiers.png", "--cores", "2", "--configfile", str(config))

@@ -42,6 +42,7 @@ from conftest import (
     REAL_SAMPLE_MD5,
     ROOT,
     SAMPLE_TRAIN,
+    local_config,
     marked,
     serve,
     snakemake,
@@ -307,18 +308,7 @@ def test_bad_config_stops_before_any_job(tmp_path: Path) -> None:
 
 def test_plan_too_big_for_the_disk_is_refused_before_any_job(tmp_path: Path, sample: Path) -> None:
     huge = 10**8  # the most n_images allows: hundreds of GB per store
-    config = write_config(
-        tmp_path,
-        cifar10={
-            "url": "https://example.invalid/x.tar.gz",
-            "md5": md5sum(sample),
-            "archive": str(sample),
-        },
-        n_images=huge,
-        cutoffs=[10, huge],
-        parallel={**PARALLEL, "cutoffs": []},
-        dataloader={**DATALOADER, "cutoffs": []},
-    )
+    config = local_config(tmp_path, sample, n_images=huge, cutoffs=[10, huge])
     proc = snakemake(tmp_path, "--cores", "1", "--configfile", str(config), check=False)
     assert proc.returncode != 0
     error = next(line for line in proc.stderr.splitlines() if "storebench:" in line)
@@ -369,21 +359,8 @@ def _kill_mid_write(work: Path, config: Path, target: str, whole_run: bool) -> N
 @pytest.mark.slow
 @pytest.mark.parametrize("whole_run", [False, True], ids=["job-killed", "run-killed"])
 def test_a_store_killed_mid_write_is_rebuilt(whole_run: bool, tmp_path: Path, sample: Path) -> None:
-    formats = yaml.safe_load((ROOT / "config.yaml").read_text())["formats"]
-    config = write_config(
-        tmp_path,
-        cifar10={
-            "url": "https://example.invalid/x.tar.gz",
-            "md5": md5sum(sample),
-            "archive": str(sample),
-        },
-        formats={"raw": formats["raw"], "png": formats["png"]},
-        n_images=N_IMAGES,
-        cutoffs=[5000],
-        repeats=3,
-        parallel={**PARALLEL, "cutoffs": []},
-        dataloader={**DATALOADER, "cutoffs": []},
-        filesystem_probe={"slow_factor": 3, "max_wait_s": 0},
+    config = local_config(
+        tmp_path, sample, ("raw", "png"), n_images=N_IMAGES, cutoffs=[5000], repeats=3
     )
     snakemake(tmp_path, "results/stores/raw/5000", "--cores", "1", "--configfile", str(config))
     target = "results/measurements/store/png/5000.json"
@@ -397,7 +374,7 @@ def test_a_store_killed_mid_write_is_rebuilt(whole_run: bool, tmp_path: Path, sa
     labels = np.load(tmp_path / "results/dataset/labels.npy")[:5000]
     store = tmp_path / "results/stores/png/5000"
     assert len(list(store.glob("*.png"))) == 5000
-    with make_format("png", formats["png"]).open(store) as reader:
+    with make_format("png", {"kind": "png"}).open(store) as reader:
         got_images, got_labels = np.empty_like(images), np.empty_like(labels)
         reader.read_into(np.arange(5000), got_images, got_labels)
     np.testing.assert_array_equal(got_images, images)
@@ -408,23 +385,15 @@ def test_a_store_killed_mid_write_is_rebuilt(whole_run: bool, tmp_path: Path, sa
 def test_local_cluster_profile_runs_every_job_as_its_own_process(
     tmp_path: Path, sample: Path
 ) -> None:
-    formats = yaml.safe_load((ROOT / "config.yaml").read_text())["formats"]
-    config = write_config(
+    config = local_config(
         tmp_path,
-        cifar10={
-            "url": "https://example.invalid/x.tar.gz",
-            "md5": md5sum(sample),
-            "archive": str(sample),
-        },
-        formats={name: formats[name] for name in ("raw", "hdf5")},
+        sample,
+        ("raw", "hdf5"),
         n_images=200,
         cutoffs=[10, 100],
         repeats=1,
         caches=["warm"],
         orders=["sequential"],
-        parallel={**PARALLEL, "cutoffs": []},
-        dataloader={**DATALOADER, "cutoffs": []},
-        filesystem_probe={"slow_factor": 3, "max_wait_s": 0},
     )
     target = "results/tables/read.csv"
     proc = snakemake(
@@ -1023,7 +992,6 @@ def test_rounds_measure_the_large_cells_again_in_a_new_order_each_round(
 ) -> None:
     """Cells at n >= rounds.from_n: their own job is round 1, then one job per round;
     the tables take their intervals from the spread between rounds."""
-    formats = yaml.safe_load((ROOT / "config.yaml").read_text())["formats"]
     rounds = {
         "from_n": 1000,
         "to_n": None,
@@ -1034,16 +1002,13 @@ def test_rounds_measure_the_large_cells_again_in_a_new_order_each_round(
         "cell_s": 0.05,
         "max_pairs": 3,
     }
-    config = write_config(
+    config = local_config(
         tmp_path,
-        cifar10={"url": "https://example.invalid/x", "md5": md5sum(sample), "archive": str(sample)},
-        formats={name: formats[name] for name in ("raw", "png", "lmdb")},
+        sample,
+        ("raw", "png", "lmdb"),
         n_images=2000,
         cutoffs=[100, 1000],
         repeats=REPEATS,
-        filesystem_probe={"slow_factor": 3, "max_wait_s": 0},
-        parallel={**PARALLEL, "cutoffs": []},
-        dataloader={**DATALOADER, "cutoffs": []},
         rounds=rounds,
         test_slowdown={"lmdb": 1.3},
     )
@@ -1121,17 +1086,13 @@ def test_with_keep_going_a_failed_format_is_named_and_the_rest_still_reported(
     """One format's jobs fail (its library cannot be imported); with --keep-going the
     others' tables, summary, verdict and figures are made in results/partial/, the
     failed format named, and a rerun that can import it completes the run."""
-    formats = yaml.safe_load((ROOT / "config.yaml").read_text())["formats"]
-    config = write_config(
+    config = local_config(
         tmp_path,
-        cifar10={"url": "https://example.invalid/x", "md5": md5sum(sample), "archive": str(sample)},
-        formats={name: formats[name] for name in ("raw", "png", "lmdb", "hdf5")},
+        sample,
+        ("raw", "png", "lmdb", "hdf5"),
         n_images=1000,
         cutoffs=[10, 100],
         repeats=REPEATS,
-        filesystem_probe={"slow_factor": 3, "max_wait_s": 0},
-        parallel={**PARALLEL, "cutoffs": []},
-        dataloader={**DATALOADER, "cutoffs": []},
         rounds=NO_ROUNDS,
     )
     broken = tmp_path / "broken"
