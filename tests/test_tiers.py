@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from storebench import linkproxy, objectstore
@@ -253,3 +254,72 @@ def test_wrong_credentials_and_a_missing_bucket_are_one_line_each(endpoint) -> N
         objectstore.check(dataclasses.replace(endpoint, secret_key="no"), "checked", "s3-lan")
     with pytest.raises(StorebenchError, match="bucket 'nosuch' does not exist; create"):
         objectstore.check(endpoint, "nosuch", "s3-lan")
+
+
+# --- stores on the object store -----------------------------------------------------------
+
+
+def test_a_remote_floor_read_fetches_few_large_spans() -> None:
+    from storebench.formats.npy import spans
+
+    rows = np.array([0, 1, 2, 10, 11, 500, 501])
+    assert spans(rows, row=3072, gap_rows=7) == [(0, 12), (500, 502)]  # gap of 7 joined
+    assert spans(rows, row=3072, gap_rows=6) == [(0, 3), (10, 12), (500, 502)]
+    # a long run is cut into parts fetched side by side
+    whole = spans(np.arange(10_000), row=3072, gap_rows=0)
+    assert whole[0] == (0, 2730) and whole[-1][1] == 10_000 and len(whole) == 4
+    assert spans(np.array([], dtype=np.int64), 3072, 0) == []
+
+
+def _dataset(n: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(5)
+    return rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, n).astype(
+        np.uint8
+    )
+
+
+@_marks(needs_weed)
+@pytest.mark.parametrize("kind", ["npy", "lmdb", "hdf5"])
+def test_a_store_uploaded_reads_back_from_the_object_store(
+    endpoint, tmp_path: Path, kind: str
+) -> None:
+    """Written locally, uploaded (the manifest last), read back: the floor by ranges, a
+    format that needs a local file (LMDB) staged to scratch first, HDF5 through a file
+    over range requests."""
+    from storebench import remote
+    from storebench.formats import make_format
+
+    images, labels = _dataset()
+    fmt = make_format(kind, {"kind": kind})
+    local = tmp_path / "store"
+    local.mkdir()
+    fmt.write(local, images, labels)
+    location = remote.Location(objectstore.s3_store(endpoint, "bench"), f"{kind}/{tmp_path.name}")
+    sent = remote.upload(local, fmt.files(local), location)
+    assert sent["objects"] == len(fmt.files(local)) + 1
+    assert sent["bytes"] >= images.nbytes
+    indices = np.random.default_rng(1).permutation(len(images))[:100]
+    got, got_labels = np.empty((100, 32, 32, 3), np.uint8), np.empty(100, np.uint8)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    with fmt.open_remote(location, scratch) as reader:
+        reader.read_into(indices, got, got_labels)
+    np.testing.assert_array_equal(got, images[indices])
+    np.testing.assert_array_equal(got_labels, labels[indices])
+    staged = sorted(p.name for p in scratch.rglob("*") if p.is_file())
+    assert staged == (
+        [] if fmt.remote_way != "staged" else sorted(p.name for p in fmt.files(local))
+    )
+
+
+@_marks(needs_weed)
+def test_a_store_whose_upload_was_cut_short_is_not_trusted(endpoint, tmp_path: Path) -> None:
+    from storebench import remote
+
+    location = remote.Location(objectstore.s3_store(endpoint, "bench"), f"cut/{tmp_path.name}")
+    pytest.importorskip("obstore").put(location.store, location.key("images.npy"), b"x" * 10)
+    with pytest.raises(
+        StorebenchError, match=r"no manifest\.json on the object store .*forcerun store"
+    ):
+        remote.stage(location, tmp_path)
+    assert not any(tmp_path.iterdir())  # nothing fetched

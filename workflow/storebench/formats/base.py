@@ -75,6 +75,21 @@ class Format(ABC):
     def open(self, directory: Path) -> Reader:
         """Open a store written by :meth:`write` for reading."""
 
+    # How :meth:`open_remote` reads a store on an object store: "staged" (fetched whole
+    # to local disk first), "range" (byte ranges of its files), "key" (one object per
+    # image) or "stream" (objects read start to end).
+    remote_way: ClassVar[str] = "staged"
+
+    def open_remote(self, location: Any, scratch: Path) -> Reader:
+        """Open the store at ``location`` (a :class:`storebench.remote.Location`) the way
+        the format's ecosystem reads one from an object store. This default is for a
+        format that needs a local file (a memory map, a database): the store is fetched
+        whole into the empty folder ``scratch`` first, as users of such a format do."""
+        from storebench import remote
+
+        remote.stage(location, scratch)
+        return self.open(scratch)
+
     def load_writer(self) -> None:
         """Import what :meth:`write` needs that the module does not import itself (a
         library only writing uses, too slow to import in every read job). Called before

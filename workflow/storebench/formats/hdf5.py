@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import h5py
 import hdf5plugin
@@ -38,9 +39,13 @@ GAP = 16
 
 
 class Hdf5Reader(Reader):
-    def __init__(self, directory: Path):
+    """``source``: a file-like object to read the store's file through (on an object
+    store, a :class:`storebench.remote.RangeFile`), else the file in ``directory``."""
+
+    def __init__(self, directory: Path, source: Any = None):
         self.path = Path(directory) / FILE
-        self.file = h5py.File(self.path, "r")
+        self.source = source
+        self.file = h5py.File(self.path if source is None else source, "r")
         self.images = self.file["images"]
         self.labels = self.file["labels"]
 
@@ -88,6 +93,8 @@ class Hdf5Reader(Reader):
 
     def close(self) -> None:
         self.file.close()
+        if self.source is not None:
+            self.source.close()
 
 
 COMPRESSIONS = (None, "gzip", "lzf", "zstd", "blosc_zstd", "blosc_lz4")
@@ -153,3 +160,12 @@ class Hdf5Format(Format):
 
     def open(self, directory: Path) -> Reader:
         return Hdf5Reader(directory)
+
+    remote_way = "range"
+
+    def open_remote(self, location: Any, scratch: Path) -> Reader:
+        """h5py reads the file through range requests (a file-like object over them)."""
+        from storebench import remote
+
+        size = remote.manifest(location)[FILE]
+        return Hdf5Reader(Path(location.prefix), remote.RangeFile(location, FILE, size))
