@@ -47,6 +47,10 @@ class Location:
 
         return bytes(obstore.get(self.store, self.key(name)).bytes())
 
+    def fetch(self, name: str, target: Path) -> int:
+        """Stream object ``name`` into the file ``target`` (one request); its size."""
+        return _fetch(self, name, target)
+
     def get_range(self, name: str, start: int, end: int) -> bytes:
         """Bytes ``start`` to ``end`` (exclusive) of object ``name``: one request."""
         import obstore
@@ -59,6 +63,17 @@ class Location:
 
         found = obstore.get_ranges(self.store, self.key(name), starts=list(starts), ends=list(ends))
         return [bytes(part) for part in found]
+
+
+def _fetch(location: Location, name: str, target: Path) -> int:
+    """Stream object ``name`` into the file ``target``; its size."""
+    import obstore
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "wb") as handle:
+        for part in obstore.get(location.store, location.key(name)):
+            handle.write(part)
+    return target.stat().st_size
 
 
 def upload(directory: Path, files: Sequence[Path], location: Location) -> dict[str, int]:
@@ -99,21 +114,15 @@ def manifest(location: Location) -> dict[str, int]:
 def stage(location: Location, directory: Path) -> dict[str, int]:
     """Fetch every object of the store at ``location`` into ``directory`` (the way a
     format that needs a local file is used from an object store); objects and bytes."""
-    import obstore
-
     directory = Path(directory)
     listed = manifest(location)
     total = 0
     for name, size in listed.items():
-        target = directory / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(target, "wb") as handle:
-            for part in obstore.get(location.store, location.key(name)):
-                handle.write(part)
-        if target.stat().st_size != size:
+        got = _fetch(location, name, directory / name)
+        if got != size:
             raise StorebenchError(
-                f"{location.key(name)}: fetched {target.stat().st_size} bytes, the manifest "
-                f"says {size}; rebuild the store: snakemake --cores 4 --forcerun store"
+                f"{location.key(name)}: fetched {got} bytes, the manifest says {size}; "
+                "rebuild the store: snakemake --cores 4 --forcerun store"
             )
         total += size
     return {"objects": len(listed) + 1, "bytes": total}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -21,16 +22,26 @@ def _image_path(directory: Path, index: int) -> Path:
 
 
 class PngReader(Reader):
-    def __init__(self, directory: Path):
+    """``location``: the store on an object store (a :class:`storebench.remote.Location`),
+    each image one object fetched by key, as a map-style dataset does; else the folder."""
+
+    def __init__(self, directory: Path, location: Any = None):
         self.directory = Path(directory)
-        self.labels = np.loadtxt(self.directory / LABELS, dtype=np.uint8, delimiter=",", ndmin=1)
+        self.location = location
+        text = (self.directory / LABELS).read_bytes() if location is None else location.get(LABELS)
+        self.labels = np.loadtxt(io.BytesIO(text), dtype=np.uint8, delimiter=",", ndmin=1)
+
+    def _bytes(self, index: int) -> bytes:
+        if self.location is not None:
+            return self.location.get(f"{index}.png")
+        with open(_image_path(self.directory, index), "rb") as handle:
+            return handle.read()
 
     def read_into(self, indices: np.ndarray, images: np.ndarray, labels: np.ndarray) -> None:
         # Read each file whole, then decode from memory with the PNG plugin only:
         # 1.1x Pillow's in-memory decode time here, against 1.2x for Image.open(path).
         for k, index in enumerate(indices.tolist()):
-            with open(_image_path(self.directory, index), "rb") as handle:
-                data = handle.read()
+            data = self._bytes(index)
             slot = images[k]  # (height, width, channels): the dataset's image at k
             with Image.open(io.BytesIO(data), formats=PNG_ONLY) as image:
                 pixels = image.tobytes()
@@ -68,3 +79,8 @@ class PngFormat(Format):
 
     def open(self, directory: Path) -> Reader:
         return PngReader(directory)
+
+    remote_way = "key"
+
+    def open_remote(self, location: Any, scratch: Path) -> Reader:
+        return PngReader(Path(location.prefix), location)

@@ -17,8 +17,10 @@ PyTorch when imported, so these few lines are here.)
 from __future__ import annotations
 
 import dataclasses
+import io
 import mmap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -58,11 +60,19 @@ class MappedShard:
 
 
 class WebDatasetReader(Reader):
-    def __init__(self, directory: Path, payload_kind: str = "raw"):
+    """``location``: the store on an object store (a :class:`storebench.remote.Location`):
+    a shard is fetched whole, by one streamed request, into ``directory`` the first
+    time an image of it is read, as wids keeps a local cache of the shards it opens."""
+
+    def __init__(self, directory: Path, payload_kind: str = "raw", location: Any = None):
         self.directory = Path(directory)
         self.payload = payload_kind
+        self.location = location
         try:
-            self.index = np.load(self.directory / INDEX)
+            if location is None:
+                self.index = np.load(self.directory / INDEX)
+            else:
+                self.index = np.load(io.BytesIO(location.get(INDEX)))
         except (OSError, ValueError) as exc:
             raise StorebenchError(
                 f"{self.directory / INDEX}: missing or unreadable ({exc}); rerun its store job"
@@ -72,7 +82,10 @@ class WebDatasetReader(Reader):
     def _shard(self, number: int) -> MappedShard:
         shard = self.open_shards.get(number)
         if shard is None:
-            shard = self.open_shards[number] = MappedShard(self.directory / PATTERN.format(number))
+            name = PATTERN.format(number)
+            if self.location is not None:
+                self.location.fetch(name, self.directory / name)
+            shard = self.open_shards[number] = MappedShard(self.directory / name)
         return shard
 
     def read_into(self, indices: np.ndarray, images: np.ndarray, labels: np.ndarray) -> None:
@@ -169,3 +182,8 @@ class WebDatasetFormat(EncodedImages, Format):
 
     def open(self, directory: Path) -> Reader:
         return WebDatasetReader(directory, self.payload)
+
+    remote_way = "stream"
+
+    def open_remote(self, location: Any, scratch: Path) -> Reader:
+        return WebDatasetReader(scratch, self.payload, location)
