@@ -279,13 +279,17 @@ def _dataset(n: int = 300) -> tuple[np.ndarray, np.ndarray]:
 
 
 @_marks(needs_weed)
-@pytest.mark.parametrize("kind", ["npy", "png", "lmdb", "hdf5", "webdataset"])
+@pytest.mark.parametrize(
+    "kind", ["npy", "png", "lmdb", "hdf5", "webdataset", "tfrecord", "parquet", "zarr", "sqlite"]
+)
 def test_a_store_uploaded_reads_back_from_the_object_store(
     endpoint, tmp_path: Path, kind: str
 ) -> None:
-    """Written locally, uploaded (the manifest last), read back: the floor by ranges, a
-    format that needs a local file (LMDB) staged to scratch first, HDF5 through a file
-    over range requests."""
+    """Written locally, uploaded (the manifest last), read back the way each format's
+    ecosystem reads an object store: by range (the floor, HDF5 through a file over range
+    requests, Parquet through pyarrow's S3 file system, Zarr through its obstore store),
+    by key (PNG), streamed (TFRecord, WebDataset's shards), or staged whole to local disk
+    first (LMDB, SQLite)."""
     from storebench import remote
     from storebench.formats import make_format
 
@@ -294,7 +298,7 @@ def test_a_store_uploaded_reads_back_from_the_object_store(
     local = tmp_path / "store"
     local.mkdir()
     fmt.write(local, images, labels)
-    location = remote.Location(objectstore.s3_store(endpoint, "bench"), f"{kind}/{tmp_path.name}")
+    location = remote.Location.of(endpoint, "bench", f"{kind}/{tmp_path.name}")
     sent = remote.upload(local, fmt.files(local), location)
     assert sent["objects"] == len(fmt.files(local)) + 1
     assert sent["bytes"] >= images.nbytes
@@ -320,7 +324,7 @@ def test_a_store_uploaded_reads_back_from_the_object_store(
 def test_a_store_whose_upload_was_cut_short_is_not_trusted(endpoint, tmp_path: Path) -> None:
     from storebench import remote
 
-    location = remote.Location(objectstore.s3_store(endpoint, "bench"), f"cut/{tmp_path.name}")
+    location = remote.Location.of(endpoint, "bench", f"cut/{tmp_path.name}")
     pytest.importorskip("obstore").put(location.store, location.key("images.npy"), b"x" * 10)
     with pytest.raises(
         StorebenchError, match=r"no manifest\.json on the object store .*forcerun store"

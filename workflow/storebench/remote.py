@@ -34,10 +34,24 @@ PART = 8 << 20
 @dataclasses.dataclass(frozen=True)
 class Location:
     """Where a store lives on an object store: an obstore ``store`` (an S3 bucket) and a
-    key ``prefix`` (no trailing slash)."""
+    key ``prefix`` (no trailing slash); for libraries that make a client of their own
+    (pyarrow), the ``endpoint`` (a :class:`storebench.objectstore.Endpoint`), the ``url``
+    they connect to (the link in front of it) and the ``bucket``."""
 
     store: Any
     prefix: str
+    endpoint: Any = None
+    url: str = ""
+    bucket: str = ""
+
+    @classmethod
+    def of(cls, endpoint: Any, bucket: str, prefix: str, url: str | None = None) -> Location:
+        """The store under ``prefix`` of ``bucket`` at ``endpoint``, reached at ``url``."""
+        from storebench import objectstore
+
+        url = url or endpoint.url
+        store = objectstore.s3_store(endpoint, bucket, url)
+        return cls(store, prefix.strip("/"), endpoint, url, bucket)
 
     def key(self, name: str) -> str:
         return f"{self.prefix}/{name}"

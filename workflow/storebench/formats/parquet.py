@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -27,11 +28,15 @@ COMPRESSIONS = ("none", "snappy", "zstd")
 
 
 class ParquetReader(Reader):
-    def __init__(self, directory: Path, memory_map: bool):
+    """``source``: a file to read through (on an object store, pyarrow's S3 file system's
+    input file: row groups by range), else the file in ``directory``."""
+
+    def __init__(self, directory: Path, memory_map: bool, source: Any = None):
         self.path = Path(directory) / FILE
-        if not self.path.is_file():
+        if source is None and not self.path.is_file():
             raise StorebenchError(f"{self.path}: missing; the store is incomplete")
-        self.file = pq.ParquetFile(self.path, memory_map=memory_map)
+        self.source = source
+        self.file = pq.ParquetFile(self.path if source is None else source, memory_map=memory_map)
         meta = self.file.metadata
         sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
         self.starts = np.cumsum([0, *sizes])  # first row of each row group, then the total
@@ -73,6 +78,8 @@ class ParquetReader(Reader):
 
     def close(self) -> None:
         self.file.close()
+        if self.source is not None:
+            self.source.close()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,3 +127,20 @@ class ParquetFormat(Format):
 
     def open(self, directory: Path) -> Reader:
         return ParquetReader(directory, self.memory_map)
+
+    remote_way = "range"
+
+    def open_remote(self, location: Any, scratch: Path) -> Reader:
+        """pyarrow's S3 file system: the footer, then each row group, by range."""
+        from pyarrow import fs
+
+        endpoint = location.endpoint
+        s3 = fs.S3FileSystem(
+            access_key=endpoint.access_key,
+            secret_key=endpoint.secret_key,
+            region=endpoint.region,
+            endpoint_override=location.url.split("://", 1)[1],
+            scheme=location.url.split("://", 1)[0],
+        )
+        source = s3.open_input_file(f"{location.bucket}/{location.key(FILE)}")
+        return ParquetReader(Path(location.prefix), False, source)

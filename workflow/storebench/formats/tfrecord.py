@@ -17,6 +17,7 @@ import mmap
 import struct
 import sys
 from pathlib import Path
+from typing import Any
 
 import crc32c
 import numpy as np
@@ -123,3 +124,12 @@ class TfrecordFormat(Format):
 
     def open(self, directory: Path) -> Reader:
         return TfrecordReader(directory)
+
+    remote_way = "stream"
+
+    def open_remote(self, location: Any, scratch: Path) -> Reader:
+        """The record file streamed whole (one request), as TensorFlow reads it, with its
+        offsets; then records by offset as from a local file."""
+        for name in (RECORDS, OFFSETS):
+            location.fetch(name, Path(scratch) / name)
+        return TfrecordReader(scratch)

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zarr
+import zarr.storage
 from zarr.codecs import BloscCodec, ZstdCodec
 from zarr.core.buffer import default_buffer_prototype
 
@@ -50,11 +52,20 @@ def _buffer(array: np.ndarray):
 
 
 class ZarrReader(Reader):
-    def __init__(self, directory: Path):
+    """``location``: the store on an object store (a :class:`storebench.remote.Location`),
+    read through zarr's obstore store: each chunk (or shard's inner chunk) by range."""
+
+    def __init__(self, directory: Path, location: Any = None):
         self.path = Path(directory)
-        if not (self.path / "zarr.json").is_file():
-            raise StorebenchError(f"{self.path}: no zarr.json; the store is incomplete")
-        group = zarr.open_group(self.path, mode="r")
+        if location is None:
+            if not (self.path / "zarr.json").is_file():
+                raise StorebenchError(f"{self.path}: no zarr.json; the store is incomplete")
+            group = zarr.open_group(self.path, mode="r")
+        else:
+            from obstore.store import PrefixStore
+
+            inner = PrefixStore(location.store, location.prefix)
+            group = zarr.open_group(zarr.storage.ObjectStore(inner, read_only=True), mode="r")
         self.images, self.labels = group["images"], group["labels"]
 
     def read_into(self, indices: np.ndarray, images: np.ndarray, labels: np.ndarray) -> None:
@@ -163,3 +174,8 @@ class ZarrFormat(Format):
 
     def open(self, directory: Path) -> Reader:
         return ZarrReader(directory)
+
+    remote_way = "range"
+
+    def open_remote(self, location: Any, scratch: Path) -> Reader:
+        return ZarrReader(Path(location.prefix), location)
