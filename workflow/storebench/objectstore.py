@@ -51,11 +51,16 @@ class Endpoint:
 
 
 def s3_store(
-    endpoint: Endpoint, bucket: str, url: str | None = None, retries: int | None = None
+    endpoint: Endpoint,
+    bucket: str,
+    url: str | None = None,
+    retries: int | None = None,
+    prefix: str | None = None,
 ) -> Any:
     """An obstore S3 store of ``bucket`` at ``endpoint`` (or at ``url``, e.g. the link
     proxy in front of it), with the endpoint's credentials; ``retries``: how often a
-    failed request is retried (obstore's default, 10, when None)."""
+    failed request is retried (obstore's default, 10, when None); ``prefix``: keys
+    below it only."""
     from obstore.store import S3Store
 
     extra: dict[str, Any] = {}
@@ -72,6 +77,7 @@ def s3_store(
         secret_access_key=endpoint.secret_key,
         region=endpoint.region,
         client_options={"allow_http": True, "timeout": "10s", "connect_timeout": "5s"},
+        prefix=prefix,
         **extra,
     )
 

@@ -53,6 +53,12 @@ class Location:
         store = objectstore.s3_store(endpoint, bucket, url)
         return cls(store, prefix.strip("/"), endpoint, url, bucket)
 
+    def prefixed(self) -> Any:
+        """An obstore store whose keys start below the prefix (for zarr's ObjectStore)."""
+        from storebench import objectstore
+
+        return objectstore.s3_store(self.endpoint, self.bucket, self.url, prefix=self.prefix)
+
     def key(self, name: str) -> str:
         return f"{self.prefix}/{name}"
 
@@ -114,11 +120,9 @@ def upload(directory: Path, files: Sequence[Path], location: Location) -> dict[s
 def manifest(location: Location) -> dict[str, int]:
     """Object name -> size of the store at ``location``; a store without a manifest (an
     upload cut short) is refused in one line naming the fix."""
-    from obstore.exceptions import NotFoundError
-
     try:
         return dict(json.loads(location.get(MANIFEST))["objects"])
-    except NotFoundError:
+    except FileNotFoundError:  # obstore's NotFoundError is one
         raise StorebenchError(
             f"{location.prefix}: no {MANIFEST} on the object store (an upload cut short); "
             "rebuild the store: snakemake --cores 4 --forcerun store"

@@ -62,10 +62,8 @@ class ZarrReader(Reader):
                 raise StorebenchError(f"{self.path}: no zarr.json; the store is incomplete")
             group = zarr.open_group(self.path, mode="r")
         else:
-            from obstore.store import PrefixStore
-
-            inner = PrefixStore(location.store, location.prefix)
-            group = zarr.open_group(zarr.storage.ObjectStore(inner, read_only=True), mode="r")
+            store = zarr.storage.ObjectStore(location.prefixed(), read_only=True)
+            group = zarr.open_group(store, mode="r")
         self.images, self.labels = group["images"], group["labels"]
 
     def read_into(self, indices: np.ndarray, images: np.ndarray, labels: np.ndarray) -> None:
