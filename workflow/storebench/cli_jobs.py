@@ -329,6 +329,14 @@ def _round_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _subrun_args(p: argparse.ArgumentParser) -> None:
+    """The arguments of a job that runs the workflow inside itself (storebench.subrun)."""
+    p.add_argument("--config-json", required=True, help="the inner run's config, as JSON")
+    p.add_argument("--cores", type=int, required=True)
+    p.add_argument("--snakefile", type=Path, required=True)
+    p.add_argument("--run-log", type=Path, required=True, help="the inner run's output")
+
+
 def add_commands(sub: Any) -> None:
     """Add these subcommands to the parser's ``sub`` (subparsers)."""
     p = sub.add_parser("download", help="download the archive (resumed, md5-verified)")
@@ -429,21 +437,15 @@ def add_commands(sub: Any) -> None:
 
     p = sub.add_parser("size-run", help="the experiment at one image size (the size sweep)")
     p.add_argument("--size", type=int, required=True, help="square image side, px")
-    p.add_argument("--config-json", required=True, help="the size's run config, as JSON")
     p.add_argument("--work", type=Path, required=True, help="the size's run folder")
-    p.add_argument("--cores", type=int, required=True)
-    p.add_argument("--snakefile", type=Path, required=True)
-    p.add_argument("--run-log", type=Path, required=True, help="the inner run's output")
+    _subrun_args(p)
     p.set_defaults(func=cmd_size_run)
 
     p = sub.add_parser("tier-run", help="the experiment on one storage tier")
     p.add_argument("--tier", required=True, help="the tier's name in config tiers")
     p.add_argument("--spec-json", required=True, help="the tier's entry, as JSON")
-    p.add_argument("--config-json", required=True, help="the tier's run config, as JSON")
     p.add_argument("--out", type=Path, required=True, help="where its tables are copied")
-    p.add_argument("--cores", type=int, required=True)
-    p.add_argument("--snakefile", type=Path, required=True)
-    p.add_argument("--run-log", type=Path, required=True, help="the inner run's output")
+    _subrun_args(p)
     p.set_defaults(func=cmd_tier_run)
 
     p = sub.add_parser("environment", help="describe the machine and library versions")

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from storebench import subrun
+from storebench import stats, subrun
 
 TABLES = ("store", "read", "usage")
 MiB = 2**20
@@ -141,8 +141,8 @@ def ranking_changes(sweep_rows: Sequence[Mapping[str, Any]]) -> list[str]:
             common = sorted(set(a) & set(b))
             for i, first in enumerate(common):
                 for second in common[i + 1 :]:
-                    before = _order(a[first], a[second])
-                    after = _order(b[first], b[second])
+                    before = order(a[first], a[second])
+                    after = order(b[first], b[second])
                     if before and after and before != after:
                         winner = first if before == "<" else second
                         loser = second if winner == first else first
@@ -153,11 +153,17 @@ def ranking_changes(sweep_rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def _order(x: Mapping[str, Any], y: Mapping[str, Any]) -> str:
-    """ "<" if x is faster than y beyond both intervals, ">" if slower, "" if they overlap."""
-    if x["s_per_image_hi"] < y["s_per_image_lo"]:
+def order(
+    x: Mapping[str, Any],
+    y: Mapping[str, Any],
+    lo: str = "s_per_image_lo",
+    hi: str = "s_per_image_hi",
+) -> str:
+    """ "<" if x's interval (``lo``, ``hi``) lies wholly below y's, ">" if wholly above,
+    "" if they overlap."""
+    if stats.clearly_before(x, y, lo, hi):
         return "<"
-    if y["s_per_image_hi"] < x["s_per_image_lo"]:
+    if stats.clearly_before(y, x, lo, hi):
         return ">"
     return ""
 

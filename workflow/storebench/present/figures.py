@@ -133,7 +133,11 @@ def _format_legend(
         Line2D([], [], linewidth=1.2, markersize=3.5, label=name, **style)
         for name, style in styles.items()
     ]
-    handles += list(extra)
+    _legend_below(fig, [*handles, *extra])
+
+
+def _legend_below(fig: Figure, handles: Sequence[Any]) -> None:
+    """A legend of ``handles`` below the axes, off the data, four to a row."""
     fig.legend(
         handles=handles,
         loc="outside lower center",
@@ -457,13 +461,7 @@ def tiers(tables: Tables, palette: Palette) -> Figure:
         )
         for j, tier in enumerate(names)
     ]
-    fig.legend(
-        handles=handles,
-        loc="outside lower center",
-        ncol=min(4, len(handles)),
-        fontsize=6,
-        frameon=False,
-    )
+    _legend_below(fig, handles)
     return fig
 
 

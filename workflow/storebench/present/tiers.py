@@ -13,6 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from storebench import sweep
 from storebench.present import publish, verdict
 
 Rows = Sequence[Mapping[str, Any]]
@@ -122,11 +123,7 @@ def pick_changes(picks: Mapping[str, Mapping[str, str]], names: Sequence[str]) -
 
 def _order(x: Mapping[str, Any], y: Mapping[str, Any]) -> str:
     """ "<" if x's ratio interval lies wholly below y's, ">" if above, "" if they meet."""
-    if x["ratio_hi"] < y["ratio_lo"]:
-        return "<"
-    if y["ratio_hi"] < x["ratio_lo"]:
-        return ">"
-    return ""
+    return sweep.order(x, y, "ratio_lo", "ratio_hi")
 
 
 def ranking_changes(tier_rows: Rows, n: int) -> list[str]:
