@@ -159,6 +159,21 @@ def test_the_tiers_figure_draws_every_tier(tmp_path: Path) -> None:
     assert out.stat().st_size > 10_000
 
 
+def test_a_tier_that_cannot_run_stops_the_workflow_before_any_job(tmp_path: Path) -> None:
+    from conftest import snakemake, write_config
+
+    missing = tmp_path / "not-mounted"
+    config = write_config(tmp_path, tiers={"nfs": {"kind": "directory", "path": str(missing)}})
+    proc = snakemake(tmp_path, "--cores", "1", "--configfile", str(config), check=False)
+    assert proc.returncode != 0
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "storebench:" in line]
+    assert lines == [
+        f"storebench: error: config.yaml: tiers.nfs.path: {missing} is not a directory; "
+        "mount it (or create it) or fix the path"
+    ]
+    assert not (tmp_path / "results").exists() and not missing.exists()
+
+
 @pytest.mark.slow
 def test_the_experiment_runs_again_on_a_directory_tier(tmp_path: Path, sample: Path) -> None:
     from conftest import local_config, snakemake
