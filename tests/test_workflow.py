@@ -69,8 +69,11 @@ DRAWN = [
     for name, figure in FIGURES.items()
     if set(figure.tables) <= {*TABLES, "usage", "latency", "cost"}
 ]
-# Every figure of a run without the image-size sweep (whose figure needs its own runs).
-RUN_FIGURES = [name for name, figure in FIGURES.items() if "image_size" not in figure.tables]
+# Every figure of a run without the image-size sweep or storage tiers (whose figures need
+# runs of their own).
+RUN_FIGURES = [
+    name for name, figure in FIGURES.items() if not {"image_size", "tiers"} & set(figure.tables)
+]
 
 
 def small_config(work: Path, cifar10: dict) -> Path:
