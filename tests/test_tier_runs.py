@@ -142,6 +142,13 @@ def test_the_tiers_table_puts_tiers_side_by_side_and_names_what_changes() -> Non
     assert "hdf5 is ahead of webdataset on local, behind it on nfs" in text
     assert "png is ahead" not in text  # png is behind both on both tiers
     assert "changes between tiers: hdf5 on local; webdataset on nfs" in text
+    # a tie on one tier that holds the other tier's pick is no change of pick
+    picks = {"need": {"local": "**hdf5** or **lmdb** (a tie)", "nfs": "**hdf5** (1.2x)"}}
+    assert tier_tables.pick_changes(picks, ["local", "nfs"]) == []
+    picks["need"]["nfs"] = "**png** (1.2x)"
+    assert tier_tables.pick_changes(picks, ["local", "nfs"]) == [
+        "The pick for need changes between tiers: hdf5 or lmdb on local; png on nfs."
+    ]
     # intervals that meet on one tier: no change claimed
     found["nfs"] = _tier({"raw": 1.0, "png": 40.0, "hdf5": 1.3, "webdataset": 1.25})
     text = tier_tables.markdown(tier_tables.rows(found, where), found, where)

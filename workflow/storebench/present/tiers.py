@@ -10,6 +10,7 @@ fast it is there; both come with the interval of the tier's own run.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -111,14 +112,24 @@ def verdicts(tiers: Mapping[str, Mapping[str, Rows]], n: int) -> dict[str, dict[
 
 
 def pick_changes(picks: Mapping[str, Mapping[str, str]], names: Sequence[str]) -> list[str]:
-    """One line per need whose pick differs between tiers."""
+    """One line per need whose picks on two tiers share no format (a tie on a tier picks
+    both of its formats: a tier that picks one of them is no change)."""
     lines = []
     for need, by_tier in picks.items():
-        winners = {t: by_tier[t].split(" (", 1)[0].replace("*", "") for t in names if t in by_tier}
-        if len(set(winners.values())) > 1:
-            where = "; ".join(f"{w} on {t}" for t, w in winners.items())
+        winners = {t: _picked(by_tier[t]) for t in names if t in by_tier}
+        tiers = list(winners)
+        changed = any(
+            not winners[a] & winners[b] for i, a in enumerate(tiers) for b in tiers[i + 1 :]
+        )
+        if changed:
+            where = "; ".join(f"{' or '.join(sorted(w))} on {t}" for t, w in winners.items())
             lines.append(f"The pick for {need} changes between tiers: {where}.")
     return lines
+
+
+def _picked(cell: str) -> set[str]:
+    """The formats a verdict cell picks (in bold before its margin)."""
+    return set(re.findall(r"\*\*([^*]+)\*\*", cell.split(" (", 1)[0]))
 
 
 def _order(x: Mapping[str, Any], y: Mapping[str, Any]) -> str:
