@@ -184,7 +184,9 @@ def markdown(
         lines.append(f"| {need} | " + " | ".join(by_tier.get(t, "") for t in names) + " |")
     lines.append("")
     changed = pick_changes(picks, names)
-    lines += [f"- {line}" for line in changed] or ["- The picks are the same on every tier."]
+    lines += [f"- {line}" for line in changed] or [
+        "- No tier picks a format another tier rules out (a tie picks both of its formats)."
+    ]
     lines.append("")
     formats = list(dict.fromkeys(r["format"] for r in tier_rows))
     for label in dict.fromkeys(_label(r) for r in tier_rows):
