@@ -48,15 +48,12 @@ def cmd_tier_table(args: argparse.Namespace) -> None:
         name, _, path = item.partition("=")
         table, _, tier = name.partition("@")
         if table == "tier":
-            described = results.read_json(Path(path))
-            fs = described.get("filesystem") or {}
-            filesystems[tier] = f"{fs.get('type', '?')} at {described.get('work', '?')}"
+            filesystems[tier] = storage.where(results.read_json(Path(path)))
         else:
             found.setdefault(tier, {})[table] = tables.read_table(Path(path))
-    local = next(iter(found))
-    if local not in filesystems:
-        fs = storage.filesystem(Path(args.csv).parent)
-        filesystems[local] = f"{fs['type']} at {Path(args.csv).parent.parent.resolve()}"
+    here = Path(args.csv).resolve().parent.parent  # this run's results/
+    local = storage.describe(storage.LOCAL, {"kind": "local"}, here)
+    filesystems.setdefault(storage.LOCAL, storage.where(local))
     rows = tiers.rows(found, filesystems)
     tables.write_csv(rows, tiers.COLUMNS, args.csv)
     results.write_text(tiers.markdown(rows, found, filesystems), args.md)

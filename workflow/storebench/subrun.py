@@ -5,6 +5,7 @@ another."""
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -14,6 +15,29 @@ from typing import Any
 import yaml
 
 from storebench.errors import StorebenchError
+
+
+def derived(
+    config: Mapping[str, Any], archive: str | None, formats: Sequence[str] | None
+) -> dict[str, Any]:
+    """What every inner run's config shares: the outer config with no size sweep and no
+    storage tiers of its own, the dataset read from the outer run's ``archive`` or
+    folder by absolute path (the inner run works in another folder), and only
+    ``formats`` (None: all; the floor, of kind npy, is always kept)."""
+    sub = copy.deepcopy(dict(config))
+    sub["tiers"] = {}
+    sub["size_sweep"] = {**sub["size_sweep"], "sizes": []}
+    if sub["dataset"]["kind"] == "imagefolder":
+        sub["dataset"]["path"] = str(Path(sub["dataset"]["path"]).resolve())
+    elif archive:
+        sub["cifar10"] = {**sub["cifar10"], "archive": str(Path(archive).resolve())}
+    if formats:
+        floors = [f for f, spec in sub["formats"].items() if spec.get("kind") == "npy"]
+        keep = set(formats) | set(floors[:1])
+        sub["formats"] = {f: spec for f, spec in sub["formats"].items() if f in keep}
+        slowed = sub.get("test_slowdown") or {}
+        sub["test_slowdown"] = {f: v for f, v in slowed.items() if f in keep}
+    return sub
 
 
 def run(

@@ -13,7 +13,6 @@ MB/s are compared across sizes.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -53,22 +52,12 @@ def sub_config(config: Mapping[str, Any], size: int, archive: str | None) -> dic
     ``size``, its number of images, one cutoff, no parallel or DataLoader jobs, the
     sweep's formats, and CIFAR-10 read from the outer run's ``archive``."""
     sweep = config["size_sweep"]
-    sub = copy.deepcopy(dict(config))
+    sub = subrun.derived(config, archive, sweep.get("formats"))
     n = images_at(size, sweep["megabytes"])
     sub["dataset"] = {**sub["dataset"], "size": [size, size]}
-    if sub["dataset"]["kind"] == "imagefolder":
-        sub["dataset"]["path"] = str(Path(sub["dataset"]["path"]).resolve())
-    elif archive:
-        sub["cifar10"] = {**sub["cifar10"], "archive": str(Path(archive).resolve())}
     sub.update(n_images=n, cutoffs=[n])
     sub["parallel"] = {**sub["parallel"], "cutoffs": []}
     sub["dataloader"] = {**sub["dataloader"], "cutoffs": []}
-    sub["size_sweep"] = {**sweep, "sizes": []}
-    wanted = sweep.get("formats")
-    if wanted:
-        floors = [name for name, spec in sub["formats"].items() if spec.get("kind") == "npy"]
-        keep = set(wanted) | set(floors[:1])
-        sub["formats"] = {name: spec for name, spec in sub["formats"].items() if name in keep}
     return sub
 
 

@@ -18,7 +18,6 @@ tables say which).
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil
@@ -106,13 +105,7 @@ def sub_config(config: Mapping[str, Any], name: str, archive: str | None) -> dic
     the tier's formats (the floor always kept) and cutoffs, and the dataset read from
     the outer run's archive or folder (absolute paths: the run works elsewhere)."""
     spec = config["tiers"][name]
-    sub = copy.deepcopy(dict(config))
-    sub["tiers"] = {}
-    sub["size_sweep"] = {**sub["size_sweep"], "sizes": []}
-    if sub["dataset"]["kind"] == "imagefolder":
-        sub["dataset"]["path"] = str(Path(sub["dataset"]["path"]).resolve())
-    elif archive:
-        sub["cifar10"] = {**sub["cifar10"], "archive": str(Path(archive).resolve())}
+    sub = subrun.derived(config, archive, spec.get("formats"))
     cutoffs = spec.get("cutoffs") or sub["cutoffs"]
     sub["cutoffs"] = list(cutoffs)
     sub["n_images"] = max(cutoffs)
@@ -120,14 +113,6 @@ def sub_config(config: Mapping[str, Any], name: str, archive: str | None) -> dic
         part = sub.get(section)
         if isinstance(part, dict):
             part["cutoffs"] = [c for c in part.get("cutoffs") or [] if c in cutoffs]
-    wanted = spec.get("formats")
-    if wanted:
-        floors = [f for f, s in sub["formats"].items() if s.get("kind") == "npy"]
-        keep = set(wanted) | set(floors[:1])
-        sub["formats"] = {f: s for f, s in sub["formats"].items() if f in keep}
-        sub["test_slowdown"] = {
-            f: v for f, v in (sub.get("test_slowdown") or {}).items() if f in keep
-        }
     return sub
 
 
@@ -161,6 +146,12 @@ def describe(name: str, spec: Mapping[str, Any], work: Path) -> dict[str, Any]:
         "work": str(work),
         "filesystem": filesystem(work),
     }
+
+
+def where(described: Mapping[str, Any]) -> str:
+    """Where a tier ran, in words: its file system type and folder."""
+    fs = described.get("filesystem") or {}
+    return f"{fs.get('type', 'unknown')} at {described.get('work', '?')}"
 
 
 def run(
