@@ -176,16 +176,18 @@ class LinkProxy:
                             answering, waiting = False, True
                             self._add("requests", 1)
                         self._up.wait(len(data))
-                        server.sendall(data)
+                        # counted before they are passed on: once a side has the bytes,
+                        # the counts hold them (a reader's counts right after a read)
                         self._add("bytes_up", len(data))
+                        server.sendall(data)
                     else:
                         if waiting:
                             waiting, answering = False, True
                             if self.link.latency_s:
                                 time.sleep(self.link.latency_s)
                         self._down.wait(len(data))
-                        client.sendall(data)
                         self._add("bytes_down", len(data))
+                        client.sendall(data)
         except OSError:
             return
         finally:
