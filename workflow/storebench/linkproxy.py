@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import selectors
 import socket
@@ -89,6 +90,8 @@ class LinkProxy:
         self._counts = {"requests": 0, "bytes_up": 0, "bytes_down": 0, "connections": 0}
         self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", port))
+        # A client that connects here gets the counts as JSON (other processes' view)
+        self._count_listener = socket.create_server(("127.0.0.1", 0))
         self._closed = threading.Event()
         self._threads: list[threading.Thread] = []
         self._sockets: set[socket.socket] = set()
@@ -98,6 +101,11 @@ class LinkProxy:
         return self._listener.getsockname()[:2]
 
     @property
+    def count_port(self) -> int:
+        """The port that answers every connection with :attr:`counts` as JSON."""
+        return self._count_listener.getsockname()[1]
+
+    @property
     def counts(self) -> dict[str, int]:
         """Requests, bytes each way and connections so far."""
         with self._lock:
@@ -105,6 +113,7 @@ class LinkProxy:
 
     def __enter__(self) -> LinkProxy:
         self._start(self._accept, "accept")
+        self._start(self._answer_counts, "counts")
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -113,8 +122,9 @@ class LinkProxy:
     def close(self) -> None:
         """Stop accepting, close every connection and wait for the threads."""
         self._closed.set()
-        with contextlib.suppress(OSError):
-            self._listener.close()
+        for listener in (self._listener, self._count_listener):
+            with contextlib.suppress(OSError):
+                listener.close()
         with self._lock:
             open_sockets = list(self._sockets)
         for sock in open_sockets:
@@ -131,6 +141,18 @@ class LinkProxy:
     def _add(self, key: str, value: int) -> None:
         with self._lock:
             self._counts[key] += value
+
+    def _answer_counts(self) -> None:
+        self._count_listener.settimeout(0.2)
+        while not self._closed.is_set():
+            try:
+                client, _ = self._count_listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with client:
+                client.sendall(json.dumps(self.counts).encode())
 
     def _accept(self) -> None:
         self._listener.settimeout(0.2)

@@ -11,6 +11,7 @@ reference (the raw floor doing the same work) in the same process, alternating
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import time
 from collections.abc import Callable
@@ -102,6 +103,7 @@ def measure_store(
     ]:
         if old.exists():
             log.info("discarding %s (an earlier or interrupted store)", old)
+            fmt.forget(old)
             discard(old, trash)
     # Beside a long store (PNG, WebDataset, compressed HDF5 at 100,000 images: seconds)
     # the floor's store (about 0.1 s) runs several times a pair and the pair takes their
@@ -119,6 +121,10 @@ def measure_store(
         reference or fmt, source, labels, out.parent, f".{out.name}.reference.", references
     )
 
+    def drop(path: Path, side: Format) -> None:
+        side.forget(path)  # its objects on an object-store tier
+        discard(path, trash)
+
     def before_pair(order: tuple[str, str]) -> dict[str, Any]:
         # Each side keeps its last copy until the next pair, and the older ones go in
         # the order the sides will write: what a side's store finds (its own last copy,
@@ -127,9 +133,9 @@ def measure_store(
         # deleting format-then-floor made the floor measured against itself 2-4% slower
         # as the format than as the floor, in every job (a 200-pair experiment).
         for side in order:
-            copies = kept if side == "format" else references
+            copies, writer = (kept, fmt) if side == "format" else (references, reference or fmt)
             while len(copies) > 1:
-                discard(copies.pop(0), trash)
+                drop(copies.pop(0), writer)
         sync_filesystem(out.parent)  # start with no dirty pages of earlier work
         return quiet.wait()
 
@@ -149,13 +155,17 @@ def measure_store(
         # A full disk, a bug, Ctrl-C: no copy left, and its space (and the trash's, kept
         # only so that deleting does not slow the timing of later stores) freed now.
         staged = [*out.parent.glob(f".{out.name}.*.*"), *out.parent.glob(".warm-up.*")]
+        for path in kept:
+            fmt.forget(path)
+        for path in references:
+            (reference or fmt).forget(path)
         for path in {*kept, *references, *staged, trash}:
             shutil.rmtree(path, ignore_errors=True)
         raise
     while references:
-        discard(references.pop(), trash)
+        drop(references.pop(), reference or fmt)
     while len(kept) > 1:
-        discard(kept.pop(0), trash)
+        drop(kept.pop(0), fmt)
     result["filesystem_probe"] = result.pop("before_pair")
     result["source_s"] = result["samples"].pop("source_s")
     result["reference_samples"].pop("source_s")
@@ -180,6 +190,7 @@ def warm_up_store(
     try:
         fmt.write(target, Images(images[:count]), labels[:count])
     finally:
+        fmt.forget(target)
         discard(target, trash)
 
 
@@ -201,6 +212,9 @@ COLD_RESIDENCY_MAX = 0.05  # a cold read with more of the store cached is not co
 
 def cache_verified(cache: str, resident: list[float]) -> bool:
     """Whether reads in ``cache`` state really were: cold ones must start (almost) uncached."""
+    if cache != "warm" and any(math.isnan(r) for r in resident):
+        log.warning("cold not verified: this machine cannot evict the store's cache")
+        return False
     verified = cache == "warm" or max(resident) <= COLD_RESIDENCY_MAX
     if not verified:
         log.warning("eviction did not take (%.0f%% cached): cold not verified", 100 * max(resident))
@@ -216,12 +230,16 @@ def _read_trial(
     resident: list[float],
     sums: list[str],
     files: list[Path],
+    traffic: list[dict[str, float]],
 ) -> Callable[[], dict[str, float]]:
     """One timed read of ``indices`` from ``store``: open, read into the check's buffer, close.
 
     Cold: every file of the store is evicted first. The residency right before the
     read goes to ``resident``; the read is validated (off the clock) and its
-    checksum goes to ``sums``. ``files``: the store's files (``fmt.files(store)``).
+    checksum goes to ``sums``. ``files``: the files its cache state is set on
+    (``fmt.cache_files(store)``; none: a cache this machine cannot evict, and the
+    residency is NaN). On an object-store tier, what the link carried during the read
+    (requests, bytes) goes to ``traffic``, counted off the clock.
     """
 
     size = sum(path.stat().st_size for path in files)
@@ -232,7 +250,8 @@ def _read_trial(
         if cache == "cold":
             pagecache.evict(files)
             warm_free_memory(size)  # the page cache the read fills: warm pages, every time
-        fraction = pagecache.residency(files)
+        fraction = pagecache.residency(files) if files else float("nan")
+        before = fmt.traffic()
         elapsed = 0
         start = time.perf_counter_ns()
         reader = fmt.open(store)
@@ -246,6 +265,9 @@ def _read_trial(
         finally:
             reader.close()
         elapsed += time.perf_counter_ns() - start
+        if before is not None:
+            after = fmt.traffic() or {}
+            traffic.append({k: after[k] - before[k] for k in before if k in after})
         if check.spans:
             check.check(*check.spans[-1])
         resident.append(fraction)
@@ -326,13 +348,24 @@ def measure_read(
     ref_resident: list[float] = []
     sums: list[str] = []
     ref_sums: list[str] = []
-    files = fmt.files(Path(store))  # one list when the store is its own reference
-    ref_files = files if Path(ref_store) == Path(store) else ref_fmt.files(Path(ref_store))
+    traffic: list[dict[str, float]] = []
+    ref_traffic: list[dict[str, float]] = []
+    files = fmt.cache_files(Path(store))  # one list when the store is its own reference
+    ref_files = files if Path(ref_store) == Path(store) else ref_fmt.cache_files(Path(ref_store))
     trial = slowed(
-        _read_trial(fmt, Path(store), indices, cache, check, resident, sums, files), slowdown
+        _read_trial(fmt, Path(store), indices, cache, check, resident, sums, files, traffic),
+        slowdown,
     )
     floor = _read_trial(
-        ref_fmt, Path(ref_store), indices, cache, ref_check, ref_resident, ref_sums, ref_files
+        ref_fmt,
+        Path(ref_store),
+        indices,
+        cache,
+        ref_check,
+        ref_resident,
+        ref_sums,
+        ref_files,
+        ref_traffic,
     )
     if cache == "warm":
         _warm_up(fmt, Path(store), files, indices, check)
@@ -350,7 +383,7 @@ def measure_read(
         raise StorebenchError(
             f"read of {store}: reads of the same images gave different checksums; a reader is wrong"
         )
-    return {
+    found = {
         "cache": cache,
         "cache_verified": cache_verified(cache, resident + ref_resident),
         "residency_before": resident,
@@ -359,3 +392,7 @@ def measure_read(
         **result,
         "checksum": sums[-1],
     }
+    if traffic:  # an object-store tier: what each kept read carried over its link
+        found["traffic"] = kept_calls(traffic, result["retaken"], "format")
+        found["reference_traffic"] = kept_calls(ref_traffic, result["retaken"], "reference")
+    return found

@@ -48,6 +48,9 @@ class Endpoint:
     access_key: str
     secret_key: str = field(repr=False)
     region: str = "us-east-1"
+    # a server storebench started: its process and data folder (else 0 and "")
+    pid: int = 0
+    data: str = ""
 
 
 def s3_store(
@@ -191,7 +194,49 @@ def seaweedfs(folder: Path, timeout_s: float = START_TIMEOUT_S) -> Iterator[Endp
             },
             handle,
         )
-    ports = dict(zip(PORTS, free_ports(len(PORTS)), strict=True))
+    (folder / "data").mkdir(exist_ok=True)
+    logfile = open(folder / "server.log", "ab")  # noqa: SIM115 - closed below
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # unwinds through the finally below
+
+    process = None
+    used: list[int] = []
+    try:
+        if threading_main():
+            signal.signal(signal.SIGTERM, on_term)
+        for attempt in range(1, START_ATTEMPTS + 1):
+            ports = dict(zip(PORTS, free_ports(len(PORTS)), strict=True))
+            used += ports.values()
+            process = _start_server(binary, folder, config, ports, logfile)
+            url = f"http://127.0.0.1:{ports['s3.port']}"
+            if _wait_ready(process, url, folder, timeout_s, attempt == START_ATTEMPTS):
+                break
+            log.info("SeaweedFS: a port was taken before it bound one; new ports")
+        log.info("SeaweedFS S3 gateway on %s (data in %s)", url, folder)
+        yield Endpoint(url, access, secret, pid=process.pid, data=str(folder / "data"))
+    finally:
+        if process is not None:
+            stop(process)
+        logfile.close()
+        # its gRPC sockets go to /tmp whatever the flags say; they are ours to remove
+        for port in used:
+            for socket_file in Path("/tmp").glob(f"seaweedfs-*-grpc-{port}.sock"):
+                socket_file.unlink(missing_ok=True)
+        if threading_main():
+            signal.signal(signal.SIGTERM, previous)
+
+
+# Starts tried when another program takes one of the chosen free ports before the
+# server binds it (they are free when chosen, not reserved).
+START_ATTEMPTS = 3
+PORT_TAKEN = b"address already in use"
+
+
+def _start_server(
+    binary: Path, folder: Path, config: Path, ports: dict[str, int], logfile: Any
+) -> subprocess.Popen:
     command = [
         str(binary),
         "server",
@@ -208,49 +253,45 @@ def seaweedfs(folder: Path, timeout_s: float = START_TIMEOUT_S) -> Iterator[Endp
         "-volume.preStopSeconds=0",  # stop at once: nothing else uses this server
         *(f"-{name}={port}" for name, port in ports.items()),
     ]
-    s3 = ports["s3.port"]
-    (folder / "data").mkdir(exist_ok=True)
-    logfile = open(folder / "server.log", "ab")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
+    logfile.write(f"--- start on ports {sorted(ports.values())}\n".encode())
+    logfile.flush()
+    return subprocess.Popen(
         command,
         stdout=logfile,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
-    previous = signal.getsignal(signal.SIGTERM)
 
-    def on_term(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt  # unwinds through the finally below
 
-    try:
-        if threading_main():
-            signal.signal(signal.SIGTERM, on_term)
-        url = f"http://127.0.0.1:{s3}"
-        deadline = time.monotonic() + timeout_s
-        while not _ready(url):
-            if process.poll() is not None:
+def _wait_ready(
+    process: subprocess.Popen, url: str, folder: Path, timeout_s: float, last: bool
+) -> bool:
+    """Whether the server answers on ``url``; False when it stopped because a port was
+    taken and another start may be tried; else one line naming what to look at."""
+    deadline = time.monotonic() + timeout_s
+    while not _ready(url):
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop(process)
+            text = (folder / "server.log").read_bytes().rsplit(b"--- start", 1)[-1]
+            if PORT_TAKEN in text.lower() and not last:
+                return False
+            if PORT_TAKEN in text.lower():
+                raise StorebenchError(
+                    f"the SeaweedFS server found its ports taken {START_ATTEMPTS} times; "
+                    "stop what keeps taking ports on 127.0.0.1 and rerun"
+                )
+            if process.returncode is not None and process.returncode != -signal.SIGTERM:
                 raise StorebenchError(
                     f"the SeaweedFS server stopped at start (exit {process.returncode}); "
                     f"see {folder / 'server.log'}"
                 )
-            if time.monotonic() > deadline:
-                raise StorebenchError(
-                    f"the SeaweedFS server did not answer on {url} within {timeout_s:.0f} s; "
-                    f"see {folder / 'server.log'}"
-                )
-            time.sleep(0.2)
-        log.info("SeaweedFS S3 gateway on %s (data in %s)", url, folder)
-        yield Endpoint(url, access, secret)
-    finally:
-        stop(process)
-        logfile.close()
-        # its gRPC sockets go to /tmp whatever the flags say; they are ours to remove
-        for port in ports.values():
-            for socket_file in Path("/tmp").glob(f"seaweedfs-*-grpc-{port}.sock"):
-                socket_file.unlink(missing_ok=True)
-        if threading_main():
-            signal.signal(signal.SIGTERM, previous)
+            raise StorebenchError(
+                f"the SeaweedFS server did not answer on {url} within {timeout_s:.0f} s; "
+                f"see {folder / 'server.log'}"
+            )
+        time.sleep(0.2)
+    return True
 
 
 def threading_main() -> bool:

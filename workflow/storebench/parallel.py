@@ -184,7 +184,7 @@ def measure_parallel(
     ]
 
     def trial_of(target: int) -> Callable[[], dict[str, float]]:
-        files = targets[target][0].files(targets[target][1])
+        files = targets[target][0].cache_files(targets[target][1])
         seen = record[target]
 
         def trial() -> dict[str, float]:
@@ -220,7 +220,7 @@ def measure_parallel(
         trial, floor = trial_of(0), trial_of(1)
         if cache == "warm":  # untimed: the stores cached, each worker's reader initialised
             for target, (target_fmt, target_store) in enumerate(targets):
-                pagecache.load(target_fmt.files(target_store))
+                pagecache.load(target_fmt.cache_files(target_store))
                 for parent, _ in pipes:
                     parent.send(("warm", target, 0, 0))
                 _receive_all(pipes, "warm", barrier)

@@ -143,6 +143,8 @@ def describe(
         "where": {"host": socket.gethostname(), "pid": os.getpid()},
         "memory": chunks.memory_record(),
         "run": {"dataset": dataset, **(settings or {})},
+        # an object-store tier: where, read which way, and the link as measured
+        **({"tier": fmt.describe()} if getattr(fmt, "remote", False) else {}),
     }
 
 

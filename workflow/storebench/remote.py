@@ -18,6 +18,7 @@ import io
 import json
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,9 @@ MANIFEST = "manifest.json"
 BLOCK = 256 * 1024
 # Upload a file in parts of this size (S3's multipart upload) above it.
 PART = 8 << 20
+# Objects put, and fetched by key, at once (a client's connection pool; aws s3 cp uses 10).
+UPLOADS = 16
+GETS = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +75,12 @@ class Location:
         """Stream object ``name`` into the file ``target`` (one request); its size."""
         return _fetch(self, name, target)
 
+    def get_many(self, names: Sequence[str]) -> list[bytes]:
+        """Objects ``names``, :data:`GETS` requests in flight (a loader's prefetch), in
+        order."""
+        with ThreadPoolExecutor(GETS) as pool:
+            return list(pool.map(self.get, names))
+
     def get_range(self, name: str, start: int, end: int) -> bytes:
         """Bytes ``start`` to ``end`` (exclusive) of object ``name``: one request."""
         import obstore
@@ -97,13 +107,14 @@ def _fetch(location: Location, name: str, target: Path) -> int:
 
 
 def upload(directory: Path, files: Sequence[Path], location: Location) -> dict[str, int]:
-    """Put every file of a store (``files``, below ``directory``) under ``location``, then
-    the manifest; the objects and bytes put."""
+    """Put every file of a store (``files``, below ``directory``) under ``location``,
+    :data:`UPLOADS` at a time (as ``aws s3 cp --recursive`` does), then the manifest;
+    the objects and bytes put."""
     import obstore
 
     directory = Path(directory)
-    listed = {}
-    for path in files:
+
+    def put(path: Path) -> tuple[str, int]:
         name = path.relative_to(directory).as_posix()
         size = path.stat().st_size
         with open(path, "rb") as handle:
@@ -111,7 +122,10 @@ def upload(directory: Path, files: Sequence[Path], location: Location) -> dict[s
                 obstore.put(location.store, location.key(name), handle, chunk_size=PART)
             else:
                 obstore.put(location.store, location.key(name), handle.read())
-        listed[name] = size
+        return name, size
+
+    with ThreadPoolExecutor(UPLOADS) as pool:
+        listed = dict(pool.map(put, files))
     body = json.dumps({"objects": listed}, sort_keys=True).encode()
     obstore.put(location.store, location.key(MANIFEST), body)
     return {"objects": len(listed) + 1, "bytes": sum(listed.values()) + len(body)}

@@ -48,7 +48,8 @@ class StoreCopies:
         is a copy."""
         if store in self.made:
             return self.made[store], True
-        if len(fmt.files(store)) > host.FEW_FILES:
+        # on an object-store tier the folder holds only a pointer to the objects read
+        if fmt.remote or len(fmt.files(store)) > host.FEW_FILES:
             return store, False
         target = host.fresh_dir(self.folder, f"{store.parent.name}-{store.name}.") / "store"
         shutil.copytree(store, target)
@@ -149,6 +150,7 @@ def measure_round(
                 result, staged = measure.measure_store(
                     fmt, part, part_labels, out, trash, None, quiet, reference=floor, **kwargs
                 )
+                fmt.forget(staged)
                 host.discard(staged, trash)
             else:
                 indices = measure.read_indices(cell.n, cell.order, config["seed"])

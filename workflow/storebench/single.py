@@ -160,6 +160,7 @@ def measure_single(
             read = (time.perf_counter_ns() - start) * NS
             expected = side_fmt.decoded(images)
             validate(out_images, out_labels, expected, labels, f"single-image read of {target}")
+            side_fmt.forget(target)
             shutil.rmtree(target)
             return {"single_store_s": stored, "single_read_s": read}
 

@@ -6,6 +6,7 @@ another."""
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -48,9 +49,11 @@ def run(
     cores: int,
     snakefile: Path,
     log: Path,
+    env: Mapping[str, str] | None = None,
 ) -> None:
     """Run the workflow on ``config`` in ``work`` for ``targets`` (paths below it); its
-    output goes to ``log``. ``what`` names the run in the error a failure raises."""
+    output goes to ``log``; ``env``: variables its jobs get beside this process's. ``what``
+    names the run in the error a failure raises."""
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     path = work / "config.yaml"
@@ -70,6 +73,12 @@ def run(
         *targets,
     ]
     with open(log, "a") as handle:
-        done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, check=False)
+        done = subprocess.run(
+            command,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            check=False,
+            env={**os.environ, **(env or {})},
+        )
     if done.returncode != 0:
         raise StorebenchError(f"the run {what} failed; see {log} and {work}/.snakemake/log")

@@ -18,10 +18,12 @@ tables say which).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +52,17 @@ DECLARED = (
 # The tables the tiers table is made from, per tier.
 TABLES = ("store", "read", "usage")
 LOCAL = "local"
+S3 = "s3"
 
 
-def work_folder(name: str, spec: Mapping[str, Any]) -> Path:
-    """Where a tier's run works (its results/ is below it)."""
+def work_folder(name: str, spec: Mapping[str, Any], out: Path) -> Path:
+    """Where a tier's run works (its results/ is below it): on the mount of a directory
+    tier; for an object-store tier, on local disk in ``out``/run (its stores' local
+    copies, the dataset and its scratch: only the objects are on the tier)."""
     if spec["kind"] == "directory":
         return Path(spec["path"]).resolve() / "storebench" / name
+    if spec["kind"] == S3:
+        return Path(out).resolve() / "run"
     raise StorebenchError(f"tiers.{name}.kind: {spec['kind']!r} is not a known tier kind")
 
 
@@ -82,7 +89,11 @@ def check(config: Mapping[str, Any]) -> None:
                 "measures some of the run's cutoffs"
             )
         if spec["kind"] == "directory":
+            if not spec.get("path"):
+                raise StorebenchError(f"tiers.{name}.path: a directory tier needs the mount's path")
             _check_directory(name, Path(spec["path"]))
+        elif spec["kind"] == S3:
+            _check_s3(name, spec)
 
 
 def _check_directory(name: str, path: Path) -> None:
@@ -100,6 +111,53 @@ def _check_directory(name: str, path: Path) -> None:
         )
 
 
+def _check_s3(name: str, spec: Mapping[str, Any]) -> None:
+    """An object-store tier: SeaweedFS installed when storebench starts the server; a
+    user's endpoint reachable, its credentials taken and its bucket there."""
+    from storebench import objectstore
+
+    extra = sorted(set(spec) & {"path"})
+    if extra:
+        raise StorebenchError(f"tiers.{name}: {extra[0]} is for kind directory, not {S3}")
+    url = spec.get("endpoint")
+    if not url:
+        objectstore.weed_binary()
+        return
+    if not url.startswith(("http://", "https://")):
+        raise StorebenchError(
+            f"tiers.{name}.endpoint: {url!r} is not a URL; give it as http://host:port or "
+            "https://host"
+        )
+    if url.startswith("https://") and (spec.get("latency_ms") or spec.get("bandwidth_mbit")):
+        raise StorebenchError(
+            f"tiers.{name}: an emulated link (latency_ms, bandwidth_mbit) needs an http:// "
+            "endpoint; drop them to measure the https endpoint's own link"
+        )
+    objectstore.check(_user_endpoint(name, url), bucket(name, spec), name)
+
+
+def _user_endpoint(name: str, url: str) -> Any:
+    """A user's endpoint with the credentials of the environment."""
+    import os
+
+    from storebench import objectstore
+
+    missing = [k for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if not os.environ.get(k)]
+    if missing:
+        raise StorebenchError(
+            f"tier {name}: {' and '.join(missing)} not set; export the bucket's credentials "
+            "before the run (they are read from the environment, never from the config)"
+        )
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return objectstore.Endpoint(
+        url, os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"], region
+    )
+
+
+def bucket(name: str, spec: Mapping[str, Any]) -> str:
+    return spec.get("bucket") or "storebench"
+
+
 def sub_config(config: Mapping[str, Any], name: str, archive: str | None) -> dict[str, Any]:
     """The config of one tier's run: the outer config with no tiers and no size sweep,
     the tier's formats (the floor always kept) and cutoffs, and the dataset read from
@@ -112,7 +170,9 @@ def sub_config(config: Mapping[str, Any], name: str, archive: str | None) -> dic
     for section in ("parallel", "dataloader"):
         part = sub.get(section)
         if isinstance(part, dict):
-            part["cutoffs"] = [c for c in part.get("cutoffs") or [] if c in cutoffs]
+            # not on an object-store tier yet: its readers run in worker processes
+            kept = [] if spec["kind"] == S3 else part.get("cutoffs") or []
+            part["cutoffs"] = [c for c in kept if c in cutoffs]
     return sub
 
 
@@ -166,9 +226,25 @@ def run(
     """Run the experiment on tier ``name`` (``spec``: its entry in config ``tiers``;
     ``config``: its run's own, :func:`sub_config`) and copy its tables, verdict and
     environment into ``out`` with ``tier.json``."""
-    work = work_folder(name, spec)
-    subrun.run(f"on tier {name}", config, work, TARGETS, cores, snakefile, log)
     out = Path(out)
+    work = work_folder(name, spec, out)
+    described = describe(name, spec, work)
+    if spec["kind"] == S3:
+        with object_store(name, spec, out) as (place, env):
+            described["object_store"] = {
+                "endpoint": spec.get("endpoint") or "SeaweedFS started by storebench",
+                "bucket": place.bucket,
+                "prefix": place.prefix,
+                "latency_ms": spec.get("latency_ms", 0),
+                "bandwidth_mbit": spec.get("bandwidth_mbit", 0),
+                "measured": place.link,
+            }
+            cpu = place.traffic().get("server_cpu_s")
+            subrun.run(f"on tier {name}", config, work, TARGETS, cores, snakefile, log, env)
+            if cpu is not None:
+                described["object_store"]["server_cpu_s"] = place.traffic()["server_cpu_s"] - cpu
+    else:
+        subrun.run(f"on tier {name}", config, work, TARGETS, cores, snakefile, log)
     for relative in COPIED:
         source = work / "results" / relative
         if source.exists():
@@ -177,4 +253,101 @@ def run(
             staged = target.with_name(f".{target.name}.part")
             shutil.copyfile(source, staged)
             os.replace(staged, target)
-    results.write_text(json.dumps(describe(name, spec, work), indent=2) + "\n", out / "tier.json")
+    results.write_text(json.dumps(described, indent=2) + "\n", out / "tier.json")
+
+
+@contextlib.contextmanager
+def object_store(
+    name: str, spec: Mapping[str, Any], out: Path
+) -> Iterator[tuple[Any, dict[str, str]]]:
+    """The object store of tier ``name`` for the length of its run: a SeaweedFS server
+    storebench starts (data in ``out``/server) or the user's endpoint, behind a link
+    proxy with the tier's latency and bandwidth (an http endpoint), its link measured;
+    yields the :class:`storebench.objecttier.Place` and the environment of the run's
+    jobs (the place and the credentials)."""
+    from storebench import linkproxy, objectstore, objecttier
+
+    with contextlib.ExitStack() as stack:
+        if spec.get("endpoint"):
+            endpoint = _user_endpoint(name, spec["endpoint"])
+        else:
+            endpoint = stack.enter_context(objectstore.seaweedfs(Path(out) / "server"))
+        url, counter = endpoint.url, 0
+        if url.startswith("http://"):
+            link = linkproxy.Link.of(spec.get("latency_ms", 0), spec.get("bandwidth_mbit", 0))
+            proxy = stack.enter_context(linkproxy.LinkProxy(_host_port(url), link))
+            url, counter = f"http://127.0.0.1:{proxy.address[1]}", proxy.count_port
+        place = objecttier.Place(
+            url,
+            bucket(name, spec),
+            (spec.get("prefix") or name).strip("/"),
+            counter,
+            endpoint.data,
+            endpoint.pid,
+        )
+        env = {
+            "AWS_ACCESS_KEY_ID": endpoint.access_key,
+            "AWS_SECRET_ACCESS_KEY": endpoint.secret_key,
+            "AWS_REGION": endpoint.region,
+        }
+        for key, value in env.items():  # this process's own clients (the link's probe)
+            stack.enter_context(_environ(key, value))
+        place = dataclasses.replace(place, link=measure_link(place))
+        env[objecttier.ENV] = place.to_env()
+        yield place, env
+
+
+@contextlib.contextmanager
+def _environ(key: str, value: str) -> Iterator[None]:
+    old = os.environ.get(key)
+    os.environ[key] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 80
+
+
+PROBE_BYTES = 8 << 20
+PROBES = 7
+
+
+def measure_link(place: Any) -> dict[str, Any]:
+    """What a client sees of the tier's link before the run: the time to the first byte
+    of an object request (a 1-byte object) and the throughput of an 8 MiB get, each the
+    median of :data:`PROBES` with the order-statistic interval of that median."""
+    import time
+
+    import obstore
+
+    from storebench import stats
+
+    location = place.location(f"probe-{os.getpid()}")
+    obstore.put(location.store, location.key("small"), b"x")
+    obstore.put(location.store, location.key("big"), os.urandom(PROBE_BYTES))
+    first, rate = [], []
+    try:
+        for _ in range(PROBES):
+            start = time.perf_counter()
+            location.get("small")
+            first.append((time.perf_counter() - start) * 1e3)
+            start = time.perf_counter()
+            location.get("big")
+            rate.append(PROBE_BYTES * 8 / (time.perf_counter() - start) / 1e6)
+    finally:
+        obstore.delete(location.store, [location.key("small"), location.key("big")])
+
+    def shown(values: list[float]) -> dict[str, float]:
+        found = stats.median_interval(values)
+        return {k: round(float(found[k]), 3) for k in ("median", "lo", "hi", "coverage")}
+
+    return {"request_ms": shown(first), "get_mbit_s": shown(rate), "probes": PROBES}

@@ -176,7 +176,7 @@ def measure_epochs(
     ref_fmt, ref_store = reference or (fmt, store)
     trial = epoch_of("format", fmt, Path(store))
     floor = epoch_of("reference", ref_fmt, Path(ref_store))
-    pagecache.load([*fmt.files(store), *ref_fmt.files(ref_store)])
+    pagecache.load([*fmt.cache_files(store), *ref_fmt.cache_files(ref_store)])
     floor()  # untimed: the DataLoader's code paths warm
     result = run_pairs(trial, floor, policy, seed)
     if not (fmt.lossy or ref_fmt.lossy) and len(set(sums.values())) != 1:

@@ -70,6 +70,9 @@ def make_format(name: str, spec: Mapping[str, Any]) -> Format:
         if field.name in spec and whole and isinstance(value, (bool, float)):
             raise StorebenchError(f"formats.{name}.{field.name}: {value!r} is not a whole number")
     try:
-        return cls(**spec)
+        fmt = cls(**spec)
     except (TypeError, ValueError) as exc:
         raise StorebenchError(f"formats.{name}: {exc}") from exc
+    from storebench import objecttier  # on an object-store tier's run: the store is there
+
+    return objecttier.wrap(fmt)

@@ -17,8 +17,10 @@ from storebench.errors import StorebenchError
 IMAGE_BYTES = 32 * 32 * 3  # one CIFAR image, (32, 32, 3) uint8: the default image size
 
 # Files that tools put into a store's folder but that are not part of the store
-# (Snakemake marks directory outputs with a timestamp file).
-FOREIGN = frozenset({".snakemake_timestamp"})
+# (Snakemake marks directory outputs with a timestamp file; a store on an object-store
+# tier keeps a pointer to its objects: storebench.objecttier).
+POINTER = "object-store.json"
+FOREIGN = frozenset({".snakemake_timestamp", POINTER})
 
 
 class Reader(ABC):
@@ -101,6 +103,22 @@ class Format(ABC):
         return sorted(
             p for p in Path(directory).rglob("*") if p.is_file() and p.name not in FOREIGN
         )
+
+    # Whether the store is read from elsewhere than its folder (an object-store tier).
+    remote: ClassVar[bool] = False
+
+    def cache_files(self, directory: Path) -> list[Path]:
+        """The files whose pages a cold read of the store evicts and a warm one loads:
+        the store's own (on an object-store tier, the server's)."""
+        return self.files(directory)
+
+    def traffic(self) -> dict[str, float] | None:
+        """Requests and bytes the store's link has carried so far (None: a local store)."""
+        return None
+
+    def forget(self, directory: Path) -> None:
+        """Let go of what a store copy holds outside its folder (nothing, locally)."""
+        return None
 
     def disk_bytes_per_image(self, image_bytes: int = IMAGE_BYTES) -> int:
         """An upper estimate of a store's bytes on disk per image of ``image_bytes``: the

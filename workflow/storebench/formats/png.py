@@ -32,16 +32,22 @@ class PngReader(Reader):
         self.labels = np.loadtxt(io.BytesIO(text), dtype=np.uint8, delimiter=",", ndmin=1)
 
     def _bytes(self, index: int) -> bytes:
-        if self.location is not None:
-            return self.location.get(f"{index}.png")
         with open(_image_path(self.directory, index), "rb") as handle:
             return handle.read()
 
     def read_into(self, indices: np.ndarray, images: np.ndarray, labels: np.ndarray) -> None:
         # Read each file whole, then decode from memory with the PNG plugin only:
         # 1.1x Pillow's in-memory decode time here, against 1.2x for Image.open(path).
-        for k, index in enumerate(indices.tolist()):
-            data = self._bytes(index)
+        # From an object store, the chunk's objects are fetched with several requests in
+        # flight first (a map-style loader's prefetch), then decoded in order.
+        wanted = indices.tolist()
+        fetched = (
+            self.location.get_many([f"{i}.png" for i in wanted])
+            if self.location is not None
+            else None
+        )
+        for k, index in enumerate(wanted):
+            data = fetched[k] if fetched is not None else self._bytes(index)
             slot = images[k]  # (height, width, channels): the dataset's image at k
             with Image.open(io.BytesIO(data), formats=PNG_ONLY) as image:
                 pixels = image.tobytes()
