@@ -176,7 +176,7 @@ def seaweedfs(folder: Path, timeout_s: float = START_TIMEOUT_S) -> Iterator[Endp
     process while the server runs is turned into the same clean stop.
     """
     binary = weed_binary()
-    folder = Path(folder)
+    folder = Path(folder).resolve()  # its clients may work in other folders
     folder.mkdir(parents=True, exist_ok=True)
     access, secret = "storebench", secrets.token_hex(16)
     config = folder / "s3.json"

@@ -160,6 +160,10 @@ class OnObjectStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
+    @property
+    def libraries(self) -> tuple[str, ...]:
+        return (*self.inner.libraries, "obstore")
+
     def __repr__(self) -> str:
         return f"OnObjectStore({self.inner!r}, {self.place.url}/{self.place.bucket})"
 

@@ -66,7 +66,7 @@ def fingerprint(*formats: Any) -> str:
     Rules pass it as a param, so Snakemake reruns exactly the jobs it changes.
     """
     root = Path(storebench.__file__).parent
-    own = {f"formats/{Path(sys.modules[type(f).__module__].__file__ or '').name}" for f in formats}
+    own = {f"formats/{Path(sys.modules[_kind(f).__module__].__file__ or '').name}" for f in formats}
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         name = path.relative_to(root).as_posix()
@@ -75,12 +75,17 @@ def fingerprint(*formats: Any) -> str:
         if name.startswith("formats/") and name not in own | FORMAT_SHARED:
             continue
         digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
-    for package in sorted({*CORE_LIBRARIES, *(p for f in formats for p in type(f).libraries)}):
+    for package in sorted({*CORE_LIBRARIES, *(p for f in formats for p in f.libraries)}):
         digest.update(f"{package}={package_version(package)}\0".encode())
     return digest.hexdigest()[:12]
 
 
 FORMAT_SHARED = frozenset({"formats/__init__.py", "formats/base.py"})
+
+
+def _kind(fmt: Any) -> type:
+    """The class of a format's kind (of the format itself on an object-store tier)."""
+    return type(getattr(fmt, "inner", fmt))
 
 
 def versions(*formats: Any) -> dict[str, str]:
@@ -96,7 +101,7 @@ def versions(*formats: Any) -> dict[str, str]:
         "storebench_code": fingerprint(*formats) if formats else code_version(),
     }
     if formats:
-        kinds = [type(f) for f in formats]
+        kinds: list[Any] = list(formats)
     else:
         from storebench.formats import available_kinds
 

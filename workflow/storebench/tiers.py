@@ -209,9 +209,28 @@ def describe(name: str, spec: Mapping[str, Any], work: Path) -> dict[str, Any]:
 
 
 def where(described: Mapping[str, Any]) -> str:
-    """Where a tier ran, in words: its file system type and folder."""
+    """Where a tier ran, in words: its file system type and folder; for an object-store
+    tier, the store, the link set and the link measured."""
     fs = described.get("filesystem") or {}
-    return f"{fs.get('type', 'unknown')} at {described.get('work', '?')}"
+    store = described.get("object_store")
+    if not store:
+        return f"{fs.get('type', 'unknown')} at {described.get('work', '?')}"
+    measured = store.get("measured") or {}
+    request, rate = measured.get("request_ms") or {}, measured.get("get_mbit_s") or {}
+    link = (
+        f"a link of {store.get('latency_ms', 0):g} ms and {store.get('bandwidth_mbit', 0):g} Mbit/s"
+        if store.get("latency_ms") or store.get("bandwidth_mbit")
+        else "no emulated link"
+    )
+    found = (
+        f"; measured: {request['median']:.3g} ms to a small object's first byte "
+        f"[{request['lo']:.3g}-{request['hi']:.3g}], {rate['median']:.3g} Mbit/s "
+        f"[{rate['lo']:.3g}-{rate['hi']:.3g}] (medians of {measured.get('probes')}, "
+        f"{request.get('coverage', 0):.0%} intervals)"
+        if request and rate
+        else ""
+    )
+    return f"S3 bucket {store.get('bucket')!r} on {store.get('endpoint')}, through {link}{found}"
 
 
 def run(
@@ -230,6 +249,9 @@ def run(
     work = work_folder(name, spec, out)
     described = describe(name, spec, work)
     if spec["kind"] == S3:
+        if not spec.get("endpoint") and not (out / "server").exists():
+            # a server of ours whose data is gone: the run's stores point at no objects
+            shutil.rmtree(work / "results" / "stores", ignore_errors=True)
         with object_store(name, spec, out) as (place, env):
             described["object_store"] = {
                 "endpoint": spec.get("endpoint") or "SeaweedFS started by storebench",

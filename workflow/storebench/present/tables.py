@@ -81,6 +81,9 @@ TIMING_COLUMNS = (
     "create_latency_us_max",
     "slow_probes",
     "psnr_db",
+    "remote_way",
+    "requests",
+    "bytes_down",
 )
 LATENCY_COLUMNS = (
     "format",
@@ -300,11 +303,22 @@ def _merged(by_round: dict[int, dict[str, Any]]) -> dict[str, Any]:
     records of every round (residency, file-system probes) one after another."""
     ordered = [by_round[r] for r in sorted(by_round)]
     merged = dict(ordered[0])
-    for key in ("residency_before", "filesystem_probe"):
+    for key in ("residency_before", "filesystem_probe", "traffic"):
         if any(key in r for r in ordered):
             merged[key] = [x for r in ordered for x in r.get(key) or []]
     merged["cache_verified"] = all(r.get("cache_verified", True) for r in ordered)
     return merged
+
+
+def _traffic(result: dict[str, Any]) -> dict[str, Any]:
+    """A read on an object-store tier: the way the format reads it (key, range, stream,
+    staged), and the median requests and bytes received per read of the format."""
+    traffic = result.get("traffic") or []
+    return {
+        "remote_way": (result.get("tier") or {}).get("remote_way", ""),
+        "requests": float(np.median([t["requests"] for t in traffic])) if traffic else "",
+        "bytes_down": float(np.median([t["bytes_down"] for t in traffic])) if traffic else "",
+    }
 
 
 def timing_rows(loaded: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -335,13 +349,18 @@ def timing_rows(loaded: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                     "mb_per_s": result["n"] * _image_bytes(result) / stats["median"] / 1e6
                     if per_image
                     else "",
-                    "residency_max": max(resident) if resident else "",
+                    # NaN: a cache this machine cannot see (a user's own bucket)
+                    "residency_max": max(resident)
+                    if resident and not any(math.isnan(r) for r in resident)
+                    else "",
                     "create_latency_us_max": max(p["create_latency_us"] for p in probes)
                     if probes
                     else "",
                     "slow_probes": sum(bool(p.get("slow")) for p in probes) if probes else "",
                     # a store of a lossy payload: how far its images are from the dataset's
                     "psnr_db": result.get("psnr_db", ""),
+                    # an object-store tier: how the format read it, what a read carried
+                    **_traffic(result),
                 }
             )
     return add_run_drift(rows)
@@ -597,6 +616,7 @@ TEXT_COLUMNS = frozenset(
     {
         "format",
         "kind",
+        "remote_way",
         "measurement",
         "cache",
         "order",
