@@ -53,6 +53,24 @@ class Endpoint:
     data: str = ""
 
 
+CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+def environment_endpoint(url: str, who: str) -> Endpoint:
+    """An endpoint at ``url`` with the credentials of the environment (``AWS_*``), or one
+    line naming ``who`` needs them and which are missing."""
+    missing = [name for name in CREDENTIALS if not os.environ.get(name)]
+    if missing:
+        raise StorebenchError(
+            f"{who}: {' and '.join(missing)} not set; export the bucket's credentials "
+            "before the run (they are read from the environment, never from the config)"
+        )
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return Endpoint(
+        url, os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"], region
+    )
+
+
 def s3_store(
     endpoint: Endpoint,
     bucket: str,

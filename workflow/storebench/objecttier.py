@@ -41,7 +41,17 @@ from storebench.errors import StorebenchError
 from storebench.formats.base import POINTER
 
 ENV = "STOREBENCH_OBJECT_STORE"
-CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+# Retries of a failed request (a real S3 throttles: 503 SlowDown), each within 10 s: a
+# server that is gone fails a read in seconds, not after obstore's default 3 minutes.
+RETRIES = 2
+
+
+def _request_errors() -> tuple[type[BaseException], ...]:
+    """What a failed request raises: OSError (pyarrow, h5py over a RangeFile, a refused
+    connection) and obstore's own errors (obstore, zarr's ObjectStore)."""
+    from obstore.exceptions import BaseError
+
+    return (OSError, BaseError)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,21 +83,26 @@ class Place:
         """The client's endpoint with the credentials of the environment."""
         from storebench import objectstore
 
-        missing = [name for name in CREDENTIALS if not os.environ.get(name)]
-        if missing:
-            raise StorebenchError(
-                f"{' and '.join(missing)} not set: the object-store tier needs the "
-                "bucket's credentials in the environment"
-            )
-        return objectstore.Endpoint(
-            self.url,
-            os.environ["AWS_ACCESS_KEY_ID"],
-            os.environ["AWS_SECRET_ACCESS_KEY"],
-            os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
-        )
+        return objectstore.environment_endpoint(self.url, f"object store {self.url}")
 
     def location(self, key: str) -> remote.Location:
-        return remote.Location.of(self.endpoint(), self.bucket, f"{self.prefix}/{key}", self.url)
+        return remote.Location.of(
+            self.endpoint(), self.bucket, f"{self.prefix}/{key}", self.url, RETRIES
+        )
+
+    def failed(self, error: BaseException, what: str) -> StorebenchError:
+        """One line for a request to the tier that failed (its server stopped, the
+        endpoint went away, an object is missing)."""
+        text = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+        fix = (
+            f"check that the server runs (see {Path(self.server_data).parent / 'server.log'})"
+            if self.server_data
+            else "check that the endpoint is reachable and the bucket there"
+        )
+        return StorebenchError(
+            f"object store {self.url}, bucket {self.bucket!r}: {what} failed ({text}); {fix}, "
+            "then rerun: snakemake --cores 4"
+        )
 
     def traffic(self) -> dict[str, float]:
         """The link's counts so far and the server's CPU seconds (each absent when there
@@ -127,13 +142,18 @@ def read_pointer(directory: Path) -> dict[str, Any]:
 
 class _ScratchReader:
     """A reader of a store on the object store, and the local scratch it used (removed
-    on close)."""
+    on close); a request that fails mid-read ends the read with one line."""
 
-    def __init__(self, reader: Any, scratch: Path) -> None:
-        self.reader, self.scratch = reader, scratch
+    def __init__(self, reader: Any, scratch: Path, place: Place) -> None:
+        self.reader, self.scratch, self.place = reader, scratch, place
 
     def read_into(self, *args: Any) -> None:
-        self.reader.read_into(*args)
+        try:
+            self.reader.read_into(*args)
+        except StorebenchError:
+            raise
+        except _request_errors() as error:
+            raise self.place.failed(error, "a read") from None
 
     def close(self) -> None:
         try:
@@ -176,19 +196,23 @@ class OnObjectStore:
         self.inner.write(directory, images, labels)
         key = uuid.uuid4().hex
         files = [p for p in self.inner.files(directory) if p.name != POINTER]
-        put = remote.upload(directory, files, self.place.location(key))
+        try:
+            put = remote.upload(directory, files, self.place.location(key))
+        except _request_errors() as error:
+            raise self.place.failed(error, "an upload") from None
         (directory / POINTER).write_text(json.dumps({"key": key, **put}) + "\n")
 
     def open(self, directory: Path) -> Any:
         key = read_pointer(directory)["key"]
         scratch = Path(tempfile.mkdtemp(prefix=".remote.", dir=Path(directory).parent))
         try:
-            return _ScratchReader(
-                self.inner.open_remote(self.place.location(key), scratch), scratch
-            )
-        except BaseException:
+            opened = self.inner.open_remote(self.place.location(key), scratch)
+        except BaseException as error:
             shutil.rmtree(scratch, ignore_errors=True)
+            if isinstance(error, _request_errors()) and not isinstance(error, StorebenchError):
+                raise self.place.failed(error, "opening a store") from None
             raise
+        return _ScratchReader(opened, scratch, self.place)
 
     def cache_files(self, directory: Path) -> list[Path]:
         if not self.place.server_data:

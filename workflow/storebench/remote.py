@@ -47,21 +47,31 @@ class Location:
     endpoint: Any = None
     url: str = ""
     bucket: str = ""
+    retries: int | None = None
 
     @classmethod
-    def of(cls, endpoint: Any, bucket: str, prefix: str, url: str | None = None) -> Location:
+    def of(
+        cls,
+        endpoint: Any,
+        bucket: str,
+        prefix: str,
+        url: str | None = None,
+        retries: int | None = None,
+    ) -> Location:
         """The store under ``prefix`` of ``bucket`` at ``endpoint``, reached at ``url``."""
         from storebench import objectstore
 
         url = url or endpoint.url
-        store = objectstore.s3_store(endpoint, bucket, url)
-        return cls(store, prefix.strip("/"), endpoint, url, bucket)
+        store = objectstore.s3_store(endpoint, bucket, url, retries)
+        return cls(store, prefix.strip("/"), endpoint, url, bucket, retries)
 
     def prefixed(self) -> Any:
         """An obstore store whose keys start below the prefix (for zarr's ObjectStore)."""
         from storebench import objectstore
 
-        return objectstore.s3_store(self.endpoint, self.bucket, self.url, prefix=self.prefix)
+        return objectstore.s3_store(
+            self.endpoint, self.bucket, self.url, self.retries, prefix=self.prefix
+        )
 
     def key(self, name: str) -> str:
         return f"{self.prefix}/{name}"

@@ -138,20 +138,9 @@ def _check_s3(name: str, spec: Mapping[str, Any]) -> None:
 
 def _user_endpoint(name: str, url: str) -> Any:
     """A user's endpoint with the credentials of the environment."""
-    import os
-
     from storebench import objectstore
 
-    missing = [k for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if not os.environ.get(k)]
-    if missing:
-        raise StorebenchError(
-            f"tier {name}: {' and '.join(missing)} not set; export the bucket's credentials "
-            "before the run (they are read from the environment, never from the config)"
-        )
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return objectstore.Endpoint(
-        url, os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"], region
-    )
+    return objectstore.environment_endpoint(url, f"tier {name}")
 
 
 def bucket(name: str, spec: Mapping[str, Any]) -> str:
