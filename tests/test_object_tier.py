@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import signal
 import socket
@@ -388,3 +389,30 @@ def test_the_experiment_runs_on_its_own_object_store_and_a_users_bucket(
             assert users.secret_key not in text, path
     text = (results / "tables/tiers.md").read_text()
     assert "| local | s3-mine | s3-own |" in text or "| local | s3-own | s3-mine |" in text
+
+
+def test_the_tiers_table_counts_requests_and_prices_them_per_million_images() -> None:
+    from storebench.present import tiers as tier_tables
+
+    def row(tier: str, fmt: str, way: str, requests: float) -> dict[str, Any]:
+        return {
+            "tier": tier,
+            "format": fmt,
+            "n": 1000,
+            "measurement": "read",
+            "cache": "cold",
+            "order": "random",
+            "remote_way": way,
+            "requests": requests,
+            "bytes_down": 3.2e6,
+        }
+
+    rows = [row("s3-wan", "png", "key", 1001), row("s3-wan", "raw", "range", 4)]
+    rows.append(row("local", "png", "", math.nan))  # a local read: no requests, no line
+    lines = tier_tables.requests_table(rows, 1000, {"s3-wan": 0.0004})
+    text = "\n".join(lines)
+    # PNG: one request per image (and the labels): 1,001 per 1,000; a million: $0.40
+    assert "| s3-wan | png | key | 1,001 | 3.20 | 1,001.0 | $0.40 |" in text
+    assert "| s3-wan | raw | range | 4 | 3.20 | 4.0 | $0.00 |" in text
+    assert "| local |" not in text and "s3-wan: $0.0004" in text
+    assert tier_tables.requests_table(rows[2:], 1000, {}) == []

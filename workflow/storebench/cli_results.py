@@ -6,6 +6,7 @@ a person runs to check a run or this machine: ``stages``, ``compare`` and
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -44,11 +45,15 @@ def cmd_tier_table(args: argparse.Namespace) -> None:
 
     found: dict[str, dict[str, list[dict[str, Any]]]] = {}
     filesystems: dict[str, str] = {}
+    prices: dict[str, float] = {}
     for item in args.table:
         name, _, path = item.partition("=")
         table, _, tier = name.partition("@")
         if table == "tier":
-            filesystems[tier] = storage.where(results.read_json(Path(path)))
+            described = results.read_json(Path(path))
+            filesystems[tier] = storage.where(described)
+            if described.get("object_store"):
+                prices[tier] = described["object_store"].get("price_per_1000_requests", math.nan)
         else:
             found.setdefault(tier, {})[table] = tables.read_table(Path(path))
     here = Path(args.csv).resolve().parent.parent  # this run's results/
@@ -56,7 +61,7 @@ def cmd_tier_table(args: argparse.Namespace) -> None:
     filesystems.setdefault(storage.LOCAL, storage.where(local))
     rows = tiers.rows(found, filesystems)
     tables.write_csv(rows, tiers.COLUMNS, args.csv)
-    results.write_text(tiers.markdown(rows, found, filesystems), args.md)
+    results.write_text(tiers.markdown(rows, found, filesystems, prices), args.md)
 
 
 def cmd_noise(args: argparse.Namespace) -> None:

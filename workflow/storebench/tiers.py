@@ -53,6 +53,9 @@ DECLARED = (
 TABLES = ("store", "read", "usage")
 LOCAL = "local"
 S3 = "s3"
+# US dollars per 1,000 GET requests: Amazon S3 Standard, us-east-1 (aws.amazon.com/s3/pricing,
+# 2026); a tier sets its own with price_per_1000_requests.
+GET_PRICE = 0.0004
 
 
 def work_folder(name: str, spec: Mapping[str, Any], out: Path) -> Path:
@@ -248,6 +251,7 @@ def run(
                 "prefix": place.prefix,
                 "latency_ms": spec.get("latency_ms", 0),
                 "bandwidth_mbit": spec.get("bandwidth_mbit", 0),
+                "price_per_1000_requests": spec.get("price_per_1000_requests", GET_PRICE),
                 "measured": place.link,
             }
             cpu = place.traffic().get("server_cpu_s")

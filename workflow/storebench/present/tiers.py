@@ -35,8 +35,11 @@ COLUMNS = (
     "ratio_hi",
     "interval",
     "bytes_per_image",
+    "remote_way",
+    "requests",
+    "bytes_down",
 )
-TEXT = ("tier", "filesystem")
+TEXT = ("tier", "filesystem", "remote_way")
 
 
 def _number(row: Mapping[str, Any], key: str) -> float:
@@ -78,6 +81,10 @@ def rows(
                     "ratio_hi": _number(row, "ratio_hi"),
                     "interval": row.get("interval", ""),
                     "bytes_per_image": disk.get((row["format"], n), math.nan),
+                    # an object-store tier's read: its way, requests and bytes per read
+                    "remote_way": row.get("remote_way", ""),
+                    "requests": _number(row, "requests"),
+                    "bytes_down": _number(row, "bytes_down"),
                 }
             )
     return out
@@ -165,11 +172,60 @@ def ranking_changes(tier_rows: Rows, n: int) -> list[str]:
     return lines
 
 
+def requests_table(tier_rows: Rows, n: int, prices: Mapping[str, float]) -> list[str]:
+    """Markdown lines: per object-store tier and format, how a cold shuffled read of
+    ``n`` images read the store (its way), its requests and MB, and what reading a
+    million images that way costs in requests at the tier's price per 1,000 (``prices``;
+    the count per image as measured at ``n``, times a million)."""
+    cells = [
+        r
+        for r in tier_rows
+        if int(r["n"]) == n
+        and r["measurement"] == "read"
+        and r["order"] == "random"
+        and str(r["cache"]).startswith("cold")
+        and not math.isnan(_number(r, "requests"))
+    ]
+    if not cells:
+        return []
+    lines = [
+        f"### Requests per read on the object-store tiers: read, cold cache, random order, "
+        f"n = {n:,}",
+        "",
+        "| tier | format | read by | requests | MB received | requests per 1,000 images "
+        "| request cost per million images |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for row in cells:
+        per_image = _number(row, "requests") / n
+        price = prices.get(row["tier"], math.nan)
+        cost = f"${per_image * 1e6 / 1000 * price:,.2f}" if not math.isnan(price) else ""
+        lines.append(
+            f"| {row['tier']} | {row['format']} | {row['remote_way']} | "
+            f"{_number(row, 'requests'):,.0f} | {_number(row, 'bytes_down') / 1e6:,.2f} | "
+            f"{per_image * 1000:,.1f} | {cost} |"
+        )
+    priced = sorted({f"{t}: ${p:g}" for t, p in prices.items() if t in {r["tier"] for r in cells}})
+    lines += [
+        "",
+        "Requests and bytes are counted at the link proxy in front of the store (each "
+        "read's median). The cost is the requests alone, at the price per 1,000 GET "
+        f"requests each tier sets ({', '.join(priced) or 'none set'}), for the count per "
+        "image measured here; transfer and storage are billed apart.",
+        "",
+    ]
+    return lines
+
+
 def markdown(
-    tier_rows: Rows, tiers: Mapping[str, Mapping[str, Rows]], filesystems: Mapping[str, str]
+    tier_rows: Rows,
+    tiers: Mapping[str, Mapping[str, Rows]],
+    filesystems: Mapping[str, str],
+    prices: Mapping[str, float] | None = None,
 ) -> str:
     """The tiers as Markdown: where each ran, the verdict per tier, images/s and the
-    ratio to the tier's floor per format, cell and tier, and where the order changes."""
+    ratio to the tier's floor per format, cell and tier, the requests each read made on
+    an object-store tier (and their cost at ``prices``), and where the order changes."""
     names = list(tiers)
     n = common_n(tiers)
     lines = ["## Storage tiers", ""]
@@ -215,6 +271,7 @@ def markdown(
                 )
             lines.append(f"| {fmt} | " + " | ".join(values) + " |")
         lines.append("")
+    lines += requests_table(tier_rows, n, prices or {})
     lines += ["### Where the order of two formats changes between tiers", ""]
     lines += [f"- {line}" for line in ranking_changes(tier_rows, n)] or [
         "- nowhere beyond the intervals"
