@@ -273,12 +273,17 @@ def _start_server(
     ]
     logfile.write(f"--- start on ports {sorted(ports.values())}\n".encode())
     logfile.flush()
+    # No AWS_* of ours: the gateway takes AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY from its
+    # environment as an identity of its own, which then refuses the run's credentials
+    # (seen when a user's own bucket's keys were exported beside a tier of ours).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     return subprocess.Popen(
         command,
         stdout=logfile,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
+        env=env,
     )
 
 
