@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -189,14 +190,28 @@ def test_a_cold_read_of_a_cache_nobody_can_evict_is_not_called_cold() -> None:
 # --- on a SeaweedFS server ------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def shared_tier(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[objecttier.Place, dict[str, str]]]:
+    """One server for the tests that leave it running (a graceful stop takes ~15 s): a
+    tier's object store behind the link proxy, and the environment of its run's jobs."""
+    spec = {"kind": "s3", "latency_ms": 1, "bandwidth_mbit": 1000}
+    with tiers.object_store("s3-lan", spec, tmp_path_factory.mktemp("tier")) as found:
+        yield found
+
+
 @pytest.fixture
 def tier(tmp_path: Path, monkeypatch) -> Iterator[objecttier.Place]:
-    """A tier's object store as a tier's run sees it: a server of its own behind the link
-    proxy, the place and credentials in the environment."""
+    """A server of the test's own (for the tests that kill it), its place and
+    credentials in the environment as a tier's job has them."""
     spec = {"kind": "s3", "latency_ms": 1, "bandwidth_mbit": 1000}
-    with tiers.object_store("s3-lan", spec, tmp_path / "tier") as (place, env):
+    with (
+        tiers.object_store("s3-lan", spec, tmp_path / "tier") as (place, env),
+        monkeypatch.context() as patched,
+    ):
         for key, value in env.items():
-            monkeypatch.setenv(key, value)
+            patched.setenv(key, value)
         yield place
 
 
@@ -216,11 +231,15 @@ def _images(n: int = 200) -> tuple[np.ndarray, np.ndarray]:
 @_marks(needs_weed)
 @pytest.mark.parametrize("kind", ["png", "lmdb"])
 def test_a_store_on_the_tier_is_uploaded_read_cold_and_counted(
-    tier: objecttier.Place, tmp_path: Path, kind: str
+    shared_tier: tuple[objecttier.Place, dict[str, str]], tmp_path: Path, kind: str, monkeypatch
 ) -> None:
     """The store job's protocol on the tier: pairs with the floor, each copy uploaded;
     the copies it discards leave no objects behind; the read job's protocol reads it
     back cold (the server's files evicted), every request counted."""
+    place, env = shared_tier
+    tier = dataclasses.replace(place, prefix=f"{place.prefix}/{kind}")
+    for key, value in {**env, objecttier.ENV: tier.to_env()}.items():
+        monkeypatch.setenv(key, value)
     images, labels = _images()
     fmt, floor = make_format(kind, {"kind": kind}), make_format("raw", {"kind": "npy"})
     assert fmt.remote and floor.remote
