@@ -125,12 +125,13 @@ def test_the_schema_takes_an_s3_tier_and_refuses_a_negative_latency(monkeypatch)
         configuration.check(_config(kind="s3", latency_ms=-1))
 
 
-def test_an_object_store_tiers_run_has_no_parallel_or_dataloader_jobs() -> None:
+def test_an_object_store_tiers_run_has_no_parallel_jobs_and_fewer_latency_samples() -> None:
     config = _config(kind="s3", cutoffs=[100])
     config["parallel"]["cutoffs"] = [100]
     sub = tiers.sub_config(config, "s3-lan", "/data/cifar.tar.gz")
     assert sub["parallel"]["cutoffs"] == [] and sub["dataloader"]["cutoffs"] == []
     assert sub["tiers"] == {} and sub["cutoffs"] == [100]
+    assert sub["latency_samples"] == 100 and config["latency_samples"] == 1000
 
 
 def test_where_an_object_store_tier_ran_names_the_link_set_and_measured() -> None:

@@ -71,7 +71,10 @@ def test_a_tiers_run_measures_its_formats_and_cutoffs_with_the_floor(tmp_path: P
     assert sub["cifar10"]["archive"] == str(Path("relative.tar.gz").resolve())
     assert sub["parallel"]["cutoffs"] == [] and sub["dataloader"]["cutoffs"] == []
     configuration.check(sub)  # the tier's run has a config of its own that is valid
-    assert tiers.work_folder("nfs", config["tiers"]["nfs"], tmp_path / "out") == tmp_path / "storebench" / "nfs"
+    assert (
+        tiers.work_folder("nfs", config["tiers"]["nfs"], tmp_path / "out")
+        == tmp_path / "storebench" / "nfs"
+    )
     # no narrowing: every format and cutoff of the run
     whole = tiers.sub_config(_config(nfs={"kind": "directory", "path": str(tmp_path)}), "nfs", None)
     assert list(whole["formats"]) == list(config["formats"])

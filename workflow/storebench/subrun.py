@@ -70,6 +70,8 @@ def run(
         str(path),
         "--cores",
         str(cores),
+        # a job of this run killed with its outer job (Ctrl-C) is redone, not refused
+        "--rerun-incomplete",
         *targets,
     ]
     with open(log, "a") as handle:

@@ -56,6 +56,7 @@ S3 = "s3"
 # US dollars per 1,000 GET requests: Amazon S3 Standard, us-east-1 (aws.amazon.com/s3/pricing,
 # 2026); a tier sets its own with price_per_1000_requests.
 GET_PRICE = 0.0004
+OBJECT_STORE_LATENCY_SAMPLES = 100
 
 
 def work_folder(name: str, spec: Mapping[str, Any], out: Path) -> Path:
@@ -165,6 +166,10 @@ def sub_config(config: Mapping[str, Any], name: str, archive: str | None) -> dic
             # not on an object-store tier yet: its readers run in worker processes
             kept = [] if spec["kind"] == S3 else part.get("cutoffs") or []
             part["cutoffs"] = [c for c in kept if c in cutoffs]
+    if spec["kind"] == S3:
+        # a single-image read that opens the store each time stages a whole LMDB or
+        # SQLite store per image from an object store: fewer samples keep it minutes
+        sub["latency_samples"] = min(sub["latency_samples"], OBJECT_STORE_LATENCY_SAMPLES)
     return sub
 
 
