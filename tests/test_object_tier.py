@@ -435,3 +435,25 @@ def test_the_tiers_table_counts_requests_and_prices_them_per_million_images() ->
     assert "| s3-wan | raw | range | 4 | 3.20 | 4.0 | $0.00 |" in text
     assert "| local |" not in text and "s3-wan: $0.0004" in text
     assert tier_tables.requests_table(rows[2:], 1000, {}) == []
+
+
+def test_an_unreachable_bucket_stops_the_workflow_before_any_job(
+    tmp_path: Path, monkeypatch
+) -> None:
+    pytest.importorskip("obstore")
+    from conftest import snakemake, write_config
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "a")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "b")
+    port = objectstore.free_ports(1)[0]
+    tier = {"kind": "s3", "endpoint": f"http://127.0.0.1:{port}", "bucket": "mine"}
+    config = write_config(tmp_path, tiers={"s3-mine": tier})
+    proc = snakemake(tmp_path, "--cores", "1", "--configfile", str(config), check=False)
+    assert proc.returncode != 0
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "storebench:" in line]
+    assert len(lines) == 1
+    assert lines[0].startswith(
+        f"storebench: error: config.yaml: tier s3-mine: http://127.0.0.1:{port}, bucket 'mine' "
+        "is unreachable; check"
+    )
+    assert not (tmp_path / "results").exists()
