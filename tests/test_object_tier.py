@@ -457,3 +457,39 @@ def test_an_unreachable_bucket_stops_the_workflow_before_any_job(
         "is unreachable; check"
     )
     assert not (tmp_path / "results").exists()
+
+
+def test_a_pick_that_changes_on_an_object_store_tier_says_how_each_pick_was_read() -> None:
+    from storebench.present import tiers as tier_tables
+
+    def row(tier: str, fmt: str, way: str, requests: float) -> dict[str, Any]:
+        return {
+            "tier": tier,
+            "format": fmt,
+            "n": 1000,
+            "measurement": "read",
+            "cache": "cold",
+            "order": "random",
+            "remote_way": way,
+            "requests": requests,
+        }
+
+    ways = tier_tables.read_ways(
+        [
+            row("s3-wan", "tfrecord", "stream", 2),
+            row("s3-wan", "lmdb", "staged", 3),
+            row("local", "lmdb", "", math.nan),
+        ],
+        1000,
+    )
+    assert ways == {
+        "s3-wan": {"tfrecord": "read by stream, 2 requests", "lmdb": "read by staged, 3 requests"}
+    }
+    picks = {"the fastest reads": {"local": "**lmdb** (1.2x)", "s3-wan": "**tfrecord** (3x)"}}
+    assert tier_tables.pick_changes(picks, ["local", "s3-wan"], ways) == [
+        "The pick for the fastest reads changes between tiers: lmdb on local; tfrecord on "
+        "s3-wan (tfrecord: read by stream, 2 requests)."
+    ]
+    # the same picks on both tiers: no line, whatever the reasons
+    same = {"the fastest reads": {"local": "**lmdb** (1.2x)", "s3-wan": "**lmdb** (3x)"}}
+    assert tier_tables.pick_changes(same, ["local", "s3-wan"], ways) == []

@@ -118,9 +118,14 @@ def verdicts(tiers: Mapping[str, Mapping[str, Rows]], n: int) -> dict[str, dict[
     return out
 
 
-def pick_changes(picks: Mapping[str, Mapping[str, str]], names: Sequence[str]) -> list[str]:
+def pick_changes(
+    picks: Mapping[str, Mapping[str, str]],
+    names: Sequence[str],
+    reasons: Mapping[str, Mapping[str, str]] | None = None,
+) -> list[str]:
     """One line per need whose picks on two tiers share no format (a tie on a tier picks
-    both of its formats: a tier that picks one of them is no change)."""
+    both of its formats: a tier that picks one of them is no change). ``reasons``: tier ->
+    format -> how it was read there (:func:`read_ways`), said beside each pick."""
     lines = []
     for need, by_tier in picks.items():
         winners = {t: _picked(by_tier[t]) for t in names if t in by_tier}
@@ -129,9 +134,37 @@ def pick_changes(picks: Mapping[str, Mapping[str, str]], names: Sequence[str]) -
             not winners[a] & winners[b] for i, a in enumerate(tiers) for b in tiers[i + 1 :]
         )
         if changed:
-            where = "; ".join(f"{' or '.join(sorted(w))} on {t}" for t, w in winners.items())
-            lines.append(f"The pick for {need} changes between tiers: {where}.")
+            parts = []
+            for t, w in winners.items():
+                why = [
+                    f"{f}: {(reasons or {}).get(t, {})[f]}"
+                    for f in sorted(w)
+                    if f in (reasons or {}).get(t, {})
+                ]
+                parts.append(
+                    f"{' or '.join(sorted(w))} on {t}" + (f" ({'; '.join(why)})" if why else "")
+                )
+            lines.append(f"The pick for {need} changes between tiers: {'; '.join(parts)}.")
     return lines
+
+
+def read_ways(tier_rows: Rows, n: int) -> dict[str, dict[str, str]]:
+    """tier -> format -> how a cold shuffled read of ``n`` images read it on an
+    object-store tier: its way and requests (why a pick changes there)."""
+    found: dict[str, dict[str, str]] = {}
+    for r in tier_rows:
+        if (
+            int(r["n"]) == n
+            and r["measurement"] == "read"
+            and r["order"] == "random"
+            and str(r["cache"]).startswith("cold")
+            and r.get("remote_way")
+            and not math.isnan(_number(r, "requests"))
+        ):
+            found.setdefault(r["tier"], {})[r["format"]] = (
+                f"read by {r['remote_way']}, {_number(r, 'requests'):,.0f} requests"
+            )
+    return found
 
 
 def _picked(cell: str) -> set[str]:
@@ -239,7 +272,7 @@ def markdown(
     for need, by_tier in picks.items():
         lines.append(f"| {need} | " + " | ".join(by_tier.get(t, "") for t in names) + " |")
     lines.append("")
-    changed = pick_changes(picks, names)
+    changed = pick_changes(picks, names, read_ways(tier_rows, n))
     lines += [f"- {line}" for line in changed] or [
         "- No tier picks a format another tier rules out (a tie picks both of its formats)."
     ]
