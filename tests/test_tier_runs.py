@@ -232,3 +232,23 @@ def test_the_experiment_runs_again_on_a_directory_tier(tmp_path: Path, sample: P
     assert "### Verdict per tier at n = 100 images" in text and "| local | scratch |" in text
     assert (results / "figures/tiers.png").stat().st_size > 10_000
     assert math.isfinite(float(by_tier["scratch"][0]["ratio"]))
+
+
+def test_the_tiers_csv_reads_back_with_local_rows_that_counted_no_requests(
+    tmp_path: Path,
+) -> None:
+    """A local tier counts no requests: its cells are empty, not NaN (a table with NaN
+    is refused as damaged, and the figure reads the table back)."""
+    from storebench.present import tables
+
+    found = {"local": _tier({"raw": 1.0, "png": 20.0}), "s3-wan": _tier({"raw": 1.0, "png": 7.0})}
+    for row in found["s3-wan"]["read"]:
+        row.update(remote_way="key", requests=1001.0, bytes_down=2.66e6)
+    rows = tier_tables.rows(found, {})
+    path = tmp_path / "tiers.csv"
+    tables.write_csv(rows, tier_tables.COLUMNS, path)
+    back = tables.read_table(path)
+    local = [r for r in back if r["tier"] == "local"]
+    remote = [r for r in back if r["tier"] == "s3-wan" and r["measurement"] == "read"]
+    assert local and all(r["requests"] == "" and r["remote_way"] == "" for r in local)
+    assert remote and all(r["requests"] == 1001 and r["remote_way"] == "key" for r in remote)

@@ -83,8 +83,8 @@ def rows(
                     "bytes_per_image": disk.get((row["format"], n), math.nan),
                     # an object-store tier's read: its way, requests and bytes per read
                     "remote_way": row.get("remote_way", ""),
-                    "requests": _number(row, "requests"),
-                    "bytes_down": _number(row, "bytes_down"),
+                    "requests": row.get("requests", ""),
+                    "bytes_down": row.get("bytes_down", ""),
                 }
             )
     return out
