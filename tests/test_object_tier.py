@@ -410,24 +410,26 @@ def test_the_experiment_runs_on_its_own_object_store_and_a_users_bucket(
     assert "| local | s3-mine | s3-own |" in text or "| local | s3-own | s3-mine |" in text
 
 
+def _row(tier: str, fmt: str, way: str, requests: float) -> dict[str, Any]:
+    """A tiers-table row of a cold shuffled read of 1,000 images."""
+    return {
+        "tier": tier,
+        "format": fmt,
+        "n": 1000,
+        "measurement": "read",
+        "cache": "cold",
+        "order": "random",
+        "remote_way": way,
+        "requests": requests,
+        "bytes_down": 3.2e6,
+    }
+
+
 def test_the_tiers_table_counts_requests_and_prices_them_per_million_images() -> None:
     from storebench.present import tiers as tier_tables
 
-    def row(tier: str, fmt: str, way: str, requests: float) -> dict[str, Any]:
-        return {
-            "tier": tier,
-            "format": fmt,
-            "n": 1000,
-            "measurement": "read",
-            "cache": "cold",
-            "order": "random",
-            "remote_way": way,
-            "requests": requests,
-            "bytes_down": 3.2e6,
-        }
-
-    rows = [row("s3-wan", "png", "key", 1001), row("s3-wan", "raw", "range", 4)]
-    rows.append(row("local", "png", "", math.nan))  # a local read: no requests, no line
+    rows = [_row("s3-wan", "png", "key", 1001), _row("s3-wan", "raw", "range", 4)]
+    rows.append(_row("local", "png", "", math.nan))  # a local read: no requests, no line
     lines = tier_tables.requests_table(rows, 1000, {"s3-wan": 0.0004})
     text = "\n".join(lines)
     # PNG: one request per image (and the labels): 1,001 per 1,000; a million: $0.40
@@ -462,23 +464,11 @@ def test_an_unreachable_bucket_stops_the_workflow_before_any_job(
 def test_a_pick_that_changes_on_an_object_store_tier_says_how_each_pick_was_read() -> None:
     from storebench.present import tiers as tier_tables
 
-    def row(tier: str, fmt: str, way: str, requests: float) -> dict[str, Any]:
-        return {
-            "tier": tier,
-            "format": fmt,
-            "n": 1000,
-            "measurement": "read",
-            "cache": "cold",
-            "order": "random",
-            "remote_way": way,
-            "requests": requests,
-        }
-
     ways = tier_tables.read_ways(
         [
-            row("s3-wan", "tfrecord", "stream", 2),
-            row("s3-wan", "lmdb", "staged", 3),
-            row("local", "lmdb", "", math.nan),
+            _row("s3-wan", "tfrecord", "stream", 2),
+            _row("s3-wan", "lmdb", "staged", 3),
+            _row("local", "lmdb", "", math.nan),
         ],
         1000,
     )
