@@ -132,6 +132,11 @@ def test_an_object_store_tiers_run_has_no_parallel_jobs_and_fewer_latency_sample
     assert sub["parallel"]["cutoffs"] == [] and sub["dataloader"]["cutoffs"] == []
     assert sub["tiers"] == {} and sub["cutoffs"] == [100]
     assert sub["latency_samples"] == 100 and config["latency_samples"] == 1000
+    assert sub["latency_n"] == 100  # no store of 1,000 images: its largest
+    config["tiers"]["s3-lan"]["cutoffs"] = [100, 1000, 100000]
+    config["latency_n"] = 100000
+    # single images staged from the store of 1,000, not 100,000 (minutes, not hours)
+    assert tiers.sub_config(config, "s3-lan", None)["latency_n"] == 1000
 
 
 def test_where_an_object_store_tier_ran_names_the_link_set_and_measured() -> None:

@@ -43,6 +43,8 @@ def test_a_directory_tier_is_checked_before_any_job(tmp_path: Path) -> None:
         ),
         ({"nfs": {**good, "formats": ["png", "nope"]}}, "tiers.nfs.formats: ['nope'] are not"),
         ({"nfs": {**good, "cutoffs": [10, 7]}}, "tiers.nfs.cutoffs: [7] are not in cutoffs"),
+        ({"nfs": {**good, "caches": ["hot"]}}, "tiers.nfs.caches.0: 'hot' is not one of"),
+        ({"nfs": {**good, "orders": ["shards"]}}, "tiers.nfs.orders: ['shards'] are not in"),
         ({"nfs": {"kind": "s4", "path": str(tmp_path)}}, "tiers.nfs.kind: 's4' is not one of"),
         ({"n fs": good}, "tiers: 'n fs' does not match"),
     ]
@@ -79,6 +81,31 @@ def test_a_tiers_run_measures_its_formats_and_cutoffs_with_the_floor(tmp_path: P
     whole = tiers.sub_config(_config(nfs={"kind": "directory", "path": str(tmp_path)}), "nfs", None)
     assert list(whole["formats"]) == list(config["formats"])
     assert whole["cutoffs"] == config["cutoffs"]
+    assert whole["caches"] == config["caches"] and whole["orders"] == config["orders"]
+
+
+def test_a_tier_reads_only_the_caches_and_orders_it_names(tmp_path: Path) -> None:
+    config = _config(
+        nfs={"kind": "directory", "path": str(tmp_path), "caches": ["cold"], "orders": ["random"]}
+    )
+    config["latency_n"] = 100000
+    sub = tiers.sub_config(config, "nfs", None)
+    assert sub["caches"] == ["cold"] and sub["orders"] == ["random"]
+    assert sub["latency_n"] == 100000  # the run's choice, a cutoff the tier measures
+    configuration.check(sub)
+    config["tiers"]["nfs"]["cutoffs"] = [10, 100]
+    sub = tiers.sub_config(config, "nfs", None)
+    assert sub["latency_n"] is None  # not measured there: the tier's largest
+    configuration.check(sub)
+
+
+def test_single_images_are_read_from_the_store_at_latency_n() -> None:
+    config = _config()
+    config["latency_n"] = 1000
+    configuration.check(config)
+    config["latency_n"] = 999
+    with pytest.raises(StorebenchError, match=r"^latency_n: 999 is not in cutoffs \[10, "):
+        configuration.check(config)
 
 
 def test_the_filesystem_of_a_path_is_the_mount_that_holds_it(tmp_path: Path) -> None:
@@ -121,6 +148,37 @@ def _tier(ratios: dict[str, float]) -> dict[str, list[dict[str, Any]]]:
         for i, f in enumerate(ratios)
     ]
     return {"read": read, "store": store, "usage": usage}
+
+
+def test_the_tiers_speak_of_an_n_every_tier_measured() -> None:
+    def tier(ns: list[int], rounds_at: int | None) -> dict[str, list[dict[str, Any]]]:
+        rows = []
+        for n in ns:
+            row = _row("png", 2.0, 0.1, n=n)
+            row["round_values"] = "1:0.69 2:0.70" if n == rounds_at else ""
+            rows.append(row)
+        return {"read": rows, "store": [], "usage": []}
+
+    # local: rounds at 10,000; an object store measured 1,000 and 100,000 in one job each
+    local = tier([1000, 10000, 100000], 10000)
+    found = {"local": local, "s3": tier([1000, 100000], None)}
+    assert tier_tables.common_n(found) == 100000
+    found["nfs"] = tier([1000, 10000, 100000], 10000)
+    assert tier_tables.common_n(found) == 100000
+    # every tier measured the local tier's rounds: they speak of it
+    assert tier_tables.common_n({"local": local, "nfs": found["nfs"]}) == 10000
+    # no n in common: the smallest headline (its cells are empty elsewhere)
+    assert tier_tables.common_n({"local": local, "x": tier([10], None)}) == 10
+    assert tier_tables.common_n({}) is None
+
+
+def test_each_tiers_cell_says_its_intervals_coverage() -> None:
+    row = _row("png", 2.0, 0.1)
+    assert tier_tables._coverage(row) == " 95% rounds"
+    row["interval"] = "one job: 50.0% for its own median (drift between jobs not included)"
+    assert tier_tables._coverage(row) == " 50%"
+    row["interval"] = ""
+    assert tier_tables._coverage(row) == ""
 
 
 def test_the_tiers_table_puts_tiers_side_by_side_and_names_what_changes() -> None:

@@ -93,6 +93,8 @@ if FLOOR is None:
         "with the raw floor, so add one (e.g. raw: {kind: npy})"
     )
 CUTOFFS = config["cutoffs"]
+# The cutoff whose stores single images are read from.
+LATENCY_N = config.get("latency_n") or max(CUTOFFS)
 # The image-size sweep: one run of the workflow per size, under results/sizes/.
 SWEEP = config["size_sweep"]
 SIZES = SWEEP["sizes"]
@@ -417,14 +419,14 @@ def get_table_columns(wildcards):
     return ",".join(LAYOUTS[get_table_layout(wildcards)][1])
 
 
-def get_largest_store(wildcards):
-    """The store of this format at the largest cutoff (for single-image latency)."""
-    return expand(rules.store.output.store, format=wildcards.format, n=max(CUTOFFS))
+def get_latency_store(wildcards):
+    """The store of this format single images are read from (at LATENCY_N)."""
+    return expand(rules.store.output.store, format=wildcards.format, n=LATENCY_N)
 
 
-def get_largest_reference_store(wildcards):
-    """The floor's store at the largest cutoff (latency's reference)."""
-    return expand(rules.store.output.store, format=FLOOR, n=max(CUTOFFS))
+def get_latency_reference_store(wildcards):
+    """The floor's store at LATENCY_N (latency's reference)."""
+    return expand(rules.store.output.store, format=FLOOR, n=LATENCY_N)
 
 
 def get_figure_tables(wildcards):
@@ -622,7 +624,7 @@ def _job_n(stage, wildcards):
         return int(wildcards.n)
     return {
         "dataset": config["n_images"],
-        "latency": max(CUTOFFS),
+        "latency": LATENCY_N,
         "round": max(CUTOFFS),
         "tier_run": max(CUTOFFS),
         "single": 1,

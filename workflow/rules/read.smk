@@ -66,8 +66,8 @@ rule round:
 rule latency:
     input:
         **DATASET,
-        store=get_largest_store,
-        reference=get_largest_reference_store,
+        store=get_latency_store,
+        reference=get_latency_reference_store,
     output:
         result=f"{RESULTS}/measurements/latency/{{format}}.json",
     log:
@@ -82,7 +82,7 @@ rule latency:
         bench=1,
     params:
         spec=get_format_spec,
-        n=max(CUTOFFS),
+        n=LATENCY_N,
         samples=config["latency_samples"],
         seed=config["seed"],
         fingerprint=get_fingerprint,

@@ -289,6 +289,12 @@ def check(config: Mapping[str, Any], schema: Path = SCHEMA) -> dict[str, Format]
         raise StorebenchError(
             f"cutoffs: {too_big} exceed n_images={n_images}; lower them or raise n_images"
         )
+    latency_n = config.get("latency_n")
+    if latency_n is not None and latency_n not in cutoffs:
+        raise StorebenchError(
+            f"latency_n: {latency_n} is not in cutoffs {cutoffs}; single images are read "
+            "from a store built at a cutoff (null: the largest)"
+        )
     for section in ("parallel", "dataloader"):
         unknown = [c for c in config[section]["cutoffs"] if c not in cutoffs]
         if unknown:

@@ -57,6 +57,7 @@ S3 = "s3"
 # 2026); a tier sets its own with price_per_1000_requests.
 GET_PRICE = 0.0004
 OBJECT_STORE_LATENCY_SAMPLES = 100
+OBJECT_STORE_LATENCY_N = 1000
 
 
 def work_folder(name: str, spec: Mapping[str, Any], out: Path) -> Path:
@@ -92,6 +93,13 @@ def check(config: Mapping[str, Any]) -> None:
                 f"tiers.{name}.cutoffs: {unknown} are not in cutoffs {cutoffs}; a tier "
                 "measures some of the run's cutoffs"
             )
+        for key in ("caches", "orders"):
+            unknown = [v for v in spec.get(key) or [] if v not in config[key]]
+            if unknown:
+                raise StorebenchError(
+                    f"tiers.{name}.{key}: {unknown} are not in {key} {config[key]}; a tier "
+                    f"measures some of the run's {key}"
+                )
         if spec["kind"] == "directory":
             if not spec.get("path"):
                 raise StorebenchError(f"tiers.{name}.path: a directory tier needs the mount's path")
@@ -160,6 +168,8 @@ def sub_config(config: Mapping[str, Any], name: str, archive: str | None) -> dic
     cutoffs = spec.get("cutoffs") or sub["cutoffs"]
     sub["cutoffs"] = list(cutoffs)
     sub["n_images"] = max(cutoffs)
+    for key in ("caches", "orders"):
+        sub[key] = list(spec.get(key) or sub[key])
     for section in ("parallel", "dataloader"):
         part = sub.get(section)
         if isinstance(part, dict):
@@ -170,6 +180,13 @@ def sub_config(config: Mapping[str, Any], name: str, archive: str | None) -> dic
         # a single-image read that opens the store each time stages a whole LMDB or
         # SQLite store per image from an object store: fewer samples keep it minutes
         sub["latency_samples"] = min(sub["latency_samples"], OBJECT_STORE_LATENCY_SAMPLES)
+        # ... from the smallest store of at least 1,000 images, not the largest: staging
+        # 100,000 images a hundred times over a 150 Mbit link takes hours
+        sub["latency_n"] = min(
+            (c for c in cutoffs if c >= OBJECT_STORE_LATENCY_N), default=max(cutoffs)
+        )
+    elif sub.get("latency_n") not in cutoffs:
+        sub["latency_n"] = None  # the tier's largest
     return sub
 
 

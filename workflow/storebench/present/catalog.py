@@ -182,7 +182,7 @@ FIGURES: dict[str, FigureRecord] = {
         topic="Read",
         caption=(
             "Single-image read latency: {latency_samples} reads at random indices of "
-            "the largest store, warm; the curve gives the percentiles (10 to 99) and "
+            "the store of {latency_n} images, warm; the curve gives the percentiles (10 to 99) and "
             "min/max. One panel opens the store, reads one image and closes it; the "
             "other reads from an open store."
         ),
@@ -271,7 +271,10 @@ TABLES: dict[str, TableRecord] = {
     ),
     "latency": TableRecord(
         layout="latency",
-        caption="Single-image read latency percentiles, {latency_samples} reads.",
+        caption=(
+            "Single-image read latency percentiles, {latency_samples} reads from the "
+            "store of {latency_n} images."
+        ),
     ),
     "usage": TableRecord(
         layout="usage",

@@ -117,6 +117,7 @@ def _values(config: Mapping[str, Any]) -> dict[str, Any]:
         "sampling": _sampling(config),
         "seed": config["seed"],
         "latency_samples": config["latency_samples"],
+        "latency_n": f"{config.get('latency_n') or max(config['cutoffs']):,}",
         "noise_threshold": config["noise_threshold"],
         "cutoffs": ", ".join(f"{c:,}" for c in config["cutoffs"]),
         "workers": ", ".join(map(str, parallel.get("workers", []))),

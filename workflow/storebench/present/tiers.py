@@ -90,6 +90,23 @@ def rows(
     return out
 
 
+COVERAGE_NOTE = (
+    "Brackets: the ratio's interval and its coverage, for one job's own median (its "
+    "pairs; drift between jobs not included) or, marked rounds, over the cell's rounds "
+    "(results/tables give each cell's interval in full)."
+)
+
+
+def _coverage(row: Mapping[str, Any]) -> str:
+    """A cell's interval coverage, short: " 50%" for one job's 2 pairs, " 96% rounds"
+    for a cell measured in rounds; "" when the row does not say."""
+    found = re.search(r"([0-9.]+)%", str(row.get("interval", "")))
+    if not found:
+        return ""
+    rounds = " rounds" if "round" in str(row["interval"]) else ""
+    return f" {float(found.group(1)):.0f}%{rounds}"
+
+
 def _label(row: Mapping[str, Any]) -> str:
     if row["measurement"] == "store":
         return "store"
@@ -97,14 +114,23 @@ def _label(row: Mapping[str, Any]) -> str:
 
 
 def common_n(tiers: Mapping[str, Mapping[str, Rows]]) -> int | None:
-    """The n every tier's verdict speaks of: the smallest of the tiers' headline n
-    (each the largest n it measured at full rigour), so all speak of one n."""
-    found = []
+    """The n every tier's verdict speaks of: the smallest tier's headline n (the
+    largest n it measured at full rigour) that every tier measured; if every tier lacks
+    some other's, the largest n they all measured (an object-store tier may measure
+    100,000 in one job per cell and skip the local tier's rounds at 10,000)."""
+    measured, headlines = [], []
     for tables in tiers.values():
         timed = [*tables.get("store", []), *tables.get("read", [])]
         if timed:
-            found.append(publish.headline_n(timed))
-    return min(found) if found else None
+            measured.append({int(r["n"]) for r in timed})
+            headlines.append(publish.headline_n(timed))
+    if not measured:
+        return None
+    shared = set.intersection(*measured)
+    held = sorted(h for h in headlines if h in shared)
+    if held:
+        return held[0]
+    return max(shared) if shared else min(headlines)
 
 
 def verdicts(tiers: Mapping[str, Mapping[str, Rows]], n: int) -> dict[str, dict[str, str]]:
@@ -298,12 +324,13 @@ def markdown(
                 row = cells.get((fmt, tier))
                 values.append(
                     f"{row['images_per_s']:,.0f} ({row['ratio']:.3g}x "
-                    f"[{row['ratio_lo']:.3g}–{row['ratio_hi']:.3g}])"
+                    f"[{row['ratio_lo']:.3g}–{row['ratio_hi']:.3g}]{_coverage(row)})"
                     if row
                     else ""
                 )
             lines.append(f"| {fmt} | " + " | ".join(values) + " |")
         lines.append("")
+    lines += [COVERAGE_NOTE, ""]
     lines += requests_table(tier_rows, n, prices or {})
     lines += ["### Where the order of two formats changes between tiers", ""]
     lines += [f"- {line}" for line in ranking_changes(tier_rows, n)] or [
