@@ -71,6 +71,10 @@ def environment_endpoint(url: str, who: str) -> Endpoint:
     )
 
 
+# Seconds a request may take from start to its last byte (8 GB at 100 Mbit/s).
+REQUEST_TIMEOUT_S = 600
+
+
 def s3_store(
     endpoint: Endpoint,
     bucket: str,
@@ -97,7 +101,13 @@ def s3_store(
         access_key_id=endpoint.access_key,
         secret_access_key=endpoint.secret_key,
         region=endpoint.region,
-        client_options={"allow_http": True, "timeout": "10s", "connect_timeout": "5s"},
+        # a request's whole time: a 100,000-image shard or staged store over a slow link
+        # takes minutes, so only a server that stalls for REQUEST_TIMEOUT fails it
+        client_options={
+            "allow_http": True,
+            "timeout": f"{REQUEST_TIMEOUT_S}s",
+            "connect_timeout": "5s",
+        },
         prefix=prefix,
         **extra,
     )

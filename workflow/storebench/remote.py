@@ -33,6 +33,9 @@ PART = 8 << 20
 # Objects put, and fetched by key, at once (a client's connection pool; aws s3 cp uses 10).
 UPLOADS = 16
 GETS = 16
+# Parts of one file put at once (obstore's default, 12, times UPLOADS files would put
+# 192 requests on one link at once).
+PART_UPLOADS = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,8 +131,14 @@ def upload(directory: Path, files: Sequence[Path], location: Location) -> dict[s
         name = path.relative_to(directory).as_posix()
         size = path.stat().st_size
         with open(path, "rb") as handle:
-            if size > PART:
-                obstore.put(location.store, location.key(name), handle, chunk_size=PART)
+            if size > PART:  # in parts, PART_UPLOADS of this file's at a time
+                obstore.put(
+                    location.store,
+                    location.key(name),
+                    handle,
+                    chunk_size=PART,
+                    max_concurrency=PART_UPLOADS,
+                )
             else:
                 obstore.put(location.store, location.key(name), handle.read())
         return name, size
