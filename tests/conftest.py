@@ -325,6 +325,8 @@ def write_config(work: Path, **changes: object) -> Path:
             "time_cap_s": 0,
             "max_steal": 1.0,
         }
+    if "training" not in changes:  # the training loop only in the tests that ask for it
+        config["training"] = {**config["training"], "cutoffs": []}
     path = work / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
@@ -334,8 +336,8 @@ def local_config(
     work: Path, archive: Path, formats: tuple[str, ...] | None = None, **changes: object
 ) -> Path:
     """:func:`write_config` for a run that reads CIFAR-10 from the local ``archive``, with
-    the named ``formats`` of config.yaml (None: all), no parallel or DataLoader jobs and
-    a quick file-system probe; ``changes`` override any of it."""
+    the named ``formats`` of config.yaml (None: all), no parallel, DataLoader or training
+    jobs and a quick file-system probe; ``changes`` override any of it."""
     shipped = yaml.safe_load((ROOT / "config.yaml").read_text())
     base: dict[str, object] = {
         "cifar10": {

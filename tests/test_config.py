@@ -123,7 +123,7 @@ def test_scale_config_is_complete_valid_and_official() -> None:
         ("dataloader", KeyError, "'dataloader' is a required property"),
         ("dataset.kind", "mnist", "dataset.kind: 'mnist' is not one of"),
         ("dataset.kind", "imagefolder", "dataset.path: kind imagefolder needs the folder"),
-        ("dataset.path", "/data/images", "dataset.path: kind cifar10 reads the cifar10 archive"),
+        ("dataset.path", "/data/images", "dataset.path: kind cifar10 makes its own images"),
         ("dataset.size", 0, "dataset.size: 0 is less than the minimum of 1"),
         ("dataset.size", [32, 32, 3], r"dataset.size: \[32, 32, 3\] is too long"),
         ("dataset.size", [9000, 32], "dataset.size.0: 9000 is greater than the maximum of 8192"),

@@ -52,9 +52,14 @@ def test_torch_environment_is_the_rule_environment_plus_the_torch_extra() -> Non
     assert set(_pyproject("torch")) == {"torch"}
 
 
+def test_photos_environment_is_the_rule_environment_plus_the_photos_extra() -> None:
+    assert _conda("photos") == {**_conda(), **_pyproject("photos")}
+    assert set(_pyproject("photos")) == {"scikit-image"}
+
+
 def test_every_rule_uses_the_pinned_environment() -> None:
     for rules in (ROOT / "workflow" / "rules").glob("*.smk"):
         text = rules.read_text()
         assert text.count("conda:") == len(re.findall(r"^rule ", text, re.M)), rules.name
         for env in re.findall(r"conda:\s*\n\s*(\w+)", text):
-            assert env in ("ENV", "TORCH_ENV"), f"{rules.name}: conda: {env}"
+            assert env in ("ENV", "TORCH_ENV", "PHOTOS_ENV"), f"{rules.name}: conda: {env}"

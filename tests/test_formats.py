@@ -409,10 +409,10 @@ def test_a_scattered_read_buffer_is_bounded_in_bytes_and_touched_off_the_clock(
         return out[0]
 
     np.testing.assert_array_equal(read(), images[indices])  # the warm-up read makes it
-    (first,) = base._BUFFERS.values()
+    (first,) = base.reused_buffers().values()
     assert first.nbytes <= 4 << 20 and len(first) < 1024
     np.testing.assert_array_equal(read(), images[indices])
-    (second,) = base._BUFFERS.values()
+    (second,) = base.reused_buffers().values()
     assert second is first  # reused, not allocated inside the timed read
 
 

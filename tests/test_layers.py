@@ -23,6 +23,7 @@ MEASURING = {
     "single",
     "parallel",
     "torchdata",
+    "training",
     "pagecache",
     "usage",
     "validation",
@@ -119,5 +120,12 @@ def test_rewording_the_presentation_reruns_no_timed_job(
 
 
 def test_one_list_of_timing_tables() -> None:
-    assert catalog.TIMING_TABLES == ("store", "read", "single", "parallel", "dataloader")
+    assert catalog.TIMING_TABLES == (
+        "store",
+        "read",
+        "single",
+        "parallel",
+        "dataloader",
+        "training",
+    )
     assert all(catalog.TABLES[name].timing for name in catalog.TIMING_TABLES)

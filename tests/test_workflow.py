@@ -59,11 +59,28 @@ REPEATS = 2
 N_IMAGES = 6000  # the 5,000-image sample repeated, then cut: not a multiple
 PARALLEL = {"cutoffs": [1000], "workers": [1, 2], "caches": ["warm", "cold"]}
 DATALOADER = {"cutoffs": [1000], "batch_size": 64, "num_workers": [0, 2]}
+TRAINING = {
+    "cutoffs": [1000],
+    "batch_size": 64,
+    "step": "resnet50-a100",
+    "step_ms": 20,
+    "crop": 24,
+    "target_au": 0.9,
+    "threads": [1, 2],
+    "processes": [1],
+}
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 # The shared run measures every cell in one job (its counts are known); test_rounds_*
 # runs the rounds.
 NO_ROUNDS = {**yaml.safe_load((ROOT / "config.yaml").read_text())["rounds"], "from_n": None}
-TABLES = ["store", "read", "single", "parallel", *(["dataloader"] if HAS_TORCH else [])]
+TABLES = [
+    "store",
+    "read",
+    "single",
+    "parallel",
+    *(["dataloader"] if HAS_TORCH else []),
+    "training",
+]
 DRAWN = [
     name
     for name, figure in FIGURES.items()
@@ -89,6 +106,7 @@ def small_config(work: Path, cifar10: dict) -> Path:
         latency_samples=50,
         parallel=PARALLEL,
         dataloader=DATALOADER,
+        training=TRAINING,
         rounds=NO_ROUNDS,
     )
 
@@ -136,7 +154,9 @@ def expected_plan(config: dict) -> dict[str, int]:
     normalize(config)
     n_formats = len(config["formats"])
     n_stores = n_formats * len(config["cutoffs"])
-    parallel, dataloader = config["parallel"], config["dataloader"]
+    parallel, dataloader, training = config["parallel"], config["dataloader"], config["training"]
+    loaders = len(training["threads"]) + (len(training["processes"]) if HAS_TORCH else 0)
+    trains = n_formats * len(training["cutoffs"]) * loaders
     expected = {
         "download": 1,
         "extract": 1,
@@ -151,17 +171,18 @@ def expected_plan(config: dict) -> dict[str, int]:
         * len(parallel["workers"])
         * len(parallel["caches"]),
         "dataloader": n_formats * len(dataloader["cutoffs"]) * len(dataloader["num_workers"]),
-        "table": 7,
+        "training": trains,
+        "table": 7 + bool(trains),
         "round": _round_jobs(config),
         "noise": 1,
-        "figure": len(RUN_FIGURES),
+        "figure": len(RUN_FIGURES) - (0 if trains else 2),
         "environment": 1,
         "summary": 1,
         "cost": 1,
         "all": 1,
     }
     if not HAS_TORCH:
-        expected.update(dataloader=0, table=6, figure=len(RUN_FIGURES) - 1)
+        expected.update(dataloader=0, table=expected["table"] - 1, figure=expected["figure"] - 1)
     return {k: v for k, v in expected.items() if v}
 
 
@@ -266,10 +287,13 @@ def test_without_torch_the_dataloader_jobs_are_left_out_with_a_notice(tmp_path: 
     plan = snakemake(tmp_path, "-n", "--configfile", str(ROOT / "config.yaml"), pythonpath=hide)
     counts = job_counts(plan.stdout)
     assert "dataloader" not in counts and counts["parallel"] > 0
+    # the training loop's thread rows need no torch: 11 formats x 3 thread counts
+    assert counts["training"] == 11 * 3 and "processes-w" not in plan.stdout
     notices = [line for line in (plan.stdout + plan.stderr).splitlines() if "PyTorch" in line]
     assert notices == [
-        "storebench: PyTorch is not installed, so the DataLoader jobs are left out "
-        "(pip install -e '.[torch]' to run them)"
+        "storebench: PyTorch is not installed, so the DataLoader jobs and the training "
+        "loop's worker-process rows (its thread rows run) are left out (pip install -e "
+        "'.[torch]' to run them)"
     ]
 
 
@@ -963,6 +987,24 @@ def test_parallel_readers(run: Path) -> None:
         shards = np.array_split(order, int(row["workers"]))
         assert result["shard_checksums"] == [checksum(images[s], labels[s]) for s in shards]
         assert len(result["worker_pids"]) == int(row["workers"])
+
+
+def test_training_loop_rows_say_how_busy_each_format_keeps_the_accelerator(run: Path) -> None:
+    rows = read_csv(run / "results/tables/training.csv")
+    loaders = [("threads", w) for w in TRAINING["threads"]]
+    loaders += [("processes", w) for w in TRAINING["processes"]] if HAS_TORCH else []
+    assert {(r["format"], r["loader"], int(r["workers"])) for r in rows} == {
+        (f, loader, w) for f in FORMATS for loader, w in loaders
+    }
+    for row in rows:
+        assert 0 < float(row["au_lo"]) <= float(row["au"]) <= float(row["au_hi"]) <= 1
+        assert float(row["step_ms"]) == TRAINING["step_ms"] and int(row["crop"]) == 24
+        assert float(row["first_batch_s"]) > 0 and float(row["pss_peak_mb"]) > 0
+        assert int(row["pairs"]) == REPEATS
+    summary = (run / "results/tables/summary.md").read_text()
+    assert "To keep one accelerator 90% busy at a step of 20 ms per batch of 64" in summary
+    for figure in ("training_au", "training_workers"):
+        assert (run / f"results/figures/{figure}.png").stat().st_size > 10_000
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="the torch extra is not installed")

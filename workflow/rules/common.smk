@@ -29,6 +29,7 @@ import storebench.present.partial  # noqa: E402
 import storebench.present.publish  # noqa: E402
 import storebench.resources  # noqa: E402
 import storebench.sweep  # noqa: E402
+import storebench.training  # noqa: E402
 import storebench.tiers  # noqa: E402
 from storebench.errors import StorebenchError  # noqa: E402
 from storebench.present.catalog import (  # noqa: E402
@@ -52,6 +53,7 @@ except StorebenchError as error:
 
 ENV = "../../envs/storebench.yaml"
 TORCH_ENV = "../../envs/torch.yaml"
+PHOTOS_ENV = "../../envs/photos.yaml"
 RESULTS = "results"
 TRASH = f"{RESULTS}/.trash"
 # The verdict (which format to pick), also the first page of report.html.
@@ -131,15 +133,29 @@ if VARIABLE_SIZE and DATALOADER["cutoffs"]:
         "(its batches stack images of one size)"
     )
     DATALOADER = {**DATALOADER, "cutoffs": []}
-if DATALOADER["cutoffs"] and not HAS_TORCH:
-    logger.warning(
-        "storebench: PyTorch is not installed, so the DataLoader jobs are left out "
-        "(pip install -e '.[torch]' to run them)"
-    )
+TRAINING = config["training"]
+if not HAS_TORCH:
+    left_out = [
+        *(["the DataLoader jobs"] if DATALOADER["cutoffs"] else []),
+        *(
+            ["the training loop's worker-process rows (its thread rows run)"]
+            if TRAINING["cutoffs"] and TRAINING["processes"]
+            else []
+        ),
+    ]
+    if left_out:
+        logger.warning(
+            f"storebench: PyTorch is not installed, so {' and '.join(left_out)} are left "
+            "out (pip install -e '.[torch]' to run them)"
+        )
+# The training loop's loader runs (threads-w1, ..., processes-w1, ...).
+TRAINING_SETS = storebench.training.loader_sets(TRAINING, HAS_TORCH)
+TRAINING_CUTOFFS = TRAINING["cutoffs"] if TRAINING_SETS else []
 # Timing tables (the catalog's list): those of the jobs this run has.
 RUNS_TABLE = {
     "parallel": bool(PARALLEL["cutoffs"]),
     "dataloader": bool(DATALOADER["cutoffs"]) and HAS_TORCH,
+    "training": bool(TRAINING_CUTOFFS),
 }
 TIMING_TABLES = tuple(t for t in TIMING_TABLE_NAMES if RUNS_TABLE.get(t, True))
 TABLES = (*TIMING_TABLES, "usage", "latency")
@@ -158,6 +174,7 @@ TABLE_GRIDS = {
         batch=[DATALOADER["batch_size"]],
         num_workers=DATALOADER["num_workers"],
     ),
+    "training": dict(format=FORMATS, n=TRAINING_CUTOFFS, loader=TRAINING_SETS),
 }
 
 
@@ -172,6 +189,7 @@ wildcard_constraints:
     round=r"\d+",
     batch=r"\d+",
     num_workers=r"\d+",
+    loader=r"(threads|processes)-w\d+",
     tier="|".join(map(re.escape, TIERS)) or "(?!)",
 
 
@@ -185,20 +203,25 @@ def get_dataset_input():
     folder (its state is a parameter, see get_dataset_args)."""
     if DATASET_SPEC["kind"] == "cifar10":
         return rules.extract.output
+    if DATASET_SPEC["kind"] == "photos":
+        return rules.photos.output
     return []
 
 
 def get_dataset_args(wildcards):
     """The dataset command's source, kind and size (an image folder's state is a param of
     its own, get_source_state, so a changed folder rebuilds the dataset)."""
-    if DATASET_SPEC["kind"] == "cifar10":
+    kind = DATASET_SPEC["kind"]
+    if kind == "cifar10":
         source = rules.extract.output[0]
+    elif kind == "photos":  # a folder of JPEG files the photos rule makes
+        kind, source = "imagefolder", rules.photos.output[0]
     else:
         source = DATASET_SPEC["path"]
     size = DATASET_SPEC.get("size")
     return " ".join(
         [
-            f"--kind {DATASET_SPEC['kind']} --source {shlex.quote(str(source))}",
+            f"--kind {kind} --source {shlex.quote(str(source))}",
             f"--size {size[0]} {size[1]}" if size else "",
         ]
     )
@@ -473,9 +496,9 @@ def get_caption_of(table=None):
 
 def get_summary_tables(wildcards):
     """The tables summary.md ranks the formats in."""
-    names = ["store", "read", "usage", "latency"] + (
-        ["dataloader"] if "dataloader" in TABLES else []
-    )
+    names = ["store", "read", "usage", "latency"] + [
+        t for t in ("dataloader", "training") if t in TABLES
+    ]
     return {name: f"{RESULTS}/tables/{name}.csv" for name in names}
 
 
@@ -573,7 +596,11 @@ def get_bench_threads(wildcards):
     try:
         return workflow.cores
     except WorkflowError:
-        workers = [*PARALLEL["workers"], *(n + 1 for n in DATALOADER["num_workers"])]
+        workers = [
+            *PARALLEL["workers"],
+            *(n + 1 for n in DATALOADER["num_workers"]),
+            *(n + 1 for n in TRAINING["processes"]),
+        ]
         return max(workers, default=1)
 
 

@@ -39,6 +39,27 @@ rule extract:
         " --out {output:q}"
 
 
+rule photos:
+    output:
+        directory(f"{RESULTS}/data/photos"),
+    log:
+        f"{RESULTS}/logs/photos.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/photos.tsv"
+    conda:
+        PHOTOS_ENV
+    threads: 1
+    resources:
+        **get_resources("dataset"),
+    params:
+        n=config["n_images"],
+        size=" ".join(map(str, DATASET_SPEC.get("size") or [])),
+        seed=config["seed"],
+    shell:
+        "python -m storebench --log {log:q} photos --out {output:q} --n {params.n}"
+        " --size {params.size} --seed {params.seed}"
+
+
 rule dataset:
     input:
         get_dataset_input(),

@@ -157,3 +157,39 @@ rule dataloader:
         " --store {input.store:q} --reference-store {input.reference:q}"
         " --batch-size {wildcards.batch} --num-workers {wildcards.num_workers}"
         " --seed {params.seed} --result {output.result:q}"
+
+
+rule training:
+    input:
+        **DATASET,
+        store=rules.store.output.store,
+        reference=get_reference_store,
+    output:
+        result=f"{RESULTS}/measurements/training/{{format}}/{{n}}/{{loader}}.json",
+    log:
+        f"{RESULTS}/logs/training/{{format}}/{{n}}/{{loader}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/training/{{format}}/{{n}}/{{loader}}.tsv"
+    conda:
+        TORCH_ENV
+    threads: get_bench_threads
+    resources:
+        **get_resources("training"),
+        bench=1,
+    params:
+        spec=get_format_spec,
+        paired=get_paired_args,
+        seed=config["seed"],
+        batch_size=TRAINING["batch_size"],
+        step_ms=storebench.training.step_ms(TRAINING),
+        crop=TRAINING["crop"],
+        target_au=TRAINING["target_au"],
+        fingerprint=get_fingerprint,
+    shell:
+        "python -m storebench --log {log:q} training --format {wildcards.format}"
+        " --spec {params.spec:q} --n {wildcards.n} --images {input.images:q}"
+        " --labels {input.labels:q} {params.paired}"
+        " --store {input.store:q} --reference-store {input.reference:q}"
+        " --loader {wildcards.loader} --batch-size {params.batch_size}"
+        " --step-ms {params.step_ms} --crop {params.crop} --target-au {params.target_au}"
+        " --seed {params.seed} --result {output.result:q}"

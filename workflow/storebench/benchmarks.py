@@ -329,7 +329,7 @@ def read_buffer(side: int, n: int, rounds: int, work: Path, seed: int = 0) -> No
             bytes_per_block = hdf5.BLOCK_BYTES
             if old:
                 hdf5.BLOCK_BYTES = 1024 * images[0].nbytes
-                base._BUFFERS.clear()  # made inside the read, as each reader did
+                base.reused_buffers().clear()  # made inside the read, as each reader did
             try:
                 start = time.perf_counter()
                 with fmt.open(store) as reader:
@@ -338,7 +338,7 @@ def read_buffer(side: int, n: int, rounds: int, work: Path, seed: int = 0) -> No
             finally:
                 hdf5.BLOCK_BYTES = bytes_per_block
                 if old:
-                    base._BUFFERS.clear()
+                    base.reused_buffers().clear()
 
         read(False)  # the warm-up read makes the reused buffer, off the clock
         ratios, times = [], {True: [], False: []}

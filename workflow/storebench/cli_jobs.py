@@ -1,6 +1,6 @@
 """The subcommands the workflow's data and measuring jobs run: download, extract,
-dataset, the timed store, read, parallel, DataLoader, latency and single-image
-jobs, disk usage and the environment. Each loads its input, calls the measuring
+photos, dataset, the timed store, read, parallel, DataLoader, training-loop, latency and
+single-image jobs, disk usage and the environment. Each loads its input, calls the measuring
 code and writes one result file with its provenance.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -21,6 +22,8 @@ from storebench import cifar, datasetfile, host, measure, provenance, results, r
 from storebench.errors import StorebenchError
 from storebench.formats import Format, make_format
 from storebench.sampling import Policy
+
+log = logging.getLogger(__name__)
 
 
 def _format(args: argparse.Namespace) -> Format:
@@ -116,6 +119,13 @@ def cmd_extract(args: argparse.Namespace) -> None:
     cifar.extract(args.archive, args.out, args.md5)
 
 
+def cmd_photos(args: argparse.Namespace) -> None:
+    from storebench import photos
+
+    made = photos.make(args.out, args.n, tuple(args.size), args.seed)
+    log.info("photos: %s", made)
+
+
 def cmd_dataset(args: argparse.Namespace) -> None:
     from storebench import dataset
 
@@ -209,6 +219,27 @@ def cmd_dataloader(args: argparse.Namespace) -> None:
         fmt, args.store, images, labels, indices, args.batch_size, args.num_workers, **_paired(args)
     )
     _write_read(args, fmt, "random", result)
+
+
+def cmd_training(args: argparse.Namespace) -> None:
+    from storebench import training
+
+    fmt = _format(args)
+    loader, workers = training.parse_loader(args.loader)
+    images, labels = datasetfile.load_first(args.images, args.labels, args.n)
+    order = measure.read_indices(args.n, "random", args.seed)
+    loop = training.Loop(args.batch_size, args.step_ms / 1e3, args.crop)
+    if loader == "processes":
+        try:
+            import torch  # noqa: F401
+        except ImportError as exc:
+            raise StorebenchError(
+                f"{exc}; the processes loader needs the extra: pip install -e '.[torch]'"
+            ) from None
+    result = training.measure_loop(
+        fmt, args.store, images, labels, order, loop, loader, workers, **_paired(args)
+    )
+    _write_read(args, fmt, "random", {**result, "target_au": args.target_au})
 
 
 def cmd_latency(args: argparse.Namespace) -> None:
@@ -351,6 +382,13 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_extract)
 
+    p = sub.add_parser("photos", help="JPEG crops of scikit-image's photographs, a folder")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--size", type=int, nargs=2, required=True, metavar=("HEIGHT", "WIDTH"))
+    p.add_argument("--seed", type=int, required=True)
+    p.set_defaults(func=cmd_photos)
+
     p = sub.add_parser("dataset", help="the dataset: CIFAR-10 or your images, repeated to n")
     p.add_argument("--kind", choices=("cifar10", "imagefolder"), default="cifar10")
     p.add_argument(
@@ -413,6 +451,16 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--num-workers", type=int, required=True)
     p.add_argument("--seed", type=int, required=True)
     p.set_defaults(func=cmd_dataloader)
+
+    p = sub.add_parser("training", help="timed: the emulated training loop through a loader")
+    _format_args(p, store=True)
+    p.add_argument("--loader", required=True, help="threads-wW or processes-wW")
+    p.add_argument("--batch-size", type=int, required=True)
+    p.add_argument("--step-ms", type=float, required=True, help="the emulated step per batch")
+    p.add_argument("--crop", type=int, required=True, help="the augmentation's output side")
+    p.add_argument("--target-au", type=float, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.set_defaults(func=cmd_training)
 
     p = sub.add_parser("latency", help="timed: single-image reads from a store")
     _format_args(p, store=True, sampled=False)

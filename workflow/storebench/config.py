@@ -31,6 +31,21 @@ def _schema(path: Path) -> dict[str, Any]:
 WHOLE = re.compile(r"[+-]?[0-9]+")
 # A config without a dataset section measures CIFAR-10 at its own size.
 DEFAULT_DATASET = {"kind": "cifar10", "path": None, "size": None}
+# A config without a training section runs the loop as config.yaml ships it.
+DEFAULT_TRAINING = {
+    "cutoffs": None,
+    "batch_size": 64,
+    "step": "resnet50-a100",
+    "step_ms": None,
+    "crop": 32,
+    "target_au": 0.9,
+    "threads": [1, 2, 4],
+    "processes": [1, 2],
+}
+# The side of dataset.kind photos when dataset.size is not given.
+PHOTO_SIZE = (256, 256)
+# The training loop's default n: the largest cutoff up to this.
+TRAINING_N = 1000
 # A config without a size_sweep section runs no sweep.
 DEFAULT_SWEEP = {"sizes": [], "megabytes": 60, "formats": None}
 # Experiments that read stores at some cutoffs: null there means the largest cutoff.
@@ -80,7 +95,17 @@ def normalize(config: MutableMapping[str, Any], schema: Path = SCHEMA) -> None:
             dataset.setdefault(key, value)
         if isinstance(dataset.get("size"), int) and not isinstance(dataset["size"], bool):
             dataset["size"] = [dataset["size"], dataset["size"]]
+        if dataset.get("kind") == "photos" and dataset.get("size") is None:
+            dataset["size"] = list(PHOTO_SIZE)
+    training = config.setdefault("training", dict(DEFAULT_TRAINING))
+    if isinstance(training, dict):
+        for key, value in DEFAULT_TRAINING.items():
+            training.setdefault(key, value)
     cutoffs = config.get("cutoffs")
+    if isinstance(training, dict) and training["cutoffs"] is None and isinstance(cutoffs, list):
+        numbers = [c for c in cutoffs if isinstance(c, int)]
+        small = [c for c in numbers if c <= TRAINING_N]
+        training["cutoffs"] = [max(small)] if small else [min(numbers)] if numbers else []
     for section in AT_CUTOFFS:
         part = config.get(section)
         if isinstance(part, dict) and part.get("cutoffs") is None and isinstance(cutoffs, list):
@@ -253,10 +278,10 @@ def check(config: Mapping[str, Any], schema: Path = SCHEMA) -> dict[str, Format]
             "dataset.path: kind imagefolder needs the folder of your images (one subfolder "
             "per class)"
         )
-    if dataset["kind"] == "cifar10" and dataset.get("path"):
+    if dataset["kind"] in ("cifar10", "photos") and dataset.get("path"):
         raise StorebenchError(
-            "dataset.path: kind cifar10 reads the cifar10 archive; set kind: imagefolder "
-            "to read a folder"
+            f"dataset.path: kind {dataset['kind']} makes its own images; set kind: "
+            "imagefolder to read a folder"
         )
     sweep = config.get("size_sweep") or DEFAULT_SWEEP
     unknown = [name for name in sweep.get("formats") or [] if name not in config["formats"]]
@@ -295,7 +320,8 @@ def check(config: Mapping[str, Any], schema: Path = SCHEMA) -> dict[str, Format]
             f"latency_n: {latency_n} is not in cutoffs {cutoffs}; single images are read "
             "from a store built at a cutoff (null: the largest)"
         )
-    for section in ("parallel", "dataloader"):
+    _check_training(config)
+    for section in ("parallel", "dataloader", "training"):
         unknown = [c for c in config[section]["cutoffs"] if c not in cutoffs]
         if unknown:
             raise StorebenchError(
@@ -303,3 +329,29 @@ def check(config: Mapping[str, Any], schema: Path = SCHEMA) -> dict[str, Format]
                 "only stores built at a cutoff can be read"
             )
     return {name: make_format(name, spec) for name, spec in config["formats"].items()}
+
+
+def _check_training(config: Mapping[str, Any]) -> None:
+    """A training crop larger than the images, when their size is known before the
+    dataset is built (a folder at its native sizes is checked by the job)."""
+    training = config["training"]
+    if config["dataset"]["kind"] == "photos":
+        from storebench import photos
+
+        photos.data_dir()  # scikit-image there, before any job
+    side = _known_side(config)
+    if side is not None and training["crop"] > side:
+        raise StorebenchError(
+            f"training.crop: {training['crop']} px is larger than the images ({side} px); "
+            f"set crop to at most {side}"
+        )
+
+
+def _known_side(config: Mapping[str, Any]) -> int | None:
+    """The images' smaller side when the config fixes it: dataset.size, else CIFAR-10's
+    32 px; None for a folder kept at its native sizes."""
+    dataset = config.get("dataset") or {}
+    size = dataset.get("size")
+    if size:
+        return min(size)
+    return 32 if dataset.get("kind", "cifar10") == "cifar10" else None

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +25,38 @@ ORDERS = ("sequential", "random", "shards")
 # images (webdataset's ``.shuffle(1000)``).
 SHARD_IMAGES = 10_000
 SHUFFLE_BUFFER = 1000
+
+# Compute per image of a model's training step on one accelerator, in ms, with its
+# source: a step of a batch of b images takes b times this.
+STEP_PRESETS: dict[str, tuple[float, str]] = {
+    "resnet50-a100": (
+        435 / 400,
+        "ResNet-50 on one A100: 0.435 s per batch of 400 (DLIO's workload "
+        "resnet50_a100.yaml, the MLPerf Storage image-classification workload)",
+    ),
+    "resnet50-v100": (
+        195 / 64,
+        "ResNet-50 on one V100: 0.195 s per batch of 64 (DLIO's workload resnet50_v100.yaml)",
+    ),
+}
+
+
+def step_ms(settings: Mapping[str, Any]) -> float:
+    """The step time per batch in ms of config ``training``."""
+    if settings.get("step_ms") is not None:
+        return float(settings["step_ms"])
+    per_image, _ = STEP_PRESETS[settings["step"]]
+    return per_image * int(settings["batch_size"])
+
+
+def step_text(settings: Mapping[str, Any]) -> str:
+    """The emulated step in words: its ms per batch and where that comes from."""
+    ms = step_ms(settings)
+    if settings.get("step_ms") is not None:
+        return f"{ms:g} ms per batch (set)"
+    _, source = STEP_PRESETS[settings["step"]]
+    return f"{ms:.1f} ms per batch of {settings['batch_size']} ({settings['step']}: {source})"
+
 
 # The CPU probe (storebench.sampling.CpuProbe) decodes this many fixed in-memory PNGs.
 CPU_PROBE_IMAGES = 48

@@ -32,6 +32,7 @@ MEMORY = {
     "usage": (200, 0.0),
     "parallel": (500, 14.0),
     "dataloader": (800, 15.0),
+    "training": (900, 15.0),  # its workers' copies, as the DataLoader's; torch imported
     "publish": (1000, 0.0),
     "size_run": (1000, 6.0),  # a whole run at one size: its largest job
     "tier_run": (1000, 6.0),  # a whole run on one storage tier: its largest job
@@ -55,7 +56,7 @@ def runtime_min(stage: str, n: int) -> int:
     size of the image-size sweep, or a storage tier, is a whole run."""
     if stage in ("size_run", "tier_run"):
         return 240
-    if stage in ("store", "read", "parallel", "dataloader", "dataset"):
+    if stage in ("store", "read", "parallel", "dataloader", "training", "dataset"):
         return 10 + math.ceil(n / 2_000)
     if stage == "round":  # every cell of a round, the largest dominating
         return 10 + math.ceil(n / 5_000)

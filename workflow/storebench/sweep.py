@@ -49,7 +49,7 @@ def images_at(size: int, megabytes: float) -> int:
 
 def sub_config(config: Mapping[str, Any], size: int, archive: str | None) -> dict[str, Any]:
     """The config of one size's run: the outer config with the dataset resized to
-    ``size``, its number of images, one cutoff, no parallel or DataLoader jobs, the
+    ``size``, its number of images, one cutoff, no parallel, DataLoader or training jobs, the
     sweep's formats, and CIFAR-10 read from the outer run's ``archive``."""
     sweep = config["size_sweep"]
     sub = subrun.derived(config, archive, sweep.get("formats"))
@@ -58,6 +58,7 @@ def sub_config(config: Mapping[str, Any], size: int, archive: str | None) -> dic
     sub.update(n_images=n, cutoffs=[n])
     sub["parallel"] = {**sub["parallel"], "cutoffs": []}
     sub["dataloader"] = {**sub["dataloader"], "cutoffs": []}
+    sub["training"] = {**sub["training"], "cutoffs": []}
     return sub
 
 

@@ -170,7 +170,7 @@ def sub_config(config: Mapping[str, Any], name: str, archive: str | None) -> dic
     sub["n_images"] = max(cutoffs)
     for key in ("caches", "orders"):
         sub[key] = list(spec.get(key) or sub[key])
-    for section in ("parallel", "dataloader"):
+    for section in ("parallel", "dataloader", "training"):
         part = sub.get(section)
         if isinstance(part, dict):
             # not on an object-store tier yet: its readers run in worker processes

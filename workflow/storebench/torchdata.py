@@ -193,3 +193,96 @@ def measure_epochs(
         "checksum": sums["format"],
         "torch": torch.__version__,
     }
+
+
+class AugmentedBatches(StoreDataset):
+    """Whole training batches of a store: ``__getitems__`` reads a batch's images in one
+    read, augments and collates them (:func:`storebench.training.make_batch`) in the
+    worker process, and hands the batch to the training process as tensors (through
+    shared memory, as the DataLoader moves any tensor)."""
+
+    def __init__(
+        self,
+        fmt: Format,
+        store: Path,
+        n: int,
+        shapes: np.ndarray | None,
+        image_shape: tuple[int, ...],
+        boxes: np.ndarray,
+        crop: int,
+    ):
+        super().__init__(fmt, store, n, image_shape)
+        self.shapes, self.boxes, self.crop = shapes, boxes, crop
+
+    def __getitems__(self, indices: list[int]) -> Any:  # type: ignore[override]
+        from storebench import training
+
+        batch = training.make_batch(
+            self._open(),
+            np.asarray(indices, dtype=np.int64),
+            self.shapes,
+            self.shape,
+            self.boxes,
+            self.crop,
+        )
+        return (
+            torch.from_numpy(batch.images),
+            torch.from_numpy(batch.labels),
+            torch.from_numpy(batch.indices),
+            batch.read_cpu_s,
+            batch.augment_cpu_s,
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            **super().__getstate__(),
+            "shape": self.shape,
+            "shapes": self.shapes,
+            "boxes": self.boxes,
+            "crop": self.crop,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(  # type: ignore[misc]
+            state["fmt"],
+            state["store"],
+            state["n"],
+            state["shapes"],
+            state["shape"],
+            state["boxes"],
+            state["crop"],
+        )
+
+
+def _as_is(batch: Any) -> Any:
+    return batch
+
+
+def process_batches(
+    fmt: Format,
+    store: Path,
+    plan: list[np.ndarray],
+    shapes: np.ndarray | None,
+    image_shape: tuple[int, ...],
+    boxes: np.ndarray,
+    crop: int,
+    workers: int,
+) -> Any:
+    """The batches of ``plan``, in order, made by a DataLoader's ``workers`` worker
+    processes (each opens the store itself; the workers start when the epoch does, as
+    without persistent workers)."""
+    from storebench import training
+
+    dataset = AugmentedBatches(fmt, store, len(boxes), shapes, image_shape, boxes, crop)
+    loader = DataLoader(
+        dataset,
+        batch_sampler=[b.tolist() for b in plan],
+        num_workers=workers,
+        collate_fn=_as_is,
+        prefetch_factor=training.PREFETCH,
+    )
+    try:
+        for images, labels, indices, read_s, augment_s in loader:
+            yield training.Batch(images.numpy(), labels.numpy(), indices.numpy(), read_s, augment_s)
+    finally:
+        dataset.close()

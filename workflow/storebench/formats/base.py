@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,6 +77,11 @@ class Format(ABC):
     @abstractmethod
     def open(self, directory: Path) -> Reader:
         """Open a store written by :meth:`write` for reading."""
+
+    # Whether the threads of one loader share one open reader (each calling read_into
+    # at once) rather than each opening the store: a format whose store can be open
+    # only once per process (LMDB's environment) and whose reads are safe from threads.
+    threads_share: ClassVar[bool] = False
 
     # How :meth:`open_remote` reads a store on an object store: "staged" (fetched whole
     # to local disk first), "range" (byte ranges of its files), "key" (one object per
@@ -189,21 +195,28 @@ def wrong_size(store: Path, index: int, found: int, expected: int) -> Storebench
     )
 
 
-_BUFFERS: dict[tuple, np.ndarray] = {}
+_BUFFERS = threading.local()  # .held: (rows, shape, dtype) -> this thread's buffer
+
+
+def reused_buffers() -> dict[tuple, np.ndarray]:
+    """This thread's reused buffers (:func:`reused_buffer`); clear it to drop them."""
+    held: dict[tuple, np.ndarray] = _BUFFERS.__dict__.setdefault("held", {})
+    return held
 
 
 def reused_buffer(rows: int, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     """A buffer of ``rows`` images of ``shape`` and ``dtype`` for a reader's scattered
-    reads: one per process, reused by every reader, so the untimed warm-up read
-    allocates and touches it and no timed read does; one at a time, so memory stays
-    bounded by the largest a reader asks for."""
+    reads: one per thread (a loader's threads read side by side), reused by every
+    reader, so the untimed warm-up read allocates and touches it and no timed read does;
+    one at a time, so memory stays bounded by the largest a reader asks for."""
     key = (int(rows), tuple(shape), np.dtype(dtype).str)
-    buffer = _BUFFERS.get(key)
+    held = reused_buffers()
+    buffer = held.get(key)
     if buffer is None:
-        _BUFFERS.clear()
+        held.clear()
         buffer = np.empty((int(rows), *shape), dtype)
         buffer.fill(0)  # touched now, not inside a timed read
-        _BUFFERS[key] = buffer
+        held[key] = buffer
     return buffer
 
 

@@ -151,6 +151,9 @@ class LmdbFormat(EncodedImages, Format):
     kind = "lmdb"
     variable_size = True
     libraries = ("numpy", "lmdb")
+    # one environment per process (py-lmdb refuses a second); a read transaction per
+    # read_into, so threads read through it side by side
+    threads_share = True
     value: str = "pickle"
     writemap: bool = False
     append: bool = False

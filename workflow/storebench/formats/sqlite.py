@@ -29,7 +29,8 @@ class SqliteReader(Reader):
         self.path = Path(directory) / FILE
         if not self.path.is_file():
             raise StorebenchError(f"{self.path}: missing; the store is incomplete")
-        self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        # one thread reads through it; a loader may close it from another when done
+        self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
         self.db.execute(f"PRAGMA mmap_size = {MMAP_BYTES if mmap else 0}")
 
     def read_into(self, indices: np.ndarray, images: np.ndarray, labels: np.ndarray) -> None:

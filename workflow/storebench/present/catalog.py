@@ -210,6 +210,30 @@ FIGURES: dict[str, FigureRecord] = {
             "dataloader.csv; the host's drift between jobs is not in it)."
         ),
     ),
+    "training_au": FigureRecord(
+        tables=("training",),
+        drawer="training_au",
+        topic="Training loop",
+        caption=(
+            "Accelerator utilisation (the share of the epoch after the first batch that "
+            "the emulated step, {training_step}, was computing) against loader workers, "
+            "per format: shuffled batches of {training_batch} read, decoded, augmented "
+            "(random resized crop to {training_crop} px, flip) and collated by the "
+            "workers. Band: the interval of the median over the job's epochs (its "
+            "coverage is in training.csv); dashed: the target, {training_target}."
+        ),
+    ),
+    "training_workers": FigureRecord(
+        tables=("training",),
+        drawer="training_workers",
+        topic="Training loop",
+        caption=(
+            "Workers needed: the fewest loader threads or DataLoader worker processes "
+            "whose median AU reached {training_target} (at a step of {training_step}); "
+            'pale when that count\'s AU interval reaches below the target, "none" when no '
+            "measured count got there (nothing beyond the counts measured is guessed)."
+        ),
+    ),
     "workflow_cost": FigureRecord(
         tables=("cost",),
         drawer="workflow_cost",
@@ -261,7 +285,9 @@ TABLES: dict[str, TableRecord] = {
         caption=(
             "Read time per format, n, cache state and order: ratio to the floor's "
             "read of the same n, cache and order, with intervals as in store.csv; the"
-            " largest page-cache residency before a cold read."
+            " largest page-cache residency before a cold read; the order's shuffle "
+            "quality (1: its neighbours as far apart as a uniform shuffle's; 0: in "
+            "order; docs/methods.md)."
         ),
     ),
     "single": TableRecord(
@@ -291,6 +317,17 @@ TABLES: dict[str, TableRecord] = {
         timing=True,
         layout="dataloader",
         caption="PyTorch DataLoader epochs: time and images/s per num_workers.",
+    ),
+    "training": TableRecord(
+        timing=True,
+        layout="training",
+        caption=(
+            "The training loop (batch {training_batch}, a step of {training_step}, crop to "
+            "{training_crop} px): per format, loader and workers, samples/s and the ratio "
+            "to the floor's loop, accelerator utilisation (AU) with the interval of its "
+            "median over the job's epochs, the time to the first batch, the loader's CPU ms "
+            "per image (read with decode; augmentation with collation) and its peak PSS."
+        ),
     ),
     "noise": TableRecord(
         layout=None,

@@ -836,6 +836,127 @@ def dataloader_throughput(tables: Tables, palette: Palette) -> Figure:
     return fig
 
 
+LOADER_NAMES = {"threads": "loader threads", "processes": "DataLoader worker processes"}
+
+
+def _loaders(rows: Rows) -> list[str]:
+    return [name for name in LOADER_NAMES if any(r["loader"] == name for r in rows)]
+
+
+def training_au(tables: Tables, palette: Palette) -> Figure:
+    """Accelerator utilisation against workers, one panel per loader, a line per format,
+    the target as a dashed line."""
+    rows = tables["training"]
+    n = max(r["n"] for r in rows)
+    rows = [r for r in rows if r["n"] == n]
+    loaders = _loaders(rows)
+    styles = palette.styles(palette.formats(rows))
+    target = float(rows[0].get("target_au") or 0.9)
+    goal = Line2D([], [], color="grey", linestyle="--", linewidth=1, label=f"target {target:.0%}")
+    height = 2.0 * len(loaders) + 0.25 + _legend_height(len(styles) + 1)
+    fig, grid = plt.subplots(
+        len(loaders), 1, figsize=(WIDTH_IN, height), layout="constrained", squeeze=False
+    )
+    axes = list(grid[:, 0])  # each panel its own worker counts: no shared x axis
+    for ax, loader in zip(axes, loaders, strict=True):
+        ax.grid(True, which="major", linewidth=0.4, alpha=0.5)
+        for fmt, style in styles.items():
+            series = sorted(
+                (r for r in rows if r["format"] == fmt and r["loader"] == loader),
+                key=lambda r: r["workers"],
+            )
+            if not series:
+                continue
+            workers = [r["workers"] for r in series]
+            ax.plot(
+                workers,
+                [100 * r["au"] for r in series],
+                markersize=3.5,
+                linewidth=1.2,
+                label=fmt,
+                **style,
+            )
+            ax.fill_between(
+                workers,
+                [100 * r["au_lo"] for r in series],
+                [100 * r["au_hi"] for r in series],
+                color=style["color"],
+                alpha=0.15,
+                linewidth=0,
+            )
+        ax.axhline(100 * target, color="grey", linestyle="--", linewidth=1)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted({r["workers"] for r in rows if r["loader"] == loader}))
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%d"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_ylim(0, 105)
+        ax.set_ylabel("accelerator busy (%)")
+        ax.set_xlabel(LOADER_NAMES[loader])
+        step, batch = rows[0]["step_ms"], rows[0]["batch_size"]
+        ax.set_title(
+            f"{LOADER_NAMES[loader]}: n = {n:,}, batch {batch}, step {step:.3g} ms", fontsize=8
+        )
+    _format_legend(fig, styles, extra=[goal])
+    return fig
+
+
+def training_workers(tables: Tables, palette: Palette) -> Figure:
+    """Workers needed to keep the accelerator at the target AU: a bar per format and
+    loader; a format no measured worker count got there has an empty bar marked "none"."""
+    from storebench.present import training as training_view
+
+    rows = tables["training"]
+    n = max(r["n"] for r in rows)
+    rows = [r for r in rows if r["n"] == n]
+    loaders = _loaders(rows)
+    formats = palette.formats(rows)
+    styles = palette.styles(formats)
+    needed = training_view.needed(rows)
+    fig, ax = _new(2.6)
+    width = 0.8 / len(loaders)
+    hatches = ("", "//")
+    top = int(max(r["workers"] for r in rows))
+    for j, loader in enumerate(loaders):
+        for i, fmt in enumerate(formats):
+            found = needed.get((fmt, loader))
+            if found is None:
+                continue
+            x = i + (j - (len(loaders) - 1) / 2) * width
+            if found.workers is None:
+                ax.text(x, 0.1, "none", rotation=90, fontsize=5, ha="center", va="bottom")
+                continue
+            ax.bar(
+                x,
+                found.workers,
+                width,
+                color=styles[fmt]["color"],
+                hatch=hatches[j % 2],
+                edgecolor="black",
+                hatchcolor="0.6",
+                linewidth=0.4,
+                alpha=1.0 if found.resolved else 0.45,
+            )
+    ax.set_xticks(
+        range(len(formats)), formats, fontsize=6, rotation=40, ha="right", rotation_mode="anchor"
+    )
+    ax.set_ylim(0, top + 0.5)
+    ax.set_yticks(range(0, top + 1))
+    ax.set_ylabel("workers needed")
+    target = float(rows[0].get("target_au") or 0.9)
+    ax.set_title(f"Workers for {target:.0%} accelerator use, n = {n:,}", fontsize=8)
+    kinds = [
+        matplotlib.patches.Patch(
+            facecolor="white", edgecolor="black", hatch=hatches[j % 2], label=name
+        )
+        for j, name in enumerate(loaders)
+    ]
+    kinds.append(
+        matplotlib.patches.Patch(facecolor="0.5", alpha=0.45, label="pale: interval below")
+    )
+    _legend_below(fig, kinds)
+    return fig
+
+
 def workflow_cost(tables: Tables, palette: Palette) -> Figure:
     """The workflow's own wall time and peak memory per stage against n."""
     rows = [r for r in tables["cost"] if r["n"] != ""]

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 PLAN_SCHEMA = 1
 # The tables the summary and the verdict rank formats in (the workflow's summary rule).
-SUMMARY_TABLES = ("store", "read", "usage", "latency", "dataloader")
+SUMMARY_TABLES = ("store", "read", "usage", "latency", "dataloader", "training")
 
 
 def missing(plan: Mapping[str, Any]) -> dict[str, dict[str, list[str]]]:

@@ -19,7 +19,7 @@ import yaml
 from storebench.errors import StorebenchError
 from storebench.present import claims, verdict
 from storebench.present.catalog import FIGURES, TABLES
-from storebench.protocol import CPU_PROBE_IMAGES, SHARD_IMAGES, SHUFFLE_BUFFER
+from storebench.protocol import CPU_PROBE_IMAGES, SHARD_IMAGES, SHUFFLE_BUFFER, step_text
 
 Rows = list[dict[str, Any]]
 
@@ -112,12 +112,17 @@ def _spread(config: Mapping[str, Any]) -> str:
 
 def _values(config: Mapping[str, Any]) -> dict[str, Any]:
     parallel, dataloader = config.get("parallel", {}), config.get("dataloader", {})
+    training = config.get("training") or {}
     values = {
         "repeats": config["repeats"],
         "sampling": _sampling(config),
         "seed": config["seed"],
         "latency_samples": config["latency_samples"],
         "latency_n": f"{config.get('latency_n') or max(config['cutoffs']):,}",
+        "training_batch": training.get("batch_size", ""),
+        "training_step": step_text(training) if training else "",
+        "training_crop": training.get("crop", ""),
+        "training_target": f"{training.get('target_au', 0.9):.0%}",
         "noise_threshold": config["noise_threshold"],
         "cutoffs": ", ".join(f"{c:,}" for c in config["cutoffs"]),
         "workers": ", ".join(map(str, parallel.get("workers", []))),

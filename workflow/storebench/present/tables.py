@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -11,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from storebench import rounds
+from storebench import rounds, shuffle
 from storebench.errors import StorebenchError
-from storebench.protocol import job_steal
+from storebench.protocol import ORDERS, job_steal, read_indices
 from storebench.stats import (
     format_rounds,
     half_width,
@@ -84,6 +85,7 @@ TIMING_COLUMNS = (
     "remote_way",
     "requests",
     "bytes_down",
+    "shuffle_quality",
 )
 LATENCY_COLUMNS = (
     "format",
@@ -361,9 +363,25 @@ def timing_rows(loaded: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                     "psnr_db": result.get("psnr_db", ""),
                     # an object-store tier: how the format read it, what a read carried
                     **_traffic(result),
+                    # how far the read's order is from a uniform shuffle (1) or in order (0)
+                    "shuffle_quality": _shuffle_quality(result),
                 }
             )
     return add_run_drift(rows)
+
+
+def _shuffle_quality(result: dict[str, Any]) -> Any:
+    """The shuffle quality (:func:`storebench.shuffle.quality`) of a read's order, made
+    again from its n, order and seed; "" for a store or an order it does not know."""
+    order, seed = result.get("order"), result.get("seed")
+    if order not in ORDERS or seed is None:
+        return ""
+    return _order_quality(int(result["n"]), order, int(seed))
+
+
+@functools.lru_cache(maxsize=64)
+def _order_quality(n: int, order: str, seed: int) -> float:
+    return shuffle.quality(read_indices(n, order, seed))
 
 
 def _latency_ratio(result: dict[str, Any], mode: str) -> dict[str, Any]:
@@ -512,6 +530,33 @@ DATALOADER_COLUMNS = (
     "images_per_s",
     "mb_per_s",
 )
+TRAINING_COLUMNS = (
+    "format",
+    "kind",
+    "n",
+    "measurement",
+    "cache",
+    "order",
+    "loader",
+    "workers",
+    "batch_size",
+    "step_ms",
+    "crop",
+    *PAIRED_COLUMNS,
+    "images_per_s",
+    "mb_per_s",
+    "au",
+    "au_lo",
+    "au_hi",
+    "au_coverage",
+    "reference_au",
+    "target_au",
+    "first_batch_s",
+    "read_cpu_ms_per_image",
+    "augment_cpu_ms_per_image",
+    "pss_peak_mb",
+    "shuffle_quality",
+)
 
 
 def _throughput_row(
@@ -569,6 +614,44 @@ def dataloader_rows(loaded: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return add_run_drift(rows)
 
 
+def training_rows(loaded: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Training-loop epochs: samples/s and the ratio to the floor's loop (epoch time),
+    accelerator utilisation with the interval of its median over the job's epochs, the
+    time to the first batch, the loader's CPU per image (read with decode; augmentation
+    with collation) and its peak memory, per format, loader and workers."""
+    rows = []
+    for result in loaded:
+        samples, refs = result["samples"], result.get("reference_samples") or {}
+        au = median_interval(samples["au"])
+        n = result["n"]
+        rows.append(
+            _throughput_row(
+                result,
+                "epoch_s",
+                f"train_{result['loader']}_w{result['workers']}",
+                loader=result["loader"],
+                workers=result["workers"],
+                batch_size=result["batch_size"],
+                step_ms=result["step_ms"],
+                crop=result["crop"],
+            )
+            | {
+                "au": au["median"],
+                "au_lo": au["lo"],
+                "au_hi": au["hi"],
+                "au_coverage": au["coverage"],
+                "reference_au": float(np.median(refs["au"])) if refs.get("au") else "",
+                "target_au": result.get("target_au", ""),
+                "first_batch_s": float(np.median(samples["first_batch_s"])),
+                "read_cpu_ms_per_image": float(np.median(samples["read_cpu_s"])) / n * 1e3,
+                "augment_cpu_ms_per_image": float(np.median(samples["augment_cpu_s"])) / n * 1e3,
+                "pss_peak_mb": float(np.max(samples["pss_peak_mb"])),
+                "shuffle_quality": _shuffle_quality(result),
+            }
+        )
+    return add_run_drift(rows)
+
+
 # table layout (storebench.present.catalog.TABLES) -> (rows from result files, columns)
 LAYOUTS: dict[
     str, tuple[Callable[[Iterable[dict[str, Any]]], list[dict[str, Any]]], tuple[str, ...]]
@@ -578,6 +661,7 @@ LAYOUTS: dict[
     "latency": (latency_rows, LATENCY_COLUMNS),
     "parallel": (parallel_rows, PARALLEL_COLUMNS),
     "dataloader": (dataloader_rows, DATALOADER_COLUMNS),
+    "training": (training_rows, TRAINING_COLUMNS),
 }
 
 
@@ -618,6 +702,7 @@ TEXT_COLUMNS = frozenset(
         "kind",
         "remote_way",
         "measurement",
+        "loader",
         "cache",
         "order",
         "unit",

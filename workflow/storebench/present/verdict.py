@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from storebench import stats
-from storebench.present import claims
+from storebench.present import claims, training
 
 Rows = Sequence[Mapping[str, Any]]
 
@@ -228,6 +228,9 @@ def markdown(tables: Mapping[str, Rows], floor: str | None, n: int) -> str:
     lines += [
         f"| {need} | {choice} | {margin} |" for need, choice, margin in rows(tables, floor, n)
     ]
+    fed = training.verdict_lines(tables.get("training") or [])
+    if fed:
+        lines += ["", *fed]
     return "\n".join(lines) + "\n"
 
 
@@ -238,4 +241,6 @@ def rst(tables: Mapping[str, Rows], floor: str | None, n: int) -> str:
     lines += [".. list-table::", "   :header-rows: 1", ""]
     for cells in [("if you need", "pick", "by how much"), *rows(tables, floor, n)]:
         lines += [f"   * - {cells[0]}", f"     - {cells[1]}", f"     - {cells[2]}"]
+    for line in training.verdict_lines(tables.get("training") or []):
+        lines += ["", line]
     return "\n".join(lines) + "\n"
