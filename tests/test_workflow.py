@@ -225,9 +225,12 @@ def per_format(output: str, rule: str) -> dict[str, int]:
 
 
 def plan_from_root(*configfiles: str) -> subprocess.CompletedProcess:
-    """``snakemake -n`` run where a user runs it: the repository's root."""
+    """``snakemake -n`` run where a user runs it: the repository's root (``-p`` first:
+    with the commands)."""
+    flags = [f for f in configfiles if f.startswith("-")]
+    files = [f for f in configfiles if not f.startswith("-")]
     return subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--configfile", *configfiles],
+        [sys.executable, "-m", "snakemake", "-n", *flags, "--configfile", *files],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -277,6 +280,23 @@ def test_quick_config_plans_every_format_and_every_figure() -> None:
     assert counts["figure"] == (len(RUN_FIGURES) if HAS_TORCH else len(RUN_FIGURES) - 1)
     assert counts["parallel"] == len(default["formats"]) * len(quick["parallel"]["workers"])
     assert quick["n_images"] <= 2000 and quick["sampling"]["max_pairs"] == 2
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("skimage") is None, reason="the photos extra is not installed"
+)
+def test_photos_config_plans_the_photographs_and_the_training_loop_at_224_px() -> None:
+    plan = plan_from_root("-p", "config.yaml", "workflow/configs/photos.yaml").stdout
+    counts = job_counts(plan)
+    default = yaml.safe_load((ROOT / "config.yaml").read_text())
+    photos = yaml.safe_load((ROOT / "workflow/configs/photos.yaml").read_text())
+    formats = len(default["formats"]) + len(photos["formats"])
+    loaders = len(default["training"]["threads"]) + (
+        len(default["training"]["processes"]) if HAS_TORCH else 0
+    )
+    assert counts["photos"] == 1 and "extract" not in counts and "download" not in counts
+    assert counts["training"] == formats * loaders
+    assert "--crop 224" in plan and "--kind imagefolder --source results/data/photos" in plan
 
 
 def test_without_torch_the_dataloader_jobs_are_left_out_with_a_notice(tmp_path: Path) -> None:
