@@ -382,3 +382,18 @@ def make_folder(root: Path, per_class: int = 4, seed: int = 3) -> Path:
     (root / ".hidden").mkdir()  # hidden folders and files are not classes or images
     (root / "dog" / ".DS_Store").write_bytes(b"x")
     return root
+
+
+def every_format() -> dict[str, dict[str, Any]]:
+    """config.yaml's formats, every other kind with its defaults (found, not listed),
+    and a lossy payload (lmdb_jpeg): what the readers of every kind are tested on."""
+    from storebench.formats import available_kinds
+
+    formats = yaml.safe_load((ROOT / "config.yaml").read_text())["formats"]
+    formats |= {
+        kind: {"kind": kind}
+        for kind in available_kinds()
+        if kind not in {spec["kind"] for spec in formats.values()}
+    }
+    formats["lmdb_jpeg"] = {"kind": "lmdb", "value": "raw", "payload": "jpeg"}  # lossy
+    return formats

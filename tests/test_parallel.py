@@ -8,23 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from storebench import measure, parallel, validation
 from storebench.errors import StorebenchError
-from storebench.formats import available_kinds, make_format
+from storebench.formats import make_format
 
-from conftest import ROOT
+from conftest import every_format
 
 N = 60
-# config.yaml's formats, and every other kind with its defaults (found, not listed).
-FORMATS = yaml.safe_load((ROOT / "config.yaml").read_text())["formats"]
-FORMATS |= {
-    kind: {"kind": kind}
-    for kind in available_kinds()
-    if kind not in {spec["kind"] for spec in FORMATS.values()}
-}
-FORMATS["lmdb_jpeg"] = {"kind": "lmdb", "value": "raw", "payload": "jpeg"}  # lossy
+FORMATS = every_format()
 
 
 @pytest.fixture(scope="module")

@@ -9,25 +9,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from storebench import training
 from storebench.errors import StorebenchError
-from storebench.formats import available_kinds, make_format
+from storebench.formats import make_format
 from storebench.present import tables as table_rows
 from storebench.present import training as training_view
 from storebench.ragged import Ragged
 
-from conftest import ROOT
+from conftest import every_format
 
 N = 150
-FORMATS = yaml.safe_load((ROOT / "config.yaml").read_text())["formats"]
-FORMATS |= {
-    kind: {"kind": kind}
-    for kind in available_kinds()
-    if kind not in {spec["kind"] for spec in FORMATS.values()}
-}
-FORMATS["lmdb_jpeg"] = {"kind": "lmdb", "value": "raw", "payload": "jpeg"}  # lossy
+FORMATS = every_format()
 LOOP = training.Loop(batch_size=32, step_s=0.002, crop=24)
 
 

@@ -68,13 +68,17 @@ PAIRED_COLUMNS = (
     "max",
     "cv",
 )
-TIMING_COLUMNS = (
+# What names a timed cell: the first columns of every timing table.
+CELL_COLUMNS = (
     "format",
     "kind",
     "n",
     "measurement",
     "cache",
     "order",
+)
+TIMING_COLUMNS = (
+    *CELL_COLUMNS,
     *PAIRED_COLUMNS,
     "images_per_s",
     "mb_per_s",
@@ -503,12 +507,7 @@ def usage_rows(loaded: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 PARALLEL_COLUMNS = (
-    "format",
-    "kind",
-    "n",
-    "measurement",
-    "cache",
-    "order",
+    *CELL_COLUMNS,
     "workers",
     *PAIRED_COLUMNS,
     "images_per_s",
@@ -517,12 +516,7 @@ PARALLEL_COLUMNS = (
     "residency_max",
 )
 DATALOADER_COLUMNS = (
-    "format",
-    "kind",
-    "n",
-    "measurement",
-    "cache",
-    "order",
+    *CELL_COLUMNS,
     "batch_size",
     "num_workers",
     "start_method",
@@ -531,12 +525,7 @@ DATALOADER_COLUMNS = (
     "mb_per_s",
 )
 TRAINING_COLUMNS = (
-    "format",
-    "kind",
-    "n",
-    "measurement",
-    "cache",
-    "order",
+    *CELL_COLUMNS,
     "loader",
     "workers",
     "batch_size",
