@@ -128,8 +128,12 @@ def test_the_schema_takes_an_s3_tier_and_refuses_a_negative_latency(monkeypatch)
 def test_an_object_store_tiers_run_has_no_parallel_jobs_and_fewer_latency_samples() -> None:
     config = _config(kind="s3", cutoffs=[100])
     config["parallel"]["cutoffs"] = [100]
+    config["training"]["cutoffs"] = [100]
     sub = tiers.sub_config(config, "s3-lan", "/data/cifar.tar.gz")
     assert sub["parallel"]["cutoffs"] == [] and sub["dataloader"]["cutoffs"] == []
+    # the training loop's threads run there; its worker processes do not
+    assert sub["training"]["cutoffs"] == [100] and sub["training"]["processes"] == []
+    assert sub["training"]["threads"] == config["training"]["threads"]
     assert sub["tiers"] == {} and sub["cutoffs"] == [100]
     assert sub["latency_samples"] == 100 and config["latency_samples"] == 1000
     assert sub["latency_n"] == 100  # no store of 1,000 images: its largest
@@ -277,6 +281,32 @@ def test_a_store_on_the_tier_is_uploaded_read_cold_and_counted(
     assert all(t["server_cpu_s"] >= 0 for t in result["traffic"])
     # nothing of the read's scratch left beside the store
     assert not list(out.parent.glob(".remote.*"))
+
+
+@_marks(needs_weed)
+@pytest.mark.parametrize("kind", ["png", "lmdb", "tfrecord"])
+def test_the_training_loops_threads_read_a_store_on_the_tier(
+    shared_tier: tuple[objecttier.Place, dict[str, str]], tmp_path: Path, kind: str, monkeypatch
+) -> None:
+    """Loader threads on an object-store tier: each opens the store the format's way
+    (LMDB's threads share one staged copy), every image once with the augmented pixels
+    of the stored ones, no scratch left."""
+    from storebench import training
+
+    place, env = shared_tier
+    tier = dataclasses.replace(place, prefix=f"{place.prefix}/train-{kind}")
+    for key, value in {**env, objecttier.ENV: tier.to_env()}.items():
+        monkeypatch.setenv(key, value)
+    images, labels = _images()
+    fmt = make_format(kind, {"kind": kind})
+    store = tmp_path / kind
+    store.mkdir()
+    fmt.write(store, images, labels)
+    order = np.random.default_rng(2).permutation(len(images))
+    loop = training.Loop(batch_size=32, step_s=0.002, crop=24)
+    result = training.measure_loop(fmt, store, images, labels, order, loop, "threads", 3)
+    assert all(0 < au <= 1 for au in result["samples"]["au"])
+    assert not list(tmp_path.glob(".remote.*"))
 
 
 @_marks(needs_weed)

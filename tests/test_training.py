@@ -235,6 +235,7 @@ def _result(fmt: str, loader: str, workers: int, au: float) -> dict:
 
 def test_the_training_table_and_verdict_say_how_many_workers_each_format_needs() -> None:
     loaded = [
+        {**_result("raw", "threads", 1, 0.96), "kind": "npy"},
         _result("png", "threads", 1, 0.5),
         _result("png", "threads", 2, 0.95),
         _result("lmdb", "threads", 1, 0.97),
@@ -248,5 +249,6 @@ def test_the_training_table_and_verdict_say_how_many_workers_each_format_needs()
     assert math.isclose(png1["images_per_s"], 1000 / 2.0)
     (line,) = training_view.verdict_lines(rows)
     assert line.startswith("To keep one accelerator 90% busy at a step of 69.6 ms per batch of 64")
-    # lmdb first (one thread), then png (two)
+    # the floor and lmdb first (one thread), then png (two)
+    assert line.index("**raw** (the floor) 1 thread") < line.index("**png** 2 threads")
     assert line.index("**lmdb** 1 thread") < line.index("**png** 2 threads")

@@ -173,9 +173,14 @@ def sub_config(config: Mapping[str, Any], name: str, archive: str | None) -> dic
     for section in ("parallel", "dataloader", "training"):
         part = sub.get(section)
         if isinstance(part, dict):
-            # not on an object-store tier yet: its readers run in worker processes
-            kept = [] if spec["kind"] == S3 else part.get("cutoffs") or []
+            # not on an object-store tier yet: readers in worker processes (a forked
+            # process cannot use its parent's S3 client); the training loop's threads can
+            kept = part.get("cutoffs") or []
+            if spec["kind"] == S3 and section != "training":
+                kept = []
             part["cutoffs"] = [c for c in kept if c in cutoffs]
+    if spec["kind"] == S3 and isinstance(sub.get("training"), dict):
+        sub["training"]["processes"] = []
     if spec["kind"] == S3:
         # a single-image read that opens the store each time stages a whole LMDB or
         # SQLite store per image from an object store: fewer samples keep it minutes

@@ -92,13 +92,18 @@ def verdict_lines(rows: Rows) -> list[str]:
     found = needed(rows, n)
     first = next(r for r in rows if int(r["n"]) == n)
     target = float(first.get("target_au") or 0.9)
+    # the floor reads as fast as the machine allows: a count it needs, every format needs
+    floors = {r["format"] for r in rows if r.get("kind") == "npy"}
     lines = []
     for loader in LOADER_WORDS:
         cells = [(fmt, need) for (fmt, kind), need in found.items() if kind == loader]
         if not cells:
             continue
         cells.sort(key=lambda c: (c[1].workers is None, c[1].workers or 0, -c[1].au))
-        parts = "; ".join(f"**{fmt}** {need.text(loader)}" for fmt, need in cells)
+        parts = "; ".join(
+            f"**{fmt}**{' (the floor)' if fmt in floors else ''} {need.text(loader)}"
+            for fmt, need in cells
+        )
         lines.append(
             f"To keep one accelerator {target:.0%} busy at a step of "
             f"{float(first['step_ms']):.3g} ms per batch of {first['batch_size']} "
