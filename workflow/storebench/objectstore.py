@@ -278,6 +278,10 @@ def _start_server(
         f"-s3.localSocket={folder / 's3.sock'}",
         "-s3.autoCreateBucket",  # the bucket appears with its first object
         "-master.volumeSizeLimitMB=1024",
+        # as many 1 GB volumes as the free disk holds (the default, 8, filled up at
+        # 100,000 images: deleted copies stay in their volume until a vacuum)
+        "-volume.max=0",
+        "-master.telemetry=false",  # report nothing to seaweedfs.com from a user's machine
         "-volume.preStopSeconds=0",  # stop at once: nothing else uses this server
         *(f"-{name}={port}" for name, port in ports.items()),
     ]
