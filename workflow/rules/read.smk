@@ -184,11 +184,12 @@ rule training:
         step_ms=storebench.training.step_ms(TRAINING),
         crop=TRAINING["crop"],
         target_au=TRAINING["target_au"],
+        repeats=TRAINING["repeats"],
         fingerprint=get_fingerprint,
     shell:
         "python -m storebench --log {log:q} training --format {wildcards.format}"
         " --spec {params.spec:q} --n {wildcards.n} --images {input.images:q}"
-        " --labels {input.labels:q} {params.paired}"
+        " --labels {input.labels:q} {params.paired} --repeats {params.repeats}"
         " --store {input.store:q} --reference-store {input.reference:q}"
         " --loader {wildcards.loader} --batch-size {params.batch_size}"
         " --step-ms {params.step_ms} --crop {params.crop} --target-au {params.target_au}"

@@ -41,6 +41,7 @@ DEFAULT_TRAINING = {
     "target_au": 0.9,
     "threads": [1, 2, 4],
     "processes": [1, 2],
+    "repeats": 6,
 }
 # The side of dataset.kind photos when dataset.size is not given.
 PHOTO_SIZE = (256, 256)
