@@ -185,9 +185,9 @@ def test_workers_needed_on_constructed_curves() -> None:
     low = _curve((1, 0.3, 0.2, 0.4), (2, 0.6, 0.5, 0.7), (4, 0.7, 0.6, 0.8))
     found = training_view.workers_needed(low, 0.9)
     assert found.workers is None and found.measured == (1, 2, 4) and found.au == 0.7
-    assert found.text("processes") == "not 1, 2, 4 worker processes (best AU 70%)"
+    assert found.text("processes") == "not 1, 2, 4 worker processes (best AU 70.0%)"
     one = training_view.workers_needed({1: (0.86, 0.85, 0.87)}, 0.9)
-    assert one.text("processes") == "not 1 worker process (best AU 86%)"
+    assert one.text("processes") == "not 1 worker process (best AU 86.0%)"
     # an unsorted curve: the smallest count that reaches it, not the first listed
     assert (
         training_view.workers_needed({4: (0.95, 0.92, 0.97), 1: (0.96, 0.91, 0.99)}, 0.9).workers
@@ -249,6 +249,13 @@ def test_the_training_table_and_verdict_say_how_many_workers_each_format_needs()
     assert math.isclose(png1["images_per_s"], 1000 / 2.0)
     (line,) = training_view.verdict_lines(rows)
     assert line.startswith("To keep one accelerator 90% busy at a step of 69.6 ms per batch of 64")
-    # the floor and lmdb first (one thread), then png (two)
-    assert line.index("**raw** (the floor) 1 thread") < line.index("**png** 2 threads")
-    assert line.index("**lmdb** 1 thread") < line.index("**png** 2 threads")
+    # the floor and lmdb in one group (one thread), then png (two)
+    assert "threads: 1 thread: **lmdb**, **raw** (the floor) (AU 96.0%-97.0%); " in line
+    assert line.endswith("2 threads: **png** (AU 95.0%).")
+    # every format needing the same: said once; a count none reached: said with the best
+    same = table_rows.training_rows([_result(f, "threads", 1, 0.97) for f in ("a", "b")])
+    assert "1 thread: every format (AU 97.0%)." in training_view.verdict_lines(same)[0]
+    short = table_rows.training_rows([_result("a", "threads", 1, 0.5)])
+    assert training_view.verdict_lines(short)[0].endswith(
+        "not 1 thread: every format (best AU 50.0%)."
+    )

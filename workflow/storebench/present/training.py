@@ -42,9 +42,9 @@ class Needed:
         if self.workers is None:
             counts = ", ".join(map(str, self.measured))
             words = one if self.measured == (1,) else many
-            return f"not {counts} {words} (best AU {self.au:.0%})"
+            return f"not {counts} {words} (best AU {self.au:.1%})"
         count = f"{self.workers} {many if self.workers != 1 else one}"
-        interval = f"AU {self.au:.0%} [{self.au_lo:.0%}-{self.au_hi:.0%}]"
+        interval = f"AU {self.au:.1%} [{self.au_lo:.1%}-{self.au_hi:.1%}]"
         return f"{count} ({interval}{'' if self.resolved else ', not resolved'})"
 
 
@@ -83,30 +83,57 @@ def needed(rows: Rows, n: int | None = None) -> dict[tuple[str, str], Needed]:
     return {key: workers_needed(curve, targets[key]) for key, curve in curves.items()}
 
 
+def _au_span(needs: Sequence[Needed]) -> str:
+    low, high = min(n.au for n in needs), max(n.au for n in needs)
+    return f"AU {low:.1%}" if f"{low:.1%}" == f"{high:.1%}" else f"AU {low:.1%}-{high:.1%}"
+
+
 def verdict_lines(rows: Rows) -> list[str]:
-    """One line per loader: "to keep one accelerator busy (AU >= 90%) at a step of S ms
-    per batch of B, format X needs ...", formats from fewest workers to most."""
+    """One line per loader: "to keep one accelerator 90% busy at a step of S ms per batch
+    of B, with threads: 1 thread: **x**, **y** (AU ...); 2 threads: **z** (...); not 1,
+    2, 4 threads: **w** (best AU ...)", the formats grouped by the workers they need."""
     if not rows:
         return []
     n = max(int(r["n"]) for r in rows)
     found = needed(rows, n)
     first = next(r for r in rows if int(r["n"]) == n)
     target = float(first.get("target_au") or 0.9)
-    # the floor reads as fast as the machine allows: a count it needs, every format needs
+    # the floor reads as fast as the machine allows: what it needs, every format needs
     floors = {r["format"] for r in rows if r.get("kind") == "npy"}
     lines = []
-    for loader in LOADER_WORDS:
+    for loader, (one, many) in LOADER_WORDS.items():
         cells = [(fmt, need) for (fmt, kind), need in found.items() if kind == loader]
         if not cells:
             continue
-        cells.sort(key=lambda c: (c[1].workers is None, c[1].workers or 0, -c[1].au))
-        parts = "; ".join(
-            f"**{fmt}**{' (the floor)' if fmt in floors else ''} {need.text(loader)}"
-            for fmt, need in cells
-        )
+        groups: dict[int | None, list[tuple[str, Needed]]] = {}
+        for fmt, need in sorted(cells, key=lambda c: -c[1].au):
+            groups.setdefault(need.workers, []).append((fmt, need))
+        parts = []
+        for count in sorted(groups, key=lambda c: (c is None, c or 0)):
+            members = groups[count]
+            names = (
+                "every format"
+                if len(members) == len(cells)
+                else ", ".join(
+                    f"**{fmt}**{' (the floor)' if fmt in floors else ''}" for fmt, _ in members
+                )
+            )
+            needs = [need for _, need in members]
+            if count is None:
+                counts = ", ".join(map(str, needs[0].measured))
+                words = one if needs[0].measured == (1,) else many
+                best = f"best AU {min(n.au for n in needs):.1%}-{max(n.au for n in needs):.1%}"
+                if len(needs) == 1:
+                    best = f"best AU {needs[0].au:.1%}"
+                parts.append(f"not {counts} {words}: {names} ({best})")
+                continue
+            open_ = [fmt for fmt, need in members if not need.resolved]
+            note = f"; not resolved for {', '.join(open_)}" if open_ else ""
+            word = one if count == 1 else many
+            parts.append(f"{count} {word}: {names} ({_au_span(needs)}{note})")
         lines.append(
             f"To keep one accelerator {target:.0%} busy at a step of "
             f"{float(first['step_ms']):.3g} ms per batch of {first['batch_size']} "
-            f"(n = {n:,}, {loader}): {parts}."
+            f"(n = {n:,}), {many}: {'; '.join(parts)}."
         )
     return lines
