@@ -259,3 +259,14 @@ def test_the_training_table_and_verdict_say_how_many_workers_each_format_needs()
     assert training_view.verdict_lines(short)[0].endswith(
         "not 1 thread: every format (best AU 50.0%)."
     )
+
+
+def test_a_legend_of_long_format_names_takes_three_columns_to_stay_on_the_figure() -> None:
+    from storebench.present import figures
+
+    default = ["raw", "png", "lmdb", "lmdb_raw", "lmdb_raw_append", "hdf5", "hdf5_gzip"]
+    default += ["hdf5_lzf", "tfrecord", "webdataset", "parquet", "target 90%"]
+    assert figures._legend_columns(default) == 4
+    photos = [*default[:-1], "jpeg_files", "lmdb_jpeg", "webdataset_jpeg", "target 90%"]
+    assert figures._legend_columns(photos) == 3  # four ran off both sides (run P33)
+    assert figures._legend_columns(["a", "b"]) == 2 and figures._legend_columns([]) == 1

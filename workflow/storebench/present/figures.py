@@ -137,11 +137,12 @@ def _format_legend(
 
 
 def _legend_below(fig: Figure, handles: Sequence[Any]) -> None:
-    """A legend of ``handles`` below the axes, off the data, four to a row."""
+    """A legend of ``handles`` below the axes, off the data, four to a row (three when
+    four columns of these labels would run off the figure's sides)."""
     fig.legend(
         handles=handles,
         loc="outside lower center",
-        ncol=min(4, len(handles)),
+        ncol=_legend_columns([str(h.get_label()) for h in handles]),
         fontsize=6,
         frameon=False,
         handlelength=1.8,
@@ -149,9 +150,26 @@ def _legend_below(fig: Figure, handles: Sequence[Any]) -> None:
     )
 
 
+# Characters of legend labels a row holds across the figure's width, with each
+# column's marker and spacing counted as LEGEND_COLUMN_CHARS.
+LEGEND_ROW_CHARS = 66
+LEGEND_COLUMN_CHARS = 6
+
+
+def _legend_columns(labels: Sequence[str]) -> int:
+    """Four columns, or three when four would be wider than the figure (matplotlib
+    fills a legend's columns in turn, so a column is as wide as its longest label)."""
+    if not labels:
+        return 1
+    rows = -(-len(labels) // 4)
+    columns = [labels[i : i + rows] for i in range(0, len(labels), rows)]
+    width = sum(max(map(len, column)) + LEGEND_COLUMN_CHARS for column in columns)
+    return min(4 if width <= LEGEND_ROW_CHARS else 3, len(labels))
+
+
 def _legend_height(entries: int) -> float:
-    """Inches the legend below the axes needs."""
-    return 0.2 * -(-entries // 4)
+    """Inches the legend below the axes needs (three to a row, at most)."""
+    return 0.2 * -(-entries // 3)
 
 
 def _panels(count: int, panel_height: float, legend_entries: int) -> tuple[Figure, list[Axes]]:
