@@ -14,7 +14,8 @@ else the job spent between pairs (eviction, validation, file-system probes) is
 spread evenly over its pairs. A replay can only shorten: where the shorter policy
 would not stop before the job did, the job is kept as it was. Cells measured in
 rounds (:mod:`storebench.rounds`) are replayed with fewer rounds (``max_rounds``):
-their first rounds are kept, their pairs as they were.
+their first rounds are kept, their pairs as they were. The training loop's jobs keep
+their own fewest pairs (``training.repeats``), which their claim rests on.
 """
 
 from __future__ import annotations
@@ -129,6 +130,19 @@ def cut(result: dict[str, Any], policy: Shorter) -> tuple[dict[str, Any], float]
     return short, sum(seconds[keep:])
 
 
+# Tables whose jobs take a fewest number of pairs of their own (training.repeats), which
+# a replay keeps: their claim (workers needed) rests on the interval it buys.
+OWN_MINIMUM = ("training",)
+
+
+def _own_minimum(result: dict[str, Any], policy: Shorter, table: str) -> Shorter:
+    """``policy``, with at least the job's own fewest pairs for a table that sets them."""
+    if table not in OWN_MINIMUM:
+        return policy
+    own = int((result.get("sampling") or {}).get("min_pairs") or 0)
+    return dataclasses.replace(policy, repeats=max(policy.repeats, own))
+
+
 def replay_run(run: Path, policy: Shorter, out: Path) -> dict[str, tuple[float, float]]:
     """Write ``run``'s timing tables as ``policy`` would have measured them under
     ``out``/tables; per table, (seconds of pairs saved, seconds of pairs taken)."""
@@ -150,7 +164,7 @@ def replay_run(run: Path, policy: Shorter, out: Path) -> dict[str, tuple[float, 
                 else:
                     saved += result["sampling"]["elapsed_s"]
                 continue
-            short, seconds = cut(result, policy)
+            short, seconds = cut(result, _own_minimum(result, policy, table))
             replayed.append(short)
             saved += seconds
         rows_of, columns = tables.LAYOUTS[TABLE_RECORDS[table].layout]
