@@ -171,6 +171,28 @@ def test_a_dataset_section_is_optional_and_a_square_size_is_two_sides() -> None:
     assert config["dataset"] == {"kind": "imagefolder", "path": "x", "size": None}
 
 
+def test_a_null_crop_is_the_images_own_smaller_side() -> None:
+    """config.yaml's crop: null crops CIFAR-10 to 32 px, a resized set to its smaller
+    side, and leaves a folder at native sizes to its job (its smallest image)."""
+    config = copy.deepcopy(SHIPPED)
+    assert config["training"]["crop"] is None
+    normalize(config)
+    check(config)
+    assert config["training"]["crop"] == 32
+    config = copy.deepcopy(SHIPPED) | {"dataset": {"kind": "cifar10", "size": [24, 40]}}
+    normalize(config)
+    check(config)
+    assert config["training"]["crop"] == 24
+    config = copy.deepcopy(SHIPPED) | {"dataset": {"kind": "imagefolder", "path": "x"}}
+    normalize(config)
+    assert config["training"]["crop"] is None
+    config = copy.deepcopy(SHIPPED) | {"dataset": {"kind": "cifar10", "size": [24, 40]}}
+    config["training"]["crop"] = 32  # set by hand, it is still checked against the images
+    normalize(config)
+    with pytest.raises(StorebenchError, match=r"training.crop: 32 px is larger .*\(24 px\)"):
+        check(config)
+
+
 @pytest.mark.parametrize("name", ["1e3", "nan", "inf", "Infinity", "123", 123, 10, "png_", "-x"])
 def test_a_format_name_the_outputs_would_misread_is_refused(name: Any) -> None:
     """A name that reads back from a table as a number (YAML's ``1_0:`` is the number 10),

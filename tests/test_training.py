@@ -138,6 +138,8 @@ def test_images_of_their_own_sizes_are_cropped_to_one(tmp_path: Path) -> None:
     with pytest.raises(StorebenchError, match=r"training.crop: 31 px is larger than the smallest"):
         loop = training.Loop(batch_size=8, step_s=0.001, crop=31)
         training.measure_loop(fmt, tmp_path / "png", images, labels, order, loop, "threads", 1)
+    assert training.smallest_side(images) == 30  # config's crop: null on such a folder
+    assert training.smallest_side(np.zeros((3, 24, 40, 3), np.uint8)) == 24
 
 
 def test_a_loop_that_makes_no_sense_is_refused(data, tmp_path: Path) -> None:

@@ -150,6 +150,8 @@ if not HAS_TORCH:
         )
 # The training loop's loader runs (threads-w1, ..., processes-w1, ...).
 TRAINING_SETS = storebench.training.loader_sets(TRAINING, HAS_TORCH)
+# crop: null on a folder at native sizes: the job crops to its smallest image's side.
+TRAINING_CROP = "" if TRAINING["crop"] is None else f"--crop {TRAINING['crop']}"
 TRAINING_CUTOFFS = TRAINING["cutoffs"] if TRAINING_SETS else []
 # Timing tables (the catalog's list): those of the jobs this run has.
 RUNS_TABLE = {

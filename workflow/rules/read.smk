@@ -182,7 +182,7 @@ rule training:
         seed=config["seed"],
         batch_size=TRAINING["batch_size"],
         step_ms=storebench.training.step_ms(TRAINING),
-        crop=TRAINING["crop"],
+        crop=TRAINING_CROP,
         target_au=TRAINING["target_au"],
         repeats=TRAINING["repeats"],
         fingerprint=get_fingerprint,
@@ -192,5 +192,5 @@ rule training:
         " --labels {input.labels:q} {params.paired} --repeats {params.repeats}"
         " --store {input.store:q} --reference-store {input.reference:q}"
         " --loader {wildcards.loader} --batch-size {params.batch_size}"
-        " --step-ms {params.step_ms} --crop {params.crop} --target-au {params.target_au}"
+        " --step-ms {params.step_ms} {params.crop} --target-au {params.target_au}"
         " --seed {params.seed} --result {output.result:q}"

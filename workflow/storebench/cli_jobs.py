@@ -228,7 +228,8 @@ def cmd_training(args: argparse.Namespace) -> None:
     loader, workers = training.parse_loader(args.loader)
     images, labels = datasetfile.load_first(args.images, args.labels, args.n)
     order = measure.read_indices(args.n, "random", args.seed)
-    loop = training.Loop(args.batch_size, args.step_ms / 1e3, args.crop)
+    crop = args.crop if args.crop is not None else training.smallest_side(images)
+    loop = training.Loop(args.batch_size, args.step_ms / 1e3, crop)
     if loader == "processes":
         try:
             import torch  # noqa: F401
@@ -457,7 +458,9 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--loader", required=True, help="threads-wW or processes-wW")
     p.add_argument("--batch-size", type=int, required=True)
     p.add_argument("--step-ms", type=float, required=True, help="the emulated step per batch")
-    p.add_argument("--crop", type=int, required=True, help="the augmentation's output side")
+    p.add_argument(
+        "--crop", type=int, help="the augmentation's output side (default: the smallest image's)"
+    )
     p.add_argument("--target-au", type=float, required=True)
     p.add_argument("--seed", type=int, required=True)
     p.set_defaults(func=cmd_training)

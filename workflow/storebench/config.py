@@ -37,7 +37,7 @@ DEFAULT_TRAINING = {
     "batch_size": 64,
     "step": "resnet50-a100",
     "step_ms": None,
-    "crop": 32,
+    "crop": None,
     "target_au": 0.9,
     "threads": [1, 2, 4],
     "processes": [1, 2],
@@ -102,6 +102,8 @@ def normalize(config: MutableMapping[str, Any], schema: Path = SCHEMA) -> None:
     if isinstance(training, dict):
         for key, value in DEFAULT_TRAINING.items():
             training.setdefault(key, value)
+        if training["crop"] is None and isinstance(dataset, dict):
+            training["crop"] = _known_side(config)  # still None: a folder's smallest side
     cutoffs = config.get("cutoffs")
     if isinstance(training, dict) and training["cutoffs"] is None and isinstance(cutoffs, list):
         numbers = [c for c in cutoffs if isinstance(c, int)]
@@ -341,7 +343,7 @@ def _check_training(config: Mapping[str, Any]) -> None:
 
         photos.data_dir()  # scikit-image there, before any job
     side = _known_side(config)
-    if side is not None and training["crop"] > side:
+    if side is not None and training["crop"] is not None and training["crop"] > side:
         raise StorebenchError(
             f"training.crop: {training['crop']} px is larger than the images ({side} px); "
             f"set crop to at most {side}"
@@ -353,6 +355,6 @@ def _known_side(config: Mapping[str, Any]) -> int | None:
     32 px; None for a folder kept at its native sizes."""
     dataset = config.get("dataset") or {}
     size = dataset.get("size")
-    if size:
+    if isinstance(size, list) and size and all(_integer(None, side) for side in size):
         return min(size)
     return 32 if dataset.get("kind", "cifar10") == "cifar10" else None

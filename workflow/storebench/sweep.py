@@ -58,7 +58,7 @@ def sub_config(config: Mapping[str, Any], size: int, archive: str | None) -> dic
     sub.update(n_images=n, cutoffs=[n])
     sub["parallel"] = {**sub["parallel"], "cutoffs": []}
     sub["dataloader"] = {**sub["dataloader"], "cutoffs": []}
-    sub["training"] = {**sub["training"], "cutoffs": []}
+    sub["training"] = {**sub["training"], "cutoffs": [], "crop": None}  # crop: the new size
     return sub
 
 

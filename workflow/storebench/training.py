@@ -116,6 +116,20 @@ def parse_loader(name: str) -> tuple[str, int]:
     return loader, int(workers)
 
 
+def _shapes(images: Any) -> np.ndarray:
+    """``(n, 3)`` height, width, channels of every image, ragged or not."""
+    if isinstance(images, Ragged):
+        return images.shapes
+    return np.tile(images.shape[1:], (len(images), 1))
+
+
+def smallest_side(images: Any) -> int:
+    """The smallest height or width among ``images`` (0 for none): the largest crop
+    every image allows, and config's ``crop: null``."""
+    every = _shapes(images)
+    return int(np.min(every[:, :2])) if len(every) else 0
+
+
 # ---------------------------------------------------------------- augmentation
 
 
@@ -402,8 +416,8 @@ def measure_loop(
     if workers < 1:
         raise StorebenchError(f"a loader needs at least one worker, not {workers}")
     shapes = images.shapes if isinstance(images, Ragged) else None
-    every = shapes if shapes is not None else np.tile(images.shape[1:], (len(images), 1))
-    small = int(np.min(every[:, :2])) if len(every) else 0
+    every = _shapes(images)
+    small = smallest_side(images)
     if loop.crop > small:
         raise StorebenchError(
             f"training.crop: {loop.crop} px is larger than the smallest image "
