@@ -65,6 +65,28 @@ def test_workers_read_their_shards_exactly(name: str, cache: str, dataset, tmp_p
     assert not multiprocessing.active_children()
 
 
+def test_a_lossy_store_is_read_in_pairs_with_the_raw_floor(dataset, tmp_path: Path) -> None:
+    """A JPEG store beside the floor's raw pixels: the two read the same shards, but the
+    JPEG's pixels (checked against the images decoded once) differ from the floor's."""
+    images_path, labels_path, images, labels = dataset
+    stores = {}
+    for name in ("lmdb_jpeg", "raw"):
+        fmt = make_format(name, FORMATS.get(name, {"kind": "npy"}))
+        stores[name] = (fmt, tmp_path / name)
+        stores[name][1].mkdir()
+        fmt.write(stores[name][1], images, labels)
+    fmt, store = stores["lmdb_jpeg"]
+    order = measure.read_indices(N, "random", 7)
+    result = parallel.measure_parallel(
+        fmt, store, images_path, labels_path, order, 2, "warm", 2, reference=stores["raw"]
+    )
+    expected = [
+        validation.checksum(fmt.decoded(images[s]), labels[s]) for s in parallel.shards(order, 2)
+    ]
+    assert result["shard_checksums"] == expected
+    assert not multiprocessing.active_children()
+
+
 def test_a_wrong_store_fails_the_job_and_leaves_no_worker(dataset, tmp_path: Path) -> None:
     images_path, labels_path, images, labels = dataset
     fmt = make_format("hdf5", {"kind": "hdf5"})

@@ -237,7 +237,9 @@ def measure_parallel(
                 process.kill()
                 process.join()
     mine, ref = record
-    if mine["sums"] != ref["sums"]:
+    # The same shards read from both stores; a lossy store returns other pixels (each
+    # worker has checked them against the images decoded once) and other sums.
+    if mine["sums"] != ref["sums"] and not fmt.lossy:
         raise StorebenchError(f"parallel read of {store}: the reference read other images")
     memory = mine["memory"] + ref["memory"]
     retaken = result["retaken"]
