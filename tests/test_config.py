@@ -268,3 +268,23 @@ def test_the_slurm_profile_runs_one_timed_job_at_a_time_on_a_whole_node() -> Non
     assert {"store", "read", "round"} <= set(timed)
     for name in timed:
         assert "--exclusive" in profile["set-resources"][name]["slurm_extra"], name
+
+
+def test_a_format_of_an_extra_not_installed_stops_the_run_before_any_job(monkeypatch) -> None:
+    """loaders.yaml's formats without the loaders extra: one line naming the package and
+    the install command; with it, the config is taken."""
+    from storebench import provenance
+
+    config = copy.deepcopy(SHIPPED)
+    config["formats"] |= yaml.safe_load((ROOT / "workflow/configs/loaders.yaml").read_text())[
+        "formats"
+    ]
+    normalize(config)
+    found = provenance.package_version
+    monkeypatch.setattr(
+        provenance, "package_version", lambda p: "not installed" if p == "pylance" else found(p)
+    )
+    with pytest.raises(StorebenchError, match=r"^formats.lance: kind 'lance' needs pylance, wh"):
+        check(config)
+    monkeypatch.setattr(provenance, "package_version", lambda p: "1.0")
+    assert {"lance", "arrayrecord"} <= set(check(config))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -46,10 +47,21 @@ VARIANTS = {
         "memory_map": True,
     },
     "webdataset_small_shards": {"kind": "webdataset", "shard": 7},
+    "arrayrecord": {"kind": "arrayrecord"},
+    "arrayrecord_shards_zstd": {
+        "kind": "arrayrecord",
+        "shard": 7,
+        "group_size": 4,
+        "compression": "zstd",
+    },
+    "lance": {"kind": "lance"},
+    "lance_small_files": {"kind": "lance", "rows_per_file": 10, "rows_per_group": 3},
     # Lossy payloads: a read returns the decoded images (fmt.decoded), not the originals.
     "lmdb_jpeg": {"kind": "lmdb", "value": "raw", "payload": "jpeg", "quality": 90},
     "webdataset_webp": {"kind": "webdataset", "shard": 10, "payload": "webp", "quality": 80},
     "jpeg_files": {"kind": "png", "payload": "jpeg", "quality": 90},  # an ImageFolder
+    "lance_jpeg": {"kind": "lance", "payload": "jpeg", "quality": 90},
+    "arrayrecord_webp": {"kind": "arrayrecord", "shard": 10, "payload": "webp", "quality": 80},
 }
 _TESTED = {spec["kind"] for spec in VARIANTS.values()}
 SPECS = {**VARIANTS, **{k: {"kind": k} for k in available_kinds() if k not in _TESTED}}
@@ -453,3 +465,45 @@ def test_a_format_unit_larger_than_a_job_holds_is_refused_in_bytes(tmp_path: Pat
         with pytest.raises(StorebenchError, match=rf"^{fmt.kind} store: chunk = "):
             fmt.write(store, images, np.zeros(40, np.uint8))
         assert not any(store.iterdir())
+
+
+@pytest.mark.parametrize("name", ["arrayrecord_shards_zstd", "lance_small_files"])
+def test_a_damaged_loader_format_store_is_named_in_one_line(name: str, data, tmp_path) -> None:
+    """An ArrayRecord shard or a Lance fragment cut short, and a store missing a file, are
+    named in one line (run in a child process: a crash in the library fails the test
+    instead of the test run)."""
+    images, labels = data
+    fmt = make_format(name, SPECS[name])
+    fmt.write(tmp_path, images, labels)
+    files = fmt.files(tmp_path)
+    data_files = [p for p in files if p.suffix in (".array_record", ".lance")]
+    assert len(data_files) > 1  # the options make several shards or fragments
+    script = (
+        "import sys, numpy as np\n"
+        "from storebench.errors import StorebenchError\n"
+        "from storebench.formats import make_format\n"
+        f"fmt = make_format({name!r}, {SPECS[name]!r})\n"
+        f"out = np.zeros(({N}, 32, 32, 3), np.uint8), np.zeros({N}, np.uint8)\n"
+        "try:\n"
+        f"    with fmt.open({str(tmp_path)!r}) as reader:\n"
+        f"        reader.read_into(np.arange({N})[::-1].copy(), *out)\n"
+        "except StorebenchError as error:\n"
+        "    print(error); sys.exit(3)\n"
+    )
+
+    def read() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=False
+        )
+
+    assert read().returncode == 0  # sound, it reads
+    victim = data_files[1]
+    whole = victim.read_bytes()
+    victim.write_bytes(whole[: len(whole) // 3])
+    cut = read()
+    assert cut.returncode == 3, cut.stderr[-2000:]
+    assert cut.stdout.count("\n") == 1 and re.search("rerun its store job|rebuild it", cut.stdout)
+    victim.unlink()
+    gone = read()
+    assert gone.returncode == 3, gone.stderr[-2000:]
+    assert gone.stdout.count("\n") == 1 and re.search("rerun its store job|rebuild", gone.stdout)

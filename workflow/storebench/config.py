@@ -331,7 +331,22 @@ def check(config: Mapping[str, Any], schema: Path = SCHEMA) -> dict[str, Format]
                 f"{section}.cutoffs: {unknown} are not in cutoffs {cutoffs}; "
                 "only stores built at a cutoff can be read"
             )
-    return {name: make_format(name, spec) for name, spec in config["formats"].items()}
+    formats = {name: make_format(name, spec) for name, spec in config["formats"].items()}
+    _check_extras(formats)
+    return formats
+
+
+def _check_extras(formats: Mapping[str, Format]) -> None:
+    """A format of an optional extra whose library is not installed, before any job."""
+    from storebench.provenance import package_version
+
+    for name, fmt in formats.items():
+        missing = [p for p in fmt.libraries if package_version(p) == "not installed"]
+        if fmt.extra and missing:
+            raise StorebenchError(
+                f"formats.{name}: kind {fmt.kind!r} needs {', '.join(missing)}, which is not "
+                f"installed; pip install -e '.[{fmt.extra}]', or leave the format out"
+            )
 
 
 def _check_training(config: Mapping[str, Any]) -> None:

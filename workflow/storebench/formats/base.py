@@ -60,6 +60,9 @@ class Format(ABC):
     # Distributions (PyPI names) whose code this format runs: their versions are
     # recorded with every result and fingerprinted, so an upgrade reruns the jobs.
     libraries: ClassVar[tuple[str, ...]] = ("numpy",)
+    # The optional extra (pyproject.toml) that installs them, for a format outside the
+    # core install: a run that names the format without it stops before any job.
+    extra: ClassVar[str | None] = None
     # Bytes a store adds per image beside the image's own bytes (keys, record framing,
     # headers), for the free-space check before a run (:meth:`disk_bytes_per_image`).
     overhead_bytes_per_image: ClassVar[int] = 128
