@@ -280,7 +280,20 @@ def _dataset(n: int = 300) -> tuple[np.ndarray, np.ndarray]:
 
 @_marks(needs_weed)
 @pytest.mark.parametrize(
-    "kind", ["npy", "png", "lmdb", "hdf5", "webdataset", "tfrecord", "parquet", "zarr", "sqlite"]
+    "kind",
+    [
+        "npy",
+        "png",
+        "lmdb",
+        "hdf5",
+        "webdataset",
+        "tfrecord",
+        "parquet",
+        "zarr",
+        "sqlite",
+        "lance",
+        "arrayrecord",
+    ],
 )
 def test_a_store_uploaded_reads_back_from_the_object_store(
     endpoint, tmp_path: Path, kind: str
