@@ -142,7 +142,7 @@ def measure_epochs(
                 batch_size=batch_size,
                 sampler=indices.tolist(),
                 num_workers=num_workers,
-                multiprocessing_context=context,
+                multiprocessing_context=side_fmt.start_method(context) if num_workers else None,
             )
             paused = 0
             start = time.perf_counter_ns()
@@ -186,7 +186,7 @@ def measure_epochs(
         "batch_size": batch_size,
         "num_workers": num_workers,
         "chunk_images": shared.size,
-        "start_method": (context or torch.multiprocessing.get_start_method())
+        "start_method": (fmt.start_method(context) or torch.multiprocessing.get_start_method())
         if num_workers
         else "main process",
         **result,
@@ -278,6 +278,7 @@ def process_batches(
         dataset,
         batch_sampler=[b.tolist() for b in plan],
         num_workers=workers,
+        multiprocessing_context=fmt.start_method(),
         collate_fn=_as_is,
         prefetch_factor=training.PREFETCH,
     )

@@ -86,6 +86,16 @@ class Format(ABC):
     # only once per process (LMDB's environment) and whose reads are safe from threads.
     threads_share: ClassVar[bool] = False
 
+    # Whether a process may fork after the format's library has started (a DataLoader's
+    # worker processes fork by default on Linux). A format whose library says it is not
+    # fork-safe (Lance's runtime) gets forkserver workers, as its documentation asks.
+    fork_safe: ClassVar[bool] = True
+
+    def start_method(self, asked: str | None = None) -> str | None:
+        """The worker start method for this format's loader: ``asked``, else the
+        platform's default, or forkserver where the format cannot fork."""
+        return asked or (None if self.fork_safe else "forkserver")
+
     # How :meth:`open_remote` reads a store on an object store: "staged" (fetched whole
     # to local disk first), "range" (byte ranges of its files), "key" (one object per
     # image) or "stream" (objects read start to end).

@@ -105,6 +105,7 @@ class LanceFormat(EncodedImages, Format):
     overhead_bytes_per_image = 16  # an offset and the label, beside page metadata
     blocks_per_image = False
     extra = "loaders"
+    fork_safe = False  # pylance: "lance is not fork-safe ... use spawn or forkserver"
     rows_per_file: int = 1_048_576  # lance.write_dataset's default
     rows_per_group: int = 1024  # its default too
 
