@@ -498,6 +498,7 @@ def test_an_unreachable_bucket_stops_the_workflow_before_any_job(
 
 def test_a_pick_that_changes_on_an_object_store_tier_says_how_each_pick_was_read() -> None:
     from storebench.present import tiers as tier_tables
+    from storebench.present.verdict import Pick
 
     ways = tier_tables.read_ways(
         [
@@ -510,11 +511,14 @@ def test_a_pick_that_changes_on_an_object_store_tier_says_how_each_pick_was_read
     assert ways == {
         "s3-wan": {"tfrecord": "read by stream, 2 requests", "lmdb": "read by staged, 3 requests"}
     }
-    picks = {"the fastest reads": {"local": "**lmdb** (1.2x)", "s3-wan": "**tfrecord** (3x)"}}
+    need = "the fastest reads"
+    picks = {
+        need: {"local": Pick(need, ("lmdb",), "1.2x"), "s3-wan": Pick(need, ("tfrecord",), "3x")}
+    }
     assert tier_tables.pick_changes(picks, ["local", "s3-wan"], ways) == [
         "The pick for the fastest reads changes between tiers: lmdb on local; tfrecord on "
         "s3-wan (tfrecord: read by stream, 2 requests)."
     ]
     # the same picks on both tiers: no line, whatever the reasons
-    same = {"the fastest reads": {"local": "**lmdb** (1.2x)", "s3-wan": "**lmdb** (3x)"}}
+    same = {need: {"local": Pick(need, ("lmdb",), "1.2x"), "s3-wan": Pick(need, ("lmdb",), "3x")}}
     assert tier_tables.pick_changes(same, ["local", "s3-wan"], ways) == []

@@ -19,6 +19,7 @@ from storebench.errors import StorebenchError
 from storebench.measure import read_indices
 from storebench.present import figures
 from storebench.present import tiers as tier_tables
+from storebench.present.verdict import Pick
 from storebench.validation import checksum
 
 from conftest import ROOT
@@ -204,9 +205,14 @@ def test_the_tiers_table_puts_tiers_side_by_side_and_names_what_changes() -> Non
     assert "png is ahead" not in text  # png is behind both on both tiers
     assert "changes between tiers: hdf5 on local; webdataset on nfs" in text
     # a tie on one tier that holds the other tier's pick is no change of pick
-    picks = {"need": {"local": "**hdf5** or **lmdb** (a tie)", "nfs": "**hdf5** (1.2x)"}}
+    picks = {
+        "need": {
+            "local": Pick("need", ("hdf5", "lmdb"), "a tie"),
+            "nfs": Pick("need", ("hdf5",), ""),
+        }
+    }
     assert tier_tables.pick_changes(picks, ["local", "nfs"]) == []
-    picks["need"]["nfs"] = "**png** (1.2x)"
+    picks["need"]["nfs"] = Pick("need", ("png",), "1.2x")
     assert tier_tables.pick_changes(picks, ["local", "nfs"]) == [
         "The pick for need changes between tiers: hdf5 or lmdb on local; png on nfs."
     ]

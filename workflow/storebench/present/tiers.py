@@ -16,6 +16,7 @@ from typing import Any
 
 from storebench import sweep
 from storebench.present import publish, verdict
+from storebench.present.verdict import Pick
 
 Rows = Sequence[Mapping[str, Any]]
 
@@ -133,19 +134,19 @@ def common_n(tiers: Mapping[str, Mapping[str, Rows]]) -> int | None:
     return max(shared) if shared else min(headlines)
 
 
-def verdicts(tiers: Mapping[str, Mapping[str, Rows]], n: int) -> dict[str, dict[str, str]]:
-    """need -> tier -> "pick (margin)" at ``n``, from each tier's own tables."""
-    out: dict[str, dict[str, str]] = {}
+def verdicts(tiers: Mapping[str, Mapping[str, Rows]], n: int) -> dict[str, dict[str, Pick]]:
+    """need -> tier -> its pick at ``n``, from each tier's own tables."""
+    out: dict[str, dict[str, Pick]] = {}
     for tier, tables in tiers.items():
         every = [*tables.get("store", []), *tables.get("read", []), *tables.get("usage", [])]
         floor = next((r["format"] for r in every if r.get("kind") == "npy"), None)
-        for need, pick, margin in verdict.rows(tables, floor, n):
-            out.setdefault(need, {})[tier] = f"{pick} ({margin})"
+        for found in verdict.picks(tables, floor, n):
+            out.setdefault(found.need, {})[tier] = found
     return out
 
 
 def pick_changes(
-    picks: Mapping[str, Mapping[str, str]],
+    picks: Mapping[str, Mapping[str, Pick]],
     names: Sequence[str],
     reasons: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[str]:
@@ -154,7 +155,7 @@ def pick_changes(
     format -> how it was read there (:func:`read_ways`), said beside each pick."""
     lines = []
     for need, by_tier in picks.items():
-        winners = {t: _picked(by_tier[t]) for t in names if t in by_tier}
+        winners = {t: set(by_tier[t].formats) for t in names if t in by_tier}
         tiers = list(winners)
         changed = any(
             not winners[a] & winners[b] for i, a in enumerate(tiers) for b in tiers[i + 1 :]
@@ -191,11 +192,6 @@ def read_ways(tier_rows: Rows, n: int) -> dict[str, dict[str, str]]:
                 f"read by {r['remote_way']}, {_number(r, 'requests'):,.0f} requests"
             )
     return found
-
-
-def _picked(cell: str) -> set[str]:
-    """The formats a verdict cell picks (in bold before its margin)."""
-    return set(re.findall(r"\*\*([^*]+)\*\*", cell.split(" (", 1)[0]))
 
 
 def _order(x: Mapping[str, Any], y: Mapping[str, Any]) -> str:
@@ -296,7 +292,10 @@ def markdown(
     lines += ["| if you need | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     picks = verdicts(tiers, n)
     for need, by_tier in picks.items():
-        lines.append(f"| {need} | " + " | ".join(by_tier.get(t, "") for t in names) + " |")
+        cells = [
+            f"{by_tier[t].markdown} ({by_tier[t].margin})" if t in by_tier else "" for t in names
+        ]
+        lines.append(f"| {need} | " + " | ".join(cells) + " |")
     lines.append("")
     changed = pick_changes(picks, names, read_ways(tier_rows, n))
     lines += [f"- {line}" for line in changed] or [

@@ -19,6 +19,7 @@ cells measured in one job, beyond the rows' intervals combined.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -141,8 +142,27 @@ def _margin_text(found: Mapping[str, Any], better: str) -> str:
     return f"{found['margin']:.2f}x {better} than {found['runner_up']}{interval}"
 
 
+@dataclasses.dataclass(frozen=True)
+class Pick:
+    """The verdict for one need: the format picked (two or more when the run cannot
+    order them) and the margin's words."""
+
+    need: str
+    formats: tuple[str, ...]
+    margin: str
+
+    @property
+    def markdown(self) -> str:
+        return " or ".join(f"**{f}**" for f in self.formats)
+
+
 def rows(tables: Mapping[str, Rows], floor: str | None, n: int) -> list[tuple[str, str, str]]:
     """(need, pick, margin) for every need measured at ``n``; picks in Markdown bold."""
+    return [(p.need, p.markdown, p.margin) for p in picks(tables, floor, n)]
+
+
+def picks(tables: Mapping[str, Rows], floor: str | None, n: int) -> list[Pick]:
+    """The pick for every need measured at ``n``."""
 
     def at_n(table: Rows, **where: Any) -> list[Mapping[str, Any]]:
         return [r for r in table if r["n"] == n and all(r.get(k) == v for k, v in where.items())]
@@ -174,20 +194,17 @@ def rows(tables: Mapping[str, Rows], floor: str | None, n: int) -> list[tuple[st
         found = pick(table, floor)
         if found is None:
             continue
-        winner = f"**{found['winner']}**"
-        if found.get("tie"):
-            winner += f" or **{found['runner_up']}**"
-        out.append((need, winner, _margin_text(found, better)))
+        chosen = (found["winner"], *([found["runner_up"]] if found.get("tie") else []))
+        out.append(Pick(need, chosen, _margin_text(found, better)))
     core = {need: table for need, table, _ in needs if "lookup" not in need}
     best = all_round(core, floor, disk_need="the smallest store on disk")
     if best:
-        tied = "".join(f" or **{f}**" for f in best["tied"])
         others = sorted(best["scores"].items(), key=lambda kv: kv[1])[1:3]
         text = ", ".join(f"{f} {s:.2f}" for f, s in others)
         out.append(
-            (
+            Pick(
                 "a good all-round choice",
-                f"**{best['winner']}**{tied}",
+                (best["winner"], *best["tied"]),
                 f"{best['score']:.2f}x the best on average over writes, shuffled reads and "
                 f"disk{f' (next: {text})' if text else ''}",
             )
