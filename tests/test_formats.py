@@ -507,3 +507,20 @@ def test_a_damaged_loader_format_store_is_named_in_one_line(name: str, data, tmp
     gone = read()
     assert gone.returncode == 3, gone.stderr[-2000:]
     assert gone.stdout.count("\n") == 1 and re.search("rerun its store job|rebuild", gone.stdout)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"kind": "arrayrecord", "group_size": 0}, "group_size must be a positive integer"),
+        ({"kind": "arrayrecord", "shard": 2.5}, "shard: 2.5 is not a whole number"),
+        ({"kind": "arrayrecord", "compression": "lz4"}, "compression must be one of"),
+        ({"kind": "lance", "rows_per_file": True}, "rows_per_file: True is not a whole number"),
+        ({"kind": "lance", "rows_per_group": -1}, "rows_per_group must be a positive integer"),
+        ({"kind": "lance", "payload": "gif"}, "payload must be one of"),
+    ],
+)
+def test_a_loader_formats_bad_option_is_one_line(spec: dict, message: str) -> None:
+    with pytest.raises(StorebenchError, match=message) as info:
+        make_format("x", spec)
+    assert "\n" not in str(info.value) and str(info.value).startswith("formats.x")

@@ -29,6 +29,7 @@ from storebench.formats.base import (
     EncodedImages,
     Format,
     Reader,
+    check_positive,
     damaged,
     image_chunks,
     wrong_size,
@@ -136,10 +137,7 @@ class ArrayRecordFormat(EncodedImages, Format):
     compression: str = "uncompressed"
 
     def __post_init__(self) -> None:
-        for name in ("shard", "group_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        check_positive(self, "shard", "group_size")
         if self.compression not in COMPRESSIONS:
             raise ValueError(f"compression must be one of {COMPRESSIONS}, not {self.compression!r}")
         payload.check(self.payload, self.quality)

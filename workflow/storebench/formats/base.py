@@ -192,6 +192,15 @@ class EncodedImages:
         return payload.roundtrip(images, self.payload, self.quality)
 
 
+def check_positive(fmt: Format, *names: str) -> None:
+    """Refuse an option of ``names`` that is not a whole number of at least 1
+    (ValueError, as options do)."""
+    for name in names:
+        value = getattr(fmt, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, not {value!r}")
+
+
 def image_chunks(images: np.ndarray | Images) -> Iterator[tuple[int, np.ndarray]]:
     """``(start, images[start:start + size])`` for consecutive chunks of the images (a
     chunk: :data:`~storebench.chunks.CHUNK_BYTES` of them)."""

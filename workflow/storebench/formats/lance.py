@@ -25,7 +25,14 @@ import numpy as np
 from storebench import payload
 from storebench.chunks import Images, slots
 from storebench.errors import StorebenchError
-from storebench.formats.base import EncodedImages, Format, Reader, image_chunks, wrong_size
+from storebench.formats.base import (
+    EncodedImages,
+    Format,
+    Reader,
+    check_positive,
+    image_chunks,
+    wrong_size,
+)
 
 # The file format version, fixed so that an upgrade of pylance's default does not
 # silently change what is measured.
@@ -110,10 +117,7 @@ class LanceFormat(EncodedImages, Format):
     rows_per_group: int = 1024  # its default too
 
     def __post_init__(self) -> None:
-        for name in ("rows_per_file", "rows_per_group"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        check_positive(self, "rows_per_file", "rows_per_group")
         payload.check(self.payload, self.quality)
 
     def load_writer(self) -> None:
