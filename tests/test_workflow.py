@@ -270,6 +270,17 @@ def test_modern_config_adds_todays_formats_and_the_shard_order() -> None:
     assert len(set(shard_reads)) == len(formats) * len(default["cutoffs"]) * len(default["caches"])
 
 
+def test_loaders_config_adds_the_loaders_formats_to_every_stage() -> None:
+    summary = plan_from_root("config.yaml", "workflow/configs/loaders.yaml").stdout
+    default = yaml.safe_load((ROOT / "config.yaml").read_text())
+    loaders = yaml.safe_load((ROOT / "workflow/configs/loaders.yaml").read_text())
+    assert {spec["kind"] for spec in loaders["formats"].values()} == {"arrayrecord", "lance"}
+    formats = [*default["formats"], *loaders["formats"]]
+    assert per_format(summary, "store") == {name: len(default["cutoffs"]) for name in formats}
+    for name in loaders["formats"]:
+        assert f"results/measurements/training/{name}/1000/threads-w1.json" in summary
+
+
 def test_quick_config_plans_every_format_and_every_figure() -> None:
     summary = plan_from_root("config.yaml", "workflow/configs/quick.yaml").stdout
     default = yaml.safe_load((ROOT / "config.yaml").read_text())
