@@ -29,6 +29,7 @@ from storebench.formats.base import (
     EncodedImages,
     Format,
     Reader,
+    any_to_read,
     check_positive,
     damaged,
     image_chunks,
@@ -83,11 +84,9 @@ class ArrayRecordStoreReader(Reader):
             raise damaged(self.directory, f"a shard holds other than {shard} records")
 
     def read_into(self, indices: np.ndarray, images: np.ndarray, labels: np.ndarray) -> None:
-        count = len(indices)
-        if not count:
+        if not any_to_read(indices, self.count):
             return
-        if indices.min() < 0 or indices.max() >= self.count:
-            raise IndexError(f"index out of range 0..{self.count - 1}")
+        count = len(indices)
         flat, starts = slots(images)
         shards = indices // self.shard
         order = np.argsort(shards, kind="stable")

@@ -192,6 +192,16 @@ class EncodedImages:
         return payload.roundtrip(images, self.payload, self.quality)
 
 
+def any_to_read(indices: np.ndarray, count: int) -> bool:
+    """Whether ``indices`` ask for any image of a store of ``count``; IndexError for one
+    outside it."""
+    if not len(indices):
+        return False
+    if indices.min() < 0 or indices.max() >= count:
+        raise IndexError(f"index out of range 0..{count - 1}")
+    return True
+
+
 def check_positive(fmt: Format, *names: str) -> None:
     """Refuse an option of ``names`` that is not a whole number of at least 1
     (ValueError, as options do)."""

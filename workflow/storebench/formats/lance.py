@@ -29,6 +29,7 @@ from storebench.formats.base import (
     EncodedImages,
     Format,
     Reader,
+    any_to_read,
     check_positive,
     image_chunks,
     wrong_size,
@@ -68,11 +69,9 @@ class LanceReader(Reader):
             ) from None
 
     def read_into(self, indices: np.ndarray, images: np.ndarray, labels: np.ndarray) -> None:
-        count = len(indices)
-        if not count:
+        if not any_to_read(indices, self.count):
             return
-        if indices.min() < 0 or indices.max() >= self.count:
-            raise IndexError(f"index out of range 0..{self.count - 1}")
+        count = len(indices)
         try:
             table = self.dataset.take(indices.tolist(), columns=["image", "label"])
         except (OSError, ValueError, RuntimeError) as exc:

@@ -21,7 +21,14 @@ import pyarrow.parquet as pq
 
 from storebench.chunks import Images, chunk_images, row_bytes
 from storebench.errors import StorebenchError
-from storebench.formats.base import Format, Reader, image_chunks, one_size_only, wrong_size
+from storebench.formats.base import (
+    Format,
+    Reader,
+    any_to_read,
+    image_chunks,
+    one_size_only,
+    wrong_size,
+)
 
 FILE = "images.parquet"
 COMPRESSIONS = ("none", "snappy", "zstd")
@@ -56,11 +63,9 @@ class ParquetReader(Reader):
 
     def read_into(self, indices: np.ndarray, images: np.ndarray, labels: np.ndarray) -> None:
         one_size_only("parquet", images)
-        count = len(indices)
-        if not count:
+        if not any_to_read(indices, self.count):
             return
-        if indices.min() < 0 or indices.max() >= self.count:
-            raise IndexError(f"index out of range 0..{self.count - 1}")
+        count = len(indices)
         row = images[0].nbytes
         flat = images.reshape(count, row)
         order = np.argsort(indices, kind="stable")
