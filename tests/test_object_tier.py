@@ -87,6 +87,38 @@ def test_missing_credentials_are_named_before_any_request(monkeypatch) -> None:
         tiers.check(config)
 
 
+# what obstore's errors say (shortened): every one names the URL, with its port, and the
+# request's elapsed time, which may hold "403" without any server having answered 403
+_REFUSED = (
+    "Generic S3 error: Error performing GET http://127.0.0.1:14030/mine?list-type=2 in "
+    "101.403ms, after 1 retries - HTTP error: error sending request ... ConnectError("
+    '"tcp connect error", 127.0.0.1:14030, Os { code: 111, kind: ConnectionRefused })'
+)
+_FORBIDDEN = (
+    "Generic S3 error: Error performing GET http://127.0.0.1:47325/checked?list-type=2 in "
+    "1.150724ms - Server returned non-2xx status code: 403 Forbidden: <?xml ...>"
+)
+_NO_BUCKET = (
+    "Generic S3 error: Error performing GET http://127.0.0.1:40312/nosuch?list-type=2 in "
+    "1.471339ms - Server returned non-2xx status code: 404 Not Found: <Error><Code>"
+    "NoSuchBucket</Code>"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (_REFUSED, "is unreachable; check the endpoint's address"),
+        (_FORBIDDEN, "refused the credentials; set AWS_ACCESS_KEY_ID"),
+        (_FORBIDDEN.replace("403 Forbidden", "400 Bad Request") + "InvalidAccessKeyId", "refused"),
+        (_NO_BUCKET, "does not exist; create it"),
+        (_NO_BUCKET.replace("NoSuchBucket", "Slow Down"), "failed: Generic S3 error"),
+    ],
+)
+def test_a_first_requests_failure_is_named_from_its_text_not_its_digits(text, said) -> None:
+    assert objectstore.check_failure(text).startswith(said)
+
+
 @pytest.mark.parametrize(
     ("tier", "message"),
     [

@@ -16,6 +16,7 @@ import datetime
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -124,19 +125,28 @@ def check(endpoint: Endpoint, bucket: str, tier: str) -> None:
     try:
         next(iter(obstore.list(s3_store(endpoint, bucket, retries=1), chunk_size=1)), None)
     except (BaseError, OSError) as error:  # its own classes, or FileNotFoundError
-        text = str(error)
-        if "NoSuchBucket" in text:
-            fix = "does not exist; create it, or name an existing bucket in the tier"
-        elif "403" in text or "InvalidAccessKeyId" in text or "SignatureDoesNotMatch" in text:
-            fix = (
-                "refused the credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-                "to a key that may list and read the bucket"
-            )
-        elif "error sending request" in text or "connect" in text.lower():
-            fix = "is unreachable; check the endpoint's address and that its server runs"
-        else:
-            fix = f"failed: {text.splitlines()[0][:200]}"
-        raise StorebenchError(f"{where} {fix}") from None
+        raise StorebenchError(f"{where} {check_failure(str(error))}") from None
+
+
+# an HTTP 403 in a client error's text: not a digit run that merely holds "403", such as
+# a port (14030) or an elapsed time ("in 100.403ms") that every error message carries
+_FORBIDDEN = re.compile(r"(?<![\d.])403(?![\d.])|InvalidAccessKeyId|SignatureDoesNotMatch")
+
+
+def check_failure(text: str) -> str:
+    """What went wrong with a first request, from the client's error ``text``, as the
+    end of one line with its fix. A refused connection is read first: its text names
+    the request's URL and elapsed time, which may hold any digits."""
+    if "error sending request" in text or "tcp connect error" in text:
+        return "is unreachable; check the endpoint's address and that its server runs"
+    if "NoSuchBucket" in text:
+        return "does not exist; create it, or name an existing bucket in the tier"
+    if _FORBIDDEN.search(text):
+        return (
+            "refused the credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+            "to a key that may list and read the bucket"
+        )
+    return f"failed: {text.splitlines()[0][:200]}"
 
 
 def weed_binary() -> Path:
