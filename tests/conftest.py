@@ -43,8 +43,40 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def missing_extras() -> dict[str, str]:
+    """Kinds of an optional extra whose libraries are not installed -> that extra."""
+    from storebench.formats import available_kinds
+    from storebench.provenance import package_version
+
+    return {
+        kind: cls.extra
+        for kind, cls in available_kinds().items()
+        if cls.extra and any(package_version(p) == "not installed" for p in cls.libraries)
+    }
+
+
+def _format_of(value: Any, kinds: dict[str, str]) -> str | None:
+    """The kind a test parameter names: the kind, a variant named ``<kind>_...``, or a
+    spec ``{"kind": ...}``."""
+    if isinstance(value, dict):
+        value = value.get("kind")
+    if not isinstance(value, str):
+        return None
+    return next((k for k in kinds if value == k or value.startswith(f"{k}_")), None)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Without --slow, tests marked slow are skipped, with the reason."""
+    """A test of a format whose extra is not installed is skipped, naming the extra
+    (failed instead where STOREBENCH_REQUIRE_EXTRAS=1, as in CI); without --slow, tests
+    marked slow are skipped, with the reason."""
+    missing = {} if os.environ.get("STOREBENCH_REQUIRE_EXTRAS") == "1" else missing_extras()
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        kind = next(filter(None, (_format_of(v, missing) for v in params.values())), None)
+        if kind:
+            item.add_marker(
+                pytest.mark.skip(reason=f"{kind}: pip install -e '.[{missing[kind]}]' to test it")
+            )
     if config.getoption("--slow"):
         return
     skip = pytest.mark.skip(reason="slow: run with --slow (CI does)")

@@ -287,4 +287,4 @@ def test_a_format_of_an_extra_not_installed_stops_the_run_before_any_job(monkeyp
     with pytest.raises(StorebenchError, match=r"^formats.lance: kind 'lance' needs pylance, wh"):
         check(config)
     monkeypatch.setattr(provenance, "package_version", lambda p: "1.0")
-    assert {"lance", "arrayrecord"} <= set(check(config))
+    assert {"lance", "arrayrecord", "litdata"} <= set(check(config))

@@ -56,12 +56,15 @@ VARIANTS = {
     },
     "lance": {"kind": "lance"},
     "lance_small_files": {"kind": "lance", "rows_per_file": 10, "rows_per_group": 3},
+    "litdata": {"kind": "litdata"},
+    "litdata_small_chunks_zstd": {"kind": "litdata", "chunk_bytes": 20_000, "compression": "zstd"},
     # Lossy payloads: a read returns the decoded images (fmt.decoded), not the originals.
     "lmdb_jpeg": {"kind": "lmdb", "value": "raw", "payload": "jpeg", "quality": 90},
     "webdataset_webp": {"kind": "webdataset", "shard": 10, "payload": "webp", "quality": 80},
     "jpeg_files": {"kind": "png", "payload": "jpeg", "quality": 90},  # an ImageFolder
     "lance_jpeg": {"kind": "lance", "payload": "jpeg", "quality": 90},
     "arrayrecord_webp": {"kind": "arrayrecord", "shard": 10, "payload": "webp", "quality": 80},
+    "litdata_jpeg": {"kind": "litdata", "chunk_bytes": 50_000, "payload": "jpeg"},
 }
 _TESTED = {spec["kind"] for spec in VARIANTS.values()}
 SPECS = {**VARIANTS, **{k: {"kind": k} for k in available_kinds() if k not in _TESTED}}
@@ -467,16 +470,18 @@ def test_a_format_unit_larger_than_a_job_holds_is_refused_in_bytes(tmp_path: Pat
         assert not any(store.iterdir())
 
 
-@pytest.mark.parametrize("name", ["arrayrecord_shards_zstd", "lance_small_files"])
+@pytest.mark.parametrize(
+    "name", ["arrayrecord_shards_zstd", "lance_small_files", "litdata_small_chunks_zstd"]
+)
 def test_a_damaged_loader_format_store_is_named_in_one_line(name: str, data, tmp_path) -> None:
-    """An ArrayRecord shard or a Lance fragment cut short, and a store missing a file, are
+    """An ArrayRecord shard, a Lance fragment or a LitData chunk cut short, and a store missing a file, are
     named in one line (run in a child process: a crash in the library fails the test
     instead of the test run)."""
     images, labels = data
     fmt = make_format(name, SPECS[name])
     fmt.write(tmp_path, images, labels)
     files = fmt.files(tmp_path)
-    data_files = [p for p in files if p.suffix in (".array_record", ".lance")]
+    data_files = [p for p in files if p.suffix in (".array_record", ".lance", ".bin")]
     assert len(data_files) > 1  # the options make several shards or fragments
     script = (
         "import sys, numpy as np\n"
@@ -518,6 +523,9 @@ def test_a_damaged_loader_format_store_is_named_in_one_line(name: str, data, tmp
         ({"kind": "lance", "rows_per_file": True}, "rows_per_file: True is not a whole number"),
         ({"kind": "lance", "rows_per_group": -1}, "rows_per_group must be a positive integer"),
         ({"kind": "lance", "payload": "gif"}, "payload must be one of"),
+        ({"kind": "litdata", "chunk_bytes": 0}, "chunk_bytes must be a positive integer"),
+        ({"kind": "litdata", "compression": "lz4"}, "compression must be one of"),
+        ({"kind": "litdata", "chunk_bytes": "64MB"}, "chunk_bytes: '64MB' is not a whole number"),
     ],
 )
 def test_a_loader_formats_bad_option_is_one_line(spec: dict, message: str) -> None:

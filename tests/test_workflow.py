@@ -271,10 +271,18 @@ def test_modern_config_adds_todays_formats_and_the_shard_order() -> None:
 
 
 def test_loaders_config_adds_the_loaders_formats_to_every_stage() -> None:
+    from conftest import missing_extras
+
+    if missing_extras() and os.environ.get("STOREBENCH_REQUIRE_EXTRAS") != "1":
+        pytest.skip(f"extras not installed: {sorted(set(missing_extras().values()))}")
     summary = plan_from_root("config.yaml", "workflow/configs/loaders.yaml").stdout
     default = yaml.safe_load((ROOT / "config.yaml").read_text())
     loaders = yaml.safe_load((ROOT / "workflow/configs/loaders.yaml").read_text())
-    assert {spec["kind"] for spec in loaders["formats"].values()} == {"arrayrecord", "lance"}
+    assert {spec["kind"] for spec in loaders["formats"].values()} == {
+        "arrayrecord",
+        "lance",
+        "litdata",
+    }
     formats = [*default["formats"], *loaders["formats"]]
     assert per_format(summary, "store") == {name: len(default["cutoffs"]) for name in formats}
     for name in loaders["formats"]:
