@@ -57,6 +57,7 @@ VARIANTS = {
     "lance": {"kind": "lance"},
     "lance_small_files": {"kind": "lance", "rows_per_file": 10, "rows_per_group": 3},
     "litdata": {"kind": "litdata"},
+    "litdata_auto_decode": {"kind": "litdata", "batch_decode": "auto"},
     "litdata_small_chunks_zstd": {"kind": "litdata", "chunk_bytes": 20_000, "compression": "zstd"},
     # Lossy payloads: a read returns the decoded images (fmt.decoded), not the originals.
     "lmdb_jpeg": {"kind": "lmdb", "value": "raw", "payload": "jpeg", "quality": 90},
@@ -525,6 +526,8 @@ def test_a_damaged_loader_format_store_is_named_in_one_line(name: str, data, tmp
         ({"kind": "lance", "payload": "gif"}, "payload must be one of"),
         ({"kind": "litdata", "chunk_bytes": 0}, "chunk_bytes must be a positive integer"),
         ({"kind": "litdata", "compression": "lz4"}, "compression must be one of"),
+        ({"kind": "litdata", "batch_decode": -1}, "batch_decode must be a number >= 0, 'auto'"),
+        ({"kind": "litdata", "batch_decode": "some"}, "batch_decode must be a number >= 0"),
         ({"kind": "litdata", "chunk_bytes": "64MB"}, "chunk_bytes: '64MB' is not a whole number"),
     ],
 )

@@ -63,6 +63,7 @@ class LitDataReader(Reader):
         uri: str | None = None,
         cache: Path | None = None,
         storage_options: dict | None = None,
+        batch_decode: int | str = 0,
     ):
         litdata = _litdata()
         self.directory = Path(directory)
@@ -76,6 +77,7 @@ class LitDataReader(Reader):
                 uri or str(self.directory),
                 cache_dir=None if cache is None else str(cache),
                 storage_options=storage_options,
+                batch_decode=batch_decode,
             )
             self.count = len(self.dataset)
         except (OSError, ValueError, RuntimeError, KeyError, json.JSONDecodeError) as exc:
@@ -121,12 +123,21 @@ class LitDataFormat(EncodedImages, Format):
     extra = "litdata"
     chunk_bytes: int = 64_000_000  # LitData's documentation writes chunk_bytes="64MB"
     compression: str | None = None
+    # Items StreamingDataset deserializes together when one is asked for: 0 (each item
+    # alone) suits reads by index; its default "auto" decodes a window of 256 numpy
+    # items around each one asked for (made for its own in-window shuffled iteration),
+    # so a uniformly shuffled read by index decodes 256 items per image.
+    batch_decode: int | str = 0
 
     def __post_init__(self) -> None:
         check_positive(self, "chunk_bytes")
         if self.compression not in COMPRESSIONS:
             raise ValueError(f"compression must be one of {COMPRESSIONS}, not {self.compression!r}")
         payload.check(self.payload, self.quality)
+        window = self.batch_decode
+        whole = isinstance(window, int) and not isinstance(window, bool) and window >= 0
+        if not (whole or window in ("auto", "all")):
+            raise ValueError(f"batch_decode must be a number >= 0, 'auto' or 'all', not {window!r}")
 
     def load_writer(self) -> None:
         from litdata.streaming.writer import BinaryWriter  # noqa: F401
@@ -150,7 +161,7 @@ class LitDataFormat(EncodedImages, Format):
             raise StorebenchError(f"{directory}: LitData's writer wrote no index.json")
 
     def open(self, directory: Path) -> Reader:
-        return LitDataReader(directory, self.payload)
+        return LitDataReader(directory, self.payload, batch_decode=self.batch_decode)
 
     remote_way = "range"
 
@@ -167,4 +178,6 @@ class LitDataFormat(EncodedImages, Format):
             "region_name": endpoint.region,
         }
         uri = f"s3://{location.bucket}/{location.prefix}"
-        return LitDataReader(Path(location.prefix), self.payload, uri, scratch, options)
+        return LitDataReader(
+            Path(location.prefix), self.payload, uri, scratch, options, self.batch_decode
+        )
