@@ -43,15 +43,17 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def missing_extras() -> dict[str, str]:
-    """Kinds of an optional extra whose libraries are not installed -> that extra."""
+def missing_extras(environments: bool = False) -> dict[str, str]:
+    """Kinds of an optional extra whose libraries are not installed -> that extra; with
+    ``environments``, kinds whose jobs run in an environment of their own -> its name."""
     from storebench.formats import available_kinds
     from storebench.provenance import package_version
 
     return {
-        kind: cls.extra
+        kind: (cls.environment if environments else cls.extra)
         for kind, cls in available_kinds().items()
-        if cls.extra and any(package_version(p) == "not installed" for p in cls.libraries)
+        if (cls.environment if environments else cls.extra)
+        and any(package_version(p) == "not installed" for p in cls.libraries)
     }
 
 
@@ -70,12 +72,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     (failed instead where STOREBENCH_REQUIRE_EXTRAS=1, as in CI); without --slow, tests
     marked slow are skipped, with the reason."""
     missing = {} if os.environ.get("STOREBENCH_REQUIRE_EXTRAS") == "1" else missing_extras()
+    elsewhere = missing_extras(environments=True)
     for item in items:
-        params = getattr(getattr(item, "callspec", None), "params", {})
-        kind = next(filter(None, (_format_of(v, missing) for v in params.values())), None)
+        params = getattr(getattr(item, "callspec", None), "params", {}).values()
+        kind = next(filter(None, (_format_of(v, missing) for v in params)), None)
         if kind:
             item.add_marker(
                 pytest.mark.skip(reason=f"{kind}: pip install -e '.[{missing[kind]}]' to test it")
+            )
+        kind = next(filter(None, (_format_of(v, elsewhere) for v in params)), None)
+        if kind:  # .ci/run runs these tests in that environment
+            item.add_marker(
+                pytest.mark.skip(reason=f"{kind}: runs in the {elsewhere[kind]} environment")
             )
     if config.getoption("--slow"):
         return

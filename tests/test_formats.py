@@ -66,6 +66,9 @@ VARIANTS = {
     "lance_jpeg": {"kind": "lance", "payload": "jpeg", "quality": 90},
     "arrayrecord_webp": {"kind": "arrayrecord", "shard": 10, "payload": "webp", "quality": 80},
     "litdata_jpeg": {"kind": "litdata", "chunk_bytes": 50_000, "payload": "jpeg"},
+    "mds": {"kind": "mds"},
+    "mds_small_shards": {"kind": "mds", "size_limit": 20_000},
+    "mds_webp": {"kind": "mds", "size_limit": 30_000, "payload": "webp", "quality": 80},
 }
 _TESTED = {spec["kind"] for spec in VARIANTS.values()}
 SPECS = {**VARIANTS, **{k: {"kind": k} for k in available_kinds() if k not in _TESTED}}
@@ -472,7 +475,13 @@ def test_a_format_unit_larger_than_a_job_holds_is_refused_in_bytes(tmp_path: Pat
 
 
 @pytest.mark.parametrize(
-    "name", ["arrayrecord_shards_zstd", "lance_small_files", "litdata_small_chunks_zstd"]
+    "name",
+    [
+        "arrayrecord_shards_zstd",
+        "lance_small_files",
+        "litdata_small_chunks_zstd",
+        "mds_small_shards",
+    ],
 )
 def test_a_damaged_loader_format_store_is_named_in_one_line(name: str, data, tmp_path) -> None:
     """An ArrayRecord shard, a Lance fragment or a LitData chunk cut short, and a store missing a file, are
@@ -482,7 +491,7 @@ def test_a_damaged_loader_format_store_is_named_in_one_line(name: str, data, tmp
     fmt = make_format(name, SPECS[name])
     fmt.write(tmp_path, images, labels)
     files = fmt.files(tmp_path)
-    data_files = [p for p in files if p.suffix in (".array_record", ".lance", ".bin")]
+    data_files = [p for p in files if p.suffix in (".array_record", ".lance", ".bin", ".mds")]
     assert len(data_files) > 1  # the options make several shards or fragments
     script = (
         "import sys, numpy as np\n"
@@ -526,9 +535,14 @@ def test_a_damaged_loader_format_store_is_named_in_one_line(name: str, data, tmp
         ({"kind": "lance", "payload": "gif"}, "payload must be one of"),
         ({"kind": "litdata", "chunk_bytes": 0}, "chunk_bytes must be a positive integer"),
         ({"kind": "litdata", "compression": "lz4"}, "compression must be one of"),
+        ({"kind": "mds", "size_limit": 0}, "size_limit must be a positive integer"),
+        ({"kind": "mds", "size_limit": 2**32}, "size_limit must be below 2\\*\\*32"),
         ({"kind": "litdata", "batch_decode": -1}, "batch_decode must be a number >= 0, 'auto'"),
         ({"kind": "litdata", "batch_decode": "some"}, "batch_decode must be a number >= 0"),
-        ({"kind": "litdata", "chunk_bytes": "64MB"}, "chunk_bytes: '64MB' is not a whole number"),
+        (
+            {"kind": "litdata", "chunk_bytes": "64MB"},
+            "chunk_bytes must be a positive integer, not '64MB'",
+        ),
     ],
 )
 def test_a_loader_formats_bad_option_is_one_line(spec: dict, message: str) -> None:

@@ -14,13 +14,10 @@ from snakemake.logging import logger
 # The storebench package lives in workflow/; jobs run `python -m storebench`.
 PACKAGE_DIR = str(Path(workflow.basedir) / "workflow")
 sys.path.insert(0, PACKAGE_DIR)
-shell.prefix(
-    "set -euo pipefail; "
-    f"export PYTHONPATH={shlex.quote(PACKAGE_DIR)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
-)
 
 import storebench.config  # noqa: E402
 import storebench.dataset  # noqa: E402
+import storebench.formatenv  # noqa: E402
 import storebench.formats.base  # noqa: E402
 import storebench.diskspace  # noqa: E402
 import storebench.payload  # noqa: E402
@@ -56,6 +53,14 @@ TORCH_ENV = "../../envs/torch.yaml"
 PHOTOS_ENV = "../../envs/photos.yaml"
 RESULTS = "results"
 TRASH = f"{RESULTS}/.trash"
+# The environments of their own that some formats' jobs run in (storebench.formatenv):
+# below results/, or where a run that started this one (a tier's) keeps them.
+ENVS = os.environ.get(storebench.formatenv.VARIABLE) or f"{RESULTS}/envs"
+shell.prefix(
+    "set -euo pipefail; "
+    f"export PYTHONPATH={shlex.quote(PACKAGE_DIR)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+    f"export STOREBENCH_ENVS={shlex.quote(str(Path(ENVS).resolve()))}; "
+)
 # The verdict (which format to pick), also the first page of report.html.
 VERDICT = f"{RESULTS}/tables/verdict.rst"
 PARTIAL = f"{RESULTS}/partial"
@@ -120,7 +125,12 @@ except StorebenchError as error:
 import storebench.rounds  # noqa: E402
 
 ROUNDS = storebench.rounds.Settings.of(config.get("rounds"))
-ROUND_CELLS = storebench.rounds.cells(FORMATS, CUTOFFS, CACHES, ORDERS, ROUNDS)
+# A format with an environment of its own is measured in one job per cell at every n:
+# a round job measures every format in one process, the project's.
+OWN_ENV = {f for f, o in FORMAT_OBJECTS.items() if o.environment}
+ROUND_CELLS = storebench.rounds.cells(
+    [f for f in FORMATS if f not in OWN_ENV], CUTOFFS, CACHES, ORDERS, ROUNDS
+)
 ROUND_NUMBERS = list(range(2, ROUNDS.max_rounds + 1)) if ROUND_CELLS else []
 PARALLEL = config["parallel"]
 DATALOADER = config["dataloader"]
@@ -189,6 +199,7 @@ wildcard_constraints:
     figure="|".join(FIGURES),
     workers=r"\d+",
     round=r"\d+",
+    env=r"[a-z0-9_]+",
     batch=r"\d+",
     num_workers=r"\d+",
     loader=r"(threads|processes)-w\d+",
@@ -307,6 +318,13 @@ def get_source_state(wildcards):
     return storebench.dataset.source_state(DATASET_SPEC)
 
 
+def get_format_env(wildcards):
+    """The environment of its own a format's jobs run in, built before them (none for
+    most formats)."""
+    name = FORMAT_OBJECTS[wildcards.format].environment
+    return [f"{ENVS}/{name}/{storebench.formatenv.READY}"] if name else []
+
+
 def get_format_spec(wildcards):
     """The format's config entry as JSON, for the job's command line."""
     return json.dumps(config["formats"][wildcards.format])
@@ -328,7 +346,8 @@ def get_paired_args(wildcards):
 def get_round_args(wildcards):
     """A store or read job's part in the rounds: round 1 of its cell (at n >= from_n),
     and a planted slowdown (config test_slowdown, test only)."""
-    args = " --round 1" if ROUNDS.applies(int(wildcards.n)) else ""
+    in_rounds = ROUNDS.applies(int(wildcards.n)) and wildcards.format not in OWN_ENV
+    args = " --round 1" if in_rounds else ""
     slowdown = (config.get("test_slowdown") or {}).get(wildcards.format)
     return args + (f" --slowdown {slowdown}" if slowdown else "")
 

@@ -24,3 +24,19 @@ rule environment:
         "python -m storebench --log {log:q} environment"
         " --results-dir $(dirname {output.json:q}) --snakemake-version {params.snakemake_version}"
         " --out {output.json:q} --config-json {params.config:q} --config-out {output.config:q}"
+
+
+rule format_env:
+    output:
+        f"{ENVS}/{{env}}/{storebench.formatenv.READY}",
+    log:
+        f"{RESULTS}/logs/envs/{{env}}.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        **get_resources("environment"),
+    params:
+        envs=ENVS,
+    shell:
+        "python -m storebench --log {log:q} env {wildcards.env} --envs {params.envs:q}"

@@ -1,6 +1,7 @@
 rule read:
     input:
         **DATASET,
+        env=get_format_env,
         store=rules.store.output.store,
         reference=get_reference_store,
     output:
@@ -66,6 +67,7 @@ rule round:
 rule latency:
     input:
         **DATASET,
+        env=get_format_env,
         store=get_latency_store,
         reference=get_latency_reference_store,
     output:
@@ -100,6 +102,7 @@ rule latency:
 rule parallel:
     input:
         **DATASET,
+        env=get_format_env,
         store=rules.store.output.store,
         reference=get_reference_store,
     output:
@@ -131,6 +134,7 @@ rule parallel:
 rule dataloader:
     input:
         **DATASET,
+        env=get_format_env,
         store=rules.store.output.store,
         reference=get_reference_store,
     output:
@@ -162,6 +166,7 @@ rule dataloader:
 rule training:
     input:
         **DATASET,
+        env=get_format_env,
         store=rules.store.output.store,
         reference=get_reference_store,
     output:

@@ -2,6 +2,7 @@
 rule store:
     input:
         **DATASET,
+        env=get_format_env,
     output:
         store=directory(f"{RESULTS}/stores/{{format}}/{{n}}"),
         result=f"{RESULTS}/measurements/store/{{format}}/{{n}}.json",
@@ -37,6 +38,7 @@ rule store:
 rule single:
     input:
         **DATASET,
+        env=get_format_env,
     output:
         result=f"{RESULTS}/measurements/single/{{format}}.json",
     log:

@@ -2,6 +2,7 @@ rule usage:
     input:
         store=rules.store.output.store,
         meta=DATASET["meta"],
+        env=get_format_env,
     output:
         result=f"{RESULTS}/measurements/usage/{{format}}/{{n}}.json",
     log:

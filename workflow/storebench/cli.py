@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from storebench import cli_jobs, cli_results, diskspace
+from storebench import cli_jobs, cli_results, diskspace, formatenv
 from storebench.errors import StorebenchError
 
 log = logging.getLogger("storebench")
@@ -37,6 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:  # a job of a format with an environment of its own runs whole in it
+        environment = formatenv.of_spec(getattr(args, "spec", None))
+        if environment:
+            formatenv.run_in(environment, sys.argv[1:] if argv is None else argv)
+    except StorebenchError as exc:
+        print(f"storebench: error: {exc}", file=sys.stderr)
+        return 1
     handler = logging.FileHandler(args.log, mode="w") if args.log else logging.StreamHandler()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", handlers=[handler]

@@ -304,6 +304,14 @@ def cmd_usage(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_env(args: argparse.Namespace) -> None:
+    from storebench import formatenv
+
+    folder = formatenv.place(args.name, args.envs)
+    record = formatenv.build(args.name, folder)
+    log.info("built the %s environment in %.0f s: %s", args.name, record["build_s"], folder)
+
+
 def cmd_environment(args: argparse.Namespace) -> None:
     from storebench import environment
 
@@ -498,6 +506,11 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--out", type=Path, required=True, help="where its tables are copied")
     _subrun_args(p)
     p.set_defaults(func=cmd_tier_run)
+
+    p = sub.add_parser("env", help="build a format's own environment (envs/<name>.txt)")
+    p.add_argument("name", help="the environment, e.g. mds")
+    p.add_argument("--envs", type=Path, required=True, help="the folder that holds them")
+    p.set_defaults(func=cmd_env)
 
     p = sub.add_parser("environment", help="describe the machine and library versions")
     p.add_argument("--results-dir", type=Path, required=True)

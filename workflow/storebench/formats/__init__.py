@@ -15,7 +15,7 @@ from typing import Any
 from storebench.errors import StorebenchError
 from storebench.formats.base import Format, Reader
 
-__all__ = ["Format", "Reader", "available_kinds", "make_format"]
+__all__ = ["Format", "Reader", "available_kinds", "kind_class", "make_format"]
 
 
 def available_kinds() -> dict[str, type[Format]]:
@@ -44,6 +44,11 @@ def _kind_module(kind: object) -> dict[str, type[Format]]:
     module = importlib.import_module(f"{__name__}.{kind}")
     found = (v for v in vars(module).values() if isinstance(v, type) and issubclass(v, Format))
     return {v.kind: v for v in found if vars(v).get("kind") == kind}
+
+
+def kind_class(kind: object) -> type[Format] | None:
+    """The class of ``kind`` (None for an unknown kind), importing only its module."""
+    return (_kind_module(kind) or available_kinds()).get(kind)  # type: ignore[arg-type]
 
 
 def make_format(name: str, spec: Mapping[str, Any]) -> Format:

@@ -63,6 +63,10 @@ class Format(ABC):
     # The optional extra (pyproject.toml) that installs them, for a format outside the
     # core install: a run that names the format without it stops before any job.
     extra: ClassVar[str | None] = None
+    # The environment of its own (storebench.formatenv, envs/<name>.txt) that every job
+    # of the format runs in, for a library that cannot share the project's (None: the
+    # project's own).
+    environment: ClassVar[str | None] = None
     # Bytes a store adds per image beside the image's own bytes (keys, record framing,
     # headers), for the free-space check before a run (:meth:`disk_bytes_per_image`).
     overhead_bytes_per_image: ClassVar[int] = 128
