@@ -282,6 +282,7 @@ def test_loaders_config_adds_the_loaders_formats_to_every_stage() -> None:
         "arrayrecord",
         "lance",
         "litdata",
+        "mds",
     }
     formats = [*default["formats"], *loaders["formats"]]
     assert per_format(summary, "store") == {name: len(default["cutoffs"]) for name in formats}
