@@ -37,6 +37,6 @@ rule format_env:
     resources:
         **get_resources("environment"),
     params:
-        envs=ENVS,
+        envs=lambda wildcards, output: Path(output[0]).parent.parent,
     shell:
         "python -m storebench --log {log:q} env {wildcards.env} --envs {params.envs:q}"
