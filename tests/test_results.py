@@ -153,3 +153,19 @@ def test_table_command_refuses_and_writes_nothing(tmp_path: Path) -> None:
     assert proc.stderr.startswith("storebench: error: results from different runs")
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not csv.exists() and not md.exists()
+
+
+def test_a_format_of_its_own_environment_shares_a_table_with_other_versions(tmp_path) -> None:
+    """An MDS result made in the mds environment (numpy 2.1.3) beside the project's
+    (numpy 2.4.6): one run. Two results of that environment that disagree are not."""
+    mds = _result("mds", kind="mds", options={}, environment="mds")
+    mds["versions"] = {**mds["versions"], "numpy": "2.1.3"}
+    paths = _write(tmp_path, [_result(), mds])
+    assert len(results.check_one_run(paths)) == 2
+    unmarked = {k: v for k, v in mds.items() if k != "environment"}  # not said: refused
+    with pytest.raises(StorebenchError, match="versions.numpy is"):
+        results.check_one_run(_write(tmp_path / "unmarked", [_result(), unmarked]))
+    other = copy.deepcopy(mds)
+    other["format"], other["versions"]["numpy"] = "mds_jpeg", "2.1.2"
+    with pytest.raises(StorebenchError, match="versions.numpy is '2.1.3'"):
+        results.check_one_run(_write(tmp_path / "two", [mds, other]))

@@ -150,6 +150,8 @@ def describe(
         "run": {"dataset": dataset, **(settings or {})},
         # an object-store tier: where, read which way, and the link as measured
         **({"tier": fmt.describe()} if getattr(fmt, "remote", False) else {}),
+        # a format run in an environment of its own (its versions are that environment's)
+        **({"environment": fmt.environment} if getattr(fmt, "environment", None) else {}),
     }
 
 

@@ -166,14 +166,15 @@ def check_one_run(paths: Iterable[Path], stage: str | None = None) -> list[dict[
     """Load results for one table and refuse them if they come from different runs.
 
     One run means the same versions and code fingerprint, the same dataset, repeats
-    and seed, and per format the same kind and options. The older file of the first
+    and seed, and per format the same kind and options; a format run in an environment
+    of its own (:mod:`storebench.formatenv`) has that environment's versions. The older file of the first
     mismatch is named, with the command that remakes it.
     """
     loaded = load_records(paths, stage)
     first_of: dict[str, tuple[Path, dict[str, Any]]] = {}
     for path, result in loaded:
-        wanted = {
-            "*": _provenance(result),
+        wanted = {  # the shared versions are those of the environment the job ran in
+            f"*{result.get('environment') or ''}": _provenance(result),
             result.get("format", "?"): _format_provenance(result),
         }
         for group, value in wanted.items():
