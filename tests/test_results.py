@@ -163,9 +163,9 @@ def test_a_format_of_its_own_environment_shares_a_table_with_other_versions(tmp_
     paths = _write(tmp_path, [_result(), mds])
     assert len(results.check_one_run(paths)) == 2
     unmarked = {k: v for k, v in mds.items() if k != "environment"}  # not said: refused
-    with pytest.raises(StorebenchError, match="versions.numpy is"):
+    with pytest.raises(StorebenchError, match=r"versions\.numpy is"):
         results.check_one_run(_write(tmp_path / "unmarked", [_result(), unmarked]))
     other = copy.deepcopy(mds)
     other["format"], other["versions"]["numpy"] = "mds_jpeg", "2.1.2"
-    with pytest.raises(StorebenchError, match="versions.numpy is '2.1.3'"):
+    with pytest.raises(StorebenchError, match=r"versions\.numpy is '2\.1\.3'"):
         results.check_one_run(_write(tmp_path / "two", [mds, other]))

@@ -167,8 +167,8 @@ def check_one_run(paths: Iterable[Path], stage: str | None = None) -> list[dict[
 
     One run means the same versions and code fingerprint, the same dataset, repeats
     and seed, and per format the same kind and options; a format run in an environment
-    of its own (:mod:`storebench.formatenv`) has that environment's versions. The older file of the first
-    mismatch is named, with the command that remakes it.
+    of its own (:mod:`storebench.formatenv`) has that environment's versions. The older
+    file of the first mismatch is named, with the command that remakes it.
     """
     loaded = load_records(paths, stage)
     first_of: dict[str, tuple[Path, dict[str, Any]]] = {}
