@@ -294,6 +294,7 @@ def _dataset(n: int = 300) -> tuple[np.ndarray, np.ndarray]:
         "lance",
         "arrayrecord",
         "litdata",
+        "mds",
     ],
 )
 def test_a_store_uploaded_reads_back_from_the_object_store(
