@@ -549,3 +549,26 @@ def test_a_loader_formats_bad_option_is_one_line(spec: dict, message: str) -> No
     with pytest.raises(StorebenchError, match=message) as info:
         make_format("x", spec)
     assert "\n" not in str(info.value) and str(info.value).startswith("formats.x")
+
+
+@pytest.mark.parametrize(
+    ("name", "module"),
+    [
+        ("arrayrecord", "array_record.python.array_record_module"),
+        ("lance", "lance"),
+        ("litdata", "litdata"),
+        ("mds", "streaming"),
+    ],
+)
+def test_a_format_that_imports_its_library_late_can_load_it_first(name, module) -> None:
+    """load_reader imports the library a store's open would (run in a fresh process: this
+    one may have imported it already)."""
+    script = (
+        "import sys\nfrom storebench.formats import make_format\n"
+        f"fmt = make_format({name!r}, {SPECS[name]!r})\n"
+        f"assert {module!r} not in sys.modules\n"
+        "fmt.load_reader()\n"
+        f"assert {module!r} in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

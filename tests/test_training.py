@@ -272,3 +272,26 @@ def test_a_legend_of_long_format_names_takes_three_columns_to_stay_on_the_figure
     photos = [*default[:-1], "jpeg_files", "lmdb_jpeg", "webdataset_jpeg", "target 90%"]
     assert figures._legend_columns(photos) == 3  # four ran off both sides (run P33)
     assert figures._legend_columns(["a", "b"]) == 2 and figures._legend_columns([]) == 1
+
+
+@pytest.mark.parametrize("loader", ["threads", "processes"])
+def test_the_formats_library_is_imported_before_the_first_timed_epoch(
+    loader, data, tmp_path: Path, monkeypatch
+) -> None:
+    """A format whose library is imported when a store opens (the loaders' formats) has
+    it imported before any epoch is timed, in the training process, as a script that
+    builds its dataset first would: no epoch pays for the import, and forked workers
+    inherit it."""
+    if loader == "processes":
+        pytest.importorskip("torch")
+    fmt, store, reference = _stores("png", data, tmp_path)
+    events: list[str] = []
+    cls = type(fmt)
+    monkeypatch.setattr(cls, "load_reader", lambda self: events.append("load"))
+    opened = cls.open
+    monkeypatch.setattr(cls, "open", lambda self, d: events.append("open") or opened(self, d))
+    order = np.random.default_rng(4).permutation(N)
+    training.measure_loop(fmt, store, *data, order, LOOP, loader, 1, reference=reference)
+    assert events[0] == "load" and "load" not in events[1:]
+    if loader == "threads":
+        assert "open" in events  # the epochs' opens came after it

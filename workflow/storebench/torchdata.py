@@ -177,6 +177,8 @@ def measure_epochs(
     trial = epoch_of("format", fmt, Path(store))
     floor = epoch_of("reference", ref_fmt, Path(ref_store))
     pagecache.load([*fmt.cache_files(store), *ref_fmt.cache_files(ref_store)])
+    fmt.load_reader()  # imported here, as a script's dataset does: workers inherit it
+    ref_fmt.load_reader()
     floor()  # untimed: the DataLoader's code paths warm
     result = run_pairs(trial, floor, policy, seed)
     if not (fmt.lossy or ref_fmt.lossy) and len(set(sums.values())) != 1:

@@ -467,6 +467,8 @@ def measure_loop(
 
     ref_fmt, ref_store = reference or (fmt, store)
     pagecache.load([*fmt.cache_files(store), *ref_fmt.cache_files(ref_store)])
+    fmt.load_reader()
+    ref_fmt.load_reader()
     result = run_pairs(
         epoch_of("format", fmt, Path(store)),
         epoch_of("reference", ref_fmt, Path(ref_store)),

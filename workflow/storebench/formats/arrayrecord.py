@@ -141,6 +141,9 @@ class ArrayRecordFormat(EncodedImages, Format):
             raise ValueError(f"compression must be one of {COMPRESSIONS}, not {self.compression!r}")
         payload.check(self.payload, self.quality)
 
+    def load_reader(self) -> None:
+        _module()
+
     def load_writer(self) -> None:
         _module()
 

@@ -121,6 +121,13 @@ class Format(ABC):
         a write is timed, so no import lands in a store time."""
         return None  # most formats import their library with their module
 
+    def load_reader(self) -> None:
+        """Import what :meth:`open` needs that the module does not import itself. Called
+        before loaders are timed, as a training script imports its dataset's library
+        before its loader starts: the loop's first epoch does not pay for the import,
+        and forked workers inherit the library instead of importing it each epoch."""
+        return None  # most formats import their library with their module
+
     def files(self, directory: Path) -> list[Path]:
         """Every file the store consists of (for disk usage and cache eviction)."""
         return sorted(

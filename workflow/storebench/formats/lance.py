@@ -119,6 +119,9 @@ class LanceFormat(EncodedImages, Format):
         check_positive(self, "rows_per_file", "rows_per_group")
         payload.check(self.payload, self.quality)
 
+    def load_reader(self) -> None:
+        _lance()
+
     def load_writer(self) -> None:
         _lance()
 

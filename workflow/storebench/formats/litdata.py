@@ -139,6 +139,9 @@ class LitDataFormat(EncodedImages, Format):
         if not (whole or window in ("auto", "all")):
             raise ValueError(f"batch_decode must be a number >= 0, 'auto' or 'all', not {window!r}")
 
+    def load_reader(self) -> None:
+        _litdata()
+
     def load_writer(self) -> None:
         from litdata.streaming.writer import BinaryWriter  # noqa: F401
 

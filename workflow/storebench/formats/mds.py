@@ -112,6 +112,9 @@ class MdsFormat(EncodedImages, Format):
             raise ValueError(f"size_limit must be below 2**32 (MDS offsets), not {self.size_limit}")
         payload.check(self.payload, self.quality)
 
+    def load_reader(self) -> None:
+        _streaming()
+
     def load_writer(self) -> None:
         _streaming()
 
