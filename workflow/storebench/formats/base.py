@@ -213,6 +213,20 @@ def any_to_read(indices: np.ndarray, count: int) -> bool:
     return True
 
 
+def put_item(store: Path, index: int, value: Any, out: np.ndarray, kind: str) -> None:
+    """Put one stored item's image into ``out``: pixels as an array of ``out``'s shape
+    (another shape: the store is another dataset's), or a ``kind`` payload to decode."""
+    if kind != "raw":
+        payload.decode_into(memoryview(value), out, kind, store)
+        return
+    if value.shape != out.shape:
+        raise StorebenchError(
+            f"{store}: image {index} has shape {value.shape}, but the dataset's images have "
+            f"{out.shape}; the store was written from another dataset: rerun its store job"
+        )
+    out[...] = value
+
+
 def check_positive(fmt: Format, *names: str) -> None:
     """Refuse an option of ``names`` that is not a whole number of at least 1
     (ValueError, as options do)."""

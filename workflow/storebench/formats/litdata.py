@@ -36,6 +36,7 @@ from storebench.formats.base import (
     check_positive,
     damaged,
     image_chunks,
+    put_item,
 )
 
 COMPRESSIONS = (None, "zstd")
@@ -93,18 +94,7 @@ class LitDataReader(Reader):
                 what = f"{type(exc).__name__} {str(exc).splitlines()[0][:200] if str(exc) else ''}"
                 raise damaged(self.directory, f"item {index}: {what.strip()}") from None
             labels[k] = item["label"]
-            if self.payload == "raw":
-                image = item["image"]
-                if image.shape != images[k].shape:
-                    raise StorebenchError(
-                        f"{self.directory}: image {index} has shape {image.shape}, but the "
-                        f"dataset's images have {images[k].shape}; the store was written "
-                        "from another dataset: rerun its store job"
-                    )
-                images[k] = image
-            else:
-                piece = memoryview(item["image"])
-                payload.decode_into(piece, images[k], self.payload, self.directory)
+            put_item(self.directory, index, item["image"], images[k], self.payload)
 
     def close(self) -> None:
         self.dataset = None

@@ -35,6 +35,7 @@ from storebench.formats.base import (
     check_positive,
     damaged,
     image_chunks,
+    put_item,
 )
 
 INDEX = "index.json"
@@ -77,18 +78,7 @@ class MdsReader(Reader):
                 what = f"{type(exc).__name__} {str(exc).splitlines()[0][:200] if str(exc) else ''}"
                 raise damaged(self.directory, f"sample {index}: {what.strip()}") from None
             labels[k] = sample["label"]
-            if self.payload == "raw":
-                image = sample["image"]
-                if image.shape != images[k].shape:
-                    raise StorebenchError(
-                        f"{self.directory}: image {index} has shape {image.shape}, but the "
-                        f"dataset's images have {images[k].shape}; the store was written "
-                        "from another dataset: rerun its store job"
-                    )
-                images[k] = image
-            else:
-                piece = memoryview(sample["image"])
-                payload.decode_into(piece, images[k], self.payload, self.directory)
+            put_item(self.directory, index, sample["image"], images[k], self.payload)
 
     def close(self) -> None:
         self.dataset = None
