@@ -19,7 +19,7 @@ import pytest
 from test_tiers import _marks, needs_weed
 
 from storebench import config as configuration
-from storebench import measure, objectstore, objecttier, tiers
+from storebench import measure, objectstore, objecttier, pagecache, tiers
 from storebench.errors import StorebenchError
 from storebench.formats import make_format
 from storebench.host import QuietFilesystem
@@ -227,6 +227,49 @@ def test_a_cold_read_of_a_cache_nobody_can_evict_is_not_called_cold() -> None:
     assert measure.cache_verified("cold", [0.0, 0.01])  # the check can pass
     row = tables.timing_rows([_read_result([], [nan, nan, nan])])[0]
     assert row["cache"] == tables.NOT_VERIFIED and row["residency_max"] == ""
+
+
+def test_a_cold_read_evicts_the_servers_files_as_they_are_at_that_read(tmp_path: Path) -> None:
+    """A server compacts its metadata as it works: between two reads one of its files
+    is gone and a new one, just written, is in the cache. Each cold read evicts the
+    files there are then (the list of the first read fails on the gone file, and
+    misses the new one, whose pages would leave the read not verified cold)."""
+    server = tmp_path / "server"
+    server.mkdir()
+    serial = iter(range(1000))
+    seen: list[float] = []  # how much of the server's files was cached as a read began
+
+    def compact() -> None:
+        for old in server.iterdir():
+            old.unlink()
+        (server / f"{next(serial):06d}.ldb").write_bytes(os.urandom(1 << 20))
+
+    compact()
+    base = make_format("raw", {"kind": "npy"})
+
+    class OnAServer(type(base)):  # type: ignore[misc]
+        remote = True
+
+        def cache_files(self, directory: Path) -> list[Path]:
+            return [*self.files(directory), *sorted(server.iterdir())]
+
+        def open(self, directory: Path) -> Any:
+            seen.append(pagecache.residency(sorted(server.iterdir())))
+            compact()  # the server works while the store is read
+            return super().open(directory)
+
+    fmt = OnAServer(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)})
+    images, labels = _images()
+    store = tmp_path / "store"
+    store.mkdir()
+    fmt.write(store, images, labels)
+    indices = measure.read_indices(len(images), "random", 0)
+    result = measure.measure_read(fmt, store, images, labels, indices, "cold", 3)
+    assert len(result["residency_before"]) >= 3  # a read, a new file before each
+    assert result["cache_verified"] and max(result["residency_before"]) <= 0.05
+    # every timed read (the format's and its floor's, here the same) began with the
+    # server's newest file evicted; the untimed first reads did not
+    assert sum(s <= 0.05 for s in seen) >= 2 * len(result["residency_before"])
 
 
 # --- on a SeaweedFS server ------------------------------------------------------------------

@@ -6,8 +6,9 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from storebench.pagecache import evict, residency
+from storebench.pagecache import evict, load, residency
 
 
 def _files(folder: Path, count: int, size: int) -> list[Path]:
@@ -42,3 +43,18 @@ def test_empty_and_unwritten_files(tmp_path: Path) -> None:
     os.sync()
     evict([sparse])
     assert residency([sparse]) < 0.05
+
+
+def test_a_file_gone_since_it_was_listed_holds_no_pages(tmp_path: Path) -> None:
+    # A server's own files come and go as it works (its metadata database compacts):
+    # one listed a moment ago and gone now has nothing to evict, count or load.
+    files = _files(tmp_path, 4, 1 << 20)
+    gone = tmp_path / "gone.ldb"
+    listed = [*files, gone]
+    load(listed)
+    assert residency(listed) > 0.95
+    evict(listed)
+    assert residency(listed) < 0.05
+    # a path that is not a file (a folder) is still an error, not skipped
+    with pytest.raises(IsADirectoryError):
+        load([tmp_path])

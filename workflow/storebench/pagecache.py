@@ -27,10 +27,21 @@ _libc.mincore.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctype
 _MAP_FAILED = ctypes.c_void_p(-1).value
 
 
+def _open(path: Path) -> int | None:
+    """A descriptor of ``path``, or None when it is gone: a server's own files come and
+    go while it works (its metadata database compacts), and a file that is gone holds
+    no pages."""
+    try:
+        return os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+
+
 def evict(files: Iterable[Path]) -> None:
     """Flush each file and ask the kernel to drop its pages from the page cache."""
     for path in files:
-        fd = os.open(path, os.O_RDONLY)
+        if (fd := _open(path)) is None:
+            continue
         try:
             os.fdatasync(fd)  # dirty pages cannot be dropped
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
@@ -69,7 +80,8 @@ def residency(files: Iterable[Path]) -> float:
     """Fraction (0..1) of the files' pages that are in the page cache right now."""
     resident = total = 0
     for path in files:
-        fd = os.open(path, os.O_RDONLY)
+        if (fd := _open(path)) is None:
+            continue
         try:
             size = os.fstat(fd).st_size
             if size == 0:
@@ -85,6 +97,8 @@ def load(files: Iterable[Path], block: int = 1 << 20) -> None:
     """Read every file once, so its pages are in the page cache (an untimed warm-up)."""
     buffer = bytearray(block)
     for path in files:
-        with open(path, "rb", buffering=0) as handle:
+        if (fd := _open(path)) is None:
+            continue
+        with open(fd, "rb", buffering=0) as handle:
             while handle.readinto(buffer):
                 pass
