@@ -17,7 +17,7 @@ from storebench import config as configuration
 from storebench import tiers
 from storebench.errors import StorebenchError
 from storebench.measure import read_indices
-from storebench.present import figures
+from storebench.present import figures, tables
 from storebench.present import tiers as tier_tables
 from storebench.present.verdict import Pick
 from storebench.validation import checksum
@@ -231,6 +231,20 @@ def test_the_tiers_figure_draws_every_tier(tmp_path: Path) -> None:
     out = tmp_path / "tiers.png"
     figures.render("tiers", {"tiers": rows}, [out], ["raw", "png", "hdf5"])
     assert out.stat().st_size > 10_000
+
+    def cold_panel(rows: list[dict[str, Any]]) -> Any:
+        fig = figures.draw("tiers", {"tiers": rows}, ["raw", "png", "hdf5"])
+        return next(ax for ax in fig.axes if "cold" in ax.get_title())
+
+    every = len(cold_panel(rows).patches)
+    assert every == 6 and not [t for t in cold_panel(rows).texts if t.get_text() == "*"]
+    # a cold read whose cache was not shown cold keeps its bar, starred
+    for row in rows:
+        if (row["tier"], row["format"], row["cache"]) == ("nfs", "png", "cold"):
+            row["cache"] = tables.NOT_VERIFIED
+    panel = cold_panel(rows)
+    assert len(panel.patches) == every
+    assert [t.get_text() for t in panel.texts] == ["*"]
 
 
 def test_a_tier_that_cannot_run_stops_the_workflow_before_any_job(tmp_path: Path) -> None:

@@ -85,7 +85,8 @@ FIGURES: dict[str, FigureRecord] = {
             "itself is local; each other tier ran the whole experiment there, its floor "
             "on the same tier), for the store and the shuffled reads, cold and warm, at "
             "the largest n every tier measured. Bars: the median; lines: the interval of "
-            "the tier's own run. {spread}"
+            "the tier's own run; *: a cold read whose cache was not shown cold (more than "
+            "5% of its files' pages cached before a read). {spread}"
         ),
     ),
     "store_time_linear": FigureRecord(

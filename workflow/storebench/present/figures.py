@@ -21,7 +21,7 @@ from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
 from storebench.errors import StorebenchError
 from storebench.present.catalog import FIGURES
-from storebench.present.tables import PERCENTILES
+from storebench.present.tables import NOT_VERIFIED, PERCENTILES
 
 Rows = list[dict[str, Any]]
 Tables = Mapping[str, Rows]
@@ -454,11 +454,17 @@ def tiers(tables: Tables, palette: Palette) -> Figure:
         ("read, cold cache, shuffled", {"cache": "cold", "order": "random"}),
         ("read, warm cache, shuffled", {"cache": "warm", "order": "random"}),
     ]
-    panels = [(t, w) for t, w in panels if _where(rows, n=n, **w)]
+    # a cold read whose cache was not shown cold stays in its panel, starred
+    unverified = [
+        {**r, "cache": "cold", "starred": True}
+        for r in rows
+        if r.get("cache") == NOT_VERIFIED and r["n"] == n
+    ]
+    panels = [(t, w) for t, w in panels if _where([*rows, *unverified], n=n, **w)]
     fig, axes = _panels(len(panels), 1.5, len(names))
     width = 0.8 / len(names)
     for ax, (title, where) in zip(axes, panels, strict=True):
-        cells = {(r["format"], r["tier"]): r for r in _where(rows, n=n, **where)}
+        cells = {(r["format"], r["tier"]): r for r in _where([*rows, *unverified], n=n, **where)}
         for i, fmt in enumerate(formats):
             for j, tier in enumerate(names):
                 row = cells.get((fmt, tier))
@@ -467,6 +473,16 @@ def tiers(tables: Tables, palette: Palette) -> Figure:
                 low_mid_high = (row["images_per_s_lo"], row["images_per_s"], row["images_per_s_hi"])
                 x = i - 0.4 + width * (j + 0.5)
                 _bar(ax, x, width, low_mid_high, styles[fmt]["color"], TIER_HATCHES[j % 6])
+                if row.get("starred"):
+                    ax.annotate(
+                        "*",
+                        (x, low_mid_high[2]),
+                        xytext=(0, 1),
+                        textcoords="offset points",
+                        ha="center",
+                        va="bottom",
+                        fontsize=7,
+                    )
         ax.set_yscale("log")
         ax.set_xticks(range(len(formats)))
         ax.set_xticklabels(formats, rotation=45, ha="right", fontsize=5.5)
