@@ -668,6 +668,32 @@ def test_forcerun_read_reruns_reads_not_stores(run: Path) -> None:
     assert not (run / "results/.trash").exists()
 
 
+def test_a_newer_copy_of_a_local_archive_reruns_nothing_a_new_md5_reruns_it(
+    tmp_path: Path, sample: Path
+) -> None:
+    # A mount or a copy gives the user's archive a new time: cifar10.md5 pins its
+    # content, so what was built from it stays built (a three-hour run is not redone
+    # for a timestamp).
+    archive = tmp_path / "cifar.tar.gz"
+    shutil.copyfile(sample, archive)
+    config = str(local_config(tmp_path, archive, ("raw",), n_images=100, cutoffs=[10]))
+    target = "results/dataset/images.npy"
+
+    def planned(*args: str) -> dict[str, int]:
+        plan = snakemake(tmp_path, "-n", "--configfile", config, *args, "--", target)
+        return job_counts(plan.stdout) if "Job stats:" in plan.stdout else {}
+
+    assert planned() == {"extract": 1, "dataset": 1}
+    snakemake(tmp_path, "--cores", "1", "--configfile", config, "--", target)
+    assert planned() == {}
+    later = time.time() + 60
+    os.utime(archive, (later, later))
+    assert planned() == {}
+    # what does change the content (its md5) reruns everything built from it
+    other = {"md5": "0" * 32, "archive": str(archive)}
+    assert planned("--config", f"cifar10={json.dumps(other)}") == {"extract": 1, "dataset": 1}
+
+
 def test_tampered_download_fails_clearly_and_leaves_nothing(tmp_path: Path, sample: Path) -> None:
     tampered = bytearray(sample.read_bytes())
     tampered[len(tampered) // 2] ^= 0xFF

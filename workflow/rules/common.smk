@@ -211,6 +211,16 @@ def get_archive():
     return config["cifar10"].get("archive") or f"{RESULTS}/data/cifar-10-python.tar.gz"
 
 
+def get_archive_input():
+    """The archive as a rule's input. A local one is ancient(): cifar10.md5 pins its
+    content (a param of the rules that read it, checked on extract), so a copy of it
+    with a newer time (a new mount, a copy) reruns nothing. The download is not: it is
+    a job's output, and ancient() would keep a new download from rerunning the jobs
+    after it."""
+    archive = get_archive()
+    return ancient(archive) if config["cifar10"].get("archive") else archive
+
+
 def get_dataset_input():
     """What the dataset is built from: CIFAR-10's extracted archive; nothing for an image
     folder (its state is a parameter, see get_dataset_args)."""
@@ -242,7 +252,7 @@ def get_dataset_args(wildcards):
 
 def get_sweep_archive():
     """The CIFAR-10 archive every size's run reads (none for an image folder)."""
-    return [get_archive()] if DATASET_SPEC["kind"] == "cifar10" else []
+    return [get_archive_input()] if DATASET_SPEC["kind"] == "cifar10" else []
 
 
 def get_sweep_config(wildcards):

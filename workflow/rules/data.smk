@@ -20,7 +20,7 @@ rule download:
 
 rule extract:
     input:
-        archive=get_archive(),
+        archive=get_archive_input(),
     output:
         directory(f"{RESULTS}/data/extracted"),
     log:
