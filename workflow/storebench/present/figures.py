@@ -455,16 +455,15 @@ def tiers(tables: Tables, palette: Palette) -> Figure:
         ("read, warm cache, shuffled", {"cache": "warm", "order": "random"}),
     ]
     # a cold read whose cache was not shown cold stays in its panel, starred
-    unverified = [
-        {**r, "cache": "cold", "starred": True}
+    rows = [
+        {**r, "cache": "cold", "starred": True} if r.get("cache") == NOT_VERIFIED else r
         for r in rows
-        if r.get("cache") == NOT_VERIFIED and r["n"] == n
     ]
-    panels = [(t, w) for t, w in panels if _where([*rows, *unverified], n=n, **w)]
+    panels = [(t, w) for t, w in panels if _where(rows, n=n, **w)]
     fig, axes = _panels(len(panels), 1.5, len(names))
     width = 0.8 / len(names)
     for ax, (title, where) in zip(axes, panels, strict=True):
-        cells = {(r["format"], r["tier"]): r for r in _where([*rows, *unverified], n=n, **where)}
+        cells = {(r["format"], r["tier"]): r for r in _where(rows, n=n, **where)}
         for i, fmt in enumerate(formats):
             for j, tier in enumerate(names):
                 row = cells.get((fmt, tier))
